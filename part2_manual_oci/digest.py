@@ -1,0 +1,74 @@
+"""Content digests: ``sha256:<64 lowercase hex>``, the identity of every blob.
+
+"The digest of a blob is the hash of its exact bytes"; so the same JSON re-indented is a
+different blob. Large data is hashed as a stream, never read whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import BinaryIO
+
+ALGORITHM = "sha256"
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+CHUNK = 1 << 20
+
+
+class DigestError(ValueError):
+    """A string that is not a valid sha256 digest."""
+
+
+def sha256_digest(data: bytes) -> str:
+    """The digest of some bytes."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def digest_stream(f: BinaryIO, chunk: int = CHUNK) -> tuple[str, int]:
+    """The digest and size of everything left in a binary stream, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    while block := f.read(chunk):
+        h.update(block)
+        size += len(block)
+    return "sha256:" + h.hexdigest(), size
+
+
+def check_digest(digest: str) -> str:
+    """Return ``digest`` if it is ``sha256:<64 lowercase hex>``, else raise DigestError."""
+    if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+        raise DigestError(f"invalid digest {digest!r} (expected sha256:<64 lowercase hex>)")
+    return digest
+
+
+def digest_hex(digest: str) -> str:
+    """The hex part of a digest (its blob file name under blobs/sha256/)."""
+    return check_digest(digest).split(":", 1)[1]
+
+
+class HashingWriter:
+    """A write-only file object that hashes and counts what passes through to ``sink``.
+
+    ``sink`` may be None (hash only). Used to compute a blob digest while it is written.
+    """
+
+    def __init__(self, sink: BinaryIO | None = None) -> None:
+        self.sink = sink
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self._hash.update(data)
+        n = len(data)
+        self.size += n
+        if self.sink is not None:
+            self.sink.write(data)
+        return n
+
+    def flush(self) -> None:
+        if self.sink is not None:
+            self.sink.flush()
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()

@@ -1,0 +1,178 @@
+"""The kernel bindings of the course, in one place.
+
+Each function wraps one system call through ctypes (or the stdlib where it has the call), with
+the C prototype as a comment. Every failure goes through :func:`_check`, which raises
+``OSError(errno, strerror, path)`` so the message names what was being done.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import enum
+import os
+import platform
+import socket
+
+_libc = None
+
+
+def libc() -> ctypes.CDLL:
+    """glibc, loaded on first use (no work at import time)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _libc
+
+
+class CloneFlags(enum.IntFlag):
+    """Namespace flags of clone(2), unshare(2) and setns(2) (linux/sched.h)."""
+
+    NEWTIME = 0x00000080
+    NEWNS = 0x00020000  # mount
+    NEWCGROUP = 0x02000000
+    NEWUTS = 0x04000000
+    NEWIPC = 0x08000000
+    NEWUSER = 0x10000000
+    NEWPID = 0x20000000
+    NEWNET = 0x40000000
+
+
+class MountFlags(enum.IntFlag):
+    """Flags of mount(2) (linux/mount.h)."""
+
+    NONE = 0
+    RDONLY = 1
+    NOSUID = 2
+    NODEV = 4
+    NOEXEC = 8
+    SYNCHRONOUS = 16
+    REMOUNT = 32
+    MANDLOCK = 64
+    DIRSYNC = 128
+    NOSYMFOLLOW = 256
+    NOATIME = 1024
+    NODIRATIME = 2048
+    BIND = 4096
+    MOVE = 8192
+    REC = 16384
+    SILENT = 32768
+    UNBINDABLE = 1 << 17
+    PRIVATE = 1 << 18
+    SLAVE = 1 << 19
+    SHARED = 1 << 20
+    RELATIME = 1 << 21
+    STRICTATIME = 1 << 24
+
+
+class UmountFlags(enum.IntFlag):
+    """Flags of umount2(2)."""
+
+    NONE = 0
+    FORCE = 1
+    DETACH = 2
+    EXPIRE = 4
+    NOFOLLOW = 8
+
+
+#: syscall numbers of calls glibc has no wrapper for, per architecture
+SYSCALL_NUMBERS: dict[str, dict[str, int]] = {
+    "x86_64": {"pivot_root": 155},
+    "aarch64": {"pivot_root": 41},
+}
+
+
+def syscall_number(name: str) -> int:
+    machine = platform.machine()
+    try:
+        return SYSCALL_NUMBERS[machine][name]
+    except KeyError:
+        raise OSError(38, f"no syscall number for {name} on {machine}") from None
+
+
+def _check(result: int, what: str, path: str | None = None) -> int:
+    """The one error path: -1 from libc becomes OSError(errno, strerror, path)."""
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+    return result
+
+
+def _b(path: str | os.PathLike | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+# int unshare(int flags);
+def unshare(flags: CloneFlags | int) -> None:
+    """Move the calling process into new namespaces (PID: only its future children)."""
+    _check(libc().unshare(ctypes.c_int(int(flags))), f"unshare({CloneFlags(flags)!r})")
+
+
+# int setns(int fd, int nstype);
+def setns(fd: int, nstype: CloneFlags | int = 0) -> None:
+    """Join the namespace that ``fd`` (an open /proc/PID/ns/* file) refers to."""
+    _check(libc().setns(ctypes.c_int(fd), ctypes.c_int(int(nstype))), "setns")
+
+
+# int mount(const char *source, const char *target, const char *filesystemtype,
+#           unsigned long mountflags, const void *data);
+def mount(
+    source: str | os.PathLike | None,
+    target: str | os.PathLike,
+    fstype: str | None = None,
+    flags: MountFlags | int = 0,
+    data: str | None = None,
+) -> None:
+    """Attach a filesystem (or bind, remount, change propagation) at ``target``."""
+    _check(
+        libc().mount(
+            _b(source),
+            _b(target),
+            None if fstype is None else fstype.encode(),
+            ctypes.c_ulong(int(flags)),
+            None if data is None else data.encode(),
+        ),
+        f"mount {fstype or source or ''} ({MountFlags(flags)!r})".replace("  ", " "),
+        os.fspath(target),
+    )
+
+
+# int umount2(const char *target, int flags);
+def umount2(target: str | os.PathLike, flags: UmountFlags | int = 0) -> None:
+    """Detach the filesystem mounted at ``target``."""
+    _check(libc().umount2(_b(target), ctypes.c_int(int(flags))), "umount2", os.fspath(target))
+
+
+# int syscall(SYS_pivot_root, const char *new_root, const char *put_old);
+def pivot_root(new_root: str | os.PathLike, put_old: str | os.PathLike) -> None:
+    """Make ``new_root`` the root of this mount namespace; the old root moves to ``put_old``.
+
+    glibc has no wrapper, so this goes through syscall(2) with the architecture's number.
+    """
+    libc().syscall.restype = ctypes.c_long
+    _check(
+        libc().syscall(ctypes.c_long(syscall_number("pivot_root")), _b(new_root), _b(put_old)),
+        "pivot_root",
+        os.fspath(new_root),
+    )
+
+
+# int sethostname(const char *name, size_t len);
+def sethostname(name: str) -> None:
+    """Set the hostname of this UTS namespace (the stdlib has the call)."""
+    socket.sethostname(name)
+
+
+# int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """Process controls (no_new_privs, capability bounding set, parent death signal)."""
+    return _check(
+        libc().prctl(
+            ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)
+        ),
+        f"prctl({option})",
+    )
+
+
+# int mknod(const char *pathname, mode_t mode, dev_t dev);  -- the stdlib has it
+mknod = os.mknod
