@@ -1,0 +1,189 @@
+"""The import rules of DESIGN.md §1, and no work at import time.
+
+Imports are read with ``ast``, never by importing, so a violation is reported with its file and
+line even when the module would fail to import.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: DESIGN.md §1: which of our packages each package may import
+ALLOWED: dict[str, set[str]] = {
+    "part1_overview": set(),
+    "part2_manual_oci": {"part1_overview"},
+    "part4_tar": {"part1_overview", "part2_manual_oci"},
+    "part3_go_style_builder": {"part1_overview", "part2_manual_oci", "part4_tar"},
+    "part5_namespaces": {"part1_overview"},
+    "part6_runtime": {"part1_overview", "part5_namespaces"},
+    "part7_union": {"part1_overview", "part2_manual_oci", "part4_tar", "part5_namespaces"},
+    "capstone": {
+        "part1_overview",
+        "part2_manual_oci",
+        "part3_go_style_builder",
+        "part4_tar",
+        "part5_namespaces",
+        "part6_runtime",
+        "part7_union",
+    },
+}
+PACKAGES = sorted(ALLOWED)
+
+#: calls allowed at module level: they build constants and do no I/O
+CONSTANT_CALLS = {
+    "frozenset", "set", "dict", "tuple", "list", "range", "int", "str", "bytes", "object",
+    "re.compile", "struct.Struct", "TypeVar", "typing.TypeVar", "namedtuple",
+    "collections.namedtuple", "NamedTuple", "field", "dataclasses.field", "sorted",
+    "enum.auto", "auto", "ContextVar", "contextvars.ContextVar", "logging.getLogger",
+    "os.environ.get", "Path", "pathlib.Path", "ctypes.POINTER", "ctypes.CFUNCTYPE", "len",
+    "functools.partial", "partial", "operator.itemgetter", "itemgetter", "zip", "enumerate",
+    "property", "staticmethod", "classmethod", "globals", "IntFlag", "IntEnum", "Enum",
+}
+
+
+def modules(package: str):
+    yield from sorted((ROOT / package).rglob("*.py"))
+
+
+def _public_names(package: str) -> set[str]:
+    """The package's ``__all__``, read from its ``__init__.py`` without importing it."""
+    tree = ast.parse((ROOT / package / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def _imports(path: Path):
+    """(line, package, submodule path, imported names) for every import of one of our packages."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top, _, rest = alias.name.partition(".")
+                if top in ALLOWED:
+                    yield node.lineno, top, rest, None
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            top, _, rest = node.module.partition(".")
+            if top in ALLOWED:
+                yield node.lineno, top, rest, [a.name for a in node.names]
+
+
+def import_violations() -> list[str]:
+    problems = []
+    for package in PACKAGES:
+        for path in modules(package):
+            where = path.relative_to(ROOT)
+            for line, target, submodule, names in _imports(path):
+                if target == package:
+                    continue  # absolute imports inside a package are its own business
+                if target not in ALLOWED[package]:
+                    problems.append(f"{where}:{line}: {package} may not import {target} (DESIGN.md §1)")
+                    continue
+                public = _public_names(target)
+                if submodule:
+                    # only a public submodule (named in __all__) may be reached into
+                    first = submodule.split(".")[0]
+                    if first not in public:
+                        problems.append(f"{where}:{line}: {target}.{submodule} is private; import public names from {target}")
+                elif names is not None:
+                    for name in names:
+                        if name not in public:
+                            problems.append(f"{where}:{line}: {target}.{name} is not in {target}.__all__")
+    return problems
+
+
+def test_parts_import_only_what_design_allows():
+    assert import_violations() == []
+
+
+def test_import_graph_is_a_dag():
+    def visit(p: str, stack: tuple[str, ...]) -> None:
+        assert p not in stack, f"import cycle: {' -> '.join(stack + (p,))}"
+        for q in ALLOWED[p]:
+            visit(q, stack + (p,))
+
+    for p in PACKAGES:
+        visit(p, ())
+
+
+def test_nothing_but_tests_imports_capstone():
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for package in PACKAGES
+        if package != "capstone"
+        for path in modules(package)
+        for line, target, _, _ in _imports(path)
+        if target == "capstone"
+    ]
+    assert offenders == []
+
+
+def _call_name(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_call_name(node.value)}.{node.attr}"
+    return "?"
+
+
+def _top_level_calls(tree: ast.Module):
+    """Calls that would run at import time (module body, class bodies, decorators, defaults)."""
+    pending: list[ast.AST] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.If) and _call_name(node.test).endswith("TYPE_CHECKING"):
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            pending.extend(node.decorator_list)
+            pending.extend(d for d in node.args.defaults + node.args.kw_defaults if d is not None)
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, ast.Call):
+            yield node
+        pending.extend(ast.iter_child_nodes(node))
+
+
+def test_no_work_at_import_time_in_module_bodies():
+    problems = []
+    for package in PACKAGES:
+        for path in modules(package):
+            if path.name == "__main__.py":
+                continue  # a chapter script's body may run under `if __name__ == "__main__"`
+            tree = ast.parse(path.read_text())
+            for call in _top_level_calls(tree):
+                name = _call_name(call.func)
+                last = name.rsplit(".", 1)[-1]
+                if name in CONSTANT_CALLS or last in {"dataclass", "total_ordering", "unique", "cache", "lru_cache", "contextmanager", "wraps", "field", "auto", "TypeVar", "namedtuple", "NamedTuple"}:
+                    continue
+                if last[:1].isupper():
+                    continue  # constructing a constant object of our own (an enum member, a spec value)
+                problems.append(f"{path.relative_to(ROOT)}:{call.lineno}: {name}() runs at import time")
+    assert problems == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_importing_a_package_prints_nothing_and_starts_nothing(package):
+    code = (
+        "import threading, sys\n"
+        f"import {package}\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and r.stderr == ""
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_part_has_a_chapter(package):
+    assert (ROOT / package / "__init__.py").read_text().lstrip().startswith('"""')
+    assert (ROOT / package / "__main__.py").exists(), f"{package} has no chapter script"
+    assert (ROOT / package / "README.md").exists(), f"{package} has no chapter page"
