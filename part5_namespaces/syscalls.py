@@ -105,13 +105,13 @@ def _b(path: str | os.PathLike | None) -> bytes | None:
 # int unshare(int flags);
 def unshare(flags: CloneFlags | int) -> None:
     """Move the calling process into new namespaces (PID: only its future children)."""
-    _check(libc().unshare(ctypes.c_int(int(flags))), f"unshare({CloneFlags(flags)!r})")
+    _check(libc().unshare(ctypes.c_int(int(flags))), f"unshare({CloneFlags(int(flags)).name or 0})")
 
 
 # int setns(int fd, int nstype);
 def setns(fd: int, nstype: CloneFlags | int = 0) -> None:
     """Join the namespace that ``fd`` (an open /proc/PID/ns/* file) refers to."""
-    _check(libc().setns(ctypes.c_int(fd), ctypes.c_int(int(nstype))), "setns")
+    _check(libc().setns(ctypes.c_int(fd), ctypes.c_int(int(nstype))), f"setns({CloneFlags(int(nstype)).name or 0})")
 
 
 # int mount(const char *source, const char *target, const char *filesystemtype,
@@ -176,3 +176,35 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 # int mknod(const char *pathname, mode_t mode, dev_t dev);  -- the stdlib has it
 mknod = os.mknod
+
+
+# -- System V IPC: the objects an IPC namespace isolates ----------------------------------------
+IPC_CREAT = 0o1000
+IPC_EXCL = 0o2000
+IPC_RMID = 0
+
+
+# int msgget(key_t key, int msgflg);
+def msgget(key: int, flags: int = IPC_CREAT | 0o600) -> int:
+    """Create (or open) the System V message queue ``key``; returns its id."""
+    return _check(libc().msgget(ctypes.c_int(key), ctypes.c_int(flags)), f"msgget(0x{key:08x})")
+
+
+# int msgctl(int msqid, int cmd, struct msqid_ds *buf);
+def msg_remove(msqid: int) -> None:
+    """msgctl(msqid, IPC_RMID, NULL): delete a message queue."""
+    _check(libc().msgctl(ctypes.c_int(msqid), ctypes.c_int(IPC_RMID), None), f"msgctl({msqid}, IPC_RMID)")
+
+
+# int shmget(key_t key, size_t size, int shmflg);
+def shmget(key: int, size: int, flags: int = IPC_CREAT | 0o600) -> int:
+    """Create (or open) the System V shared memory segment ``key``; returns its id."""
+    return _check(
+        libc().shmget(ctypes.c_int(key), ctypes.c_size_t(size), ctypes.c_int(flags)), f"shmget(0x{key:08x})"
+    )
+
+
+# int shmctl(int shmid, int cmd, struct shmid_ds *buf);
+def shm_remove(shmid: int) -> None:
+    """shmctl(shmid, IPC_RMID, NULL): delete a shared memory segment."""
+    _check(libc().shmctl(ctypes.c_int(shmid), ctypes.c_int(IPC_RMID), None), f"shmctl({shmid}, IPC_RMID)")
