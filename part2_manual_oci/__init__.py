@@ -2,10 +2,52 @@
 
 An image is a tar archive plus JSON: layers (tar streams), a config (what to run, and the
 diff_ids of the layers), a manifest (the config and layer descriptors), and an index that
-names manifests. Every piece is a blob named by the sha256 of its bytes.
+names manifests. Every piece is a blob named by the sha256 of its bytes, and an OCI image
+layout is the directory that holds them: ``oci-layout``, ``index.json``, ``blobs/sha256/``.
+
+This part models those documents (``Descriptor``, ``ImageConfig``, ``Manifest``, ``Index``;
+OCI image-spec v1.1, Docker schema2 read too), reads and writes layouts (``OCILayout``:
+atomic, content-addressed, verified reads), checks them (``validate_layout``), packs them
+(``write_oci_archive``) and builds the chapter's busybox image with nothing but the stdlib
+(``build_busybox_image``). Run ``python -m part2_manual_oci --out DIR`` to watch it happen.
 """
 
 from . import mediatypes
+from .archive import extract_oci_archive, open_oci_archive, write_oci_archive
+from .busybox import build_busybox_image, host_platform
 from .digest import DigestError, HashingWriter, check_digest, digest_hex, digest_stream, sha256_digest
+from .errors import ArchiveError, BlobCorrupt, BlobNotFound, LayoutError, ModelError
+from .layout import OCILayout, write_file_atomic
+from .models import ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest, Platform, canonical_json
+from .validate import validate_layout
 
-__all__ = ["DigestError", "HashingWriter", "check_digest", "digest_hex", "digest_stream", "mediatypes", "sha256_digest"]
+__all__ = [
+    "ArchiveError",
+    "BlobCorrupt",
+    "BlobNotFound",
+    "ContainerConfig",
+    "Descriptor",
+    "DigestError",
+    "HashingWriter",
+    "History",
+    "ImageConfig",
+    "Index",
+    "LayoutError",
+    "Manifest",
+    "ModelError",
+    "OCILayout",
+    "Platform",
+    "build_busybox_image",
+    "canonical_json",
+    "check_digest",
+    "digest_hex",
+    "digest_stream",
+    "extract_oci_archive",
+    "host_platform",
+    "mediatypes",
+    "open_oci_archive",
+    "sha256_digest",
+    "validate_layout",
+    "write_file_atomic",
+    "write_oci_archive",
+]

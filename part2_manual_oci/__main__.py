@@ -1,0 +1,152 @@
+"""Chapter script: ``python -m part2_manual_oci --out DIR [--tag TAG] [--archive FILE]``.
+
+Builds a runnable busybox image by hand and narrates every step with the digests it computes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from part1_overview import Narrator
+
+from .archive import write_oci_archive
+from .busybox import DEFAULT_BUSYBOX, build_busybox_image
+from .digest import DigestError
+from .errors import LayoutError
+from .validate import validate_layout
+
+
+def _pretty(data: bytes) -> str:
+    return json.dumps(json.loads(data), indent=2)
+
+
+def narrate_step(n: Narrator, name: str, facts: dict) -> None:
+    """Tell the reader what one step of ``build_busybox_image`` did."""
+    if name == "rootfs":
+        rootfs = facts["rootfs"]
+        n.step("make a root filesystem")
+        n.say(
+            f"Copy {facts['busybox']} (static: it needs no libraries) to /bin/busybox and make one\n"
+            "symlink per applet: busybox looks at argv[0] to know whether it is sh, ls or wc.\n"
+            "Add /etc/passwd and /etc/group (root, nobody), /tmp (mode 1777), /root, /home and\n"
+            "the empty mount points /dev, /proc and /sys."
+        )
+        n.fact("busybox", rootfs.busybox_version)
+        n.fact("applet links", f"{len(rootfs.applets)} (from `busybox --list-full`), e.g. {', '.join(rootfs.applets[:4])}")
+        n.fact("rootfs", rootfs.path)
+    elif name == "tar":
+        n.step("tar the root filesystem: the uncompressed layer")
+        n.say(
+            "Entries sorted by name, owner 0:0, every mtime set to SOURCE_DATE_EPOCH, relative names:\n"
+            "the same tree always gives the same bytes. The sha256 of these bytes is the diff_id,\n"
+            "the name the image config gives the layer."
+        )
+        n.fact("layer.tar", f"{facts['size']} bytes (mtime {facts['mtime']})")
+        n.fact("diff_id", facts["diff_id"])
+        if facts.get("kept"):
+            n.command(f"sha256sum {facts['path']}    # the same diff_id")
+        else:
+            n.say("(run with --workdir DIR to keep rootfs/, layer.tar and layer.tar.gz and check them)")
+    elif name == "compress":
+        n.step("gzip the tar: the layer blob")
+        n.say(
+            "gzip with no file name and mtime 0 in its header (like `gzip -n`). The sha256 of the\n"
+            "compressed bytes is the layer's digest, the name the manifest gives it."
+        )
+        n.fact("layer.tar.gz", f"{facts['size']} bytes ({facts['size'] * 100 // facts['tar_size']}% of the tar)")
+        n.fact("digest", facts["digest"])
+    elif name == "layout":
+        layout = facts["layout"]
+        n.step("create the image layout")
+        n.say(
+            "An OCI image layout is a directory: the oci-layout marker, blobs/sha256/ holding\n"
+            "every blob under its digest, and index.json naming the images (empty for now)."
+        )
+        n.fact("oci-layout", (layout.path / "oci-layout").read_text())
+        n.fact("layout", layout.path)
+    elif name == "layer":
+        desc = facts["descriptor"]
+        n.step("store the layer blob")
+        n.say(
+            "put_blob hashes while it writes a temp file in blobs/sha256, fsyncs and renames it\n"
+            "to its digest: a blob file is either complete and correct or absent."
+        )
+        n.fact("blob", facts["path"])
+        n.fact("descriptor", json.dumps(desc.to_json()))
+    elif name == "config":
+        config = facts["config"]
+        n.step("write the image config")
+        n.say(
+            f"What to run (Cmd {list(config.config.cmd)}, Env PATH), for which platform\n"
+            f"({config.os}/{config.architecture}, from this host), and rootfs.diff_ids: one diff_id per layer."
+        )
+        n.output(_pretty(facts["bytes"]))
+        n.fact("config digest", f"{facts['descriptor'].digest} ({facts['descriptor'].size} bytes)")
+    elif name == "manifest":
+        n.step("write the manifest")
+        n.say(
+            "The manifest ties it together: a descriptor (media type, digest, size) of the config\n"
+            "and one per layer, bottom layer first. It is stored as compact JSON: the digest is of\n"
+            "these exact bytes, so re-indenting it would make a different blob."
+        )
+        n.output(_pretty(facts["bytes"]))
+        n.fact("manifest digest", f"{facts['descriptor'].digest} ({facts['descriptor'].size} bytes)")
+    elif name == "index":
+        desc = facts["descriptor"]
+        n.step("name the manifest in index.json")
+        n.say(
+            "Last, index.json gets an entry for the manifest with the annotation\n"
+            "org.opencontainers.image.ref.name; it is replaced atomically, so it only ever names\n"
+            "blobs that are already stored."
+        )
+        n.output(_pretty(facts["path"].read_bytes()))
+        n.fact("ref", f"{desc.ref_name} -> {desc.digest}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m part2_manual_oci", description="Build a runnable busybox OCI image by hand, narrating each step.")
+    parser.add_argument("--out", required=True, type=Path, help="the OCI image layout directory to write (created or added to)")
+    parser.add_argument("--tag", default="latest", help="the ref name in index.json (default: latest)")
+    parser.add_argument("--archive", type=Path, help="also write the layout as an oci-archive (a plain tar) to FILE")
+    parser.add_argument("--busybox", default=DEFAULT_BUSYBOX, help=f"the static busybox binary (default: {DEFAULT_BUSYBOX})")
+    parser.add_argument("--workdir", type=Path, help="keep rootfs/, layer.tar and layer.tar.gz in this directory")
+    args = parser.parse_args(argv)
+
+    n = Narrator()
+    n.title("Part 2: an OCI image by hand")
+    try:
+        desc = build_busybox_image(args.out, args.tag, args.busybox, workdir=args.workdir, on_step=lambda name, facts: narrate_step(n, name, facts))
+        n.step("validate the layout")
+        problems = validate_layout(args.out)
+        n.say("validate_layout checks every blob's digest and size, that index -> manifest -> config and\nlayers resolve, and that each diff_id is the sha256 of the decompressed layer.")
+        if problems:
+            for p in problems:
+                n.warn(p)
+            return 1
+        n.fact("violations", "none")
+        if args.archive:
+            n.step("write an oci-archive")
+            write_oci_archive(args.out, args.archive)
+            n.say("An oci-archive is just a tar of the layout directory.")
+            n.fact("archive", f"{args.archive} ({args.archive.stat().st_size} bytes)")
+            n.command(f"skopeo inspect oci-archive:{args.archive}:{args.tag}")
+    except (LayoutError, DigestError, OSError) as e:
+        print(f"python -m part2_manual_oci: {e}", file=sys.stderr)
+        return 1
+
+    n.step("check it with real tools")
+    out, tag = args.out, args.tag
+    n.command(f"skopeo inspect oci:{out}:{tag}")
+    n.command(f"oci-image-tool validate --type image --ref name={tag} {out}")
+    n.command(f"umoci unpack --image {out}:{tag} /tmp/bundle")
+    n.say("umoci's config.json asks for a terminal; off a terminal set process.terminal to false, then:")
+    n.command("runc run -b /tmp/bundle part2-demo    # a busybox shell; `exit` to leave")
+    n.done(f"image {tag} is {desc.digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""oci-archive: an image layout packed as one plain tar file (``skopeo ... oci-archive:FILE``).
+
+Writing tars the layout's files with stable names, owners and times. Reading unpacks into a
+fresh directory and accepts only regular files and directories with relative names and no
+``..``: an archive from elsewhere cannot plant a symlink or write outside that directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tarfile
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Iterator
+
+from .errors import ArchiveError
+from .layout import TEMP_PREFIX, OCILayout
+
+CHUNK = 1 << 20
+
+
+def _epoch(source_date_epoch: int | None) -> int:
+    if source_date_epoch is not None:
+        return source_date_epoch
+    return int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+
+
+def _layout_entries(root: Path) -> list[tuple[str, Path]]:
+    """(archive name, path) of every directory and file of the layout, sorted by name."""
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel_dir = Path(dirpath).relative_to(root)
+        for name in dirnames + filenames:
+            if name.startswith(TEMP_PREFIX):
+                continue  # an unfinished blob write: not part of the layout
+            path = Path(dirpath) / name
+            entries.append(((rel_dir / name).as_posix(), path))
+    return sorted(entries)
+
+
+def write_oci_archive(layout_dir: str | os.PathLike, out_file: str | os.PathLike | BinaryIO, *, source_date_epoch: int | None = None) -> None:
+    """Write the layout at ``layout_dir`` as a plain tar to a path (atomically) or a stream.
+
+    Entries are sorted, owned by 0:0, dated SOURCE_DATE_EPOCH (or 0): the same layout gives
+    the same archive bytes.
+    """
+    layout = OCILayout.open(layout_dir)
+    if hasattr(out_file, "write"):
+        _write_tar(layout.path, out_file, _epoch(source_date_epoch))
+        return
+    out_path = Path(out_file)
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_tar(layout.path, f, _epoch(source_date_epoch))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out_path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_tar(root: Path, out: BinaryIO, mtime: int) -> None:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name, path in _layout_entries(root):
+            st = path.lstat()
+            info = tarfile.TarInfo(name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = mtime
+            if stat.S_ISDIR(st.st_mode):
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif stat.S_ISREG(st.st_mode):
+                info.mode, info.size = 0o644, st.st_size
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                raise ArchiveError(f"{path}: not a regular file or directory; an image layout holds only those")
+
+
+def _safe_name(name: str, archive: str) -> PurePosixPath | None:
+    """The member's relative path, None for the archive's root entry; ArchiveError if unsafe."""
+    path = PurePosixPath(name)
+    if path.is_absolute():
+        raise ArchiveError(f"{archive}: member {name!r}: absolute name")
+    parts = [p for p in path.parts if p != "."]
+    if ".." in parts:
+        raise ArchiveError(f"{archive}: member {name!r}: '..' in name")
+    return PurePosixPath(*parts) if parts else None
+
+
+def extract_oci_archive(file: str | os.PathLike | BinaryIO, dest: str | os.PathLike) -> OCILayout:
+    """Unpack an oci-archive into ``dest`` (new or empty) and open it as a layout.
+
+    Only regular files and directories are accepted; links, devices, absolute names and
+    ``..`` raise ArchiveError. The archive is read as a stream (plain or compressed tar).
+    """
+    dest = Path(dest)
+    label = getattr(file, "name", None) or str(file)
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise ArchiveError(f"{dest}: not empty; an oci-archive is extracted into a new directory")
+    try:
+        tar = tarfile.open(fileobj=file, mode="r|*") if hasattr(file, "read") else tarfile.open(file, mode="r|*")
+    except (tarfile.TarError, OSError) as e:
+        raise ArchiveError(f"{label}: not a tar archive ({e})") from None
+    with tar:
+        try:
+            for member in tar:
+                rel = _safe_name(member.name, label)
+                if rel is None:
+                    continue
+                target = dest / rel
+                if member.isdir():
+                    target.mkdir(mode=0o755, parents=True, exist_ok=True)
+                elif member.isreg():
+                    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                    src = tar.extractfile(member)
+                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+                    with os.fdopen(fd, "wb") as f:
+                        while block := src.read(CHUNK):
+                            f.write(block)
+                else:
+                    kind = {tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hard link", tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "fifo"}.get(member.type, f"type {member.type!r}")
+                    raise ArchiveError(f"{label}: member {member.name!r}: {kind} not allowed (an oci-archive holds only files and directories)")
+        except tarfile.TarError as e:
+            raise ArchiveError(f"{label}: broken tar ({e})") from None
+        except (NotADirectoryError, IsADirectoryError, FileExistsError) as e:
+            raise ArchiveError(f"{label}: conflicting members at {e.filename}") from None
+    return OCILayout.open(dest)
+
+
+@contextlib.contextmanager
+def open_oci_archive(file: str | os.PathLike | BinaryIO) -> Iterator[OCILayout]:
+    """Extract an oci-archive into a temporary layout for the duration of a ``with`` block."""
+    with tempfile.TemporaryDirectory(prefix="oci-archive-") as tmp:
+        yield extract_oci_archive(file, Path(tmp) / "layout")

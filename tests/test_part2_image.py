@@ -1,0 +1,241 @@
+"""Part 2's hand-built busybox image, checked with the real tools: oci-image-tool, skopeo,
+umoci and runc; and the oci-archive both ways."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from part2_manual_oci import (
+    ArchiveError,
+    OCILayout,
+    build_busybox_image,
+    extract_oci_archive,
+    host_platform,
+    open_oci_archive,
+    validate_layout,
+    write_oci_archive,
+)
+
+TAG = "1.35-hand"
+
+
+def run(argv, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("part2") / "busybox"
+    build_busybox_image(out, TAG)
+    return out
+
+
+def test_oci_image_tool_validates_the_layout_by_ref(image):
+    ok = run(["oci-image-tool", "validate", "--type", "image", "--ref", f"name={TAG}", str(image)])
+    assert ok.returncode == 0, ok.stderr
+    assert f"reference [name={TAG}]: OK" in ok.stdout + ok.stderr
+    wrong = run(["oci-image-tool", "validate", "--type", "image", "--ref", "name=absent", str(image)])
+    assert wrong.returncode != 0
+    assert validate_layout(image) == []
+
+
+def test_skopeo_inspect_reads_the_layout(image):
+    layout = OCILayout.open(image)
+    desc = layout.resolve(TAG)
+    manifest = layout.read_manifest(desc)
+    result = run(["skopeo", "inspect", f"oci:{image}:{TAG}"])
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["Digest"] == desc.digest
+    assert info["Architecture"] == host_platform().architecture and info["Os"] == "linux"
+    assert info["Layers"] == [manifest.layers[0].digest]
+    assert info["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    raw = run(["skopeo", "inspect", "--config", f"oci:{image}:{TAG}"])
+    assert json.loads(raw.stdout)["config"]["Cmd"] == ["sh"]
+
+
+def test_umoci_unpack_and_runc_run_print_what_we_echo(image, tmp_path):
+    bundle = tmp_path / "bundle"
+    unpack = run(["umoci", "unpack", "--image", f"{image}:{TAG}", str(bundle)])
+    assert unpack.returncode == 0, unpack.stderr
+    rootfs = bundle / "rootfs"
+    assert os.readlink(rootfs / "bin/sh") == "/bin/busybox"
+    assert oct((rootfs / "tmp").stat().st_mode & 0o7777) == "0o1777"
+    assert oct((rootfs / "root").stat().st_mode & 0o7777) == "0o700"
+
+    config_path = bundle / "config.json"
+    config = json.loads(config_path.read_text())
+    assert config["process"]["args"] == ["sh"]  # from the image config's Cmd
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["sh", "-c", "echo hello from a hand-made image $((6*7)); id -un; stat -c %a /tmp; grep -c : /etc/passwd; wc -w < /proc/self/cmdline"]
+    config_path.write_text(json.dumps(config))
+    container = f"part2-test-{uuid.uuid4().hex[:12]}"
+    try:
+        result = run(["runc", "run", "--bundle", str(bundle), container], stdin=subprocess.DEVNULL)
+    finally:
+        run(["runc", "delete", "-f", container])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["hello from a hand-made image 42", "root", "1777", "2", "1"]
+
+
+def test_oci_archive_is_readable_by_skopeo_and_by_us(image, tmp_path):
+    archive = tmp_path / "busybox.tar"
+    write_oci_archive(image, archive)
+    result = run(["skopeo", "inspect", f"oci-archive:{archive}:{TAG}"])
+    assert result.returncode == 0, result.stderr
+    desc = OCILayout.open(image).resolve(TAG)
+    assert json.loads(result.stdout)["Digest"] == desc.digest
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        assert names == sorted(names) and "oci-layout" in names and "index.json" in names
+        assert all(m.uid == 0 and m.gid == 0 and m.mtime == 0 and (m.isfile() or m.isdir()) for m in tar.getmembers())
+    with open_oci_archive(archive) as layout:
+        assert layout.resolve(TAG).digest == desc.digest
+        assert validate_layout(layout.path) == []
+        temp = layout.path
+    assert not temp.exists()
+    again = tmp_path / "again.tar"
+    write_oci_archive(image, again)
+    assert again.read_bytes() == archive.read_bytes()
+
+
+def test_skopeo_made_archive_extracts_into_a_valid_layout(image, tmp_path):
+    archive = tmp_path / "by-skopeo.tar"
+    copy = run(["skopeo", "copy", f"oci:{image}:{TAG}", f"oci-archive:{archive}:copied"])
+    assert copy.returncode == 0, copy.stderr
+    layout = extract_oci_archive(archive, tmp_path / "extracted")
+    assert layout.refs() == ["copied"]
+    assert validate_layout(layout.path) == []
+    manifest = layout.read_manifest(layout.resolve("copied"))
+    assert layout.read_config(manifest).config.cmd == ("sh",)
+
+
+def _hostile(tmp_path: Path, name: str, make) -> Path:
+    path = tmp_path / f"{name}.tar"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("oci-layout")
+        data = b'{"imageLayoutVersion":"1.0.0"}'
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        make(tar)
+    return path
+
+
+def _file(name: str, data: bytes = b"x"):
+    def add(tar):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    return add
+
+
+def _special(name: str, kind: bytes, linkname: str = ""):
+    def add(tar):
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.linkname = linkname
+        tar.addfile(info)
+
+    return add
+
+
+@pytest.mark.parametrize(
+    "name, make, message",
+    [
+        ("absolute", _file("/tmp/part2-escape-abs"), "absolute name"),
+        ("dotdot", _file("blobs/../../part2-escape"), "'..' in name"),
+        ("symlink", _special("blobs", tarfile.SYMTYPE, "/tmp"), "symlink not allowed"),
+        ("hardlink", _special("index.json", tarfile.LNKTYPE, "/etc/passwd"), "hard link not allowed"),
+        ("device", _special("dev", tarfile.CHRTYPE), "character device not allowed"),
+        ("fifo", _special("fifo", tarfile.FIFOTYPE), "fifo not allowed"),
+    ],
+)
+def test_extract_oci_archive_refuses_unsafe_members(tmp_path, name, make, message):
+    archive = _hostile(tmp_path, name, make)
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveError, match=message):
+        extract_oci_archive(archive, dest)
+    assert not Path("/tmp/part2-escape-abs").exists()
+    assert not (tmp_path / "part2-escape").exists()
+    assert sorted(p.name for p in dest.iterdir()) == ["oci-layout"]  # nothing else was created
+
+
+def test_extract_oci_archive_wants_an_empty_destination(image, tmp_path):
+    archive = tmp_path / "a.tar"
+    write_oci_archive(image, archive)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(ArchiveError, match="not empty"):
+        extract_oci_archive(archive, tmp_path / "full")
+    with open(archive, "rb") as f:  # a stream works as well as a path
+        assert extract_oci_archive(f, tmp_path / "fresh").refs() == [TAG]
+
+
+def test_busybox_build_is_deterministic_and_follows_source_date_epoch(image, tmp_path):
+    first = OCILayout.open(image).resolve(TAG)
+    old_umask = os.umask(0o077)
+    try:
+        second = build_busybox_image(tmp_path / "b", TAG)
+    finally:
+        os.umask(old_umask)
+    assert second.digest == first.digest
+    dated = build_busybox_image(tmp_path / "c", TAG, epoch=1700000000)
+    assert dated.digest != first.digest
+    layout = OCILayout.open(tmp_path / "c")
+    config = layout.read_config(layout.read_manifest(dated))
+    assert config.created == "2023-11-14T22:13:20Z"
+    assert validate_layout(tmp_path / "c") == []
+
+
+def test_build_keeps_its_work_files_when_asked(tmp_path):
+    import hashlib
+
+    desc = build_busybox_image(tmp_path / "img", "w", workdir=tmp_path / "work")
+    layout = OCILayout.open(tmp_path / "img")
+    manifest = layout.read_manifest(desc)
+    config = layout.read_config(manifest)
+    tar_bytes = (tmp_path / "work/layer.tar").read_bytes()
+    assert "sha256:" + hashlib.sha256(tar_bytes).hexdigest() == config.rootfs_diff_ids[0]
+    gz = (tmp_path / "work/layer.tar.gz").read_bytes()
+    assert "sha256:" + hashlib.sha256(gz).hexdigest() == manifest.layers[0].digest
+    assert gz[4:8] == b"\0\0\0\0"  # gzip header mtime 0
+    with tarfile.open(tmp_path / "work/layer.tar") as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == sorted(m.name for m in members)
+    assert all(m.uid == 0 and m.gid == 0 and m.mtime == 0 for m in members)
+    by_name = {m.name: m for m in members}
+    assert by_name["bin/busybox"].isfile() and by_name["usr/bin/wc"].linkname == "/bin/busybox"
+    assert {"dev", "proc", "sys", "tmp", "root", "home", "etc/passwd", "etc/group"} <= set(by_name)
+    assert (tmp_path / "work/rootfs/etc/passwd").read_text().startswith("root:x:0:0:")
+
+
+def test_chapter_script_narrates_every_step_with_its_digests(tmp_path):
+    out, archive = tmp_path / "img", tmp_path / "img.tar"
+    result = run([sys.executable, "-m", "part2_manual_oci", "--out", str(out), "--tag", "demo", "--archive", str(archive)], env={**os.environ, "NO_COLOR": "1"})
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    layout = OCILayout.open(out)
+    desc = layout.resolve("demo")
+    manifest = layout.read_manifest(desc)
+    config = layout.read_config(manifest)
+    for step in ("make a root filesystem", "tar the root filesystem", "gzip the tar", "create the image layout", "store the layer blob", "write the image config", "write the manifest", "name the manifest in index.json", "validate the layout", "write an oci-archive", "check it with real tools"):
+        assert step in text, step
+    assert f"diff_id: {config.rootfs_diff_ids[0]}" in text
+    assert f"digest: {manifest.layers[0].digest}" in text
+    assert f"config digest: {manifest.config.digest}" in text
+    assert f"manifest digest: {desc.digest}" in text
+    assert "violations: none" in text
+    assert f"skopeo inspect oci:{out}:demo" in text
+    assert archive.is_file()
+    bad = run([sys.executable, "-m", "part2_manual_oci", "--out", str(tmp_path / "x"), "--busybox", str(tmp_path / "nope")])
+    assert bad.returncode == 1 and "nope: not found; install busybox-static" in bad.stderr and "Traceback" not in bad.stderr
