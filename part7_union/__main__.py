@@ -1,0 +1,45 @@
+"""``python -m part7_union``: a union of two layers, copy-up, a whiteout, the resulting layer."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from part1_overview import Narrator
+from part4_tar import LayerError
+
+from .chapter import run_chapter
+from .errors import UnionError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m part7_union", description=__doc__)
+    parser.add_argument("--workdir", type=Path, help="an empty (or new) directory for the demonstration; kept afterwards")
+    args = parser.parse_args(argv)
+    n = Narrator()
+    work = args.workdir
+    keep = work is not None
+    if work is None:
+        work = Path(tempfile.mkdtemp(prefix="part7-chapter-"))
+    elif work.exists() and any(work.iterdir()):
+        n.warn(f"{work}: not empty; give an empty or new directory")
+        return 2
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        ok = run_chapter(n, work)
+    except (UnionError, LayerError, OSError) as e:
+        n.warn(f"failed: {e}")
+        return 1
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    if keep:
+        n.say(f"Everything is left in {work} (lowers/, upper/, changes.tar.gz, applied/).")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

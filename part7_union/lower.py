@@ -1,0 +1,62 @@
+"""A layer blob -> an overlay lower directory (whiteouts in overlay's own format).
+
+Overlayfs stacks layer directories only if each says "deleted" the way overlayfs does: a 0/0
+character device for a deleted name, ``overlay.opaque=y`` on a directory that hides what is
+below. So a layer is extracted with its ``.wh.`` files kept as they are (part 4,
+``whiteouts=False``) and then each marker is translated in place:
+
+* ``dir/.wh.NAME``       -> ``dir/NAME``, a character device 0/0;
+* ``dir/.wh..wh..opq``   -> xattr ``trusted.overlay.opaque=y`` on ``dir`` (``user.overlay.opaque``
+  for an overlay that will be mounted with ``userxattr``).
+
+Each layer is extracted once into its own directory; those directories are then reused as
+lowers by every overlay (and by the copy snapshotter) that needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from part4_tar import extract_layer
+
+from .errors import ChangesError
+from .whiteouts import OPAQUE_MARKER, WHITEOUT_PREFIX, opaque_xattr
+
+
+def extract_lower(blob: BinaryIO | str | os.PathLike, dest: str | os.PathLike, *, userxattr: bool = False) -> Path:
+    """Extract the layer ``blob`` (a stream or a file path) into ``dest`` as an overlay lower."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if isinstance(blob, (str, os.PathLike)):
+        with open(blob, "rb") as f:
+            extract_layer(f, dest, whiteouts=False)
+    else:
+        extract_layer(blob, dest, whiteouts=False)
+    convert_whiteouts(dest, userxattr=userxattr)
+    return dest
+
+
+def convert_whiteouts(root: str | os.PathLike, *, userxattr: bool = False) -> int:
+    """Turn the OCI whiteout files under ``root`` into overlay whiteouts; how many there were."""
+    count = 0
+    xattr = opaque_xattr(userxattr)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            if not name.startswith(WHITEOUT_PREFIX):
+                continue
+            marker = os.path.join(dirpath, name)
+            if not stat.S_ISREG(os.lstat(marker).st_mode):
+                continue
+            os.unlink(marker)
+            count += 1
+            if name == OPAQUE_MARKER:
+                os.setxattr(dirpath, xattr, b"y", follow_symlinks=False)
+                continue
+            target = os.path.join(dirpath, name[len(WHITEOUT_PREFIX):])
+            if os.path.lexists(target):
+                raise ChangesError(f"layer has both {marker} and {target}")
+            os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    return count

@@ -1,0 +1,227 @@
+"""Directory trees: a stack of overlay-format layers seen merged, a copy of it, a description.
+
+A *layer directory* here is in overlay format: deletions are whiteouts (character device 0/0)
+and opaque directories carry ``<trusted|user>.overlay.opaque=y``. :class:`LayerStack` resolves a
+stack of them the way overlayfs does, without mounting anything:
+
+* the topmost layer that has a name decides what it is (a whiteout hides it);
+* a directory is merged from the consecutive layers, top down, that have a directory there,
+  stopping after an opaque one and at the first layer where the name is a non-directory.
+
+The copy snapshotter uses it to copy the merged view once (each file from the layer that
+provides it) and to diff a container's rootfs against the layers without a second copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .errors import SnapshotError
+from .whiteouts import is_opaque, is_whiteout, read_xattrs
+
+
+@dataclass(frozen=True)
+class Node:
+    """One entry of a merged tree: ``rel`` ("a/b"; "" for the root), the real ``path`` that
+    provides it, its lstat, and for a directory the layer directories merged into it."""
+
+    rel: str
+    path: Path
+    st: os.stat_result
+    sources: tuple[Path, ...] = ()
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.st.st_mode)
+
+
+class LayerStack:
+    """The merged view of ``layers_top_first`` (overlay-format dirs; one plain dir works too).
+
+    With ``overlay_format=False`` whiteout devices and opaque xattrs are ordinary entries (a
+    container's rootfs may hold a real 0/0 device); use it for a single plain directory.
+    """
+
+    def __init__(self, layers_top_first: Sequence[str | os.PathLike], *, overlay_format: bool = True) -> None:
+        self.layers = tuple(Path(p) for p in layers_top_first)
+        self.overlay_format = overlay_format
+
+    @classmethod
+    def of(cls, tree: "str | os.PathLike | Sequence[str | os.PathLike] | LayerStack") -> "LayerStack":
+        """A plain directory (one path) or a stack of layer dirs (a sequence, top first)."""
+        if isinstance(tree, LayerStack):
+            return tree
+        if isinstance(tree, (str, os.PathLike)):
+            return cls([tree], overlay_format=False)
+        return cls(tree)
+
+    def root(self) -> Node:
+        existing = tuple(p for p in self.layers if p.is_dir())
+        if not existing:
+            if not self.layers:
+                raise SnapshotError("no layer directories given")
+            raise SnapshotError(f"layer directory missing: {self.layers[0]}")
+        return Node("", existing[0], os.lstat(existing[0]), existing)
+
+    def children(self, node: Node) -> dict[str, Node]:
+        """The visible children of directory ``node`` by name (whiteouts resolved, not listed)."""
+        seen: dict[str, Node | None] = {}
+        for src in node.sources:
+            for name in os.listdir(src):
+                if name in seen:
+                    continue
+                p = src / name
+                st = os.lstat(p)
+                if self.overlay_format and is_whiteout(st):
+                    seen[name] = None
+                    continue
+                rel = f"{node.rel}/{name}" if node.rel else name
+                seen[name] = Node(rel, p, st, self._dir_sources(node, name) if stat.S_ISDIR(st.st_mode) else ())
+        return {name: seen[name] for name in sorted(seen, key=os.fsencode) if seen[name] is not None}
+
+    def _dir_sources(self, parent: Node, name: str) -> tuple[Path, ...]:
+        out = []
+        for src in parent.sources:
+            p = src / name
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                break  # a file or whiteout here hides every lower layer's entry
+            out.append(p)
+            if not self.overlay_format:
+                break
+            if is_opaque(p):
+                break
+        return tuple(out)
+
+    def walk(self, node: Node | None = None) -> Iterator[Node]:
+        """Every entry below ``node`` (default: the root), parents before children, by name."""
+        node = self.root() if node is None else node
+        for child in self.children(node).values():
+            yield child
+            if child.is_dir:
+                yield from self.walk(child)
+
+
+# -- describing a tree ---------------------------------------------------------------------
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def describe_node(node: Node) -> tuple:
+    """(type, mode, uid, gid, what) with ``what`` the content digest, link target or device,
+    then the xattrs (overlay bookkeeping left out). Times and directory sizes are left out."""
+    st = node.st
+    mode = stat.S_IMODE(st.st_mode)
+    fmt = stat.S_IFMT(st.st_mode)
+    if fmt == stat.S_IFREG:
+        kind, what = "file", f"{st.st_size}:{_file_digest(node.path)}"
+    elif fmt == stat.S_IFDIR:
+        kind, what = "dir", ""
+    elif fmt == stat.S_IFLNK:
+        kind, what = "symlink", os.readlink(node.path)
+    elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
+        kind, what = "char" if fmt == stat.S_IFCHR else "block", f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}"
+    elif fmt == stat.S_IFIFO:
+        kind, what = "fifo", ""
+    else:
+        kind, what = "socket", ""
+    xattrs = tuple(read_xattrs(node.path).items()) if fmt != stat.S_IFLNK else ()
+    return (kind, oct(mode), st.st_uid, st.st_gid, what, xattrs)
+
+
+def describe_tree(tree: "str | os.PathLike | Sequence[str | os.PathLike] | LayerStack") -> dict[str, tuple]:
+    """``{relative path: describe_node(...)}`` for a plain directory or a stack of layers.
+
+    Two trees with equal descriptions hold the same names, types, modes, owners, contents,
+    link targets, devices and xattrs: "byte for byte, with modes and owners".
+    """
+    stack = LayerStack.of(tree)
+    root = stack.root()
+    out = {".": describe_node(root)}
+    for node in stack.walk(root):
+        out[node.rel] = describe_node(node)
+    return out
+
+
+# -- copying a tree ------------------------------------------------------------------------
+
+def copy_tree(tree: "str | os.PathLike | Sequence[str | os.PathLike] | LayerStack", dest: str | os.PathLike) -> None:
+    """Copy the merged view of ``tree`` into the directory ``dest`` (created, or empty).
+
+    Keeps types, modes, owners, xattrs (not overlay's), times, devices and hard links (within
+    the copy). Each file is read once, from the layer that provides it.
+    """
+    stack = LayerStack.of(tree)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    root = stack.root()
+    links: dict[tuple[int, int], Path] = {}
+    dirs: list[tuple[Path, os.stat_result]] = [(dest, root.st)]
+    for node in stack.walk(root):
+        target = dest / node.rel
+        try:
+            _copy_entry(node, target, links)
+        except OSError as e:
+            raise SnapshotError(f"copy {node.path} -> {target}: {e.strerror}") from None
+        if node.is_dir:
+            dirs.append((target, node.st))
+    _set_meta(dest, root.path, root.st)
+    # directory times last, deepest first: creating children changed them
+    for d, st in reversed(dirs):
+        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _copy_entry(node: Node, target: Path, links: dict[tuple[int, int], Path]) -> None:
+    st = node.st
+    fmt = stat.S_IFMT(st.st_mode)
+    if fmt == stat.S_IFDIR:
+        target.mkdir()
+        _set_meta(target, node.path, st)
+        return
+    key = (st.st_dev, st.st_ino)
+    if fmt != stat.S_IFDIR and st.st_nlink > 1 and key in links:
+        os.link(links[key], target)
+        return
+    if fmt == stat.S_IFREG:
+        shutil.copyfile(node.path, target, follow_symlinks=False)
+    elif fmt == stat.S_IFLNK:
+        os.symlink(os.readlink(node.path), target)
+    else:  # devices, fifos, sockets
+        os.mknod(target, st.st_mode, st.st_rdev)
+    _set_meta(target, node.path, st)
+    if st.st_nlink > 1:
+        links[key] = target
+    if fmt != stat.S_IFLNK:
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    else:
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _set_meta(target: Path, source: Path, st: os.stat_result) -> None:
+    """Owner first (chown clears set-id bits and file capabilities), then mode, then xattrs.
+
+    Without root, files owned by others are kept as ours (a rootless copy cannot give them away).
+    """
+    try:
+        os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
+    except PermissionError:
+        if os.geteuid() == 0:
+            raise
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(target, stat.S_IMODE(st.st_mode))
+        for name, value in read_xattrs(source).items():
+            os.setxattr(target, name, value, follow_symlinks=False)
