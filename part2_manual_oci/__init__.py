@@ -14,8 +14,9 @@ atomic, content-addressed, verified reads), checks them (``validate_layout``), p
 
 from . import mediatypes
 from .archive import extract_oci_archive, open_oci_archive, write_oci_archive
-from .busybox import build_busybox_image, host_platform
+from .busybox import build_busybox_image
 from .digest import DigestError, HashingWriter, check_digest, digest_hex, digest_stream, sha256_digest
+from .hostinfo import host_platform, rfc3339, source_date_epoch
 from .errors import ArchiveError, BlobCorrupt, BlobNotFound, LayoutError, ModelError
 from .layout import OCILayout, write_file_atomic
 from .models import ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest, Platform, canonical_json
@@ -46,7 +47,9 @@ __all__ = [
     "host_platform",
     "mediatypes",
     "open_oci_archive",
+    "rfc3339",
     "sha256_digest",
+    "source_date_epoch",
     "validate_layout",
     "write_file_atomic",
     "write_oci_archive",

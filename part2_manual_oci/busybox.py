@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import platform
 import re
 import shutil
 import stat
@@ -27,7 +26,6 @@ import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable
 
@@ -35,25 +33,11 @@ from . import mediatypes as mt
 from .digest import HashingWriter
 from .errors import LayoutError
 from .layout import OCILayout
+from .hostinfo import host_platform, rfc3339, source_date_epoch
 from .models import ContainerConfig, Descriptor, History, ImageConfig, Manifest, Platform, canonical_json
 
 DEFAULT_BUSYBOX = "/usr/bin/busybox"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-# Python's platform.machine() -> (GOARCH, variant): the names the image spec uses
-_ARCHITECTURES = {
-    "x86_64": ("amd64", None),
-    "amd64": ("amd64", None),
-    "aarch64": ("arm64", "v8"),
-    "arm64": ("arm64", "v8"),
-    "armv7l": ("arm", "v7"),
-    "armv6l": ("arm", "v6"),
-    "i386": ("386", None),
-    "i686": ("386", None),
-    "ppc64le": ("ppc64le", None),
-    "s390x": ("s390x", None),
-    "riscv64": ("riscv64", None),
-}
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n"
 GROUP = "root:x:0:\nnobody:x:65534:\n"
@@ -73,33 +57,6 @@ DIRECTORIES = {
     "usr/bin": 0o755,
     "usr/sbin": 0o755,
 }
-
-
-def host_platform() -> Platform:
-    """This machine's platform in the spec's words (x86_64 -> amd64, aarch64 -> arm64/v8)."""
-    machine = platform.machine().lower()
-    try:
-        arch, variant = _ARCHITECTURES[machine]
-    except KeyError:
-        raise LayoutError(f"unknown machine architecture {machine!r}; pass one of {sorted(_ARCHITECTURES)}") from None
-    return Platform(architecture=arch, os="linux", variant=variant)
-
-
-def source_date_epoch(value: int | None = None) -> int:
-    """``value``, else $SOURCE_DATE_EPOCH, else 0: the one timestamp of a reproducible build."""
-    if value is not None:
-        return value
-    text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not text:
-        return 0
-    try:
-        return int(text)
-    except ValueError:
-        raise LayoutError(f"SOURCE_DATE_EPOCH={text!r} is not an integer") from None
-
-
-def rfc3339(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- step 1: the root filesystem -------------------------------------------------------------
