@@ -1,11 +1,24 @@
 """Part 1: the tour of the course.
 
 A container image is a tar archive plus JSON. This part maps the course (which part teaches
-which concept, and which parts it builds on), checks what this host can do (``doctor()``), and
-holds the narration helper every chapter script prints through (``Narrator``).
+which concept, and which parts it builds on: ``PARTS``), draws the way from a Dockerfile to an
+image (``PIPELINE``), checks what this host can do (``doctor()``, ``host_checks()``), and holds
+the narration helper every chapter script prints through (``Narrator``).
 """
 
-from .doctor import HostReport, cgroup_version, doctor
+from .course import PARTS, PIPELINE, Part, Stage
+from .doctor import HostCheck, HostReport, cgroup_version, doctor, host_checks
 from .narrate import Narrator
 
-__all__ = ["HostReport", "Narrator", "cgroup_version", "doctor"]
+__all__ = [
+    "PARTS",
+    "PIPELINE",
+    "HostCheck",
+    "HostReport",
+    "Narrator",
+    "Part",
+    "Stage",
+    "cgroup_version",
+    "doctor",
+    "host_checks",
+]

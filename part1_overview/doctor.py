@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import platform
+import pwd
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 
@@ -25,6 +27,20 @@ TOOLS: dict[str, str] = {
     "docker-registry": "a local registry on 127.0.0.1 for push and pull tests",
 }
 
+#: which chapters use each tool
+TOOL_PARTS: dict[str, str] = {
+    "busybox": "parts 2, 3, 6, 7",
+    "skopeo": "parts 2, 3 (interop checks)",
+    "umoci": "parts 3, 6 (interop checks)",
+    "runc": "parts 3, 6 (interop checks)",
+    "oci-image-tool": "parts 2, 3, capstone",
+    "buildah": "capstone benchmarks",
+    "newuidmap": "part 5 (rootless)",
+    "newgidmap": "part 5 (rootless)",
+    "slirp4netns": "part 6 (rootless network)",
+    "docker-registry": "capstone push/pull",
+}
+
 
 @dataclass(frozen=True)
 class HostReport:
@@ -40,6 +56,24 @@ class HostReport:
     seccomp: bool
     pivot_root: bool
     tools: dict[str, str | None] = field(default_factory=dict)  # name -> path or None
+    #: seccomp of this process: "disabled", "strict" or "filter" (None: kernel without seccomp)
+    seccomp_mode: str | None = None
+    #: how many seccomp filters already sit on this process (a container runtime adds one more)
+    seccomp_filters: int | None = None
+    #: the filter actions the kernel offers (/proc/sys/kernel/seccomp/actions_avail)
+    seccomp_actions: tuple[str, ...] = ()
+    #: Debian/Ubuntu's switch for user namespaces without privilege (None: no such switch)
+    unprivileged_userns_clone: bool | None = None
+    #: Ubuntu 23.10+'s AppArmor restriction on unprivileged user namespaces (None: absent)
+    apparmor_restricts_userns: bool | None = None
+    #: subordinate uid ranges of the current user in /etc/subuid (rootless ranges need them)
+    subuid_ranges: int = 0
+    #: overlayfs in a user namespace ("userxattr") needs kernel 5.11 or later
+    overlay_in_userns: bool = False
+    #: the cgroup v2 controllers enabled at the root of the unified hierarchy
+    cgroup2_controllers: tuple[str, ...] = ()
+    #: what each tool in ``tools`` is used for in the course
+    tool_purposes: dict[str, str] = field(default_factory=lambda: dict(TOOLS))
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -68,6 +102,48 @@ def cgroup_version() -> str:
     return "none"
 
 
+def _flag(path: str) -> bool | None:
+    text = _read(path)
+    if text is None or not text.strip().lstrip("-").isdigit():
+        return None
+    return int(text) != 0
+
+
+def _kernel_at_least(release: str, major: int, minor: int) -> bool:
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (major, minor)
+
+
+def _seccomp(status: str) -> tuple[str | None, int | None]:
+    """The ``Seccomp:`` mode (0 disabled, 1 strict, 2 filter) and ``Seccomp_filters:`` count."""
+    mode = filters = None
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        value = value.strip()
+        if key == "Seccomp" and value.isdigit():
+            mode = {0: "disabled", 1: "strict", 2: "filter"}.get(int(value), value)
+        elif key == "Seccomp_filters" and value.isdigit():
+            filters = int(value)
+    return mode, filters
+
+
+def _subuid_ranges(user: str, uid: int, path: str = "/etc/subuid") -> int:
+    count = 0
+    for line in (_read(path) or "").splitlines():
+        owner = line.split(":", 1)[0].strip()
+        if owner and owner in (user, str(uid)):
+            count += 1
+    return count
+
+
+def _cgroup2_controllers() -> tuple[str, ...]:
+    for path in ("/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/unified/cgroup.controllers"):
+        text = _read(path)
+        if text is not None:
+            return tuple(text.split())
+    return ()
+
+
 def doctor() -> HostReport:
     """Look at this host and report what the course can do on it."""
     max_userns_text = _read("/proc/sys/user/max_user_namespaces")
@@ -79,7 +155,13 @@ def doctor() -> HostReport:
     filesystems = _read("/proc/filesystems") or ""
     status = _read("/proc/self/status") or ""
     seccomp = any(line.startswith("Seccomp:") for line in status.splitlines())
+    seccomp_mode, seccomp_filters = _seccomp(status)
     uname = platform.uname()
+    uid = os.geteuid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
     return HostReport(
         kernel=uname.release,
         machine=uname.machine,
@@ -93,4 +175,71 @@ def doctor() -> HostReport:
         # which root or a user namespace gives.
         pivot_root=uname.system == "Linux" and (os.geteuid() == 0 or userns),
         tools={name: shutil.which(name) for name in TOOLS},
+        seccomp_mode=seccomp_mode,
+        seccomp_filters=seccomp_filters,
+        seccomp_actions=tuple((_read("/proc/sys/kernel/seccomp/actions_avail") or "").split()),
+        unprivileged_userns_clone=_flag("/proc/sys/kernel/unprivileged_userns_clone"),
+        apparmor_restricts_userns=_flag("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+        subuid_ranges=_subuid_ranges(user, uid),
+        overlay_in_userns=_kernel_at_least(uname.release, 5, 11),
+        cgroup2_controllers=_cgroup2_controllers(),
     )
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """One line of the host table: a feature, whether this host has it, and who needs it."""
+
+    name: str
+    ok: bool
+    detail: str
+    needed_by: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def host_checks(report: HostReport) -> list[HostCheck]:
+    """The report as the rows of the host table, kernel features first, then the tools."""
+    userns_detail = f"max_user_namespaces={report.max_user_namespaces}"
+    if report.unprivileged_userns_clone is not None:
+        userns_detail += f", unprivileged_userns_clone={int(report.unprivileged_userns_clone)}"
+    if report.apparmor_restricts_userns is not None:
+        userns_detail += f", apparmor_restrict_unprivileged_userns={int(report.apparmor_restricts_userns)}"
+    userns_detail += f", {report.subuid_ranges} /etc/subuid range(s) for this user"
+    seccomp_detail = (
+        f"this process: {report.seccomp_mode}, {report.seccomp_filters} filter(s); "
+        f"actions: {' '.join(report.seccomp_actions) or 'none'}"
+        if report.seccomp
+        else "kernel built without seccomp"
+    )
+    cgroup_detail = {
+        "v2": "unified hierarchy at /sys/fs/cgroup",
+        "hybrid": "v1 controllers, plus cgroup2 at /sys/fs/cgroup/unified",
+        "v1": "v1 controllers only",
+        "none": "no cgroup filesystem mounted",
+    }.get(report.cgroup_version, report.cgroup_version)
+    if report.cgroup2_controllers:
+        cgroup_detail += f" (v2 controllers: {' '.join(report.cgroup2_controllers)})"
+    rows = [
+        HostCheck("root", report.root, f"euid={os.geteuid()}", "parts 5-7 (or a user namespace)"),
+        HostCheck("user namespaces", report.user_namespaces, userns_detail, "part 5, rootless runs"),
+        HostCheck(
+            "overlayfs",
+            report.overlayfs,
+            "in /proc/filesystems" + ("; usable in a user namespace (5.11+)" if report.overlay_in_userns else ""),
+            "part 7, capstone RUN",
+        ),
+        HostCheck("cgroups", report.cgroup_version != "none", cgroup_detail, "part 6 limits"),
+        HostCheck("seccomp", report.seccomp, seccomp_detail, "part 6"),
+        HostCheck(
+            "pivot_root",
+            report.pivot_root,
+            f"{report.kernel} {report.machine}, needs CAP_SYS_ADMIN in the mount namespace",
+            "part 6",
+        ),
+    ]
+    for name, path in report.tools.items():
+        purpose = report.tool_purposes.get(name, "")
+        rows.append(HostCheck(name, path is not None, f"{path or 'not found'}: {purpose}", TOOL_PARTS.get(name, "")))
+    return rows

@@ -1,1 +1,35 @@
-"""(chapter in progress)"""
+"""Part 3: cbt in Python: from / config / build, no RUN yet.
+
+The blog's second step automates the image made by hand in part 2. ``from REF`` opens a base
+image (``oci-layout:DIR[[:IMAGE]:TAG]`` or ``oci-archive:FILE[[:IMAGE]:TAG]``) and makes a
+working folder; each folder under its ``layers/`` becomes a layer (packed by part 4);
+``config`` edits what the image runs; ``build`` writes base layers, new layers and config as a
+new image. Underneath is an immutable ``Image`` value: ``append_layer`` and ``with_config``
+return new images, ``write`` stores one, reusing and verifying the base blobs.
+"""
+
+from .builder import BuilderState, Workdir, cbt_build, cbt_config, cbt_from, cbt_home
+from .errors import AmbiguousImage, BuildError, CbtError, ImageNotFound, InvalidReference, WorkdirError
+from .image import Image, Layer, layer_from_directory
+from .reference import ImageReference, parse_reference, select_manifest
+
+__all__ = [
+    "AmbiguousImage",
+    "BuildError",
+    "BuilderState",
+    "CbtError",
+    "Image",
+    "ImageNotFound",
+    "ImageReference",
+    "InvalidReference",
+    "Layer",
+    "WorkdirError",
+    "Workdir",
+    "cbt_build",
+    "cbt_config",
+    "cbt_from",
+    "cbt_home",
+    "layer_from_directory",
+    "parse_reference",
+    "select_manifest",
+]

@@ -1,0 +1,499 @@
+"""An image as an immutable value, in the style of go-containerregistry.
+
+``Image.scratch()`` is FROM scratch, ``Image.load(ref)`` reads an image from an OCI layout or an
+oci-archive. ``append_layer`` and ``with_config`` never change an image: they return a new one
+with one more history entry, so a build is a chain of values and any step can be kept or thrown
+away. ``write(ref)`` stores the value: every layer blob is copied and checked against its
+digest (base blobs are reused byte for byte), then the config, the manifest, and the index.json
+entry named after the reference.
+
+A layer of an image is a descriptor, a diff_id and where its bytes are (a blob of a layout, a
+member of an archive, a file): nothing is read until the image is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import io
+import json
+import os
+import posixpath
+import tarfile
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO, Union
+
+from part2_manual_oci import mediatypes as mt
+from part2_manual_oci import (
+    BlobCorrupt,
+    BlobNotFound,
+    ContainerConfig,
+    Descriptor,
+    History,
+    ImageConfig,
+    Index,
+    LayoutError,
+    Manifest,
+    ModelError,
+    OCILayout,
+    canonical_json,
+    digest_hex,
+    digest_stream,
+    host_platform,
+    sha256_digest,
+    write_oci_archive,
+)
+from part4_tar import layer_info, write_layer
+
+from .errors import CbtError, ImageNotFound
+from .reference import OCI_ARCHIVE, OCI_LAYOUT, ImageReference, parse_reference, select_manifest
+
+# Docker schema2 layer types and the OCI type of the very same bytes
+_OCI_LAYER_TYPE = {mt.DOCKER_LAYER_GZIP: mt.OCI_LAYER_GZIP}
+MAX_JSON_SIZE = 4 << 20
+
+
+def utc_now() -> str:
+    """The current time as the image spec writes it (RFC 3339, UTC)."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- where a layer's bytes are -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileBlob:
+    """A blob in a file of its own (a layer just written, or a blob of a layout)."""
+
+    path: Path
+
+    def open(self) -> BinaryIO:
+        return open(self.path, "rb")
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def _member_name(name: str) -> str | None:
+    """An archive member's name relative to the layout root, or None for an unsafe one."""
+    norm = posixpath.normpath(name.lstrip("/"))
+    return None if norm.startswith("..") else norm
+
+
+class _TarMember(io.RawIOBase):
+    """Reads one member of a tar file and closes the tar file with it."""
+
+    def __init__(self, archive: tarfile.TarFile, member: BinaryIO) -> None:
+        super().__init__()
+        self._archive, self._member = archive, member
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._member.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._member.close()
+            self._archive.close()
+        super().close()
+
+
+def _open_member(archive: Path, name: str) -> BinaryIO:
+    tf = tarfile.open(archive, "r:*")
+    try:
+        for info in tf:
+            if _member_name(info.name) == name:
+                if not info.isreg():
+                    raise LayoutError(f"{archive}: member {name} is not a regular file")
+                return io.BufferedReader(_TarMember(tf, tf.extractfile(info)), 1 << 20)
+        raise BlobNotFound(f"{archive}: no member {name}")
+    except BaseException:
+        tf.close()
+        raise
+
+
+@dataclass(frozen=True)
+class ArchiveBlob:
+    """A blob inside an oci-archive (a tar of a layout), read in place without extracting."""
+
+    archive: Path
+    member: str  # "blobs/sha256/<hex>"
+
+    def open(self) -> BinaryIO:
+        return _open_member(self.archive, self.member)
+
+    def __str__(self) -> str:
+        return f"{self.archive}:{self.member}"
+
+
+BlobSource = Union[FileBlob, ArchiveBlob]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of an image: its descriptor (digest of the stored bytes), its diff_id (digest
+    of the uncompressed tar) and where the bytes are."""
+
+    descriptor: Descriptor
+    diff_id: str
+    source: BlobSource = field(compare=False)
+
+    def open(self) -> BinaryIO:
+        return self.source.open()
+
+    @classmethod
+    def from_blob_file(cls, path: str | os.PathLike, media_type: str | None = None) -> "Layer":
+        """A layer from a layer blob on disk (tar, tar+gzip or tar+zstd): one pass to find its
+        digest, size and diff_id."""
+        path = Path(path)
+        with open(path, "rb") as f:
+            info = layer_info(f, media_type)
+        return cls(info.descriptor(), info.diff_id, FileBlob(path))
+
+
+def layer_from_directory(
+    src_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    compression: str = "gzip",
+    source_date_epoch: int | None = None,
+) -> Layer:
+    """Pack a directory as a layer blob (part 4) into ``out_dir/<hex>`` and return the layer."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-layer-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            info = write_layer(src_dir, f, compression, source_date_epoch=source_date_epoch)
+        final = out_dir / digest_hex(info.digest)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return Layer(info.descriptor(), info.diff_id, FileBlob(final))
+
+
+# -- reading images ------------------------------------------------------------------------------
+
+
+class _LayoutReader:
+    def __init__(self, path: str) -> None:
+        self.layout = OCILayout.open(path)
+        self.where = str(self.layout.path)
+
+    def manifests(self) -> tuple[Descriptor, ...]:
+        return self.layout.index().manifests
+
+    def read_json(self, desc: Descriptor) -> dict:
+        return self.layout.read_json(desc)
+
+    def source(self, desc: Descriptor) -> BlobSource:
+        if not self.layout.has_blob(desc.digest):
+            raise BlobNotFound(f"{self.where}: layer blob {desc.digest} not found ({self.layout.blob_path(desc.digest)})")
+        return FileBlob(self.layout.blob_path(desc.digest))
+
+    def close(self) -> None:
+        pass
+
+
+class _ArchiveReader:
+    """An oci-archive read in place: members are looked up by name, nothing is extracted."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.where = str(self.path)
+        try:
+            self._tf = tarfile.open(self.path, "r:*")
+        except FileNotFoundError:
+            raise ImageNotFound(f"{self.path}: no such archive") from None
+        except (tarfile.TarError, OSError) as e:
+            raise LayoutError(f"{self.path}: not a readable tar archive ({e})") from None
+        self._members = {}
+        for info in self._tf.getmembers():
+            name = _member_name(info.name)
+            if name is not None and info.isreg():
+                self._members[name] = info
+        if "oci-layout" not in self._members or "index.json" not in self._members:
+            raise LayoutError(f"{self.path}: not an oci-archive (no oci-layout and index.json at its root)")
+
+    def _read(self, name: str, limit: int = MAX_JSON_SIZE) -> bytes:
+        info = self._members.get(name)
+        if info is None:
+            raise BlobNotFound(f"{self.path}: no member {name}")
+        if info.size > limit:
+            raise LayoutError(f"{self.path}: {name} is {info.size} bytes, too big for a JSON document")
+        return self._tf.extractfile(info).read()
+
+    def manifests(self) -> tuple[Descriptor, ...]:
+        try:
+            index = json.loads(self._read("index.json"))
+        except ValueError as e:
+            raise ModelError(f"{self.path}: index.json is not JSON ({e})") from None
+        return Index.from_json(index, f"{self.path}:index.json").manifests
+
+    def read_json(self, desc: Descriptor) -> dict:
+        data = self._read(f"blobs/sha256/{digest_hex(desc.digest)}")
+        got = sha256_digest(data)
+        if got != desc.digest or len(data) != desc.size:
+            raise BlobCorrupt(f"{self.path}: blob {desc.digest} hashes to {got} ({len(data)} bytes, descriptor says {desc.size})")
+        try:
+            return json.loads(data)
+        except ValueError as e:
+            raise ModelError(f"{self.path}: blob {desc.digest} is not JSON ({e})") from None
+
+    def source(self, desc: Descriptor) -> BlobSource:
+        name = f"blobs/sha256/{digest_hex(desc.digest)}"
+        if name not in self._members:
+            raise BlobNotFound(f"{self.path}: layer blob {desc.digest} not found (no member {name})")
+        return ArchiveBlob(self.path.resolve(), name)
+
+    def close(self) -> None:
+        self._tf.close()
+
+
+def _platform_entry(entries: tuple[Descriptor, ...], where: str) -> Descriptor:
+    """The entry of a multi-platform index that runs here."""
+    here = host_platform()
+    os_name, arch = here.os, here.architecture
+    manifests = [e for e in entries if e.media_type in mt.MANIFEST_TYPES]
+    matching = [e for e in manifests if e.platform is not None and (e.platform.os, e.platform.architecture) == (os_name, arch)]
+    if matching:
+        return matching[0]
+    if len(manifests) == 1:
+        return manifests[0]
+    found = ", ".join(str(e.platform) for e in manifests if e.platform) or "none"
+    raise ImageNotFound(f"{where}: no image for {os_name}/{arch} in the image index (platforms: {found})")
+
+
+# -- the value -----------------------------------------------------------------------------------
+
+_TOP_LEVEL = ("os", "architecture", "variant", "os_version", "author")
+_CONTAINER_FIELDS = tuple(f.name for f in dataclasses.fields(ContainerConfig) if f.name != "extra")
+_SEQUENCE_FIELDS = ("env", "entrypoint", "cmd", "on_build", "shell")
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image: its config and its layers, bottom first. Immutable; changes make new images.
+
+    ``loaded_from`` is the manifest descriptor an image was loaded as (None for a new or
+    changed image).
+    """
+
+    config: ImageConfig
+    layers: tuple[Layer, ...] = ()
+    loaded_from: Descriptor | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        diff_ids = tuple(layer.diff_id for layer in self.layers)
+        if diff_ids != tuple(self.config.rootfs_diff_ids):
+            raise ValueError(
+                f"config lists {len(self.config.rootfs_diff_ids)} diff_ids, the image has {len(self.layers)} layers "
+                "(or they differ)"
+            )
+
+    # -- making images --------------------------------------------------------------------------
+    @classmethod
+    def scratch(cls, os: str | None = None, architecture: str | None = None) -> "Image":
+        """The empty image (FROM scratch) for this host's platform, or the one given."""
+        here = host_platform()
+        variant = here.variant if architecture in (None, here.architecture) else None
+        return cls(ImageConfig(architecture=architecture or here.architecture, os=os or here.os, variant=variant))
+
+    @classmethod
+    def load(cls, ref: str | ImageReference) -> "Image":
+        """The image a reference names, from an OCI layout or an oci-archive.
+
+        Layers are not read now, only checked to be there; ``write`` verifies their bytes.
+        """
+        if isinstance(ref, str):
+            ref = parse_reference(ref)
+        if ref.transport == OCI_LAYOUT:
+            if not os.path.exists(ref.path):
+                raise ImageNotFound(f"{ref.path}: no such OCI layout ({ref})")
+            reader = _LayoutReader(ref.path)
+        elif ref.transport == OCI_ARCHIVE:
+            reader = _ArchiveReader(ref.path)
+        else:  # parse_reference allows no other
+            raise CbtError(f"cannot read images from transport {ref.transport!r}")
+        try:
+            desc = select_manifest(reader.manifests(), ref, reader.where)
+            if desc.media_type in mt.INDEX_TYPES:
+                nested = Index.from_json(reader.read_json(desc), f"{reader.where}: index {desc.digest}")
+                desc = _platform_entry(nested.manifests, f"{reader.where}: {ref.ref_name}")
+            if desc.media_type not in mt.MANIFEST_TYPES:
+                raise LayoutError(f"{reader.where}: {desc.digest} has media type {desc.media_type}, not an image manifest")
+            manifest = Manifest.from_json(reader.read_json(desc), f"{reader.where}: manifest {desc.digest}")
+            if manifest.config.media_type not in mt.CONFIG_TYPES:
+                raise LayoutError(
+                    f"{reader.where}: config {manifest.config.digest} has media type {manifest.config.media_type}, "
+                    "not an image config"
+                )
+            config = ImageConfig.from_json(reader.read_json(manifest.config), f"{reader.where}: config {manifest.config.digest}")
+            if len(manifest.layers) != len(config.rootfs_diff_ids):
+                raise LayoutError(
+                    f"{reader.where}: manifest {desc.digest} lists {len(manifest.layers)} layers, its config "
+                    f"{len(config.rootfs_diff_ids)} diff_ids"
+                )
+            layers = []
+            for ld, diff_id in zip(manifest.layers, config.rootfs_diff_ids):
+                oci_type = _OCI_LAYER_TYPE.get(ld.media_type, ld.media_type)
+                layers.append(Layer(replace(ld, media_type=oci_type), diff_id, reader.source(ld)))
+        finally:
+            reader.close()
+        return cls(config, tuple(layers), loaded_from=desc)
+
+    def append_layer(
+        self,
+        layer: Layer | str | os.PathLike,
+        *,
+        created_by: str | None = None,
+        comment: str | None = None,
+        created: str | None = None,
+    ) -> "Image":
+        """A new image with ``layer`` on top (a :class:`Layer`, or the path of a layer blob)."""
+        if not isinstance(layer, Layer):
+            layer = Layer.from_blob_file(layer)
+        created = created or utc_now()
+        entry = History(
+            created=created,
+            created_by=created_by or f"append layer {layer.descriptor.digest}",
+            comment=comment,
+        )
+        config = replace(
+            self.config,
+            rootfs_diff_ids=tuple(self.config.rootfs_diff_ids) + (layer.diff_id,),
+            history=tuple(self.config.history) + (entry,),
+            created=created,
+        )
+        return Image(config, self.layers + (layer,))
+
+    def with_config(
+        self,
+        *,
+        created_by: str | None = None,
+        comment: str | None = None,
+        created: str | None = None,
+        **changes,
+    ) -> "Image":
+        """A new image with config changes and an ``empty_layer`` history entry.
+
+        Keywords are the fields of ``ContainerConfig`` (``cmd``, ``entrypoint``, ``env``,
+        ``working_dir``, ``user``, ``exposed_ports``, ``labels``, ...), ``config`` (a whole
+        ``ContainerConfig``), or top-level ``os``, ``architecture``, ``variant``,
+        ``os_version``, ``author``. A value of None clears the field.
+        """
+        container = changes.pop("config", self.config.config)
+        top = {}
+        inner = {}
+        for key, value in changes.items():
+            if key in _TOP_LEVEL:
+                top[key] = value
+            elif key in _CONTAINER_FIELDS:
+                if key in _SEQUENCE_FIELDS and value is not None:
+                    if isinstance(value, str):
+                        raise TypeError(f"with_config(): {key} must be a list of strings, not a string")
+                    value = tuple(value)
+                elif isinstance(value, dict):
+                    value = dict(value)
+                inner[key] = value
+            else:
+                raise TypeError(f"with_config() got an unknown field {key!r}")
+        created = created or utc_now()
+        if created_by is None:
+            described = {**top, **inner}
+            created_by = "config " + (", ".join(f"{k}={_show(v)}" for k, v in described.items()) or "(replaced)")
+        entry = History(created=created, created_by=created_by, comment=comment, empty_layer=True)
+        config = replace(
+            self.config,
+            **top,
+            config=replace(container, **inner),
+            history=tuple(self.config.history) + (entry,),
+            created=created,
+        )
+        return Image(config, self.layers)
+
+    # -- what would be written ------------------------------------------------------------------
+    @property
+    def config_descriptor(self) -> Descriptor:
+        data = canonical_json(self.config)
+        return Descriptor(mt.OCI_CONFIG, sha256_digest(data), len(data))
+
+    @property
+    def manifest(self) -> Manifest:
+        return Manifest(self.config_descriptor, tuple(layer.descriptor for layer in self.layers))
+
+    @property
+    def digest(self) -> str:
+        """The digest of the manifest ``write`` stores for this image."""
+        return sha256_digest(canonical_json(self.manifest))
+
+    # -- writing --------------------------------------------------------------------------------
+    def write(self, ref: str | ImageReference) -> Descriptor:
+        """Store the image where ``ref`` says and name it; returns the manifest descriptor
+        (with its ref name annotation).
+
+        ``oci-layout:DIR[...]`` adds to (or creates) a layout: an entry with the same ref name is
+        replaced. ``oci-archive:FILE[...]`` writes a plain tar of a new layout, replacing FILE.
+        """
+        if isinstance(ref, str):
+            ref = parse_reference(ref)
+        if ref.transport == OCI_LAYOUT:
+            return self._write_layout(OCILayout.create(ref.path), ref.ref_name)
+        if ref.transport == OCI_ARCHIVE:
+            target = Path(ref.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="cbt-oci-archive-", dir=_tmp_root()) as tmp:
+                desc = self._write_layout(OCILayout.create(Path(tmp) / "layout"), ref.ref_name)
+                write_oci_archive(Path(tmp) / "layout", target)  # atomic: a temp file renamed
+            return desc
+        raise CbtError(f"cannot write images to transport {ref.transport!r}")
+
+    def _write_layout(self, layout: OCILayout, ref_name: str) -> Descriptor:
+        for layer in self.layers:
+            _copy_layer(layer, layout)
+        config_desc = layout.put_json(self.config, mt.OCI_CONFIG)
+        manifest = Manifest(config_desc, tuple(layer.descriptor for layer in self.layers))
+        manifest_desc = layout.put_json(manifest, mt.OCI_MANIFEST)
+        return layout.add_manifest(manifest_desc, ref_name)
+
+
+def _copy_layer(layer: Layer, layout: OCILayout) -> None:
+    """Copy a layer blob into ``layout``, checking it hashes to its digest and has its size."""
+    desc = layer.descriptor
+    target = layout.blob_path(desc.digest)
+    source = layer.source
+    if isinstance(source, FileBlob) and target.exists() and os.path.samefile(source.path, target):
+        # the blob is already where it goes: check it in place
+        with open(target, "rb") as f:
+            digest, size = digest_stream(f)
+    else:
+        with layer.open() as f:
+            try:
+                stored = layout.put_blob(f, desc.media_type, expected_digest=desc.digest)
+            except BlobCorrupt as e:
+                raise BlobCorrupt(f"layer {desc.digest} from {source}: {e}") from None
+        digest, size = stored.digest, stored.size
+    if digest != desc.digest or size != desc.size:
+        raise BlobCorrupt(
+            f"layer {desc.digest} from {source}: {size} bytes hashing to {digest}, the descriptor says {desc.size} bytes"
+        )
+
+
+def _tmp_root() -> str | None:
+    # cbt keeps its temporary layouts in /var/tmp: big, and not a RAM-backed /tmp
+    return "/var/tmp" if os.path.isdir("/var/tmp") and os.access("/var/tmp", os.W_OK) else None
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    return json.dumps(value) if not isinstance(value, str) else value
