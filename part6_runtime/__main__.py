@@ -1,0 +1,168 @@
+"""Chapter script: ``python -m part6_runtime`` runs the narrated demonstration;
+``python -m part6_runtime run ROOTFS [options] -- CMD...`` and
+``python -m part6_runtime run --bundle DIR`` run a container."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from part1_overview import Narrator
+
+from . import ContainerSpec, Limits, Mount, RuntimeSetupError, load_bundle, make_busybox_rootfs, parse_size, run
+from .errors import ContainerError
+from .setup import describe_steps
+
+
+def _run_captured(spec: ContainerSpec, on_step=None) -> tuple[int, str]:
+    with tempfile.TemporaryFile("w+") as out:
+        code = run(spec, stdin=os.open(os.devnull, os.O_RDONLY), stdout=out, stderr=out, on_step=on_step)
+        out.seek(0)
+        return code, out.read()
+
+
+def demo(n: Narrator) -> int:
+    n.title("Part 6: a mini container runtime")
+    with tempfile.TemporaryDirectory(prefix="part6-demo-") as tmp:
+        n.step("make a root filesystem from the static busybox binary")
+        rootfs = make_busybox_rootfs(os.path.join(tmp, "rootfs"))
+        n.fact("rootfs", rootfs)
+        n.fact("applets linked to /bin/busybox", sum(1 for _ in (rootfs / "bin").iterdir()) - 1)
+        n.command(f"python -m part6_runtime run {rootfs} -- sh")
+
+        n.step("the container's setup: an ordered tuple of named steps")
+        n.table(describe_steps(), headers=["step", "what it does"])
+
+        n.step("run `echo $$; hostname` and watch each step go by")
+        seen: list[str] = []
+        spec = ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", "echo PID $$; hostname"), hostname="demo")
+        code, out = _run_captured(spec, on_step=seen.append)
+        n.say("=> " + " => ".join(seen))
+        n.output(out)
+        n.fact("exit code", code)
+
+        n.step("what the container sees")
+        probes = [
+            ("its processes (/proc)", "ls /proc | grep '^[0-9]' | tr '\\n' ' '"),
+            ("network interfaces", "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; ip link show lo | head -1"),
+            ("capabilities", "grep -E '^Cap(Eff|Bnd)' /proc/self/status"),
+            ("no_new_privs and seccomp", "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"),
+            ("a masked path", "wc -c < /proc/timer_list"),
+            ("read-only /proc/sys", "echo 1 > /proc/sys/kernel/hostname"),
+            ("mounts", "cut -d' ' -f5,9 /proc/self/mountinfo"),
+        ]
+        for label, command in probes:
+            code, out = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", command)))
+            n.say(f"{label}:  $ {command}")
+            n.output(out or "(no output)")
+
+        n.step("limits through cgroups: 32 MiB of memory, 10 processes")
+        hog = 'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo survived'
+        code, out = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", hog), limits=Limits(memory=32 << 20)))
+        n.command(f"sh -c '{hog}'   # --memory 32m")
+        n.fact("exit code (128 + SIGKILL from the OOM killer)", code)
+        bomb = "for i in $(seq 50); do sleep 60 & done"
+        code, out = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", bomb), limits=Limits(pids=10)))
+        n.command(f"sh -c '{bomb}'   # --pids 10")
+        n.output(out)
+        n.fact("exit code", code)
+
+        n.step("a user from the image's /etc/passwd, and its capabilities")
+        code, out = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", "id; grep CapEff /proc/self/status; pwd"), user="alice", cwd="/home/alice"))
+        n.output(out)
+
+        n.step("exit codes pass through; a failed step is named")
+        code, _ = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", "exit 7")))
+        n.fact("sh -c 'exit 7'", code)
+        try:
+            _run_captured(ContainerSpec(rootfs=str(rootfs), args=("no-such-command",)))
+        except RuntimeSetupError as e:
+            n.fact("no-such-command", e)
+    n.done()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m part6_runtime", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command")
+    r = sub.add_parser("run", help="run a container from a rootfs directory or an OCI bundle")
+    r.add_argument("--bundle", metavar="DIR", help="an OCI runtime bundle (config.json + rootfs)")
+    r.add_argument("--hostname", default="container")
+    r.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("-w", "--workdir", default="/")
+    r.add_argument("-u", "--user", default="0", metavar="USER[:GROUP]")
+    r.add_argument("--network", choices=("none", "host", "private"), default="none")
+    r.add_argument("--memory", metavar="SIZE", help="memory limit, e.g. 64m")
+    r.add_argument("--pids", type=int, metavar="N", help="at most N processes")
+    r.add_argument("--cpus", type=float, metavar="N", help="CPU time, in CPUs")
+    r.add_argument("--read-only", action="store_true", help="mount the rootfs read-only")
+    r.add_argument("--init", action="store_true", help="a reaper as PID 1 (like docker run --init)")
+    r.add_argument("-t", "--tty", action="store_true", default=None, help="allocate a terminal (default: when stdin is one)")
+    r.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
+    r.add_argument("--tmpfs", action="append", default=[], metavar="DST")
+    r.add_argument("rootfs", nargs="?")
+    r.add_argument("cmd", nargs=argparse.REMAINDER)
+    return p
+
+
+def _spec_from_args(a: argparse.Namespace) -> ContainerSpec:
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    if not a.rootfs or not cmd:
+        raise ContainerError("usage: python -m part6_runtime run ROOTFS [options] -- CMD...")
+    terminal = a.tty if a.tty is not None else sys.stdin.isatty()
+    env = [f"HOSTNAME={a.hostname}"] + (["TERM=xterm"] if terminal else []) + a.env
+    mounts = []
+    for v in a.volume:
+        parts = v.split(":")
+        if len(parts) < 2:
+            raise ContainerError(f"--volume {v}: expected SRC:DST[:ro]")
+        mounts.append(Mount(parts[1], "bind", os.path.abspath(parts[0]), ("rbind",) + tuple(parts[2:])))
+    mounts += [Mount(d, "tmpfs", "tmpfs", ("nosuid", "nodev")) for d in a.tmpfs]
+    return ContainerSpec(
+        rootfs=a.rootfs,
+        args=tuple(cmd),
+        env=tuple(env),
+        cwd=a.workdir,
+        user=a.user,
+        hostname=a.hostname,
+        mounts=tuple(mounts),
+        network=a.network,
+        limits=Limits(memory=parse_size(a.memory) if a.memory else None, pids=a.pids, cpus=a.cpus),
+        readonly_rootfs=a.read_only,
+        init=a.init,
+        terminal=terminal,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        return demo(Narrator())
+    err = Narrator(sys.stderr, plain=True)
+    try:
+        if args.bundle:
+            spec, warnings = load_bundle(args.bundle)
+            for w in warnings:
+                err.warn(w)
+            if spec.terminal and not sys.stdin.isatty():
+                err.warn("process.terminal is true but stdin is not a terminal: running without one")
+                import dataclasses
+
+                spec = dataclasses.replace(spec, terminal=False)
+        else:
+            spec = _spec_from_args(args)
+        return run(spec)
+    except RuntimeSetupError as e:
+        err.warn(f"part6_runtime: {e}")
+        if e.step == "exec":  # as docker run: 127 not found, 126 not executable
+            return 127 if getattr(e.cause, "errno", None) == 2 else 126
+        return 125
+    except ContainerError as e:
+        err.warn(f"part6_runtime: {e}")
+        return 125
+
+
+if __name__ == "__main__":
+    sys.exit(main())

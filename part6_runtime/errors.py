@@ -1,0 +1,36 @@
+"""Errors of part 6.
+
+::
+
+    ContainerError                 base of everything this part raises
+    ├── SpecError (ValueError)     a ContainerSpec that cannot run: bad user, missing rootfs...
+    │   └── BundleError            an OCI bundle's config.json that cannot be read or is invalid
+    └── RuntimeSetupError          a named setup step failed in the container's process
+
+``RuntimeSetupError.step`` is the name of the step (one of ``SETUP_STEPS``, ``namespaces`` or
+``exec``) and ``.cause`` the error the step raised (an ``OSError`` with its errno and path when
+the kernel refused). The message is one line: ``setup step 'pivot_root' failed: ...``.
+"""
+
+from __future__ import annotations
+
+
+class ContainerError(Exception):
+    """Base of the runtime's errors."""
+
+
+class SpecError(ContainerError, ValueError):
+    """The container spec is invalid or names something that does not exist."""
+
+
+class BundleError(SpecError):
+    """An OCI runtime bundle (config.json) cannot be read or is invalid."""
+
+
+class RuntimeSetupError(ContainerError):
+    """A setup step failed; ``step`` names it, ``cause`` is what it raised."""
+
+    def __init__(self, step: str, cause: BaseException) -> None:
+        self.step = step
+        self.cause = cause
+        super().__init__(f"setup step {step!r} failed: {cause}")

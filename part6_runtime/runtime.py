@@ -1,0 +1,526 @@
+"""The runtime's side: prepare, start the container, pass signals and stdio, return its exit code.
+
+``run(spec)`` does what ``runc run`` does for a bundle:
+
+1. resolve what the child needs while the host's files are still at hand: the user from the
+   image's /etc/passwd, the environment, the capability sets, generated /etc files, missing
+   mount points (created now, removed afterwards, so the image is left as it was);
+2. create the cgroup with the limits;
+3. ``spawn`` (part 5) the child in new namespaces; it runs ``container_main`` as PID 1;
+4. move PID 1 into the cgroup and start slirp4netns for a private network, then release it;
+5. forward SIGINT/SIGTERM, relay the terminal, wait; a setup step that failed is raised
+   as ``RuntimeSetupError(step, cause)``; the exit code is returned (128+N for signal N).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno as errno_
+import fcntl
+import functools
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import tempfile
+import termios
+import threading
+import tty
+from pathlib import Path
+from typing import Callable, IO
+
+from part5_namespaces import CloneFlags, NamespaceError, spawn, syscalls
+
+from . import capabilities as caps
+from . import seccomp
+from .cgroups import Cgroup
+from .errors import ContainerError, RuntimeSetupError, SpecError
+from .network import SLIRP_DNS, Slirp
+from .paths import resolve_in_root
+from .setup import Plan, container_main
+from .spec import DEFAULT_PATH, CapabilitySets, ContainerSpec
+from .users import check_ids, resolve_user
+
+#: runtime-spec namespace names -> clone flags (cgroup is entered by PID 1 itself, after it
+#: joined its cgroup, so that the namespace's root is the container's own cgroup)
+NAMESPACE_FLAGS = {
+    "mount": CloneFlags.NEWNS,
+    "pid": CloneFlags.NEWPID,
+    "uts": CloneFlags.NEWUTS,
+    "ipc": CloneFlags.NEWIPC,
+    "network": CloneFlags.NEWNET,
+    "user": CloneFlags.NEWUSER,
+}
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+StdioArg = int | IO | None
+
+
+def run(
+    spec: ContainerSpec,
+    *,
+    stdin: StdioArg = None,
+    stdout: StdioArg = None,
+    stderr: StdioArg = None,
+    on_step: Callable[[str], None] | None = None,
+) -> int:
+    """Run the container described by ``spec`` and wait for it.
+
+    ``stdin``/``stdout``/``stderr``: a file descriptor or an object with ``fileno()``; None
+    passes the caller's own. With ``spec.terminal`` the command gets a pty whose other end is
+    relayed to ``stdin``/``stdout``. ``on_step(name)`` is called (from a helper thread) as
+    the container starts each setup step. Returns the exit code, 128+N after signal N.
+    Raises ``RuntimeSetupError(step, cause)`` when a setup step fails, ``SpecError`` for a
+    spec that cannot run.
+    """
+    stdio = tuple(_fd(x) for x in (stdin, stdout, stderr))
+    with _Resources() as res:
+        plan = _prepare(spec, stdio, res)
+        return _start_and_wait(plan, res, on_step)
+
+
+# -- preparation (in the caller's process, with the host's files at hand) ----------------------
+
+
+class _Resources:
+    """What a run creates on the host, undone in reverse order even when something failed."""
+
+    def __init__(self) -> None:
+        self.undo: list[Callable[[], None]] = []
+
+    def __enter__(self) -> "_Resources":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        errors = []
+        for undo in reversed(self.undo):
+            try:
+                undo()
+            except Exception as e:  # noqa: BLE001 - keep cleaning, report the first
+                errors.append(e)
+        if errors and exc[0] is None:
+            raise errors[0]
+
+
+def _fd(x: StdioArg) -> int | None:
+    if x is None or isinstance(x, int):
+        return x
+    return x.fileno()
+
+
+def _prepare(spec: ContainerSpec, stdio: tuple, res: _Resources) -> Plan:
+    rootfs = os.path.realpath(spec.rootfs)
+    if not os.path.isdir(rootfs):
+        raise SpecError(f"rootfs {spec.rootfs}: not a directory")
+    user = resolve_user(rootfs, spec.user, spec.additional_gids)
+    check_ids(user.uid, user.gid)
+    if spec.uid_maps and not any(m.to_outside(user.uid) is not None for m in spec.uid_maps):
+        raise SpecError(f"uid {user.uid} is not mapped by the container's uid_maps")
+
+    sets = _capability_sets(spec, user.uid)
+    hostname = spec.hostname or socket.gethostname()
+    env = _environment(spec, user.home)
+
+    workdir = tempfile.mkdtemp(prefix="part6-")
+    res.undo.append(functools.partial(shutil.rmtree, workdir, ignore_errors=True))
+    etc = _generate_etc_files(workdir, spec, hostname) if spec.etc_files else []
+    if spec.uid_maps:
+        # the generated files must be readable and writable by the container's root
+        root_uid = next(m.to_outside(0) for m in spec.uid_maps if m.to_outside(0) is not None)
+        root_gid = next((m.to_outside(0) for m in spec.gid_maps if m.to_outside(0) is not None), 0)
+        for path in [workdir] + [p for p, _ in etc]:
+            os.chown(path, root_uid, root_gid)
+    _make_mountpoints(rootfs, spec, [inside for _, inside in etc], res)
+
+    # load what the child needs from the host before its pivot_root: libc, libseccomp
+    syscalls.libc()
+    if spec.seccomp:
+        seccomp.libseccomp()
+    return Plan(
+        spec=spec,
+        rootfs=rootfs,
+        user=user,
+        env=env,
+        capability_sets=sets,
+        cap_last=caps.last_cap(),
+        etc_files=tuple(etc),
+        report_fd=-1,
+        go_fd=-1,
+        stdio=stdio,
+    )
+
+
+def _capability_sets(spec: ContainerSpec, uid: int) -> CapabilitySets:
+    if isinstance(spec.capabilities, CapabilitySets):
+        sets = spec.capabilities
+    elif spec.capabilities is None:
+        sets = CapabilitySets.docker(root=uid == 0)
+    else:
+        sets = CapabilitySets.docker(spec.capabilities, root=uid == 0)
+    for names in (sets.bounding, sets.effective, sets.permitted, sets.inheritable, sets.ambient):
+        for name in names:
+            try:
+                caps.cap_number(name)
+            except ValueError as e:
+                raise SpecError(str(e)) from None
+    return sets
+
+
+def _environment(spec: ContainerSpec, home: str) -> tuple[str, ...]:
+    """The command's environment: the spec's, with PATH (Docker's default) and HOME (from
+    the image's /etc/passwd, as runc does) when it lacks them."""
+    env: dict[str, str] = {}
+    keys = {item.split("=", 1)[0] for item in spec.env}
+    if "PATH" not in keys:
+        env["PATH"] = DEFAULT_PATH
+    for item in spec.env:
+        key, value = item.split("=", 1)
+        env[key] = value
+    env.setdefault("HOME", home)
+    return tuple(f"{k}={v}" for k, v in env.items())
+
+
+def _generate_etc_files(workdir: str, spec: ContainerSpec, hostname: str) -> list[tuple[str, str]]:
+    """hosts, hostname and resolv.conf for this container, bound over the image's copies."""
+    if spec.network == "host":
+        hosts = _read_host_file("/etc/hosts") or "127.0.0.1\tlocalhost\n"
+    else:
+        hosts = (
+            "127.0.0.1\tlocalhost\n"
+            "::1\tlocalhost ip6-localhost ip6-loopback\n"
+            f"127.0.1.1\t{hostname}\n"
+        )
+    host_resolv = _read_host_file("/etc/resolv.conf")
+    if spec.network == "host":
+        resolv = host_resolv
+    else:
+        # the host's loopback resolvers are unreachable from another network namespace
+        kept = [
+            line for line in host_resolv.splitlines()
+            if not (line.startswith("nameserver") and (line.split()[1:2] or [""])[0].startswith(("127.", "::1")))
+        ]
+        if spec.network == "private":
+            kept = [line for line in kept if not line.startswith("nameserver")] + [f"nameserver {SLIRP_DNS}"]
+        resolv = "\n".join(kept) + ("\n" if kept else "")
+    files = [("hosts", hosts), ("hostname", hostname + "\n"), ("resolv.conf", resolv)]
+    out = []
+    for name, content in files:
+        path = os.path.join(workdir, name)
+        with open(path, "w") as f:
+            f.write(content)
+        os.chmod(path, 0o644)
+        out.append((path, f"/etc/{name}"))
+    return out
+
+
+def _read_host_file(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _make_mountpoints(rootfs: str, spec: ContainerSpec, etc_files: list[str], res: _Resources) -> None:
+    """Create the mount points the image lacks; they are removed after the run (if still
+    empty), so the rootfs, an overlay's upper dir for example, keeps no trace of them."""
+    wanted: list[tuple[str, bool]] = [("/proc", True), ("/dev", True), ("/sys", True)]
+    wanted += [(inside, False) for inside in etc_files]
+    for m in spec.mounts:
+        is_dir = True
+        if m.is_bind:
+            if not os.path.exists(m.source):
+                raise SpecError(f"bind mount source {m.source} does not exist")
+            is_dir = os.path.isdir(m.source)
+        wanted.append((m.destination, is_dir))
+    for inside, is_dir in wanted:
+        target = resolve_in_root(rootfs, inside)
+        if os.path.lexists(target):
+            continue
+        missing = []
+        parent = target.parent
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        try:
+            for d in reversed(missing):
+                d.mkdir(mode=0o755)
+                res.undo.append(functools.partial(_remove_if_empty, d))
+            if is_dir:
+                target.mkdir(mode=0o755)
+            else:
+                target.touch(mode=0o644)
+        except OSError as e:
+            raise RuntimeSetupError("mount points", OSError(e.errno, f"creating mount point {inside}: {e.strerror}", str(target))) from None
+        res.undo.append(functools.partial(_remove_if_empty, target))
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        elif path.stat().st_size == 0:
+            path.unlink()
+    except OSError:
+        pass  # not empty any more: the container put something there, keep it
+
+
+# -- start, relay, wait ----------------------------------------------------------------------
+
+
+def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] | None) -> int:
+    spec = plan.spec
+    cgroup = None
+    if spec.limits.uses_cgroups:
+        cgroup = Cgroup.create(f"part6-{os.getpid()}-{os.urandom(4).hex()}", spec.limits)
+        res.undo.append(cgroup.remove)
+
+    report_r, report_w = os.pipe()
+    go_r, go_w = os.pipe()
+    res.undo.append(functools.partial(_close_quietly, report_r))
+    console_parent = console_child = None
+    if spec.terminal:
+        console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        res.undo.append(console_parent.close)
+    plan = _replace(plan, report_fd=report_w, go_fd=go_r, console_fd=console_child.fileno() if console_child else None)
+
+    flags = CloneFlags(0)
+    for name in plan.spec.namespace_set:
+        flags |= NAMESPACE_FLAGS.get(name, 0)
+    try:
+        child = spawn(
+            functools.partial(container_main, plan),
+            flags,
+            uid_maps=spec.uid_maps or None,
+            gid_maps=spec.gid_maps or None,
+        )
+    except NamespaceError as e:
+        raise RuntimeSetupError("namespaces", e) from None
+    finally:
+        os.close(report_w)
+        os.close(go_r)
+        if console_child is not None:
+            console_child.close()
+
+    reporter = _Reporter(report_r, on_step)
+    reporter.start()
+    slirp = None
+    try:
+        pid1 = _pid1_of(child.pid) if flags & CloneFlags.NEWPID else child.pid
+        if cgroup is not None:
+            try:
+                cgroup.add(pid1)
+            except ContainerError as e:
+                raise RuntimeSetupError("cgroup", e) from None
+        if spec.network == "private":
+            try:
+                slirp = Slirp(pid1)
+            except ContainerError as e:
+                raise RuntimeSetupError("network", e) from None
+            res.undo.append(slirp.stop)
+        os.write(go_w, b"g")
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    finally:
+        os.close(go_w)
+
+    relay = None
+    if console_parent is not None:
+        in_fd = plan.stdio[0] if plan.stdio[0] is not None else 0
+        out_fd = plan.stdio[1] if plan.stdio[1] is not None else 1
+        relay = _ConsoleRelay(console_parent, in_fd, out_fd)
+        relay.start()
+
+    with _forward_signals(child, relay):
+        try:
+            code = child.wait()
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+    if relay is not None:
+        relay.finish()
+    reporter.join()
+    if reporter.failure is not None:
+        failure = reporter.failure
+        cause: BaseException
+        if failure["errno"]:
+            cause = OSError(failure["errno"], failure["error"], failure["path"]) if failure["path"] else OSError(failure["errno"], failure["error"])
+        else:
+            cause = ContainerError(f"{failure['type']}: {failure['error']}")
+        raise RuntimeSetupError(failure["failed"], cause)
+    if reporter.last_step is None and code != 0:
+        raise RuntimeSetupError("namespaces", ContainerError(f"the container's process exited ({code}) before its first setup step"))
+    return code
+
+
+def _replace(plan: Plan, **changes) -> Plan:
+    return dataclasses.replace(plan, **changes)
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _pid1_of(middle: int) -> int:
+    """The host pid of PID 1: the only child of spawn's middle process."""
+    try:
+        with open(f"/proc/{middle}/task/{middle}/children") as f:
+            children = f.read().split()
+    except FileNotFoundError:
+        children = []
+    if not children:
+        raise RuntimeSetupError("namespaces", ContainerError(f"process {middle} has no child: PID 1 did not start"))
+    return int(children[0])
+
+
+class _Reporter(threading.Thread):
+    """Reads the child's JSON lines: step names as they start, and a failure if any."""
+
+    def __init__(self, fd: int, on_step: Callable[[str], None] | None) -> None:
+        super().__init__(name="part6-report", daemon=True)
+        self.fd = fd
+        self.on_step = on_step
+        self.failure: dict | None = None
+        self.last_step: str | None = None
+
+    def run(self) -> None:
+        buf = b""
+        while True:
+            try:
+                chunk = os.read(self.fd, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                message = json.loads(line)
+                if "step" in message:
+                    self.last_step = message["step"]
+                    if self.on_step is not None:
+                        self.on_step(message["step"])
+                elif "failed" in message:
+                    self.failure = message
+
+
+class _forward_signals:
+    """SIGINT/SIGTERM/SIGHUP/SIGQUIT to the runtime go to the container (main thread only)."""
+
+    def __init__(self, child, relay: "_ConsoleRelay | None") -> None:
+        self.child = child
+        self.relay = relay
+        self.saved: dict[int, object] = {}
+
+    def __enter__(self) -> "_forward_signals":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in FORWARDED_SIGNALS:
+            self.saved[sig] = signal.signal(sig, self._forward)
+        if self.relay is not None:
+            self.saved[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, lambda *_: self.relay.resize())
+        return self
+
+    def _forward(self, signum: int, _frame: object) -> None:
+        try:
+            self.child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+class _ConsoleRelay(threading.Thread):
+    """Receives the pty master from the container and copies bytes both ways."""
+
+    def __init__(self, sock: socket.socket, in_fd: int, out_fd: int) -> None:
+        super().__init__(name="part6-console", daemon=True)
+        self.sock = sock
+        self.in_fd = in_fd
+        self.out_fd = out_fd
+        self.master: int | None = None
+        self.stop = threading.Event()
+        self.saved_tty = None
+
+    def resize(self) -> None:
+        if self.master is not None and os.isatty(self.in_fd):
+            try:
+                size = fcntl_ioctl(self.in_fd, termios.TIOCGWINSZ, b"\0" * 8)
+                fcntl_ioctl(self.master, termios.TIOCSWINSZ, size)
+            except OSError:
+                pass
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            ready, _, _ = select.select([self.sock], [], [], 0.1)
+            if ready:
+                break
+        else:
+            return
+        _, fds, _, _ = socket.recv_fds(self.sock, 16, 1)
+        if not fds:
+            return
+        self.master = fds[0]
+        if os.isatty(self.in_fd):
+            self.saved_tty = termios.tcgetattr(self.in_fd)
+            tty.setraw(self.in_fd)
+            self.resize()
+        try:
+            self._copy()
+        finally:
+            if self.saved_tty is not None:
+                termios.tcsetattr(self.in_fd, termios.TCSAFLUSH, self.saved_tty)
+            os.close(self.master)
+
+    def _copy(self) -> None:
+        master = self.master
+        in_open = True
+        while True:
+            watch = [master] + ([self.in_fd] if in_open else [])
+            ready, _, _ = select.select(watch, [], [], 0.1)
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError as e:
+                    if e.errno == errno_.EIO:  # every slave end is closed: the container is gone
+                        return
+                    raise
+                if not data:
+                    return
+                _write_all(self.out_fd, data)
+            elif self.stop.is_set() and not ready:
+                return  # the container has exited and nothing is left to read
+            if in_open and self.in_fd in ready:
+                data = os.read(self.in_fd, 65536)
+                if data:
+                    _write_all(master, data)
+                else:
+                    in_open = False
+                    _write_all(master, b"\x04")  # end of input: ^D to the terminal
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join()
+
+
+def fcntl_ioctl(fd: int, request: int, arg: bytes) -> bytes:
+    return fcntl.ioctl(fd, request, arg)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+

@@ -1,0 +1,497 @@
+"""The container's side: an ordered tuple of named setup steps, then exec.
+
+``container_main`` runs as PID 1 of the new PID namespace (part 5's ``spawn`` created the
+namespaces and wrote the id maps). It walks ``SETUP_STEPS`` in order; before each step it
+tells the parent the step's name over the report pipe, and when one raises it reports the
+name and the error and exits 125, so the parent can raise ``RuntimeSetupError(step, cause)``.
+When every step passed, ``exec`` replaces this Python process with the container's command,
+and the report pipe (close-on-exec) closes by itself.
+
+Everything runs in this one process, whose mount namespace is its own: after ``pivot_root``
+the host's files (Python's own modules included) are out of reach, so nothing here may
+import lazily. The process keeps running the code it already loaded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import signal
+import socket
+import resource
+import stat
+from dataclasses import dataclass, field
+
+from part5_namespaces import CloneFlags, MountFlags, UmountFlags, mount, pivot_root, prctl, sethostname, umount2, unshare
+
+from . import capabilities as caps
+from . import seccomp
+from .network import interface_up
+from .paths import resolve_in_root
+from .spec import CapabilitySets, ContainerSpec, Mount
+from .users import ResolvedUser
+
+PR_SET_PDEATHSIG = 1
+
+#: the character devices every container gets in /dev: (name, major, minor)
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
+
+#: the standard /dev symlinks (runc adds core -> /proc/kcore only where the kernel has one)
+DEV_SYMLINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"))
+
+#: signals the --init reaper passes on to the command
+REAPER_FORWARDS = (
+    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+    signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT,
+)
+
+# ioctl(2) requests for the console (asm-generic/ioctls.h)
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+TIOCSCTTY = 0x540E
+
+_OPTION_FLAGS = {
+    "ro": MountFlags.RDONLY, "rw": 0, "nosuid": MountFlags.NOSUID, "suid": 0,
+    "nodev": MountFlags.NODEV, "dev": 0, "noexec": MountFlags.NOEXEC, "exec": 0,
+    "sync": MountFlags.SYNCHRONOUS, "async": 0, "noatime": MountFlags.NOATIME,
+    "nodiratime": MountFlags.NODIRATIME, "relatime": MountFlags.RELATIME,
+    "strictatime": MountFlags.STRICTATIME, "bind": MountFlags.BIND,
+    "rbind": MountFlags.BIND | MountFlags.REC,
+}
+_PROPAGATION = {"private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"}
+_STATVFS_FLAGS = (
+    (os.ST_NOSUID, MountFlags.NOSUID), (os.ST_NODEV, MountFlags.NODEV), (os.ST_NOEXEC, MountFlags.NOEXEC),
+    (os.ST_NOATIME, MountFlags.NOATIME), (os.ST_NODIRATIME, MountFlags.NODIRATIME), (os.ST_RELATIME, MountFlags.RELATIME),
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the parent resolved for the child: paths, ids, environment, file descriptors."""
+
+    spec: ContainerSpec
+    rootfs: str  # absolute host path
+    user: ResolvedUser
+    env: tuple[str, ...]
+    capability_sets: CapabilitySets
+    cap_last: int
+    etc_files: tuple[tuple[str, str], ...]  # (generated host file, path in the container)
+    report_fd: int  # child -> parent: JSON lines, close-on-exec
+    go_fd: int  # parent -> child: one byte once cgroup and network are ready
+    stdio: tuple[int | None, int | None, int | None] = (None, None, None)
+    console_fd: int | None = None  # a socket to pass the pty master to the parent
+
+
+@dataclass
+class Context:
+    """The state the steps share inside the container's process."""
+
+    plan: Plan
+    spec: ContainerSpec = field(init=False)
+    root: str = field(init=False)
+    namespaces: frozenset = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.spec = self.plan.spec
+        self.root = self.plan.rootfs
+        self.namespaces = self.spec.namespace_set
+
+    @property
+    def userns(self) -> bool:
+        return "user" in self.namespaces
+
+    def path(self, inside: str) -> str:
+        """A container path as a host path, before pivot_root."""
+        return str(resolve_in_root(self.root, inside))
+
+
+# -- the steps ---------------------------------------------------------------------------------
+
+
+def enter_namespaces(ctx: Context) -> None:
+    """Namespaces and id maps are made by spawn; take stdio, wait for cgroup and network.
+
+    The parent moves this process (PID 1) into the cgroup and starts slirp4netns, then
+    writes one byte to the go pipe."""
+    _dup_stdio(ctx.plan.stdio)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.read(ctx.plan.go_fd, 1) != b"g":
+        raise OSError(125, "the runtime gave up before the container started")
+    os.close(ctx.plan.go_fd)
+
+
+def enter_cgroup_namespace(ctx: Context) -> None:
+    """A cgroup namespace rooted at the container's own cgroup (/proc/self/cgroup shows /)."""
+    if "cgroup" in ctx.namespaces:
+        unshare(CloneFlags.NEWCGROUP)
+
+
+def private_propagation(ctx: Context) -> None:
+    """Make every mount private, so nothing we mount leaks to the host (and back)."""
+    if "mount" in ctx.namespaces:
+        mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
+
+
+def bind_rootfs(ctx: Context) -> None:
+    """Bind the rootfs on itself: pivot_root needs the new root to be a mount point."""
+    mount(ctx.root, ctx.root, None, MountFlags.BIND | MountFlags.REC)
+
+
+def network(ctx: Context) -> None:
+    """Bring up loopback in the new network namespace (none, private)."""
+    if "network" in ctx.namespaces:
+        interface_up("lo")
+
+
+def mount_proc(ctx: Context) -> None:
+    """Mount a proc filesystem of the new PID namespace at /proc."""
+    mount("proc", ctx.path("/proc"), "proc", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC)
+
+
+def populate_dev(ctx: Context) -> None:
+    """A tmpfs /dev with null zero full random urandom tty, pts, shm, mqueue and symlinks."""
+    dev = ctx.path("/dev")
+    mount("tmpfs", dev, "tmpfs", MountFlags.NOSUID | MountFlags.STRICTATIME, "mode=755,size=65536k")
+    for name, major, minor in DEVICES:
+        node = os.path.join(dev, name)
+        if ctx.userns:
+            # mknod is not allowed in a user namespace: bind the host's node instead
+            open(node, "w").close()
+            mount(f"/dev/{name}", node, None, MountFlags.BIND)
+        else:
+            os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+            os.chmod(node, 0o666)  # the umask applied to mknod
+    os.mkdir(os.path.join(dev, "pts"), 0o755)
+    pts_options = "newinstance,ptmxmode=0666,mode=0620" + ("" if ctx.userns else ",gid=5")
+    mount("devpts", os.path.join(dev, "pts"), "devpts", MountFlags.NOSUID | MountFlags.NOEXEC, pts_options)
+    os.mkdir(os.path.join(dev, "shm"), 0o1777)
+    mount("shm", os.path.join(dev, "shm"), "tmpfs", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC, "mode=1777,size=65536k")
+    os.mkdir(os.path.join(dev, "mqueue"), 0o755)
+    if "ipc" in ctx.namespaces:
+        mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC)
+    for name, target in DEV_SYMLINKS:
+        os.symlink(target, os.path.join(dev, name))
+    if os.path.exists("/proc/kcore"):
+        os.symlink("/proc/kcore", os.path.join(dev, "core"))
+
+
+def mount_sys(ctx: Context) -> None:
+    """A read-only sysfs at /sys (a read-only bind of the host's when sysfs is refused)."""
+    target = ctx.path("/sys")
+    flags = MountFlags.RDONLY | MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC
+    try:
+        mount("sysfs", target, "sysfs", flags)
+    except OSError as e:
+        if e.errno != 1:  # EPERM: a user namespace sharing the host's network namespace
+            raise
+        mount("/sys", target, None, MountFlags.BIND | MountFlags.REC)
+        remount_readonly(target)
+
+
+def extra_mounts(ctx: Context) -> None:
+    """The spec's extra mounts: bind mounts of host paths and tmpfs."""
+    for m in ctx.spec.mounts:
+        _mount_one(ctx, m)
+
+
+def etc_files(ctx: Context) -> None:
+    """Bind the generated /etc/hosts, /etc/hostname, /etc/resolv.conf over the image's."""
+    for source, inside in ctx.plan.etc_files:
+        mount(source, ctx.path(inside), None, MountFlags.BIND)
+
+
+def console(ctx: Context) -> None:
+    """With a terminal: a pty from the container's own devpts, its master sent to the parent."""
+    if not ctx.spec.terminal:
+        return
+    pts = os.path.join(ctx.root, "dev", "pts")
+    master = os.open(os.path.join(pts, "ptmx"), os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, ctypes.c_int(0))  # unlockpt(3)
+    number = ctypes.c_uint(0)
+    fcntl.ioctl(master, TIOCGPTN, number)  # ptsname(3)
+    slave_path = os.path.join(pts, str(number.value))
+    slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+    os.fchown(slave, ctx.plan.user.uid, -1)
+    console_node = os.path.join(ctx.root, "dev", "console")
+    open(console_node, "w").close()
+    mount(slave_path, console_node, None, MountFlags.BIND)
+    with socket.socket(fileno=os.dup(ctx.plan.console_fd)) as sock:
+        socket.send_fds(sock, [b"m"], [master])
+    os.close(master)
+    os.close(ctx.plan.console_fd)
+    os.setsid()
+    fcntl.ioctl(slave, TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+
+
+def pivot(ctx: Context) -> None:
+    """pivot_root into the rootfs and detach the old root: the host's files are gone."""
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY)
+    new_root = os.open(ctx.root, os.O_DIRECTORY | os.O_RDONLY)
+    try:
+        os.fchdir(new_root)
+        pivot_root(".", ".")  # the old root is now stacked on top of the new one
+        os.fchdir(old_root)
+        mount(None, ".", None, MountFlags.REC | MountFlags.SLAVE)
+        umount2(".", UmountFlags.DETACH)
+        os.chdir("/")
+    finally:
+        os.close(old_root)
+        os.close(new_root)
+
+
+def masked_paths(ctx: Context) -> None:
+    """Hide what runc hides: /dev/null over files, a read-only tmpfs over directories."""
+    for path in ctx.spec.effective_masked_paths:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue  # this kernel has no such file (/proc/kcore here)
+        if stat.S_ISDIR(st.st_mode):
+            mount("tmpfs", path, "tmpfs", MountFlags.RDONLY)
+        else:
+            mount("/dev/null", path, None, MountFlags.BIND)
+
+
+def readonly_paths(ctx: Context) -> None:
+    """Make the kernel's knobs read-only: /proc/sys, /proc/sysrq-trigger, ..."""
+    for path in ctx.spec.effective_readonly_paths:
+        if not os.path.lexists(path):
+            continue
+        mount(path, path, None, MountFlags.BIND | MountFlags.REC)
+        remount_readonly(path)
+
+
+def working_directory(ctx: Context) -> None:
+    """cd to the working directory, creating it when the image lacks it."""
+    os.makedirs(ctx.spec.cwd, 0o755, exist_ok=True)
+    os.chdir(ctx.spec.cwd)
+
+
+def readonly_rootfs(ctx: Context) -> None:
+    """Remount the root read-only (the mounts on top of it stay as they are)."""
+    if ctx.spec.readonly_rootfs:
+        remount_readonly("/")
+
+
+def hostname(ctx: Context) -> None:
+    """Set the hostname of the container's UTS namespace."""
+    if "uts" in ctx.namespaces and ctx.spec.hostname:
+        sethostname(ctx.spec.hostname)
+
+
+def rlimits(ctx: Context) -> None:
+    """Set the resource limits (clamped to the hard limits this host allows)."""
+    for name, (soft, hard) in ctx.spec.limits.rlimits.items():
+        which = getattr(resource, f"RLIMIT_{name.upper()}")
+        _, host_hard = resource.getrlimit(which)
+        hard = _min_limit(hard, host_hard)
+        soft = _min_limit(soft, hard)
+        resource.setrlimit(which, (soft, hard))
+
+
+def no_new_privs(ctx: Context) -> None:
+    """PR_SET_NO_NEW_PRIVS: setuid binaries and file capabilities grant nothing any more."""
+    if ctx.spec.no_new_privileges:
+        caps.set_no_new_privs()
+
+
+def seccomp_filter(ctx: Context) -> None:
+    """Load Docker's default seccomp policy (libseccomp); unknown syscall names skipped."""
+    if ctx.spec.seccomp:
+        seccomp.load_docker_default(ctx.plan.capability_sets.bounding)
+
+
+def switch_user(ctx: Context) -> None:
+    """setgroups, setgid, setuid to the container's user (capabilities kept for the next step)."""
+    user = ctx.plan.user
+    os.setgroups(list(user.groups))
+    os.setresgid(user.gid, user.gid, user.gid)
+    caps.keep_capabilities_across_setuid(True)
+    os.setresuid(user.uid, user.uid, user.uid)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a change of credentials clears it
+
+
+def drop_capabilities(ctx: Context) -> None:
+    """Drop to the container's capability sets (Docker's default 14 unless told otherwise)."""
+    caps.apply(ctx.plan.capability_sets, ctx.plan.cap_last)
+
+
+def reaper(ctx: Context) -> None:
+    """With init: stay as PID 1, fork the command, reap every zombie, forward signals."""
+    if not ctx.spec.init:
+        return
+    child = os.fork()
+    if child == 0:
+        return  # the command's process goes on to exec
+    os.close(ctx.plan.report_fd)
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in REAPER_FORWARDS:
+        signal.signal(sig, forward)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(128 - code if code < 0 else code)
+
+
+def execute(ctx: Context) -> None:
+    """execvpe the command with the container's environment (PATH searched in the new root)."""
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) > 2:
+            try:
+                os.set_inheritable(int(name), False)  # no host descriptor leaks into the container
+            except OSError:
+                pass
+    # Python ignores SIGPIPE and SIGXFSZ; an exec'd program must start with the defaults
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ) + REAPER_FORWARDS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    env = dict(item.split("=", 1) for item in ctx.plan.env)
+    args = list(ctx.spec.args)
+    try:
+        os.execvpe(args[0], args, env)
+    except FileNotFoundError:
+        if "/" in args[0]:
+            raise
+        raise OSError(2, f"executable file not found in $PATH ({env.get('PATH', '')})", args[0]) from None
+
+
+#: the child's setup, in order: (name, function). The names are what failures report.
+SETUP_STEPS = (
+    ("namespaces", enter_namespaces),
+    ("cgroup namespace", enter_cgroup_namespace),
+    ("mount propagation", private_propagation),
+    ("rootfs", bind_rootfs),
+    ("network", network),
+    ("/proc", mount_proc),
+    ("/dev", populate_dev),
+    ("/sys", mount_sys),
+    ("mounts", extra_mounts),
+    ("/etc files", etc_files),
+    ("console", console),
+    ("pivot_root", pivot),
+    ("read-only paths", readonly_paths),
+    ("masked paths", masked_paths),
+    ("working directory", working_directory),
+    ("read-only rootfs", readonly_rootfs),
+    ("hostname", hostname),
+    ("rlimits", rlimits),
+    ("no_new_privs", no_new_privs),
+    ("seccomp", seccomp_filter),
+    ("user", switch_user),
+    ("capabilities", drop_capabilities),
+    ("init", reaper),
+    ("exec", execute),
+)
+
+
+def describe_steps() -> list[tuple[str, str]]:
+    """(name, first line of the docstring) of every setup step, for the chapter."""
+    return [(name, (fn.__doc__ or "").strip().splitlines()[0]) for name, fn in SETUP_STEPS]
+
+
+def container_main(plan: Plan) -> int:
+    """Run the setup steps, reporting each by name; exec the command (returns only on error)."""
+    ctx = Context(plan)
+    for name, step in SETUP_STEPS:
+        _send(plan.report_fd, {"step": name})
+        try:
+            step(ctx)
+        except BaseException as e:  # noqa: BLE001 - everything goes to the parent, by step name
+            _send(
+                plan.report_fd,
+                {
+                    "failed": name,
+                    "errno": getattr(e, "errno", None) or 0,
+                    "error": getattr(e, "strerror", None) or str(e) or type(e).__name__,
+                    "path": _text(getattr(e, "filename", None)),
+                    "type": type(e).__name__,
+                },
+            )
+            if name == "exec":
+                return 127 if getattr(e, "errno", None) == 2 else 126
+            return 125
+    return 125  # not reached: exec does not return
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _send(fd: int, message: dict) -> None:
+    try:
+        os.write(fd, json.dumps(message, default=str).encode() + b"\n")
+    except OSError:
+        pass  # the parent is gone; the death signal will follow
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return os.fsdecode(value) if isinstance(value, bytes) else str(value)
+
+
+def _dup_stdio(stdio: tuple[int | None, int | None, int | None]) -> None:
+    # dup first: a caller's stdout may be our fd 0, and dup2 must not clobber it early
+    copies = [None if fd is None else os.dup(fd) for fd in stdio]
+    for target, fd in enumerate(copies):
+        if fd is not None:
+            os.dup2(fd, target)
+            os.close(fd)
+
+
+def _min_limit(a: int, b: int) -> int:
+    inf = resource.RLIM_INFINITY
+    if a == inf:
+        return b
+    if b == inf:
+        return a
+    return min(a, b)
+
+
+def remount_readonly(path: str) -> None:
+    """Make one mount read-only, keeping its other flags (the kernel refuses to clear a flag
+    that a more privileged namespace locked, so they are read back and passed again)."""
+    flags = MountFlags.BIND | MountFlags.REMOUNT | MountFlags.RDONLY
+    st = os.statvfs(path)
+    for st_flag, mount_flag in _STATVFS_FLAGS:
+        if st.f_flag & st_flag:
+            flags |= mount_flag
+    mount(None, path, None, flags)
+
+
+def _mount_one(ctx: Context, m: Mount) -> None:
+    target = ctx.path(m.destination)
+    flags = 0
+    data = []
+    for option in m.options:
+        if option in _OPTION_FLAGS:
+            flags |= _OPTION_FLAGS[option]
+        elif option in _PROPAGATION:
+            continue  # every mount here is private already
+        else:
+            data.append(option)
+    if m.is_bind:
+        bind_flags = MountFlags.BIND | (flags & MountFlags.REC)
+        mount(m.source, target, None, bind_flags)
+        extra = flags & ~(MountFlags.BIND | MountFlags.REC)
+        if extra & MountFlags.RDONLY:
+            remount_readonly(target)
+        elif extra:
+            mount(None, target, None, MountFlags.BIND | MountFlags.REMOUNT | extra)
+    else:
+        mount(m.source or m.type, target, m.type, flags & ~(MountFlags.BIND | MountFlags.REC), ",".join(data) or None)
+
