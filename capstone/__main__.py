@@ -1,0 +1,134 @@
+"""``python -m capstone`` (also the ``capstone`` command): the Dockerfile builder's command line.
+
+Global flags come before the command: ``--store DIR`` (the local image store; default
+``$CAPSTONE_STORE``, else ``~/.local/share/capstone``) and ``--debug`` (tracebacks instead of
+one-line errors). Exit codes: 0 success, 1 a failed command (one line, ``Dockerfile:LINE:
+message`` where it applies), 2 a usage error.
+
+Every command is a pair of functions: ``configure(subparser)`` adds its arguments and
+``run(args, narrator) -> int`` does the work. Commands register in ``COMMANDS``; later ones
+(build, images, run, ...) live in their own modules and are added to that table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Sequence
+
+from part1_overview import Narrator
+
+from .errors import CapstoneError
+
+Configure = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace, Narrator], int]
+
+
+def default_store() -> Path:
+    env = os.environ.get("CAPSTONE_STORE")
+    return Path(env) if env else Path.home() / ".local" / "share" / "capstone"
+
+
+# -- parse -----------------------------------------------------------------------------------
+
+
+def configure_parse(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="the Dockerfile ('-' reads standard input)")
+    p.add_argument("--dump", action="store_true",
+                   help="print BuildKit's parser dump (one S-expression per instruction)")
+    p.add_argument("--target", metavar="STAGE",
+                   help="also show which stages building STAGE needs, in build order")
+
+
+def run_parse(args: argparse.Namespace, n: Narrator) -> int:
+    from .dockerfile import build_stage_graph, dump, parse, parse_syntax_tree
+
+    name = "Dockerfile" if args.file == "-" else args.file
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise CapstoneError(f"cannot read {args.file}: {exc.strerror}") from None
+    out = n.out
+    if args.dump:
+        # exactly BuildKit's dumper: the syntax tree, no instruction checks
+        out.write(dump(parse_syntax_tree(data, name).nodes))
+        out.flush()
+        return 0
+    dockerfile = parse(data, name)
+    for w in dockerfile.warnings:
+        print(f"{name}:{w.line}: warning: {w.message} ({w.rule})", file=sys.stderr)
+    for d in dockerfile.directives:
+        out.write(f"{d.line:>7}  # {d.name}={d.value}\n")
+    width = 7
+    for ins in dockerfile.instructions:
+        out.write(f"{str(ins.location):>{width}}  {ins.original.strip()}\n")
+        for h in getattr(ins, "heredocs", ()):
+            for body_line in h.content.splitlines():
+                out.write(f"{'':>{width}}  | {body_line}\n")
+            out.write(f"{'':>{width}}  | {h.name}\n")
+    graph = build_stage_graph(dockerfile)
+    plan = graph.plan(args.target)
+    out.write("\n")
+    for node in graph.nodes:
+        base = f"stage {node.base_stage}" if node.base_stage is not None else node.base
+        status = "" if node.index in plan.order else "  (skipped)"
+        out.write(f"stage {node.index} {node.display_name}: from {base}, lines "
+                  f"{node.stage.location}{status}\n")
+    order = " -> ".join(graph.nodes[i].display_name for i in plan.order)
+    out.write(f"build order for {graph.nodes[plan.target].display_name}: {order}\n")
+    out.flush()
+    return 0
+
+
+#: name -> (help, configure, run); later issues add build, images, run, ...
+COMMANDS: dict[str, tuple[str, Configure, Run]] = {
+    "parse": ("print a parsed Dockerfile with line numbers (or BuildKit's dump)",
+              configure_parse, run_parse),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="capstone", description="A daemonless Dockerfile builder, chapter by chapter.")
+    parser.add_argument("--store", metavar="DIR", type=Path, default=None,
+                        help="the local image store (default $CAPSTONE_STORE or "
+                             "~/.local/share/capstone)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, configure, _run) in COMMANDS.items():
+        configure(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    if args.store is None:
+        args.store = default_store()
+    n = Narrator()
+    run = COMMANDS[args.command][2]
+    try:
+        return run(args, n)
+    except CapstoneError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"capstone: {exc}" if not _has_location(exc) else str(exc), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _has_location(exc: Exception) -> bool:
+    from .errors import DockerfileError
+
+    return isinstance(exc, DockerfileError)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

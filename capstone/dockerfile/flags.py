@@ -1,0 +1,163 @@
+"""Instruction flags (``--from=build``, ``--link``, ``--exclude=*.md``): declared per instruction.
+
+BuildKit's BFlags rules: every flag word is ``--name`` or ``--name=value``; an undeclared name
+is an error (with a suggestion for a near miss); a flag may be given once unless it is a list
+(``--mount``, ``--exclude``); a string flag needs ``=value``; a boolean flag takes no value or
+``=true`` / ``=false`` (any case). Values are kept raw: ``--chown=$USER`` is expanded later.
+
+Also here: Go's ``time.ParseDuration`` (HEALTHCHECK ``--interval=30s``) and ``ParseInt``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+BOOL, STRING, STRINGS = "bool", "string", "strings"
+
+
+class FlagError(ValueError):
+    """A flag is wrong; the parser adds the file and line."""
+
+
+def suggest(word: str, options: Iterable[str]) -> str | None:
+    """The option closest to a misspelt ``word`` (difflib), or None when nothing is close."""
+    options = list(options)
+    lowered = {o.lower(): o for o in options}
+    if word.lower() in lowered:
+        return None
+    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None
+
+
+@dataclass
+class _Value:
+    kind: str
+    value: str | None = None
+    values: tuple[str, ...] = ()
+    given: bool = False
+
+
+class FlagSet:
+    """The flags one instruction accepts; :meth:`parse` checks the raw words against them."""
+
+    def __init__(self, spec: dict[str, str]) -> None:
+        self._flags = {name: _Value(kind) for name, kind in spec.items()}
+
+    def parse(self, words: Iterable[str]) -> "FlagSet":
+        for word in words:
+            if not word.startswith("--"):
+                raise FlagError(f"arg should start with -- : {word}")
+            if word == "--":
+                break
+            name, eq, value = word[2:].partition("=")
+            flag = self._flags.get(name)
+            if flag is None:
+                msg = f"unknown flag: {name}"
+                near = suggest(name, self._flags)
+                if near:
+                    msg += f" (did you mean {near}?)"
+                raise FlagError(msg)
+            if flag.given and flag.kind != STRINGS:
+                raise FlagError(f"duplicate flag specified: {name}")
+            flag.given = True
+            if flag.kind == BOOL:
+                if eq and value == "":
+                    raise FlagError(f"missing a value on flag: {name}")
+                low = value.lower()
+                if low in ("true", ""):
+                    flag.value = "true"
+                elif low == "false":
+                    flag.value = "false"
+                else:
+                    raise FlagError(f"expecting boolean value for flag {name}, not: {value}")
+            elif not eq:
+                raise FlagError(f"missing a value on flag: {name}")
+            elif flag.kind == STRING:
+                flag.value = value
+            else:
+                flag.values += (value,)
+        return self
+
+    def string(self, name: str) -> str | None:
+        """A string flag's value, None when not given."""
+        return self._flags[name].value
+
+    def boolean(self, name: str) -> bool | None:
+        """A boolean flag's value, None when not given."""
+        v = self._flags[name].value
+        return None if v is None else v == "true"
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        return self._flags[name].values
+
+
+# -- Go number and duration parsing ----------------------------------------------------------
+
+_UNITS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000,
+          "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
+_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
+_MAX_INT64 = (1 << 63) - 1
+
+
+def parse_go_duration(text: str) -> int:
+    """Go's ``time.ParseDuration``: ``1h30m``, ``1.5s``, ``-2ms`` -> nanoseconds."""
+    orig = text
+    invalid = FlagError(f'time: invalid duration "{orig}"')
+    neg = False
+    if text and text[0] in "+-":
+        neg = text[0] == "-"
+        text = text[1:]
+    if text == "0":
+        return 0
+    if not text:
+        raise invalid
+    total = 0
+    while text:
+        m = _DURATION_PART.match(text)
+        whole, frac, unit = m.group(1), m.group(2), m.group(3)
+        if not whole and not frac:
+            raise invalid  # no digits before and after a dot
+        if m.group(0) == "" or (not whole and frac is None):
+            raise invalid
+        if not unit:
+            raise FlagError(f'time: missing unit in duration "{orig}"')
+        # the unit runs until the next digit or dot
+        if unit not in _UNITS:
+            raise FlagError(f'time: unknown unit "{unit}" in duration "{orig}"')
+        scale = _UNITS[unit]
+        value = int(whole or "0") * scale
+        if frac:
+            value += int(frac) * scale // (10 ** len(frac))
+        total += value
+        if total > _MAX_INT64 + (1 if neg else 0):
+            raise invalid
+        text = text[m.end():]
+    return -total if neg else total
+
+
+def parse_go_int(text: str, bits: int = 32) -> int:
+    """Go's ``strconv.ParseInt(text, 10, bits)`` with its error messages."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise FlagError(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+    value = int(text)
+    if not -(1 << (bits - 1)) <= value < (1 << (bits - 1)):
+        raise FlagError(f'strconv.ParseInt: parsing "{text}": value out of range')
+    return value
+
+
+def format_go_duration(ns: int) -> str:
+    """Go's ``Duration.String`` for the values BuildKit prints in messages (``1ms``)."""
+    if ns == 0:
+        return "0s"
+    if ns % 1_000_000_000 == 0:
+        s = ns // 1_000_000_000
+        h, rem = divmod(s, 3600)
+        m, sec = divmod(rem, 60)
+        out = (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{sec}s"
+        return out
+    if ns % 1_000_000 == 0 and ns < 1_000_000_000:
+        return f"{ns // 1_000_000}ms"
+    return f"{ns}ns"

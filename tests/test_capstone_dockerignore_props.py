@@ -1,0 +1,45 @@
+"""Property tests of .dockerignore matching: only its own error, and plain names behave."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from capstone.context import IgnoreFileError, PatternMatcher, parse_ignore_lines
+
+_PIECES = st.sampled_from(list("ab/*?[]^-!\\. ") + ["**", "**/", "[a-z]", "[^a]", "\\*"])
+_PATTERNS = st.lists(st.lists(_PIECES, max_size=8).map("".join), max_size=5)
+_SEGMENT = st.text(alphabet="abc.", min_size=1, max_size=3).filter(lambda s: s not in (".", ".."))
+_PATHS = st.lists(_SEGMENT, min_size=1, max_size=4).map("/".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(patterns=_PATTERNS, path=_PATHS)
+def test_matcher_raises_only_its_own_error(patterns, path):
+    try:
+        pm = PatternMatcher(patterns)
+    except IgnoreFileError as e:
+        assert str(e).startswith(".dockerignore: ")
+        return
+    assert isinstance(pm.matches(path), bool)
+    assert isinstance(pm.may_include_below(path), bool)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=80))
+def test_reading_any_text_gives_clean_patterns(text):
+    for p in parse_ignore_lines(text):
+        assert p == p.strip(" \t")
+        assert p == "/" or not p.lstrip("!").startswith("/") or p.lstrip("!") == "/"
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=_PATHS, path=_PATHS)
+def test_a_plain_name_excludes_itself_and_what_is_below(name, path):
+    # patterns as the ignore file gives them (cleaned, "!" split off before cleaning)
+    pm = PatternMatcher(parse_ignore_lines(name))
+    cleaned = pm.patterns[0].text
+    expected = path == cleaned or path.startswith(cleaned + "/")
+    assert pm.matches(path) is expected
+    # and an exception for the same name undoes it
+    assert not PatternMatcher(parse_ignore_lines(f"{name}\n!{name}")).matches(path)
