@@ -38,6 +38,12 @@ def cgroup_version(root: Path = CGROUP_ROOT) -> int:
     return 2 if (root / "cgroup.controllers").exists() else 1
 
 
+def _controllers_for(limits: Limits) -> list[str]:
+    """The controllers that ``limits`` needs, in a fixed order."""
+    needs = {"memory": limits.memory, "pids": limits.pids, "cpu": limits.cpus}
+    return [controller for controller, value in needs.items() if value is not None]
+
+
 def _own_v1_path(controller: str) -> str:
     """The caller's cgroup in a v1 hierarchy, from /proc/self/cgroup (``4:memory:/a/b``)."""
     with open("/proc/self/cgroup") as f:
@@ -72,13 +78,7 @@ class Cgroup:
 
     @classmethod
     def _create_v1(cls, name: str, limits: Limits, root: Path) -> "Cgroup":
-        wanted = []
-        if limits.memory is not None:
-            wanted.append("memory")
-        if limits.pids is not None:
-            wanted.append("pids")
-        if limits.cpus is not None:
-            wanted.append("cpu")
+        wanted = _controllers_for(limits)
         made: list[Path] = []
         group = cls(1, ())
         try:
@@ -113,13 +113,7 @@ class Cgroup:
 
     @classmethod
     def _create_v2(cls, name: str, limits: Limits, root: Path) -> "Cgroup":
-        wanted = []
-        if limits.memory is not None:
-            wanted.append("memory")
-        if limits.pids is not None:
-            wanted.append("pids")
-        if limits.cpus is not None:
-            wanted.append("cpu")
+        wanted = _controllers_for(limits)
         available = (root / "cgroup.controllers").read_text().split()
         missing = [c for c in wanted if c not in available]
         if missing:

@@ -55,7 +55,7 @@ from .instructions import (
     Volume,
     Workdir,
 )
-from .shell import Lexer
+from .shell import Lexer, env_from_list
 
 __all__ = [
     "BUILTIN_ARGS",
@@ -258,7 +258,7 @@ class StageVariables:
             self.image_env: dict[str, str] = dict(base.image_env)
             self.declared: dict[str, str | None] = dict(base.declared)
         else:
-            env = dict(image_env) if isinstance(image_env, Mapping) else _env_dict(image_env)
+            env = dict(image_env) if isinstance(image_env, Mapping) else env_from_list(image_env)
             if "PATH" not in env:
                 env["PATH"] = DEFAULT_PATH
             self.env = dict(env)
@@ -386,13 +386,6 @@ class StageVariables:
         """The declared ARGs that have a value (BuildKit prefixes RUN's history with them)."""
         return {k: v for k, v in self.declared.items() if v is not None}
 
-
-def _env_dict(env: Iterable[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in env:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
 
 
 class BuildVariables:
