@@ -1,0 +1,247 @@
+"""``python -m part4_tar``: layers as tar streams, narrated on a small tree.
+
+    python -m part4_tar [demo] [--workdir DIR]
+    python -m part4_tar pack SRC OUT [--compression gzip|zstd|none] [--source-date-epoch N]
+    python -m part4_tar unpack LAYER... DEST [--no-whiteouts]
+
+``pack`` prints the layer's digest, diff_id and size; ``unpack`` applies layers in order
+(lowest first) onto DEST, whiteouts included. ``SOURCE_DATE_EPOCH`` in the environment is used
+when ``--source-date-epoch`` is not given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+from part1_overview import Narrator
+
+from .blobinfo import layer_info
+from .compression import gzip_backend
+from .errors import LayerError
+from .extract import apply_layers
+from .writer import LayerWriter, write_layer
+
+#: the demo's fixed time (2023-11-14 22:13:20 UTC): every mtime of the demo tree, so the
+#: digests it prints are the same on every run and every machine with the same gzip backend
+DEMO_EPOCH = 1700000000
+
+_TYPE = {tarfile.REGTYPE: "file", tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink",
+         tarfile.LNKTYPE: "hard link", tarfile.FIFOTYPE: "fifo", tarfile.CHRTYPE: "char dev",
+         tarfile.BLKTYPE: "block dev"}
+
+
+def _entries(path: str) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    with tarfile.open(path, "r:*") as tar:
+        for m in tar:
+            target = f" -> {m.linkname}" if m.issym() else (f" => {m.linkname}" if m.islnk() else "")
+            rows.append((_TYPE.get(m.type, m.type.decode()), f"{m.mode:04o}", f"{m.uid}:{m.gid}", str(m.size), m.name + ("/" if m.isdir() else "") + target))
+    return rows
+
+
+def _make_tree(root: str) -> None:
+    """The demo's tree: files, a directory, a symlink and a hard link, all with fixed times."""
+    files = {
+        "etc/hostname": "demo\n",
+        "etc/motd": "Welcome to part 4.\n",
+        "bin/hello": "#!/bin/sh\necho hello from a layer\n",
+        "usr/share/doc/demo/README": "Layers are tar streams.\n",
+        "usr/share/doc/demo/NOTES": "Whiteouts delete lower files.\n",
+    }
+    for rel, text in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o755 if rel.startswith("bin/") else 0o644)
+    os.symlink("hello", os.path.join(root, "bin/hi"))
+    os.link(os.path.join(root, "etc/hostname"), os.path.join(root, "etc/hostname.bak"))
+    _fix_times(root)
+
+
+def _fix_times(root: str) -> None:
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames + dirnames:
+            os.utime(os.path.join(dirpath, name), (DEMO_EPOCH, DEMO_EPOCH), follow_symlinks=False)
+        os.chmod(dirpath, 0o755)
+        os.utime(dirpath, (DEMO_EPOCH, DEMO_EPOCH))
+
+
+def _sh(n: Narrator, command: str) -> str:
+    n.command(command)
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, check=True).stdout
+    n.output(out)
+    return out
+
+
+def _tree(root: str) -> str:
+    lines = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, root)
+        for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+            path = os.path.join(dirpath, name)
+            shown = name if rel == "." else f"{rel}/{name}"
+            if os.path.islink(path):
+                lines.append(f"{shown} -> {os.readlink(path)}")
+            else:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    lines.append(f"{shown}: {f.read().strip().splitlines()[-1]!r}")
+    return "\n".join(lines)
+
+
+def demo(n: Narrator, workdir: str, *, keep: bool = True) -> None:
+    n.title("Part 4: layers as tar streams")
+    src = os.path.join(workdir, "tree")
+    _make_tree(src)
+
+    n.step("a small tree")
+    n.say("Five files, a symlink (bin/hi -> hello) and a hard link (etc/hostname.bak), every\n"
+          f"mtime set to {DEMO_EPOCH} so this page's digests are the same on every run.")
+    n.fact("source", src)
+
+    n.step("tar: the tree as one stream of entries")
+    plain = os.path.join(workdir, "layer.tar")
+    with open(plain, "wb") as f:
+        info_tar = write_layer(src, f, "none", source_date_epoch=DEMO_EPOCH)
+    n.say("Each entry is a 512-byte header (name, type, mode, numeric owner, size, mtime, link\n"
+          "target) then its data padded to 512 bytes; two zero blocks end the archive. Entries are\n"
+          "sorted, user and group names are left out, and the second name of a hard link is\n"
+          "stored as a link to the first: nothing depends on the machine that packed it.")
+    n.table(_entries(plain), ("type", "mode", "owner", "size", "name"))
+    n.fact("tar size", f"{info_tar.size} bytes ({info_tar.size // 512} blocks)")
+    n.fact("sha256 of the tar", info_tar.digest)
+
+    n.step("gzip: the blob that is stored and pushed")
+    gz = os.path.join(workdir, "layer.tar.gz")
+    with open(gz, "wb") as f:
+        info = write_layer(src, f, "gzip", source_date_epoch=DEMO_EPOCH)
+    n.say(f"Compressed in the same pass that wrote the tar (gzip level 1 with {gzip_backend()}); the\n"
+          "gzip header carries no time stamp and no file name.")
+    n.fact("media type", info.media_type)
+    n.fact("size", f"{info.size} bytes")
+
+    n.step("digest and diff_id, computed while the bytes passed")
+    n.say("The manifest names the blob by the digest of its compressed bytes; the config lists\n"
+          "the diff_id, the digest of the uncompressed tar. Check both with standard tools:")
+    n.fact("digest", info.digest)
+    _sh(n, f"sha256sum {gz}")
+    n.fact("diff_id", info.diff_id)
+    _sh(n, f"gzip -dc {gz} | sha256sum")
+    n.say("The diff_id equals the sha256 of the uncompressed tar of step 2: "
+          + ("yes" if info.diff_id == info_tar.digest else "NO"))
+    again = layer_info(open(gz, "rb"))
+    n.fact("layer_info(blob) reads them back", f"{again.digest == info.digest and again.diff_id == info.diff_id}")
+
+    n.step("same tree, same digest")
+    for dirpath, _, filenames in os.walk(src):
+        for name in filenames:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                f.read()  # changes the atime (on mounts without noatime), which a layer never records
+    with open(os.path.join(workdir, "again.tar.gz"), "wb") as f:
+        second = write_layer(src, f, "gzip", source_date_epoch=DEMO_EPOCH)
+    n.fact("second pack", second.digest)
+    n.say("identical: " + ("yes" if second.digest == info.digest else "NO"))
+
+    n.step("whiteouts: a second layer deletes and replaces")
+    upper = os.path.join(workdir, "upper")
+    os.makedirs(os.path.join(upper, "usr/share/doc/demo"))
+    with open(os.path.join(upper, "usr/share/doc/demo/README"), "w") as f:
+        f.write("Only this file is left in the opaque directory.\n")
+    _fix_times(upper)
+    gz2 = os.path.join(workdir, "layer2.tar.gz")
+    with open(gz2, "wb") as f, LayerWriter(f, "gzip", source_date_epoch=DEMO_EPOCH) as w:
+        w.add_whiteout("etc/motd")
+        w.add_path(os.path.join(upper, "usr"), "usr")
+        w.add_path(os.path.join(upper, "usr/share"), "usr/share")
+        w.add_path(os.path.join(upper, "usr/share/doc"), "usr/share/doc")
+        w.add_tree(os.path.join(upper, "usr/share/doc/demo"), "usr/share/doc/demo")
+        w.add_opaque("usr/share/doc/demo")
+    n.say("`.wh.motd` deletes etc/motd of the layer below; `.wh..wh..opq` makes the directory\n"
+          "opaque: its lower content is hidden, the entries of this layer stay.")
+    n.table(_entries(gz2), ("type", "mode", "owner", "size", "name"))
+    n.fact("layer 2 digest", w.info.digest)
+
+    n.step("apply both layers: the image's root filesystem")
+    rootfs = os.path.join(workdir, "rootfs")
+    apply_layers([gz, gz2], rootfs)
+    n.say("Extraction resolves every path inside the root (a symlink to /etc means the image's\n"
+          "/etc), replaces rather than writes through existing files, and applies whiteouts in\n"
+          "the same pass:")
+    n.output(_tree(rootfs))
+    if keep:
+        n.say("Unpack the two layers yourself:")
+        n.command(f"python -m part4_tar unpack {gz} {gz2} /tmp/rootfs")
+    else:
+        n.say("These files live in a temporary directory removed at the end; keep them with:")
+        n.command("python -m part4_tar demo --workdir DIR")
+    n.done("packed, digested, and applied two layers")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m part4_tar", description="Layers as tar streams.")
+    sub = p.add_subparsers(dest="command")
+    d = sub.add_parser("demo", help="the narrated chapter demo (the default)")
+    d.add_argument("--workdir", help="where to leave the demo's files (default: a temporary directory)")
+    pk = sub.add_parser("pack", help="pack a directory as a layer blob; print digest, diff_id, size")
+    pk.add_argument("src")
+    pk.add_argument("out")
+    pk.add_argument("--compression", choices=("gzip", "zstd", "none"), default="gzip")
+    pk.add_argument("--source-date-epoch", type=int, default=None,
+                    help="clamp mtimes to this time (default: $SOURCE_DATE_EPOCH when set)")
+    up = sub.add_parser("unpack", help="apply layer blobs in order (lowest first) onto DEST")
+    up.add_argument("layers", nargs="+", metavar="LAYER")
+    up.add_argument("dest")
+    up.add_argument("--no-whiteouts", action="store_true", help="write .wh. markers as plain files")
+    args = p.parse_args(argv)
+    n = Narrator()
+    try:
+        if args.command == "pack":
+            sde = args.source_date_epoch
+            if sde is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip():
+                try:
+                    sde = int(os.environ["SOURCE_DATE_EPOCH"])
+                except ValueError:
+                    p.error(f"SOURCE_DATE_EPOCH={os.environ['SOURCE_DATE_EPOCH']!r} is not an integer")
+            with open(args.out, "wb") as f:
+                info = write_layer(args.src, f, args.compression, source_date_epoch=sde)
+            n.fact("digest", info.digest)
+            n.fact("diff_id", info.diff_id)
+            n.fact("size", info.size)
+            n.fact("media_type", info.media_type)
+        elif args.command == "unpack":
+            if args.no_whiteouts:
+                from .extract import extract_layer
+
+                for layer in args.layers:
+                    with open(layer, "rb") as f:
+                        extract_layer(f, args.dest, whiteouts=False)
+            else:
+                apply_layers(args.layers, args.dest)
+            n.fact("unpacked", f"{len(args.layers)} layer(s) into {args.dest}")
+        else:
+            if getattr(args, "workdir", None):
+                os.makedirs(args.workdir, exist_ok=True)
+                if os.listdir(args.workdir):
+                    p.error(f"--workdir {args.workdir} is not empty")
+                demo(n, args.workdir)
+            else:
+                workdir = tempfile.mkdtemp(prefix="part4-")
+                try:
+                    demo(n, workdir, keep=False)
+                finally:
+                    shutil.rmtree(workdir, ignore_errors=True)
+    except (LayerError, OSError) as exc:
+        n.warn(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

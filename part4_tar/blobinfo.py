@@ -1,0 +1,69 @@
+"""The digest, size and diff_id of an existing layer blob, in one pass."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import BinaryIO
+
+from .compression import decompressing_reader, detect_compression, read_head
+from .errors import LayerError
+from .writer import LayerInfo
+
+CHUNK = 1 << 20
+
+
+class _HashingReader(io.RawIOBase):
+    """Reads through to ``raw`` while hashing and counting every byte (the blob's digest)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.raw.read(len(b))
+        if not data:
+            return 0
+        n = len(data)
+        b[:n] = data
+        self.hash.update(data)
+        self.size += n
+        return n
+
+
+def layer_info(blob: BinaryIO, media_type: str | None = None) -> LayerInfo:
+    """Digest and size of the blob's bytes, and diff_id of its uncompressed tar, in one read.
+
+    The compression is found from the magic bytes; a ``media_type`` that says otherwise is an
+    error. Without one, the OCI media type for the detected compression is used.
+    """
+    from part2_manual_oci.mediatypes import LAYER_COMPRESSION, layer_media_type
+
+    hashing = _HashingReader(blob)
+    head, whole = read_head(hashing)
+    compression = detect_compression(head)
+    if media_type is not None:
+        declared = LAYER_COMPRESSION.get(media_type)
+        if declared is not None and declared != compression:
+            raise LayerError(f"media type {media_type} says {declared}, but the blob's bytes are {compression}")
+    else:
+        if compression not in ("gzip", "zstd", "none"):
+            raise LayerError(f"a {compression} layer has no OCI media type (pass media_type)")
+        media_type = layer_media_type(compression)
+    diff = hashlib.sha256()
+    try:
+        reader = decompressing_reader(whole, compression)
+        while chunk := reader.read(CHUNK):
+            diff.update(chunk)
+        # whatever the decompressor left unread still belongs to the blob
+        while hashing.read(CHUNK):
+            pass
+    except LayerError:
+        raise
+    except Exception as exc:  # zlib, zstd, lzma, bz2 each raise their own error types
+        raise LayerError(f"the {compression} layer blob is corrupt: {exc}") from exc
+    return LayerInfo("sha256:" + hashing.hash.hexdigest(), hashing.size, "sha256:" + diff.hexdigest(), media_type, compression)

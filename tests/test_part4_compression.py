@@ -1,0 +1,143 @@
+"""Compression: detection by magic bytes (also on tiny streams), decompression, layer_info."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+import subprocess
+import tarfile
+
+import pytest
+import zstandard
+
+from part4_tar import LayerError, detect_compression, extract_layer, layer_info, open_decompressed, write_layer
+
+
+class Trickle(io.RawIOBase):
+    """A pipe-like stream: no seek, no peek, one byte per read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if not self._data or not len(b):
+            return 0
+        b[0] = self._data[0]
+        self._data = self._data[1:]
+        return 1
+
+
+@pytest.mark.parametrize("head, expected", [
+    (b"\x1f\x8b\x08\x00", "gzip"),
+    (b"\x28\xb5\x2f\xfd\x04", "zstd"),
+    (b"BZh91AY", "bzip2"),
+    (b"\xfd7zXZ\x00\x00", "xz"),
+    (b"etc/\x00\x00", "none"),
+    (b"", "none"),
+    (b"\x1f", "none"),
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f", "none"),
+    (b"\xfd7zXZ", "none"),
+])
+def test_detect_compression_by_magic_bytes(head, expected):
+    assert detect_compression(head) == expected
+
+
+@pytest.mark.parametrize("data", [b"", b"a", b"\x1f", b"ab\n", b"123456789"])
+def test_streams_shorter_than_ten_bytes_read_back_unchanged(data):
+    assert open_decompressed(io.BytesIO(data)).read() == data
+    assert open_decompressed(Trickle(data)).read() == data
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, zstandard.compress, bz2.compress, lzma.compress],
+                         ids=["gzip", "zstd", "bzip2", "xz"])
+@pytest.mark.parametrize("data", [b"", b"tiny", b"x" * 100_000])
+def test_open_decompressed_reads_every_compression_even_from_a_trickle(compress, data):
+    blob = compress(data)
+    assert open_decompressed(io.BytesIO(blob)).read() == data
+    assert open_decompressed(Trickle(blob)).read() == data
+
+
+def test_multi_member_gzip_is_read_whole():
+    blob = gzip.compress(b"first ") + gzip.compress(b"second")
+    assert open_decompressed(io.BytesIO(blob)).read() == b"first second"
+
+
+@pytest.fixture
+def src(tmp_path):
+    d = tmp_path / "src"
+    (d / "etc").mkdir(parents=True)
+    (d / "etc/hostname").write_text("layer\n")
+    (d / "big").write_bytes(b"0123456789abcdef" * 50_000)
+    return d
+
+
+@pytest.mark.parametrize("compression, tool", [("gzip", ["gzip", "-dc"]), ("zstd", ["zstd", "-dc"]), ("none", ["cat"])])
+def test_layer_info_of_blobs_matches_standard_tools(src, tmp_path, compression, tool):
+    blob = tmp_path / f"layer.{compression}"
+    with open(blob, "wb") as f:
+        written = write_layer(src, f, compression)
+    with open(blob, "rb") as f:
+        info = layer_info(f)
+    assert info == written
+    assert info.digest == "sha256:" + subprocess.run(["sha256sum", str(blob)], capture_output=True, text=True, check=True).stdout.split()[0]
+    tar = subprocess.run(tool + [str(blob)], capture_output=True, check=True).stdout
+    assert info.diff_id == "sha256:" + hashlib.sha256(tar).hexdigest()
+    assert info.size == blob.stat().st_size
+    # what the standard tools compress is read too
+    dst = tmp_path / "out"
+    with open(blob, "rb") as f:
+        extract_layer(f, dst)
+    assert (dst / "etc/hostname").read_text() == "layer\n"
+
+
+def test_layer_info_reads_through_a_trickle_and_counts_every_byte(src):
+    out = io.BytesIO()
+    written = write_layer(src, out, "gzip")
+    assert layer_info(Trickle(out.getvalue())) == written
+
+
+def test_layer_info_refuses_a_media_type_that_contradicts_the_bytes(src):
+    out = io.BytesIO()
+    write_layer(src, out, "zstd")
+    with pytest.raises(LayerError, match="says gzip, but the blob's bytes are zstd"):
+        layer_info(io.BytesIO(out.getvalue()), "application/vnd.oci.image.layer.v1.tar+gzip")
+
+
+def test_layer_info_accepts_docker_media_types(src):
+    out = io.BytesIO()
+    written = write_layer(src, out, "gzip")
+    docker = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    info = layer_info(io.BytesIO(out.getvalue()), docker)
+    assert (info.media_type, info.diff_id) == (docker, written.diff_id)
+
+
+def test_corrupt_gzip_layer_is_a_clear_error(src):
+    out = io.BytesIO()
+    write_layer(src, out, "gzip")
+    data = bytearray(out.getvalue())
+    data[40:60] = b"\xff" * 20
+    with pytest.raises(LayerError, match="corrupt"):
+        layer_info(io.BytesIO(bytes(data)))
+
+
+@pytest.mark.parametrize("compress", [bz2.compress, lzma.compress], ids=["bzip2", "xz"])
+def test_legacy_bzip2_and_xz_layers_extract(tmp_path, compress):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        ti = tarfile.TarInfo("hello.txt")
+        ti.size = 6
+        tar.addfile(ti, io.BytesIO(b"hello\n"))
+    extract_layer(io.BytesIO(compress(buf.getvalue())), tmp_path / "root")
+    assert (tmp_path / "root/hello.txt").read_bytes() == b"hello\n"
+
+
+def test_unknown_compression_is_refused(src):
+    with pytest.raises(LayerError, match="unknown layer compression 'lz4'"):
+        write_layer(src, io.BytesIO(), "lz4")
