@@ -19,7 +19,7 @@ from pathlib import Path
 from part5_namespaces import IdMap
 
 from .errors import BundleError, SpecError
-from .spec import NAMESPACES, CapabilitySets, ContainerSpec, Limits, Mount
+from .spec import NAMESPACES, SYSTEM_MOUNTS, CapabilitySets, ContainerSpec, Limits, Mount
 
 
 class BundleWarning(UserWarning):
@@ -27,10 +27,10 @@ class BundleWarning(UserWarning):
 
 
 #: mounts the setup steps make themselves: destination -> the type they use
-BUILTIN_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs", "/dev/mqueue": "mqueue", "/sys": "sysfs"}
+BUILTIN_MOUNTS = SYSTEM_MOUNTS
 
 _TOP = {"ociVersion", "process", "root", "hostname", "mounts", "linux", "annotations"}
-_PROCESS = {"terminal", "consoleSize", "user", "args", "env", "cwd", "capabilities", "rlimits", "noNewPrivileges"}
+_PROCESS = {"terminal", "user", "args", "env", "cwd", "capabilities", "rlimits", "noNewPrivileges"}
 _USER = {"uid", "gid", "additionalGids"}
 _CAPS = {"bounding", "effective", "permitted", "inheritable", "ambient"}
 _ROOT = {"path", "readonly"}
@@ -110,12 +110,15 @@ def _spec(bundle: Path, config: dict, w: list[str]) -> ContainerSpec:
         rootfs = bundle / rootfs
 
     mounts = []
+    system_mounts = []
     for i, m in enumerate(config.get("mounts") or ()):
         _unknown(m, _MOUNT, f"mounts[{i}]", w)
         dest, mtype = m["destination"], m.get("type")
         options = tuple(m.get("options") or ())
         if BUILTIN_MOUNTS.get(dest) == mtype:
-            continue  # the setup steps make it (with the same options as runc's default)
+            # the setup steps make it, with the bundle's options
+            system_mounts.append(Mount(dest, mtype, m.get("source"), options))
+            continue
         if mtype == "bind" or "bind" in options or "rbind" in options or mtype in ("tmpfs", "proc", "mqueue"):
             mounts.append(Mount(dest, "bind" if mtype in (None, "none", "bind") else mtype, m.get("source"), options))
         else:
@@ -182,4 +185,5 @@ def _spec(bundle: Path, config: dict, w: list[str]) -> ContainerSpec:
         gid_maps=gid_maps,
         namespaces=frozenset(namespaces),
         etc_files=False,
+        system_mounts=tuple(system_mounts),
     )

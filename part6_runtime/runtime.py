@@ -297,8 +297,11 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
             uid_maps=spec.uid_maps or None,
             gid_maps=spec.gid_maps or None,
         )
-    except NamespaceError as e:
-        raise RuntimeSetupError("namespaces", e) from None
+    except BaseException as e:
+        os.close(go_w)  # the go pipe's other end is only closed when the child started
+        if isinstance(e, NamespaceError):
+            raise RuntimeSetupError("namespaces", e) from None
+        raise
     finally:
         os.close(report_w)
         os.close(go_r)

@@ -6,6 +6,8 @@ pass only with given arguments (``personality``, ``clone`` without namespace fla
 only with a capability the container holds (``chroot`` with CAP_SYS_CHROOT), and everything
 else fails with EPERM. ``clone3`` fails with ENOSYS instead, so that glibc falls back to
 ``clone``, whose flags the filter can inspect (clone3 passes them in memory, out of reach).
+The profile follows moby's as of 2026: no ``io_uring_*`` (moby #46762), no AF_ALG or
+AF_VSOCK sockets (moby #44562, #52494), the calls of kernels up to 6.7 (moby #47341).
 
 libseccomp compiles the rules into BPF for this architecture; the bindings are ctypes on
 libseccomp.so.2 (only this part uses them, so they live here, with their C prototypes).
@@ -36,8 +38,7 @@ DOCKER_ALLOWED = (
     "getresgid32 getresuid getresuid32 getrlimit get_robust_list getrusage getsid getsockname "
     "getsockopt get_thread_area gettid gettimeofday getuid getuid32 getxattr inotify_add_watch "
     "inotify_init inotify_init1 inotify_rm_watch io_cancel ioctl io_destroy io_getevents "
-    "io_pgetevents io_pgetevents_time64 ioprio_get ioprio_set io_setup io_submit io_uring_enter "
-    "io_uring_register io_uring_setup ipc kill landlock_add_rule landlock_create_ruleset "
+    "io_pgetevents io_pgetevents_time64 ioprio_get ioprio_set io_setup io_submit ipc kill landlock_add_rule landlock_create_ruleset "
     "landlock_restrict_self lchown lchown32 lgetxattr link linkat listen listxattr llistxattr "
     "_llseek lremovexattr lseek lsetxattr lstat lstat64 madvise membarrier memfd_create "
     "memfd_secret mincore mkdir mkdirat mknod mknodat mlock mlock2 mlockall mmap mmap2 mprotect "
@@ -66,8 +67,21 @@ DOCKER_ALLOWED = (
     "timerfd_settime64 times tkill truncate truncate64 ugetrlimit umask uname unlink unlinkat "
     "utime utimensat utimensat_time64 utimes vfork vmsplice wait4 waitid waitpid write writev "
     # minKernel 4.8: ptrace no longer bypasses seccomp
-    "process_vm_readv process_vm_writev ptrace"
+    "process_vm_readv process_vm_writev ptrace "
+    # kernels 6.5 to 6.7 (moby #47341)
+    "cachestat fchmodat2 map_shadow_stack futex_wake futex_wait futex_requeue"
 )
+
+#: numbers of the calls above that an older libseccomp may not know by name; from 424 on,
+#: every architecture shares one numbering (asm-generic/unistd.h, arch/x86/entry/syscalls)
+UNIFIED_SYSCALL_NUMBERS = {
+    "cachestat": 451,
+    "fchmodat2": 452,
+    "map_shadow_stack": 453,
+    "futex_wake": 454,
+    "futex_wait": 455,
+    "futex_requeue": 456,
+}
 
 #: allowed on one architecture only (platform.machine() names)
 DOCKER_ARCH_ALLOWED = {
@@ -100,11 +114,20 @@ DOCKER_CAP_ALLOWED = {
 #: personality(2) is allowed with these personas only (PER_LINUX, PER_LINUX32, UNAME26 ...)
 DOCKER_PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
+#: socket(2) families refused: AF_ALG (38, the kernel crypto API: CVE-2026-31431, moby #52494)
+#: and AF_VSOCK (40, host <-> VM sockets: moby #44562). A rule's conditions on one argument
+#: are ANDed, so "not 38 and not 40" is written as three allow rules: < 38, == 39, > 40.
+AF_ALG = 38
+AF_VSOCK = 40
+
+#: how many syscall numbers above the profile's highest get ENOSYS instead of EPERM (runc
+#: does this for calls newer than the profile, so that libc falls back to older calls)
+ENOSYS_ABOVE = 64
+
 #: the namespace flags clone(2) may not carry without CAP_SYS_ADMIN
 #: (NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET = 0x7E020000)
 CLONE_NAMESPACE_FLAGS = 0x7E020000
 
-AF_VSOCK = 40
 EPERM = 1
 ENOSYS = 38
 
@@ -113,7 +136,9 @@ ENOSYS = 38
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_FLTATR_CTL_NNP = 3  # enum scmp_filter_attr: let us decide about no_new_privs
 SCMP_CMP_NE = 1
+SCMP_CMP_LT = 2
 SCMP_CMP_EQ = 4
+SCMP_CMP_GT = 6
 SCMP_CMP_MASKED_EQ = 7
 _NR_SCMP_ERROR = -1
 
@@ -180,7 +205,9 @@ def policy_rules(capabilities: Iterable[str], machine: str | None = None) -> lis
         if cap in caps:
             allow.extend(calls.split() if isinstance(calls, str) else calls)
     rules = [(name, SCMP_ACT_ALLOW, ()) for name in dict.fromkeys(allow)]
-    rules.append(("socket", SCMP_ACT_ALLOW, ((0, SCMP_CMP_NE, AF_VSOCK, 0),)))
+    rules.append(("socket", SCMP_ACT_ALLOW, ((0, SCMP_CMP_LT, AF_ALG, 0),)))
+    rules.append(("socket", SCMP_ACT_ALLOW, ((0, SCMP_CMP_EQ, AF_ALG + 1, 0),)))
+    rules.append(("socket", SCMP_ACT_ALLOW, ((0, SCMP_CMP_GT, AF_VSOCK, 0),)))
     rules += [("personality", SCMP_ACT_ALLOW, ((0, SCMP_CMP_EQ, p, 0),)) for p in DOCKER_PERSONALITIES]
     if "CAP_SYS_ADMIN" not in caps:
         clone_arg = 1 if machine.startswith("s390") else 0
@@ -189,11 +216,40 @@ def policy_rules(capabilities: Iterable[str], machine: str | None = None) -> lis
     return rules
 
 
+_OP_NAMES = {SCMP_CMP_NE: "SCMP_CMP_NE", SCMP_CMP_LT: "SCMP_CMP_LT", SCMP_CMP_EQ: "SCMP_CMP_EQ",
+             SCMP_CMP_GT: "SCMP_CMP_GT", SCMP_CMP_MASKED_EQ: "SCMP_CMP_MASKED_EQ"}
+_ARCHES = {"x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]}
+
+
+def profile_json(capabilities: Iterable[str], machine: str | None = None) -> dict:
+    """The same policy as a runtime-spec ``linux.seccomp`` object, for runc's config.json."""
+    machine = machine or platform.machine()
+    syscalls = []
+    for name, action, args in policy_rules(capabilities, machine):
+        rule: dict = {"names": [name]}
+        if action == SCMP_ACT_ALLOW:
+            rule["action"] = "SCMP_ACT_ALLOW"
+        else:
+            rule["action"] = "SCMP_ACT_ERRNO"
+            rule["errnoRet"] = action & 0xFFFF
+        if args:
+            rule["args"] = [{"index": i, "value": a, "valueTwo": b, "op": _OP_NAMES[op]} for i, op, a, b in args]
+        syscalls.append(rule)
+    return {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": EPERM,
+        "architectures": _ARCHES.get(machine, []),
+        "syscalls": syscalls,
+    }
+
+
 def load_docker_default(capabilities: Iterable[str]) -> tuple[int, list[str]]:
     """Build Docker's default filter for this architecture and load it on the calling thread.
 
-    Returns (number of rules added, names libseccomp does not know here, skipped). The
-    filter is inherited by children and survives execve; it can never be removed.
+    Returns (number of rules added, names libseccomp does not know here, skipped). Calls
+    numbered above the highest one in the profile fail with ENOSYS (as under runc), every
+    other call the profile does not allow with EPERM. The filter is inherited by children
+    and survives execve; it can never be removed.
     """
     lib = libseccomp()
     ctx = lib.seccomp_init(SCMP_ACT_ERRNO(EPERM))
@@ -201,11 +257,14 @@ def load_docker_default(capabilities: Iterable[str]) -> tuple[int, list[str]]:
         raise OSError(ENOSYS, "seccomp_init: libseccomp could not create a filter")
     skipped: list[str] = []
     added = 0
+    highest = -1
     try:
         # the no_new_privs step decides; loading a filter without it needs CAP_SYS_ADMIN
         _check(lib.seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0), "seccomp_attr_set(CTL_NNP)")
         for name, action, args in policy_rules(capabilities):
             number = lib.seccomp_syscall_resolve_name(name.encode())
+            if number == _NR_SCMP_ERROR:
+                number = UNIFIED_SYSCALL_NUMBERS.get(name, _NR_SCMP_ERROR)
             if number == _NR_SCMP_ERROR:
                 skipped.append(name)
                 continue
@@ -216,6 +275,10 @@ def load_docker_default(capabilities: Iterable[str]) -> tuple[int, list[str]]:
                 skipped.append(name)
                 continue
             added += 1
+            highest = max(highest, number)
+        empty = (ArgCmp * 1)()
+        for number in range(highest + 1, highest + 1 + ENOSYS_ABOVE):
+            _check(lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(ENOSYS), number, 0, empty), f"seccomp_rule_add({number}, ENOSYS)")
         _check(lib.seccomp_load(ctx), "seccomp_load")
     finally:
         lib.seccomp_release(ctx)

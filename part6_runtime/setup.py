@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import glob
 import json
 import os
 import signal
@@ -147,13 +148,15 @@ def network(ctx: Context) -> None:
 
 def mount_proc(ctx: Context) -> None:
     """Mount a proc filesystem of the new PID namespace at /proc."""
-    mount("proc", ctx.path("/proc"), "proc", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC)
+    flags, data = _system_options(ctx, "/proc", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC, None)
+    mount("proc", ctx.path("/proc"), "proc", flags, data)
 
 
 def populate_dev(ctx: Context) -> None:
     """A tmpfs /dev with null zero full random urandom tty, pts, shm, mqueue and symlinks."""
     dev = ctx.path("/dev")
-    mount("tmpfs", dev, "tmpfs", MountFlags.NOSUID | MountFlags.STRICTATIME, "mode=755,size=65536k")
+    flags, data = _system_options(ctx, "/dev", MountFlags.NOSUID | MountFlags.STRICTATIME, "mode=755,size=65536k")
+    mount("tmpfs", dev, "tmpfs", flags, data)
     for name, major, minor in DEVICES:
         node = os.path.join(dev, name)
         if ctx.userns:
@@ -164,13 +167,17 @@ def populate_dev(ctx: Context) -> None:
             os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
             os.chmod(node, 0o666)  # the umask applied to mknod
     os.mkdir(os.path.join(dev, "pts"), 0o755)
-    pts_options = "newinstance,ptmxmode=0666,mode=0620" + ("" if ctx.userns else ",gid=5")
-    mount("devpts", os.path.join(dev, "pts"), "devpts", MountFlags.NOSUID | MountFlags.NOEXEC, pts_options)
+    flags, pts_options = _system_options(ctx, "/dev/pts", MountFlags.NOSUID | MountFlags.NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    if ctx.userns and pts_options:  # gid 5 of the host may not be mapped inside
+        pts_options = ",".join(o for o in pts_options.split(",") if not o.startswith("gid="))
+    mount("devpts", os.path.join(dev, "pts"), "devpts", flags, pts_options)
     os.mkdir(os.path.join(dev, "shm"), 0o1777)
-    mount("shm", os.path.join(dev, "shm"), "tmpfs", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC, "mode=1777,size=65536k")
+    flags, data = _system_options(ctx, "/dev/shm", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC, "mode=1777,size=65536k")
+    mount("shm", os.path.join(dev, "shm"), "tmpfs", flags, data)
     os.mkdir(os.path.join(dev, "mqueue"), 0o755)
     if "ipc" in ctx.namespaces:
-        mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC)
+        flags, data = _system_options(ctx, "/dev/mqueue", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC, None)
+        mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", flags, data)
     for name, target in DEV_SYMLINKS:
         os.symlink(target, os.path.join(dev, name))
     if os.path.exists("/proc/kcore"):
@@ -180,9 +187,9 @@ def populate_dev(ctx: Context) -> None:
 def mount_sys(ctx: Context) -> None:
     """A read-only sysfs at /sys (a read-only bind of the host's when sysfs is refused)."""
     target = ctx.path("/sys")
-    flags = MountFlags.RDONLY | MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC
+    flags, data = _system_options(ctx, "/sys", MountFlags.RDONLY | MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC, None)
     try:
-        mount("sysfs", target, "sysfs", flags)
+        mount("sysfs", target, "sysfs", flags, data)
     except OSError as e:
         if e.errno != 1:  # EPERM: a user namespace sharing the host's network namespace
             raise
@@ -245,16 +252,21 @@ def pivot(ctx: Context) -> None:
 
 
 def masked_paths(ctx: Context) -> None:
-    """Hide what runc hides: /dev/null over files, a read-only tmpfs over directories."""
-    for path in ctx.spec.effective_masked_paths:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue  # this kernel has no such file (/proc/kcore here)
-        if stat.S_ISDIR(st.st_mode):
-            mount("tmpfs", path, "tmpfs", MountFlags.RDONLY)
-        else:
-            mount("/dev/null", path, None, MountFlags.BIND)
+    """Hide what Docker hides: /dev/null over files, a read-only tmpfs over directories."""
+    for pattern in ctx.spec.effective_masked_paths:
+        for path in sorted(glob.glob(pattern)) if "*" in pattern else [pattern]:
+            _mask(path)
+
+
+def _mask(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return  # this kernel has no such file (/proc/kcore here)
+    if stat.S_ISDIR(st.st_mode):
+        mount("tmpfs", path, "tmpfs", MountFlags.RDONLY)
+    else:
+        mount("/dev/null", path, None, MountFlags.BIND)
 
 
 def readonly_paths(ctx: Context) -> None:
@@ -473,17 +485,33 @@ def remount_readonly(path: str) -> None:
     mount(None, path, None, flags)
 
 
-def _mount_one(ctx: Context, m: Mount) -> None:
-    target = ctx.path(m.destination)
+def _parse_options(options: tuple[str, ...]) -> tuple[int, list[str]]:
+    """mount(8)-style words -> (mount flags, the filesystem's data words)."""
     flags = 0
     data = []
-    for option in m.options:
+    for option in options:
         if option in _OPTION_FLAGS:
             flags |= _OPTION_FLAGS[option]
         elif option in _PROPAGATION:
             continue  # every mount here is private already
         else:
             data.append(option)
+    return flags, data
+
+
+def _system_options(ctx: Context, destination: str, flags: int, data: str | None) -> tuple[int, str | None]:
+    """The flags and data for one of the mounts every container gets: the spec's own
+    (``system_mounts``, from a bundle) when it lists that destination, else Docker's."""
+    for m in ctx.spec.system_mounts:
+        if m.destination == destination:
+            own_flags, own_data = _parse_options(m.options)
+            return own_flags & ~(MountFlags.BIND | MountFlags.REC), ",".join(own_data) or None
+    return flags, data
+
+
+def _mount_one(ctx: Context, m: Mount) -> None:
+    target = ctx.path(m.destination)
+    flags, data = _parse_options(m.options)
     if m.is_bind:
         bind_flags = MountFlags.BIND | (flags & MountFlags.REC)
         mount(m.source, target, None, bind_flags)

@@ -37,8 +37,10 @@ DOCKER_DEFAULT_CAPABILITIES = (
     "CAP_AUDIT_WRITE",
 )
 
-#: what runc (and Docker) hide from a container: files get /dev/null bound over them,
-#: directories a read-only tmpfs; paths this kernel lacks are skipped
+#: what Docker hides from a container (runc's list, plus powercap, and /proc/interrupts and
+#: the CPUs' thermal_throttle since moby #49560: a thermal side channel): files get /dev/null
+#: bound over them, directories a read-only tmpfs; paths this kernel lacks are skipped, and a
+#: ``*`` is expanded inside the container
 DEFAULT_MASKED_PATHS = (
     "/proc/acpi",
     "/proc/asound",
@@ -51,6 +53,8 @@ DEFAULT_MASKED_PATHS = (
     "/proc/scsi",
     "/sys/firmware",
     "/sys/devices/virtual/powercap",
+    "/proc/interrupts",
+    "/sys/devices/system/cpu/*/thermal_throttle",
 )
 
 #: what runc makes read-only: the kernel's knobs under /proc
@@ -63,6 +67,9 @@ DEFAULT_READONLY_PATHS = (
 )
 
 NETWORK_MODES = ("none", "host", "private")
+
+#: the mounts every container gets from the setup steps: destination -> filesystem type
+SYSTEM_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs", "/dev/mqueue": "mqueue", "/sys": "sysfs"}
 
 #: namespace names as in the runtime spec (linux.namespaces[].type)
 NAMESPACES = ("pid", "mount", "uts", "ipc", "network", "user", "cgroup")
@@ -192,6 +199,9 @@ class ContainerSpec:
     gid_maps: tuple[IdMap, ...] = ()
     namespaces: frozenset[str] | None = None
     etc_files: bool = True  # bind generated /etc/hosts, /etc/hostname, /etc/resolv.conf
+    #: options for the mounts the setup steps make (/proc, /dev, /dev/pts, /dev/shm,
+    #: /dev/mqueue, /sys), by destination, replacing Docker's (an OCI bundle lists its own)
+    system_mounts: tuple[Mount, ...] = ()
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -215,6 +225,10 @@ class ContainerSpec:
         if self.hostname is not None and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})", self.hostname):
             raise SpecError(f"hostname {self.hostname!r} is not a valid host name")
         set_("mounts", tuple(self.mounts))
+        set_("system_mounts", tuple(self.system_mounts))
+        for m in self.system_mounts:
+            if m.destination not in SYSTEM_MOUNTS:
+                raise SpecError(f"system mount {m.destination}: expected one of {', '.join(SYSTEM_MOUNTS)}")
         set_("additional_gids", tuple(int(g) for g in self.additional_gids))
         set_("uid_maps", tuple(self.uid_maps))
         set_("gid_maps", tuple(self.gid_maps))

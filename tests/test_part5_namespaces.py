@@ -213,3 +213,16 @@ def test_chapter_script_runs_every_demonstration():
 def test_chapter_script_refuses_an_unknown_namespace():
     r = subprocess.run([sys.executable, "-m", "part5_namespaces", "time"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_pivot_root_has_a_syscall_number_per_architecture(monkeypatch):
+    # linux: arch/x86/entry/syscalls/syscall_64.tbl (155), include/uapi/asm-generic/unistd.h (41)
+    import platform
+
+    for machine, number in (("x86_64", 155), ("aarch64", 41)):
+        monkeypatch.setattr(platform, "machine", lambda m=machine: m)
+        assert syscalls.syscall_number("pivot_root") == number
+    monkeypatch.setattr(platform, "machine", lambda: "riscv64")
+    with pytest.raises(OSError, match="no syscall number for pivot_root on riscv64") as e:
+        syscalls.syscall_number("pivot_root")
+    assert e.value.errno == 38  # ENOSYS

@@ -20,6 +20,7 @@ from part6_runtime import (
     CapabilitySets,
     ContainerSpec,
     Limits,
+    Mount,
     SpecError,
     load_bundle,
     make_busybox_rootfs,
@@ -101,6 +102,9 @@ def test_seccomp_policy_has_dockers_special_rules():
     assert ("clone3", SCMP_ACT_ERRNO(ENOSYS)) in rules
     assert "chroot" in names and "arch_prctl" in names  # CAP_SYS_CHROOT is a default capability
     assert "mount" not in names and "unshare" not in names and "keyctl" not in names
+    assert not any(n.startswith("io_uring") for n in names)  # moby #46762
+    sockets = [args for name, _, args in policy_rules(CapabilitySets.docker().bounding, "x86_64") if name == "socket"]
+    assert sockets == [((0, 2, 38, 0),), ((0, 4, 39, 0),), ((0, 6, 40, 0),)]  # < AF_ALG, == 39, > AF_VSOCK
 
 
 # -- bundles -----------------------------------------------------------------------------------------
@@ -132,6 +136,7 @@ def test_bundle_fields_become_the_spec(tmp_path):
     assert spec.capabilities == CapabilitySets(bounding=("CAP_KILL",), effective=("CAP_KILL",), permitted=("CAP_KILL",))
     assert spec.limits == Limits(memory=64 << 20, pids=20, rlimits={"nofile": (100, 200)})
     assert [m.destination for m in spec.mounts] == ["/data"]
+    assert spec.system_mounts == (Mount("/proc", "proc", "proc", ()),)  # its options, not Docker's
     assert spec.masked_paths == ("/proc/kcore",) and spec.network == "none"
     assert spec.namespace_set == {"pid", "mount", "uts", "ipc", "network"}
 
@@ -139,18 +144,20 @@ def test_bundle_fields_become_the_spec(tmp_path):
 def test_unknown_bundle_fields_are_reported_not_ignored(tmp_path):
     config = minimal_config(hooks={"prestart": []})
     config["process"]["oomScoreAdj"] = 100
+    config["process"]["consoleSize"] = {"height": 24, "width": 80}
     config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
     config["mounts"] = [{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"}]
     bundle = write_bundle(tmp_path, config)
     _, found = load_bundle(bundle)
     assert any(w.startswith("config.hooks:") for w in found)
     assert any(w.startswith("process.oomScoreAdj:") for w in found)
+    assert any(w.startswith("process.consoleSize:") for w in found)
     assert any(w.startswith("linux.sysctl:") for w in found)
     assert any("/sys/fs/cgroup" in w for w in found)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         spec_from_bundle(bundle)
-    assert len([w for w in caught if issubclass(w.category, BundleWarning)]) == len(found) == 4
+    assert len([w for w in caught if issubclass(w.category, BundleWarning)]) == len(found) == 5
 
 
 def test_invalid_bundle_is_a_bundle_error(tmp_path):
@@ -179,7 +186,9 @@ PROBE = (
     "echo pid=$$; hostname; id; grep -E '^(Cap...|NoNewPrivs):' /proc/self/status; "
     "ls /dev | tr '\\n' ' '; echo; ulimit -n; pwd; env | sort; cat /proc/self/uid_map; "
     "tail -n +3 /proc/net/dev | cut -d: -f1; wc -c < /proc/timer_list; "
-    "echo x 2>&1 > /proc/sys/kernel/hostname; cat /proc/1/cmdline | tr '\\0' ' '"
+    "echo x 2>&1 > /proc/sys/kernel/hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+    # every mount and its options (runc also mounts /sys/fs/cgroup, which this runtime reports)
+    "grep -v /sys/fs/cgroup /proc/self/mountinfo | cut -d' ' -f5,6"
 )
 
 
@@ -210,6 +219,8 @@ def test_umoci_bundle_gives_the_same_output_under_runc_and_this_runtime(tmp_path
     assert by_runc.returncode == code == 0, by_runc.stdout
     assert ours == by_runc.stdout
     assert "pid=1\numoci-default\n" in ours and "Read-only file system" in ours
+    # the bundle's own options for /proc (none: rw) were used, not Docker's nosuid,nodev,noexec
+    assert "\n/proc rw,relatime\n" in ours and "\n/proc/sys ro,relatime\n" in ours
 
 
 def test_chapter_cli_runs_a_bundle_and_reports_unimplemented_fields(tmp_path):

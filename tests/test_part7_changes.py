@@ -75,12 +75,56 @@ def rename(m: Path) -> None:
     shutil.move(m / "usr/share/doc", m / "usr/share/manual")
 
 
+def xattrs(m: Path) -> None:
+    os.setxattr(m / "bin/tool", "user.kind", b"binary")  # a changed value
+    os.removexattr(m / "var/cache/one", "user.keep")  # a removed one: the copy-up lacks it
+    os.setxattr(m / "etc", "user.dir-note", b"on a directory")  # a directory copied up
+
+
+def replace_by_symlinks(m: Path) -> None:
+    os.unlink(m / "bin/tool")
+    os.symlink("/usr/bin/other", m / "bin/tool")  # a file replaced by a symlink
+    os.unlink(m / "bin/tool-link")
+    write(m / "bin/tool-link", "no longer a link\n", 0o755)  # a symlink replaced by a file
+    shutil.rmtree(m / "var/cache")
+    os.symlink("/tmp", m / "var/cache")  # a directory replaced by a symlink
+
+
+def sparse_and_large(m: Path) -> None:
+    with open(m / "data.sparse", "wb") as f:  # 48 MiB, nearly all hole
+        f.write(b"head")
+        f.seek(48 << 20)
+        f.write(b"tail")
+    os.truncate(m / "etc/os-release", 8 << 20)  # a lower file grown into a hole on copy-up
+    write(m / "data.random", random.Random(11).randbytes(3 << 20))
+
+
+def recreate_over_lower_whiteouts(m: Path) -> None:
+    # etc/motd is deleted by a whiteout in the app layer, opt/old hidden by its opaque opt
+    write(m / "etc/motd", "welcome back\n", 0o600)
+    write(m / "opt/old/config", "resurrected")
+
+
+def nested_opaque(m: Path) -> None:
+    # usr/share/doc recreated (opaque), then its lower child sub recreated inside it, and
+    # usr itself emptied and rebuilt around a surviving name
+    shutil.rmtree(m / "usr/share/doc")
+    (m / "usr/share/doc/sub").mkdir(parents=True)
+    write(m / "usr/share/doc/sub/c.txt", "new c\n")
+    shutil.rmtree(m / "opt")
+    (m / "opt/new").mkdir(parents=True)
+    write(m / "opt/new/config", "newer")
+
+
 def everything(m: Path) -> None:
     for op in (add, change, delete_then_recreate_dir, replace_dir_by_file, replace_file_by_dir, rename):
         op(m)
 
 
-SCENARIOS = [add, change, delete, replace_dir_by_file, replace_file_by_dir, delete_then_recreate_dir, rename, everything]
+SCENARIOS = [
+    add, change, delete, replace_dir_by_file, replace_file_by_dir, delete_then_recreate_dir, rename,
+    xattrs, replace_by_symlinks, sparse_and_large, recreate_over_lower_whiteouts, nested_opaque, everything,
+]
 
 
 def run_in_overlay(tmp_path: Path, lowers: list[Path], ops) -> dict:
@@ -223,3 +267,52 @@ def test_write_changes_is_deterministic(tmp_path, base):
         with open(tmp_path / f"l{i}.tar.gz", "wb") as f:
             infos.append(write_changes(tmp_path / "upper", f, source_date_epoch=0))
     assert infos[0] == infos[1]
+
+
+def test_nested_opaque_dirs_and_whiteouts_in_lowers_resolve_like_the_kernel(tmp_path, base):
+    """A third layer marks usr and usr/share opaque (nested), whites out a name the app layer
+    added and re-adds one the app layer whited out; the kernel, LayerStack and part 4 agree,
+    and a RUN step on top still gives back the merged view."""
+    from part4_tar import LayerWriter
+    from part7_union import extract_lower
+
+    blobs, lowers = base
+    src = tmp_path / "src-third"
+    write(src / "usr/share/fresh/x.txt", "x\n")
+    write(src / "usr/lib/only", "o")
+    write(src / "etc/motd", "third motd\n")
+    third = tmp_path / "third.tar.gz"
+    with open(third, "wb") as f, LayerWriter(f) as w:
+        w.add_tree(src)
+        w.add_opaque("usr")
+        w.add_opaque("usr/share")
+        w.add_whiteout("srv/app.py")
+    blobs = [*blobs, third]
+    lowers = [extract_lower(third, tmp_path / "lowers" / "2"), *lowers]
+    before = [hash_tree(d) for d in lowers]
+
+    def kernel_view():
+        with OverlayMount(lowers, None, None, tmp_path / "ro"):
+            d = describe_tree(tmp_path / "ro")
+        d.pop(".")
+        return d
+
+    kernel = in_mount_namespace(kernel_view)
+    ours = describe_tree(LayerStack(lowers))
+    ours.pop(".")
+    assert ours == kernel == applied(tmp_path, blobs, "applied-lowers")
+    assert sorted(p for p in kernel if p.startswith("usr/")) == ["usr/lib", "usr/lib/only", "usr/share", "usr/share/fresh", "usr/share/fresh/x.txt"]
+    assert "srv/app.py" not in kernel and kernel["etc/motd"][4].startswith("11:")
+
+    def ops(m: Path) -> None:
+        shutil.rmtree(m / "usr/share")  # opaque in the lower, and inside an opaque usr
+        write(m / "usr/share/fresh/x.txt", "x again\n")
+        os.unlink(m / "usr/lib/only")
+        write(m / "srv/app.py", "back\n")  # over the third layer's whiteout
+
+    merged = run_in_overlay(tmp_path, lowers, ops)
+    assert [hash_tree(d) for d in lowers] == before
+    layer = tmp_path / "changes.tar.gz"
+    with open(layer, "wb") as f:
+        write_changes(tmp_path / "upper", f)
+    assert applied(tmp_path, [*blobs, layer], "applied") == merged

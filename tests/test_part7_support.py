@@ -86,6 +86,8 @@ def make_base_layers(tmp_path: Path) -> list[Path]:
     write(base / "home/user/notes", "mine\n", 0o600, 1000, 1000)
     os.chown(base / "home/user", 1000, 1000)
     os.setxattr(base / "etc/os-release", "user.origin", b"base")
+    os.setxattr(base / "bin/tool", "user.kind", b"script")
+    os.setxattr(base / "var/cache/one", "user.keep", b"1")
     os.link(base / "usr/share/doc/a.txt", base / "usr/share/doc/a-link.txt")
     app = tmp_path / "src-app"
     write(app / "srv/app.py", "print('app')\n", 0o755, 1000, 1000)
