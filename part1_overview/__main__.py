@@ -1,16 +1,19 @@
 """``python -m part1_overview``: the map of the course, the pipeline, and the host check.
 
-``--json`` prints the same facts as one JSON document for scripts.
+``--json`` prints the same facts as one JSON document for scripts. Exit code 0, also when a
+check fails (the report says what will not work); 141 when the reader of stdout went away.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 
 from .course import PARTS, PIPELINE
-from .doctor import doctor, host_checks
+from .doctor import HostReport, doctor, host_checks
 from .narrate import Narrator
 
 
@@ -25,8 +28,9 @@ def report_json() -> dict:
     }
 
 
-def tour(n: Narrator) -> int:
-    """Narrate the tour; returns the number of host checks that failed."""
+def tour(n: Narrator, report: HostReport | None = None) -> int:
+    """Narrate the tour (of this host, or of ``report``); returns the number of host checks
+    that failed."""
     n.title("Part 1: the tour")
     n.step("what a container image is")
     n.say(
@@ -43,21 +47,25 @@ def tour(n: Narrator) -> int:
         uses = "any part" if p.uses == ("*",) else ", ".join(u.split("_")[0] for u in p.uses) or "-"
         rows.append((p.number, p.package, p.concept, uses))
     n.table(rows, ("part", "package", "what it teaches", "builds on"))
-    n.say("Each chapter runs its demonstration for real with:")
+    n.say("Each chapter's command, as it runs today:")
     for p in PARTS:
         n.command(p.command)
+        if p.later:
+            n.say(f"  later: {p.later}")
 
     n.step("from Dockerfile to image")
     n.table(((s.what, s.how, ", ".join(s.parts)) for s in PIPELINE), ("stage", "what happens", "parts"))
 
     n.step("what this host can do")
-    report = doctor()
+    report = report if report is not None else doctor()
     checks = host_checks(report)
     n.fact("kernel", f"{report.kernel} ({report.machine})")
     n.table(((c.name, "yes" if c.ok else "NO", c.needed_by, c.detail) for c in checks), ("check", "ok", "needed by", "detail"))
     missing = [c for c in checks if not c.ok]
     for c in missing:
-        n.warn(f"{c.name} is missing here: {c.needed_by} will not work")
+        n.warn(f"no {c.name} here: {c.if_missing}")
+    if not missing:
+        n.say("Everything the course uses is here: every part runs for real on this host.")
     n.step("where to start")
     n.say("Read part1_overview/README.md, then run part 2 to build your first image by hand:")
     n.command("python -m part2_manual_oci --out /tmp/busybox-oci")
@@ -66,6 +74,8 @@ def tour(n: Narrator) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The tour (or ``--json``). Exit code 0 even when a check fails: the report says what is
+    missing; scripts read the ``ok`` fields of ``--json``."""
     parser = argparse.ArgumentParser(prog="python -m part1_overview", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the course, pipeline and host check as JSON")
     parser.add_argument("--plain", action="store_true", help="plain text even on a terminal")
@@ -78,5 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_cli(argv: list[str] | None = None) -> int:
+    """``main`` for a real process: a reader that stops early (``| head -1``) is not an error.
+
+    On a closed pipe, stdout is pointed at /dev/null so that the interpreter's last flush does
+    not fail again, and the exit code is 141 (128 + SIGPIPE), what a shell shows for a
+    program killed by the signal.
+    """
+    try:
+        code = main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli())

@@ -11,7 +11,7 @@ import platform
 import pwd
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 #: tools the course uses, and what for
 TOOLS: dict[str, str] = {
@@ -29,16 +29,54 @@ TOOLS: dict[str, str] = {
 
 #: which chapters use each tool
 TOOL_PARTS: dict[str, str] = {
-    "busybox": "parts 2, 3, 6, 7",
+    "busybox": "parts 2, 3, 6 (the base image)",
     "skopeo": "parts 2, 3 (interop checks)",
-    "umoci": "parts 3, 6 (interop checks)",
-    "runc": "parts 3, 6 (interop checks)",
-    "oci-image-tool": "parts 2, 3, capstone",
+    "umoci": "parts 2, 3, 4, 6 (interop checks)",
+    "runc": "parts 2, 3, 6 (interop checks)",
+    "oci-image-tool": "parts 2, 3, 4 (validation)",
     "buildah": "capstone benchmarks",
     "newuidmap": "part 5 (rootless)",
     "newgidmap": "part 5 (rootless)",
     "slirp4netns": "part 6 (rootless network)",
     "docker-registry": "capstone push/pull",
+}
+
+#: what stops working on a host that lacks a feature or a tool (the tour's warnings say it)
+IF_MISSING: dict[str, str] = {
+    "root": "parts 5-7 and RUN work only inside a user namespace (rootless); part 6's cgroup "
+    "limits, runc and the interop tests that run images need root",
+    "user namespaces": "part 5's user namespace demo and every rootless run (parts 5-7 as a "
+    "non-root user) will not work",
+    "overlayfs": "part 7 cannot mount a union; its copy snapshotter stands in for overlayfs "
+    "(slower, more disk)",
+    "cgroups": "part 6 cannot limit memory, pids or CPU: containers run without limits",
+    "seccomp": "part 6 cannot put its syscall filter (Docker's default profile) on a container",
+    "pivot_root": "part 6 cannot switch a container into its root filesystem: containers and "
+    "RUN will not start",
+    "busybox": "part 2 cannot build its busybox image, so parts 3 and 6 and their tests have "
+    "no base image",
+    "skopeo": "the skopeo interop checks of parts 2 and 3 fail; nothing copies images from "
+    "registries into a layout",
+    "umoci": "images cannot be unpacked into runtime bundles: the run checks of parts 2-4 "
+    "and 6 fail",
+    "runc": "images cannot be run with the reference runtime: the run checks of parts 2, 3 "
+    "and 6 fail",
+    "oci-image-tool": "layouts are checked only by our own validate_layout, not by the "
+    "spec's tool: the validation checks of parts 2-4 fail",
+    "buildah": "the capstone benchmarks have no reference builder to compare with",
+    "newuidmap": "a non-root user can map only its own uid into a user namespace, not its "
+    "/etc/subuid range",
+    "newgidmap": "a non-root user can map only its own gid into a user namespace, not its "
+    "/etc/subgid range",
+    "slirp4netns": "rootless containers get no outbound network",
+    "docker-registry": "the capstone's push and pull tests have no local registry",
+}
+
+#: the Debian package of each tool
+TOOL_PACKAGES: dict[str, str] = {
+    "busybox": "busybox-static",
+    "newuidmap": "uidmap",
+    "newgidmap": "uidmap",
 }
 
 
@@ -188,12 +226,14 @@ def doctor() -> HostReport:
 
 @dataclass(frozen=True)
 class HostCheck:
-    """One line of the host table: a feature, whether this host has it, and who needs it."""
+    """One line of the host table: a feature, whether this host has it, who needs it, and
+    what will not work without it (``if_missing``)."""
 
     name: str
     ok: bool
     detail: str
     needed_by: str
+    if_missing: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -241,5 +281,10 @@ def host_checks(report: HostReport) -> list[HostCheck]:
     ]
     for name, path in report.tools.items():
         purpose = report.tool_purposes.get(name, "")
-        rows.append(HostCheck(name, path is not None, f"{path or 'not found'}: {purpose}", TOOL_PARTS.get(name, "")))
+        rows.append(HostCheck(name, path is not None, f"{path or 'not found on PATH'}: {purpose}", TOOL_PARTS.get(name, "")))
+    for i, row in enumerate(rows):
+        effect = IF_MISSING.get(row.name, f"{row.needed_by} will not work")
+        if row.name in report.tools:
+            effect += f" (Debian: apt-get install {TOOL_PACKAGES.get(row.name, row.name)})"
+        rows[i] = replace(row, if_missing=effect)
     return rows

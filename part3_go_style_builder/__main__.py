@@ -11,7 +11,8 @@ and a run under umoci + runc. With a command it is cbt::
     python -m part3_go_style_builder rm ID
     python -m part3_go_style_builder version
 
-Exit codes: 0 done, 1 the command failed, 2 usage error. Errors are one line on stderr.
+Exit codes: 0 done, 1 the command failed, 2 usage error, 141 the reader of stdout went away
+(``| head``). Errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -283,10 +285,26 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # the reader went away: run_cli ends quietly
     except (CbtError, LayoutError, LayerError, OSError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
 
 
+def run_cli(argv: list[str] | None = None) -> int:
+    """``main`` for a real process: a reader that stops early (``| head``) is not an error.
+    stdout goes to /dev/null so the last flush cannot fail again; exit code 141 (128 + SIGPIPE)."""
+    try:
+        code = main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli())

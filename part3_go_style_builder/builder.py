@@ -28,7 +28,7 @@ from typing import Iterable, Mapping, Sequence
 from part2_manual_oci import mediatypes as mt
 from part2_manual_oci import Descriptor, ImageConfig, rfc3339, write_file_atomic
 
-from .errors import BuildError, CbtError, WorkdirError
+from .errors import AmbiguousImage, BuildError, CbtError, ImageNotFound, InvalidReference, WorkdirError
 from .image import Image, layer_from_directory, utc_now
 from .reference import ImageReference, parse_reference
 
@@ -317,7 +317,24 @@ def cbt_build(
     workdir = Workdir.open(workdir_id, home)
     state = workdir.state()
     dirs = [_layer_dir(workdir, name) for name in layers]
-    base = Image.load(state.from_image)
+    try:
+        base_ref = parse_reference(state.from_image)
+    except InvalidReference as e:
+        raise WorkdirError(f"{workdir.builder_file}: fromImage: {e}") from None
+    try:
+        base = Image.load(base_ref)
+    except AmbiguousImage:
+        if state.base_manifest is None:
+            raise
+        # the layout holds more images than at `from` (built into it since): take the one
+        # `from` chose; a base that was replaced is not found, and the error says so
+        try:
+            base = Image.load(base_ref, manifest_digest=state.base_manifest)
+        except ImageNotFound:
+            raise BuildError(
+                f"base image {state.from_image} changed since `from`: it now holds several images and none is "
+                f"manifest {state.base_manifest}; make a new working folder with `from`"
+            ) from None
     if state.base_manifest and base.loaded_from is not None and base.loaded_from.digest != state.base_manifest:
         raise BuildError(
             f"base image {state.from_image} changed since `from` (manifest {state.base_manifest} is now "

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import posixpath
+import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,62 @@ MAX_JSON_SIZE = 4 << 20
 def utc_now() -> str:
     """The current time as the image spec writes it (RFC 3339, UTC)."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- immutable JSON containers ---------------------------------------------------------------------
+
+
+def _refuse(self, *args, **kwargs):
+    raise TypeError("an Image is immutable: make a changed image with with_config() or append_layer()")
+
+
+class FrozenDict(dict):
+    """A JSON object inside an :class:`Image` (labels, exposed ports, annotations, unknown
+    keys): still a ``dict`` for ``json`` and comparisons, but it refuses every change, so
+    images that share it cannot change each other."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+
+class FrozenList(list):
+    """A JSON array inside an :class:`Image` (in unknown keys, a healthcheck): a ``list``
+    that refuses every change."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+
+    def __reduce__(self):
+        return (FrozenList, (list(self),))
+
+
+def freeze(value):
+    """``value`` with every dict and list inside it (through dataclasses and tuples) made
+    read-only. Already frozen parts are kept as they are, so freezing a frozen value is cheap
+    and returns the same object."""
+    if isinstance(value, (FrozenDict, FrozenList, str, bytes, int, float, type(None))):
+        return value
+    if isinstance(value, dict):
+        return FrozenDict({key: freeze(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return FrozenList(freeze(item) for item in value)
+    if type(value) is tuple:
+        items = tuple(freeze(item) for item in value)
+        return value if all(a is b for a, b in zip(items, value)) else items
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in dataclasses.fields(value):
+            if f.init:
+                old = getattr(value, f.name)
+                new = freeze(old)
+                if new is not old:
+                    changes[f.name] = new
+        return replace(value, **changes) if changes else value
+    return value
 
 
 # -- where a layer's bytes are -------------------------------------------------------------------
@@ -215,7 +272,8 @@ class _ArchiveReader:
         except FileNotFoundError:
             raise ImageNotFound(f"{self.path}: no such archive") from None
         except (tarfile.TarError, OSError) as e:
-            raise LayoutError(f"{self.path}: not a readable tar archive ({e})") from None
+            reason = str(e).splitlines()[0].rstrip(":") or type(e).__name__
+            raise LayoutError(f"{self.path}: not a readable tar archive ({reason})") from None
         self._members = {}
         for info in self._tf.getmembers():
             name = _member_name(info.name)
@@ -273,6 +331,21 @@ def _platform_entry(entries: tuple[Descriptor, ...], where: str) -> Descriptor:
     raise ImageNotFound(f"{where}: no image for {os_name}/{arch} in the image index (platforms: {found})")
 
 
+def _entry_with_digest(reader, digest: str) -> Descriptor:
+    entries = reader.manifests()
+    for entry in entries:
+        if entry.digest == digest:
+            return entry
+    for entry in entries:
+        if entry.media_type in mt.INDEX_TYPES:
+            nested = Index.from_json(reader.read_json(entry), f"{reader.where}: index {entry.digest}")
+            for inner in nested.manifests:
+                if inner.digest == digest:
+                    return inner
+    names = ", ".join(e.ref_name or f"<unnamed {e.digest[:19]}>" for e in entries) or "none"
+    raise ImageNotFound(f"{reader.where}: no image with manifest {digest} (found: {names})")
+
+
 # -- the value -----------------------------------------------------------------------------------
 
 _TOP_LEVEL = ("os", "architecture", "variant", "os_version", "author")
@@ -284,8 +357,10 @@ _SEQUENCE_FIELDS = ("env", "entrypoint", "cmd", "on_build", "shell")
 class Image:
     """An image: its config and its layers, bottom first. Immutable; changes make new images.
 
-    ``loaded_from`` is the manifest descriptor an image was loaded as (None for a new or
-    changed image).
+    Every dict and list in the config and the layer descriptors is frozen when the image is
+    made (see :func:`freeze`): the caller's dicts are copied, and the images of a chain share
+    only read-only data. ``loaded_from`` is the manifest descriptor an image was loaded as
+    (None for a new or changed image).
     """
 
     config: ImageConfig
@@ -293,6 +368,8 @@ class Image:
     loaded_from: Descriptor | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "config", freeze(self.config))
+        object.__setattr__(self, "layers", freeze(tuple(self.layers)))
         diff_ids = tuple(layer.diff_id for layer in self.layers)
         if diff_ids != tuple(self.config.rootfs_diff_ids):
             raise ValueError(
@@ -309,9 +386,12 @@ class Image:
         return cls(ImageConfig(architecture=architecture or here.architecture, os=os or here.os, variant=variant))
 
     @classmethod
-    def load(cls, ref: str | ImageReference) -> "Image":
+    def load(cls, ref: str | ImageReference, *, manifest_digest: str | None = None) -> "Image":
         """The image a reference names, from an OCI layout or an oci-archive.
 
+        With ``manifest_digest``, the image is the one whose manifest has that digest (an
+        entry of index.json, or a platform entry of an image index in it), whatever the names:
+        how ``build`` finds the base that ``from`` chose in a layout that has since grown.
         Layers are not read now, only checked to be there; ``write`` verifies their bytes.
         """
         if isinstance(ref, str):
@@ -325,7 +405,10 @@ class Image:
         else:  # parse_reference allows no other
             raise CbtError(f"cannot read images from transport {ref.transport!r}")
         try:
-            desc = select_manifest(reader.manifests(), ref, reader.where)
+            if manifest_digest is not None:
+                desc = _entry_with_digest(reader, manifest_digest)
+            else:
+                desc = select_manifest(reader.manifests(), ref, reader.where)
             if desc.media_type in mt.INDEX_TYPES:
                 nested = Index.from_json(reader.read_json(desc), f"{reader.where}: index {desc.digest}")
                 desc = _platform_entry(nested.manifests, f"{reader.where}: {ref.ref_name}")
@@ -391,6 +474,7 @@ class Image:
         ``ContainerConfig``), or top-level ``os``, ``architecture``, ``variant``,
         ``os_version``, ``author``. A value of None clears the field.
         """
+        given = set(changes)
         container = changes.pop("config", self.config.config)
         top = {}
         inner = {}
@@ -402,15 +486,16 @@ class Image:
                     if isinstance(value, str):
                         raise TypeError(f"with_config(): {key} must be a list of strings, not a string")
                     value = tuple(value)
-                elif isinstance(value, dict):
-                    value = dict(value)
                 inner[key] = value
             else:
                 raise TypeError(f"with_config() got an unknown field {key!r}")
         created = created or utc_now()
         if created_by is None:
             described = {**top, **inner}
-            created_by = "config " + (", ".join(f"{k}={_show(v)}" for k, v in described.items()) or "(replaced)")
+            if described:
+                created_by = "config " + ", ".join(f"{k}={_show(v)}" for k, v in described.items())
+            else:
+                created_by = "config (replaced)" if "config" in given else "config (unchanged)"
         entry = History(created=created, created_by=created_by, comment=comment, empty_layer=True)
         config = replace(
             self.config,
@@ -441,51 +526,106 @@ class Image:
         """Store the image where ``ref`` says and name it; returns the manifest descriptor
         (with its ref name annotation).
 
-        ``oci-layout:DIR[...]`` adds to (or creates) a layout: an entry with the same ref name is
-        replaced. ``oci-archive:FILE[...]`` writes a plain tar of a new layout, replacing FILE.
+        ``oci-layout:DIR[...]`` adds to (or creates) a layout: its other images stay, and an
+        entry with the same ref name is replaced. ``oci-archive:FILE[...]`` writes a plain tar
+        of a new layout and renames it over FILE only when complete: a failed write leaves
+        FILE as it was (or absent) and no temporary files.
         """
         if isinstance(ref, str):
             ref = parse_reference(ref)
         if ref.transport == OCI_LAYOUT:
-            return self._write_layout(OCILayout.create(ref.path), ref.ref_name)
+            with _removed_on_failure(Path(ref.path)):
+                return self._write_layout(OCILayout.create(ref.path), ref.ref_name)
         if ref.transport == OCI_ARCHIVE:
-            target = Path(ref.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(prefix="cbt-oci-archive-", dir=_tmp_root()) as tmp:
-                desc = self._write_layout(OCILayout.create(Path(tmp) / "layout"), ref.ref_name)
-                write_oci_archive(Path(tmp) / "layout", target)  # atomic: a temp file renamed
-            return desc
+            return self._write_archive(Path(ref.path), ref.ref_name)
         raise CbtError(f"cannot write images to transport {ref.transport!r}")
+
+    def _write_archive(self, target: Path, ref_name: str) -> Descriptor:
+        if target.is_dir():
+            raise CbtError(f"{target}: is a directory, not an oci-archive file")
+        prefix = f"cbt-oci-archive-{os.getpid()}-"
+        with _removed_on_failure(target.parent):
+            with tempfile.TemporaryDirectory(prefix=prefix, dir=_tmp_root()) as tmp:
+                desc = self._write_layout(OCILayout.create(Path(tmp) / "layout"), ref_name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_oci_archive(Path(tmp) / "layout", target)  # a temp file beside FILE, renamed
+        return desc
 
     def _write_layout(self, layout: OCILayout, ref_name: str) -> Descriptor:
         for layer in self.layers:
-            _copy_layer(layer, layout)
-        config_desc = layout.put_json(self.config, mt.OCI_CONFIG)
+            _store_layer(layer, layout)
+        config_desc = _store_json(layout, self.config, mt.OCI_CONFIG)
         manifest = Manifest(config_desc, tuple(layer.descriptor for layer in self.layers))
-        manifest_desc = layout.put_json(manifest, mt.OCI_MANIFEST)
+        manifest_desc = _store_json(layout, manifest, mt.OCI_MANIFEST)
         return layout.add_manifest(manifest_desc, ref_name)
 
 
-def _copy_layer(layer: Layer, layout: OCILayout) -> None:
-    """Copy a layer blob into ``layout``, checking it hashes to its digest and has its size."""
+@contextlib.contextmanager
+def _removed_on_failure(folder: Path):
+    """Remove ``folder`` (and its missing parents) again if the block fails and it did not
+    exist before: a failed write into a new layout leaves no half-made layout behind."""
+    missing = []
+    path = folder.absolute()
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    try:
+        yield
+    except BaseException:
+        if missing:
+            shutil.rmtree(missing[0], ignore_errors=True)
+            for parent in missing[1:]:
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
+        raise
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    with open(path, "rb") as f:
+        return digest_stream(f)
+
+
+def _store_layer(layer: Layer, layout: OCILayout) -> None:
+    """Put a layer blob into ``layout``, verified: a blob already there (the base's own, when
+    writing into the base layout) is hashed in place and reused; otherwise the source is copied
+    while hashed, and a copy that does not hash to the digest is refused. A damaged blob in the
+    layout is replaced by the verified bytes of the source."""
     desc = layer.descriptor
     target = layout.blob_path(desc.digest)
     source = layer.source
-    if isinstance(source, FileBlob) and target.exists() and os.path.samefile(source.path, target):
-        # the blob is already where it goes: check it in place
+    if target.is_file():
+        digest, size = _hash_file(target)
+        if (digest, size) == (desc.digest, desc.size):
+            return
+        if isinstance(source, FileBlob) and os.path.samefile(source.path, target):
+            raise BlobCorrupt(
+                f"layer {desc.digest} at {target}: {size} bytes hashing to {digest}, the descriptor says {desc.size} bytes"
+            )
+        target.unlink()  # damaged: content addressing says these bytes are wrong
+    with layer.open() as f:
+        try:
+            stored = layout.put_blob(f, desc.media_type, expected_digest=desc.digest)
+        except BlobCorrupt as e:
+            reason = str(e).removeprefix("put_blob: ")
+            raise BlobCorrupt(f"layer {desc.digest} from {source}: {reason} (the source blob is damaged)") from None
+    if stored.size != desc.size:
+        target.unlink()
+        raise BlobCorrupt(f"layer {desc.digest} from {source}: {stored.size} bytes, the descriptor says {desc.size} bytes")
+
+
+def _store_json(layout: OCILayout, obj, media_type: str) -> Descriptor:
+    """Put a JSON blob (config, manifest) into ``layout``; one already there must hold the
+    same bytes, else it is replaced."""
+    data = canonical_json(obj)
+    digest = sha256_digest(data)
+    target = layout.blob_path(digest)
+    if target.is_file():
         with open(target, "rb") as f:
-            digest, size = digest_stream(f)
-    else:
-        with layer.open() as f:
-            try:
-                stored = layout.put_blob(f, desc.media_type, expected_digest=desc.digest)
-            except BlobCorrupt as e:
-                raise BlobCorrupt(f"layer {desc.digest} from {source}: {e}") from None
-        digest, size = stored.digest, stored.size
-    if digest != desc.digest or size != desc.size:
-        raise BlobCorrupt(
-            f"layer {desc.digest} from {source}: {size} bytes hashing to {digest}, the descriptor says {desc.size} bytes"
-        )
+            same = f.read(len(data) + 1) == data
+        if same:
+            return Descriptor(media_type, digest, len(data))
+        target.unlink()
+    return layout.put_blob(data, media_type, expected_digest=digest)
 
 
 def _tmp_root() -> str | None:

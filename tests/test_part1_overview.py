@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import io
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from part1_overview import PARTS, PIPELINE, HostReport, Narrator, cgroup_version, doctor, host_checks
 from part1_overview.__main__ import tour
-from part1_overview.doctor import TOOLS, _kernel_at_least, _subuid_ranges
+from part1_overview.doctor import IF_MISSING, TOOL_PACKAGES, TOOLS, _kernel_at_least, _subuid_ranges
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,6 +100,7 @@ def test_host_checks_name_the_tools_of_the_issue_with_their_purpose():
         assert checks[tool].ok
         assert TOOLS[tool] in checks[tool].detail
         assert checks[tool].needed_by
+        assert checks[tool].if_missing.startswith(IF_MISSING[tool])
     assert "max_user_namespaces=" in checks["user namespaces"].detail
 
 
@@ -113,6 +115,9 @@ def test_json_output_is_the_course_the_pipeline_and_this_host():
     assert data["host"]["max_user_namespaces"] == doctor().max_user_namespaces
     assert {c["name"] for c in data["checks"]} >= {"overlayfs", "seccomp", "skopeo", "runc"}
     assert all(c["ok"] for c in data["checks"])
+    assert all(c["if_missing"] for c in data["checks"])
+    capstone = data["course"][-1]
+    assert capstone["package"] == "capstone" and "build" in capstone["later"]
 
 
 def test_tour_prints_the_map_the_pipeline_and_the_host_table():
@@ -128,6 +133,7 @@ def test_tour_prints_the_map_the_pipeline_and_the_host_table():
     for check in host_checks(doctor()):
         assert check.name in text
     assert "tar archive plus JSON" in text
+    assert "Everything the course uses is here" in text and "   ! " not in text
     assert text.rstrip().endswith("=> tour finished")
 
 
@@ -177,3 +183,156 @@ def test_parts_import_only_what_the_map_allows():
             if imported != part.package and imported not in part.uses:
                 violations.append(f"{where}: {part.package} imports {imported}")
     assert violations == []
+
+
+def _chapter_argv(command: str) -> list[str]:
+    words = command.split()
+    assert words[:2] == ["python", "-m"], command
+    return [sys.executable, *words[1:]]
+
+
+def test_every_command_of_the_map_is_accepted_by_its_chapter_today():
+    # The map shows only commands that exist: each one, with --help appended, must get past
+    # its chapter's argument parser (exit 0). What does not exist yet goes in ``later``.
+    for part in PARTS:
+        proc = subprocess.run(
+            _chapter_argv(part.command) + ["--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, f"{part.command}: {proc.stderr}"
+        assert "usage:" in proc.stdout, part.command
+    capstone = next(p for p in PARTS if p.package == "capstone")
+    assert capstone.command.startswith("python -m capstone parse ")
+    assert (ROOT / capstone.command.split()[-1]).is_file()
+    assert "build" in capstone.later
+
+
+def test_tour_shows_what_comes_later_apart_from_what_runs_now():
+    out = io.StringIO()
+    tour(Narrator(out, plain=True))
+    lines = out.getvalue().splitlines()
+    for part in PARTS:
+        assert f"   $ {part.command}" in lines
+        if part.later:
+            assert f"     later: {part.later}" in lines
+            assert f"   $ {part.later}" not in lines
+
+
+def _stdout_closed_run(args: list[str]) -> subprocess.CompletedProcess:
+    # The reader of the pipe is gone before the program writes: every write fails with EPIPE,
+    # as when `| head -1` has read its line and exited.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "part1_overview", *args], stdout=write_end, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_a_closed_pipe_ends_the_tour_quietly():
+    for args in (["--json"], ["--plain"], []):
+        proc = _stdout_closed_run(args)
+        assert proc.stderr == "", (args, proc.stderr)
+        assert proc.returncode == 141, args  # 128 + SIGPIPE, as a shell reports `yes | head -1`
+
+
+def test_json_piped_into_head_prints_the_first_line():
+    proc = subprocess.run(
+        f"{sys.executable} -m part1_overview --json | head -1", shell=True, capture_output=True, text=True
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "{\n", "")
+
+
+def _report_without_anything() -> HostReport:
+    return dataclasses.replace(
+        doctor(),
+        root=False,
+        user_namespaces=False,
+        overlayfs=False,
+        cgroup_version="none",
+        seccomp=False,
+        pivot_root=False,
+        tools={name: None for name in TOOLS},
+    )
+
+
+def test_every_failed_check_says_what_will_not_work():
+    checks = host_checks(_report_without_anything())
+    assert [c.name for c in checks if c.ok] == []
+    for check in checks:
+        assert check.if_missing == IF_MISSING[check.name] + (
+            f" (Debian: apt-get install {TOOL_PACKAGES.get(check.name, check.name)})" if check.name in TOOLS else ""
+        )
+    by_name = {c.name: c for c in checks}
+    assert "part 6" in by_name["pivot_root"].if_missing and "will not start" in by_name["pivot_root"].if_missing
+    assert "copy snapshotter" in by_name["overlayfs"].if_missing
+    assert by_name["busybox"].if_missing.endswith("(Debian: apt-get install busybox-static)")
+    assert by_name["newuidmap"].if_missing.endswith("(Debian: apt-get install uidmap)")
+
+    out = io.StringIO()
+    failed = tour(Narrator(out, plain=True), _report_without_anything())
+    text = out.getvalue()
+    assert failed == len(checks)
+    for check in checks:
+        assert f"   ! no {check.name} here: {check.if_missing}" in text
+    assert text.rstrip().endswith(f"=> tour finished; {len(checks)} check(s) failed")
+    assert "Everything the course uses is here" not in text
+
+
+def test_tools_missing_from_path_are_reported_by_the_real_command():
+    env = {**os.environ, "PATH": "/nonexistent"}
+    proc = subprocess.run([sys.executable, "-m", "part1_overview"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for tool in ("skopeo", "umoci", "runc", "buildah", "newuidmap", "slirp4netns"):
+        assert f"   ! no {tool} here: {IF_MISSING[tool]}" in proc.stdout
+    data = json.loads(
+        subprocess.run([sys.executable, "-m", "part1_overview", "--json"], env=env, capture_output=True, text=True).stdout
+    )
+    runc = next(c for c in data["checks"] if c["name"] == "runc")
+    assert runc["ok"] is False and runc["if_missing"].startswith(IF_MISSING["runc"])
+    assert data["host"]["tools"]["runc"] is None
+
+
+def _readme_block(readme: Path, command: str) -> list[str]:
+    lines = readme.read_text().splitlines()
+    start = lines.index(f"$ {command}") + 1
+    return lines[start : lines.index("```", start)]
+
+
+def test_the_readme_shows_what_the_tour_prints_today():
+    # Steps 1-3 and 5 do not depend on the host: the chapter page must quote them exactly.
+    pasted = _readme_block(ROOT / "part1_overview" / "README.md", "python -m part1_overview")
+    out = io.StringIO()
+    tour(Narrator(out, plain=True))
+    printed = out.getvalue().splitlines()
+
+    def without_host(lines: list[str]) -> list[str]:
+        return lines[: lines.index("=> 4. what this host can do")] + lines[lines.index("=> 5. where to start") :]
+
+    assert without_host(pasted) == without_host(printed)
+
+
+def test_an_ordinary_user_is_told_what_needs_root():
+    # A child drops to uid/gid 65534 (nobody) after its imports, then runs the real tour.
+    code = textwrap.dedent(
+        """
+        import os, tabulate
+        from part1_overview import Narrator
+        from part1_overview.__main__ import tour
+        os.setgroups([])
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+        tour(Narrator(plain=True))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    root = next(line for line in lines if line.startswith("   root "))
+    assert root.split()[:2] == ["root", "NO"] and "euid=65534" in root
+    assert f"   ! no root here: {IF_MISSING['root']}" in lines
+    # user namespaces still work for nobody here, and they give pivot_root its CAP_SYS_ADMIN
+    assert next(line for line in lines if line.startswith("   user namespaces ")).split()[2] == "yes"
+    assert next(line for line in lines if line.startswith("   pivot_root ")).split()[1] == "yes"
+    assert lines[-1] == "=> tour finished; 1 check(s) failed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from part2_manual_oci.busybox import build_busybox_image
 from part2_manual_oci.layout import OCILayout
 from part2_manual_oci.validate import validate_layout
 from part3_go_style_builder import Image
+from part3_go_style_builder.__main__ import main as cbt_main
 from part4_tar import apply_layers
 
 
@@ -85,7 +87,13 @@ def test_the_blogs_round_trip_builds_a_valid_runnable_image(base, home, tmp_path
     assert config.config.env == base_config.config.env
     non_empty = [h for h in config.history if not h.empty_layer]
     assert len(non_empty) == len(config.rootfs_diff_ids)
-    assert config.history[-1].empty_layer and "--cmd" in config.history[-1].created_by
+    # the base's history, then one entry for the new layer, then one empty_layer entry for config
+    assert config.history[:-2] == base_config.history
+    assert [(h.created_by, h.empty_layer) for h in config.history[-2:]] == [
+        ("cbt build --layers deps: COPY layers/deps/ /", None),
+        ("cbt config busybox --cmd 'cat /hello.txt'", True),
+    ]
+    assert config.created == config.history[-1].created
 
     ran = runc_output(out, "app:v1", tmp_path)
     assert (ran.returncode, ran.stdout) == (0, "hello from the deps layer\n"), ran.stderr
@@ -154,12 +162,14 @@ def test_from_refuses_to_overwrite_a_working_folder(base, home):
         (["rm", "nope"], 1, "cbt: error: no working folder 'nope' in"),
     ],
 )
-def test_errors_are_one_line_with_exit_code_2_for_usage(home, args, code, message):
-    proc = cbt(home, *args)
-    assert proc.returncode == code
-    assert proc.stderr.startswith(message), proc.stderr
-    assert proc.stderr.count("\n") == 1
-    assert proc.stdout == ""
+def test_errors_are_one_line_with_exit_code_2_for_usage(home, args, code, message, monkeypatch, capsys):
+    # the command's own main() in this process (the subprocess runs elsewhere cover the rest)
+    monkeypatch.setenv("CBT_HOME", str(home))
+    assert cbt_main(list(args)) == code
+    out, err = capsys.readouterr()
+    assert err.startswith(message), err
+    assert err.count("\n") == 1
+    assert out == ""
 
 
 def test_config_options_change_only_what_is_given(base, home):
@@ -196,11 +206,14 @@ def test_config_options_change_only_what_is_given(base, home):
         ("--ports", "80/icmp", "cbt: error: --ports '80/icmp'"),
     ],
 )
-def test_config_rejects_malformed_values(base, home, option, value, message):
-    ok(cbt(home, "from", f"oci-layout:{base}"))
+def test_config_rejects_malformed_values(base, home, option, value, message, monkeypatch, capsys):
+    monkeypatch.setenv("CBT_HOME", str(home))
+    assert cbt_main(["from", f"oci-layout:{base}"]) == 0
     before = (home / "busybox" / "builder.json").read_bytes()
-    proc = cbt(home, "config", "busybox", option, value)
-    assert proc.returncode == 1 and proc.stderr.startswith(message), proc.stderr
+    capsys.readouterr()
+    assert cbt_main(["config", "busybox", option, value]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
     assert (home / "busybox" / "builder.json").read_bytes() == before
 
 
@@ -316,3 +329,104 @@ def test_chapter_demo_runs_and_narrates(tmp_path):
     assert "hello from a cbt layer" in text and "runc exit code: 0" in text
     assert validate_layout(tmp_path / "out") == []
     assert text.rstrip().endswith("=> done")
+
+    # the chapter page quotes this run; only digests of what was made now (and dates) differ
+    def normal(lines):
+        return [re.sub(r"sha256:[0-9a-f]{64}", "sha256:<digest>", line) for line in lines]
+
+    readme = (Path(__file__).resolve().parent.parent / "part3_go_style_builder" / "README.md").read_text().splitlines()
+    start = readme.index("$ python -m part3_go_style_builder demo --workspace /tmp/cbt-demo") + 1
+    pasted = readme[start : readme.index("```", start)]
+    printed = text.replace(str(tmp_path), "/tmp/cbt-demo").splitlines()
+    assert normal(pasted) == normal(printed)
+
+
+def test_build_without_config_changes_adds_no_config_entry(base, home, tmp_path):
+    ok(cbt(home, "from", f"oci-layout:{base}"))
+    (home / "busybox" / "layers" / "x").mkdir()
+    ok(cbt(home, "config", "busybox"))  # no options: nothing to record
+    out = tmp_path / "out"
+    ok(cbt(home, "build", "busybox", f"oci-layout:{out}", "--layers", "x"))
+    _, base_config = manifest_and_config(base, "latest")
+    _, config = manifest_and_config(out, "latest")
+    assert config.history[:-1] == base_config.history
+    assert config.history[-1].created_by == "cbt build --layers x: COPY layers/x/ /"
+    assert config.config == base_config.config
+
+
+def test_build_into_the_base_layout_adds_an_image_beside_the_base(home, tmp_path):
+    layout = tmp_path / "busybox"
+    build_busybox_image(layout)
+    base_entry = json.loads((layout / "index.json").read_text())["manifests"]
+    ok(cbt(home, "from", f"oci-layout:{layout}"))
+    (home / "busybox" / "layers" / "app").mkdir()
+    (home / "busybox" / "layers" / "app" / "hi").write_text("hi\n")
+    ok(cbt(home, "config", "busybox", "--cmd", '["cat", "/hi"]'))
+    ok(cbt(home, "build", "busybox", f"oci-layout:{layout}:app:v1", "--layers", "app"))
+    index = json.loads((layout / "index.json").read_text())["manifests"]
+    assert index[:1] == base_entry  # the base stays as it was, under its name
+    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in index] == ["latest", "app:v1"]
+    assert validate_layout(layout) == []
+    for ref_name in ("latest", "app:v1"):
+        tool = subprocess.run(
+            ["oci-image-tool", "validate", "--type", "image", "--ref", f"name={ref_name}", str(layout)],
+            capture_output=True, text=True,
+        )
+        assert tool.returncode == 0, tool.stdout + tool.stderr
+    ran = runc_output(layout, "app:v1", tmp_path)
+    assert (ran.returncode, ran.stdout) == (0, "hi\n"), ran.stderr
+    # the base is unchanged, so the working folder can build again
+    ok(cbt(home, "build", "busybox", f"oci-layout:{layout}:app:v2", "--layers", "app"))
+    # now the layout holds three images: `from` without a name must ask for one
+    ambiguous = cbt(home, "from", f"oci-layout:{layout}", "--name", "again")
+    assert ambiguous.returncode == 1
+    assert ambiguous.stderr.startswith(f"cbt: error: {layout}: multiple images found in index (latest, app:v1, app:v2), specify image name")
+    assert not (home / "again").exists()
+    # the base rebuilt under its name: the image `from` chose is gone, and build says so
+    build_busybox_image(layout, epoch=86400)
+    gone = cbt(home, "build", "busybox", f"oci-layout:{layout}:app:v3", "--layers", "app")
+    assert gone.returncode == 1
+    assert gone.stderr.startswith(f"cbt: error: base image oci-layout:{layout} changed since `from`: it now holds several images")
+
+
+def test_a_broken_builder_json_is_named_in_the_error(base, home, tmp_path):
+    ok(cbt(home, "from", f"oci-layout:{base}"))
+    (home / "busybox" / "layers" / "x").mkdir()
+    state_file = home / "busybox" / "builder.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**state, "fromImage": "garbage"}))
+    proc = cbt(home, "build", "busybox", f"oci-layout:{tmp_path / 'o'}", "--layers", "x")
+    assert (proc.returncode, proc.stderr.count("\n")) == (1, 1)
+    assert proc.stderr.startswith(f"cbt: error: {state_file}: fromImage: image reference 'garbage' has no transport")
+    state_file.write_text("{")
+    proc = cbt(home, "config", "busybox", "--cmd", "x")
+    assert proc.returncode == 1 and proc.stderr.startswith(f"cbt: error: {state_file}: not JSON")
+    (tmp_path / "junk.tar").write_bytes(b"junk" * 300)
+    proc = cbt(home, "from", f"oci-archive:{tmp_path / 'junk.tar'}")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"cbt: error: {tmp_path / 'junk.tar'}: not a readable tar archive")
+
+
+def test_a_closed_pipe_ends_a_command_quietly(home):
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "part3_go_style_builder", "version"], stdout=write_end, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "CBT_HOME": str(home)},
+        )
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (141, "")
+
+
+def test_the_working_folder_defaults_to_dot_cbt_in_the_home_directory(base, tmp_path):
+    environ = {k: v for k, v in os.environ.items() if k != "CBT_HOME"}
+    environ["HOME"] = str(tmp_path / "user")
+    proc = subprocess.run(
+        [sys.executable, "-m", "part3_go_style_builder", "from", f"oci-layout:{base}"],
+        capture_output=True, text=True, env=environ,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "user" / ".cbt" / "busybox" / "builder.json").is_file()
+    assert f"working folder: {tmp_path / 'user' / '.cbt' / 'busybox'}" in proc.stdout
