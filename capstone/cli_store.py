@@ -1,0 +1,333 @@
+"""The command line of the local store: images, inspect, history, tag, rmi, prune, import, save.
+
+Output follows docker's: ``images`` prints REPOSITORY TAG IMAGE ID CREATED SIZE (``-q`` only
+ids, ``--format json`` one JSON object per line), ``inspect`` a JSON array, ``history`` the
+image's steps newest first. Sizes are the stored (compressed) bytes of config and layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+from typing import Iterable, Sequence
+
+import functools
+
+from part1_overview import Narrator
+from part2_manual_oci import ArchiveError, DigestError, LayoutError, ModelError, digest_hex
+from part3_go_style_builder import CbtError
+from part4_tar import LayerError
+from part7_union import UnionError
+
+from .refs import InvalidName, parse_name
+from .store import Store, StoreError
+
+
+#: errors of the parts below, shown as the store's one-line errors (they name blob and path)
+_PART_ERRORS = (ArchiveError, DigestError, LayoutError, ModelError, CbtError, LayerError, UnionError, OSError)
+
+
+def _one_line(run):
+    @functools.wraps(run)
+    def wrapper(args: argparse.Namespace, n: Narrator) -> int:
+        try:
+            return run(args, n)
+        except _PART_ERRORS as e:
+            text = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename else str(e)
+            raise StoreError(f"{args.command}: {text}") from e
+    return wrapper
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store.open(args.store)
+
+
+def human_size(size: int) -> str:
+    """Docker's sizes: decimal units, three significant digits (``1.03MB``, ``405B``)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            break
+        value /= 1000
+    if unit == "B":
+        return f"{int(value)}B"
+    return f"{value:.3g}{unit}"
+
+
+def _parse_time(text: str | None) -> _dt.datetime | None:
+    if not text:
+        return None
+    t = text.rstrip("Z")
+    if "." in t:
+        head, frac = t.split(".", 1)
+        frac = "".join(c for c in frac if c.isdigit())[:6]
+        t = f"{head}.{frac}" if frac else head
+    try:
+        parsed = _dt.datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
+
+
+def human_since(text: str | None, now: _dt.datetime | None = None) -> str:
+    """``2 hours ago``, as docker prints CREATED."""
+    when = _parse_time(text)
+    if when is None:
+        return "N/A"
+    seconds = max(0, ((now or _dt.datetime.now(_dt.timezone.utc)) - when).total_seconds())
+    for limit, unit, div in ((60, "second", 1), (3600, "minute", 60), (86400, "hour", 3600),
+                             (86400 * 14, "day", 86400), (86400 * 60, "week", 86400 * 7),
+                             (86400 * 365 * 2, "month", 86400 * 30)):
+        if seconds < limit:
+            n = int(seconds // div)
+            if unit == "second" and n < 1:
+                return "Less than a second ago"
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return f"{int(seconds // (86400 * 365))} years ago"
+
+
+def _write_table(out, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    for line in [list(headers)] + rows:
+        out.write("   ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n")
+
+
+def _short_id(digest: str, no_trunc: bool) -> str:
+    return digest if no_trunc else digest_hex(digest)[:12]
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+def configure_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="also untagged images (build steps kept by the cache)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+    p.add_argument("--no-trunc", action="store_true", help="full image ids")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json lines")
+
+
+@_one_line
+def run_images(args: argparse.Namespace, n: Narrator) -> int:
+    store = _store(args)
+    rows = []
+    for entry in store.images(all=args.all):
+        image_id = store.image_id(entry.descriptor)
+        refs = [parse_name(name) for name in entry.names] or [None]
+        for ref in refs:
+            rows.append({
+                "Repository": ref.familiar_repo if ref else "<none>",
+                "Tag": (ref.tag or "<none>") if ref else "<none>",
+                "ID": image_id,
+                "Digest": entry.descriptor.digest,
+                "CreatedAt": entry.created or "",
+                "CreatedSince": human_since(entry.created),
+                "Size": human_size(entry.size),
+                "SizeBytes": entry.size,
+            })
+    out = n.out
+    if args.quiet:
+        seen = []
+        for r in rows:
+            ident = _short_id(r["ID"], args.no_trunc)
+            if ident not in seen:
+                seen.append(ident)
+        out.write("".join(f"{i}\n" for i in seen))
+    elif args.format == "json":
+        for r in rows:
+            out.write(json.dumps({**r, "ID": _short_id(r["ID"], args.no_trunc)}) + "\n")
+    else:
+        _write_table(out, ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"),
+                     ((r["Repository"], r["Tag"], _short_id(r["ID"], args.no_trunc), r["CreatedSince"], r["Size"])
+                      for r in rows))
+    out.flush()
+    return 0
+
+
+# -- inspect --------------------------------------------------------------------------------------
+
+
+def inspect_image(store: Store, name: str) -> dict:
+    """``docker inspect``'s document for one image."""
+    desc = store.resolve(name)
+    if desc is None:
+        raise StoreError(f"no such image: {name}")
+    manifest = store.manifest(desc)
+    config = store.layout.read_config(manifest)
+    names = store.names_of(desc)
+    doc = {
+        "Id": manifest.config.digest,
+        "RepoTags": [parse_name(x).short for x in names],
+        "RepoDigests": sorted({f"{parse_name(x).familiar_repo}@{desc.digest}" for x in names}),
+        "Parent": "",
+        "Comment": (config.history[-1].comment or "") if config.history else "",
+        "Created": config.created or "",
+        "Author": config.author or "",
+        "Architecture": config.architecture,
+        "Os": config.os,
+        "Config": config.config.to_json(),
+        "RootFS": {"Type": "layers", "Layers": list(config.rootfs_diff_ids)},
+        "Size": manifest.config.size + sum(layer.size for layer in manifest.layers),
+        "Manifest": {"Digest": desc.digest, "MediaType": desc.media_type, "Size": desc.size},
+    }
+    if config.variant:
+        doc["Variant"] = config.variant
+    return doc
+
+
+def configure_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="name, image id (prefix) or digest")
+
+
+@_one_line
+def run_inspect(args: argparse.Namespace, n: Narrator) -> int:
+    store = _store(args)
+    docs = [inspect_image(store, name) for name in args.images]
+    n.out.write(json.dumps(docs, indent=4) + "\n")
+    n.out.flush()
+    return 0
+
+
+# -- history --------------------------------------------------------------------------------------
+
+
+def configure_history(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--no-trunc", action="store_true", help="do not shorten ids and commands")
+    p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+@_one_line
+def run_history(args: argparse.Namespace, n: Narrator) -> int:
+    store = _store(args)
+    desc = store.resolve(args.image)
+    if desc is None:
+        raise StoreError(f"no such image: {args.image}")
+    manifest = store.manifest(desc)
+    config = store.layout.read_config(manifest)
+    layers = list(manifest.layers)
+    rows = []
+    for h in config.history:
+        size = 0
+        if not h.empty_layer and layers:
+            size = layers.pop(0).size
+        rows.append({"ID": "<missing>", "CreatedAt": h.created or "", "CreatedSince": human_since(h.created),
+                     "CreatedBy": h.created_by or "", "Size": human_size(size), "SizeBytes": size,
+                     "Comment": h.comment or ""})
+    rows.reverse()
+    if rows:
+        rows[0]["ID"] = manifest.config.digest
+    out = n.out
+    if args.quiet:
+        out.write("".join(_short_id(r["ID"], args.no_trunc) + "\n" if r["ID"] != "<missing>" else "<missing>\n"
+                          for r in rows))
+    elif args.format == "json":
+        for r in rows:
+            out.write(json.dumps(r) + "\n")
+    else:
+        def created_by(text: str) -> str:
+            text = " ".join(text.split())
+            return text if args.no_trunc or len(text) <= 45 else text[:44] + "…"
+
+        _write_table(out, ("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"),
+                     ((_short_id(r["ID"], args.no_trunc) if r["ID"] != "<missing>" else r["ID"], r["CreatedSince"],
+                       created_by(r["CreatedBy"]), r["Size"], r["Comment"]) for r in rows))
+    out.flush()
+    return 0
+
+
+# -- tag, rmi, prune ------------------------------------------------------------------------------
+
+
+def configure_tag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE_IMAGE", help="name, image id (prefix) or digest")
+    p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
+
+
+@_one_line
+def run_tag(args: argparse.Namespace, n: Narrator) -> int:
+    store = _store(args)
+    desc = store.resolve(args.source)
+    if desc is None:
+        raise StoreError(f"no such image: {args.source}")
+    store.tag(args.target, desc)
+    return 0
+
+
+def configure_rmi(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-f", "--force", action="store_true", help="remove every name of an image id")
+
+
+@_one_line
+def run_rmi(args: argparse.Namespace, n: Narrator) -> int:
+    store = _store(args)
+    failed = None
+    for name in args.images:
+        try:
+            lines = store.remove(name, force=args.force)
+        except (StoreError, InvalidName) as e:
+            failed = e
+            continue
+        for action, value in lines:
+            n.out.write(f"{action}: {value}\n")
+    n.out.flush()
+    if failed is not None:
+        raise failed
+    return 0
+
+
+def configure_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true",
+                   help="also empty the build cache (and so the untagged images it keeps)")
+
+
+@_one_line
+def run_prune(args: argparse.Namespace, n: Narrator) -> int:
+    removed, freed = _store(args).prune(all=args.all)
+    n.out.write(f"Deleted blobs: {removed}\nTotal reclaimed space: {human_size(freed)}\n")
+    n.out.flush()
+    return 0
+
+
+# -- import, save ---------------------------------------------------------------------------------
+
+
+def configure_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="ROOTFS_DIR_OR_TAR", help="a root filesystem directory or a tar file")
+    p.add_argument("name", metavar="NAME[:TAG]")
+
+
+@_one_line
+def run_import(args: argparse.Namespace, n: Narrator) -> int:
+    store = _store(args)
+    desc = store.import_rootfs(args.source, args.name)
+    n.out.write(store.image_id(desc) + "\n")
+    n.out.flush()
+    return 0
+
+
+def configure_save(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("dest", metavar="DEST",
+                   help="oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]")
+
+
+@_one_line
+def run_save(args: argparse.Namespace, n: Narrator) -> int:
+    _store(args).export(args.image, args.dest)
+    return 0
+
+
+COMMANDS: dict = {
+    "images": ("list the images in the local store", configure_images, run_images),
+    "inspect": ("show an image's config as JSON (like docker inspect)", configure_inspect, run_inspect),
+    "history": ("show the steps that made an image", configure_history, run_history),
+    "tag": ("give an image another name", configure_tag, run_tag),
+    "rmi": ("remove image names (and the images nothing names any more)", configure_rmi, run_rmi),
+    "prune": ("free blobs, snapshots and cache entries nothing refers to", configure_prune, run_prune),
+    "import": ("make a single-layer base image from a root filesystem", configure_import, run_import),
+    "save": ("write an image to an OCI layout, an oci-archive or a docker-archive", configure_save, run_save),
+}

@@ -1,0 +1,369 @@
+"""A Docker Registry HTTP API v2 client (the OCI distribution spec), over httpx.
+
+The calls a pull and a push need, nothing more:
+
+* ``GET /v2/<name>/manifests/<reference>`` with an ``Accept`` of the four manifest and index
+  types; ``PUT`` the same URL with the manifest's own ``Content-Type`` to push one;
+* ``HEAD``/``GET /v2/<name>/blobs/<digest>`` (blob downloads may redirect to a CDN: followed,
+  and httpx drops the ``Authorization`` header when the host changes);
+* ``POST /v2/<name>/blobs/uploads/`` (202 + ``Location``), then one ``PUT <location>?digest=``
+  with the whole blob streamed from disk: the spec's "monolithic" upload in two requests.
+
+**Plain HTTP** for ``localhost``, ``127.0.0.1`` and ``[::1]`` registries (as Docker does), and
+for hosts listed in ``$CAPSTONE_INSECURE_REGISTRIES`` (comma separated); HTTPS otherwise.
+
+**Auth**, as the distribution spec's token flow: a request answered ``401`` with
+``WWW-Authenticate: Bearer realm="...",service="...",scope="..."`` makes the client fetch a
+token from ``realm`` (with Basic credentials when it has some, anonymous otherwise), then repeat
+the request with ``Authorization: Bearer <token>``; tokens are kept per scope. ``Basic``
+challenges are answered with the credentials directly. Credentials come from the caller, or
+from ``auths`` in ``$DOCKER_CONFIG/config.json`` / ``~/.docker/config.json`` /
+``$REGISTRY_AUTH_FILE`` (podman's), base64 ``user:password`` as ``docker login`` stores them.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import quote, urljoin
+
+import httpx
+
+from part2_manual_oci import mediatypes as mt
+
+from .errors import BlobUnknown, DigestMismatch, ManifestUnknown, RegistryAuthError, RegistryError
+
+#: registries whose API lives on another host than their name says
+API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
+
+#: what we accept for a manifest GET, preferred first
+MANIFEST_ACCEPT = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST)
+
+#: a manifest bigger than this is refused (distribution's own limit is 4 MiB)
+MAX_MANIFEST = 4 * 1024 * 1024
+
+CHUNK = 1 << 20
+
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def is_insecure(registry: str) -> bool:
+    """Plain HTTP for this registry? (localhost and loopback, or listed in the environment)."""
+    host = registry[1:registry.index("]")] if registry.startswith("[") and "]" in registry else registry.split(":", 1)[0]
+    listed = [h.strip() for h in os.environ.get("CAPSTONE_INSECURE_REGISTRIES", "").split(",") if h.strip()]
+    return host in _LOCAL_HOSTS or registry in listed or host in listed
+
+
+def stored_credentials(registry: str) -> tuple[str, str] | None:
+    """``(user, password)`` for ``registry`` from docker's or podman's auth file, if any."""
+    files = []
+    if os.environ.get("REGISTRY_AUTH_FILE"):
+        files.append(Path(os.environ["REGISTRY_AUTH_FILE"]))
+    docker_dir = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    files.append(docker_dir / "config.json")
+    keys = {registry, f"https://{registry}", f"http://{registry}"}
+    if registry in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        keys |= {"https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io"}
+    for f in files:
+        try:
+            auths = json.loads(f.read_text()).get("auths") or {}
+        except (OSError, ValueError):
+            continue
+        for key, entry in auths.items():
+            if key.rstrip("/") in keys or key in keys:
+                token = (entry or {}).get("auth")
+                if token:
+                    user, _, password = base64.b64decode(token).decode().partition(":")
+                    return user, password
+    return None
+
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="https://a/token",service="r",scope="x"`` -> ("bearer", {...})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3)) for m in _CHALLENGE_PARAM.finditer(rest)}
+    return scheme.lower(), params
+
+
+class RegistryClient:
+    """One registry (``host[:port]``), e.g. ``RegistryClient("127.0.0.1:5000")``.
+
+    A context manager (closes the connection pool). ``insecure``: None decides by
+    :func:`is_insecure`; ``credentials``: ``(user, password)``, None reads the auth files.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        insecure: bool | None = None,
+        credentials: tuple[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.registry = registry
+        self.host = API_HOSTS.get(registry, registry)
+        plain = is_insecure(registry) if insecure is None else insecure
+        self.base = f"{'http' if plain else 'https'}://{self.host}"
+        self.credentials = credentials if credentials is not None else stored_credentials(registry)
+        self._tokens: dict[str, str] = {}
+        self._basic = False
+        self._http = httpx.Client(follow_redirects=True, timeout=httpx.Timeout(timeout, connect=15.0))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "RegistryClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self.base})"
+
+    # -- requests with auth ------------------------------------------------------------------
+    def _url(self, path_or_url: str) -> str:
+        return path_or_url if "://" in path_or_url else self.base + path_or_url
+
+    def _auth_headers(self, scope: str) -> dict[str, str]:
+        if scope in self._tokens:
+            return {"Authorization": f"Bearer {self._tokens[scope]}"}
+        if self._basic and self.credentials:
+            return {"Authorization": _basic(self.credentials)}
+        return {}
+
+    def _send(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        scope: str,
+        headers: dict[str, str] | None = None,
+        body: Callable[[], bytes | Iterator[bytes]] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send, answering one auth challenge; the response is streamed when ``stream``.
+        ``body`` is a factory so the request can be sent again after the challenge."""
+        url = self._url(path_or_url)
+        for attempt in (1, 2):
+            hdrs = {**(headers or {}), **self._auth_headers(scope)}
+            request = self._http.build_request(method, url, headers=hdrs, content=body() if body else None)
+            try:
+                response = self._http.send(request, stream=stream)
+            except httpx.HTTPError as e:
+                raise RegistryError(f"{method} {url}: {_describe(e)}") from None
+            if response.status_code != 401 or attempt == 2:
+                return response
+            challenge = response.headers.get("www-authenticate", "")
+            response.close()
+            if not challenge:
+                return response
+            self._answer(challenge, scope, url)
+        raise AssertionError("unreachable")
+
+    def _answer(self, challenge: str, scope: str, url: str) -> None:
+        scheme, params = parse_challenge(challenge)
+        if scheme == "basic":
+            if not self.credentials:
+                raise RegistryAuthError(f"{url}: the registry wants a user name and password (docker login {self.registry})")
+            self._basic = True
+            return
+        if scheme != "bearer" or "realm" not in params:
+            raise RegistryAuthError(f"{url}: unsupported auth challenge {challenge!r}")
+        query = {k: v for k, v in (("service", params.get("service")), ("scope", scope or params.get("scope"))) if v}
+        auth = httpx.BasicAuth(*self.credentials) if self.credentials else None
+        try:
+            r = self._http.get(params["realm"], params=query, auth=auth)
+        except httpx.HTTPError as e:
+            raise RegistryAuthError(f"token service {params['realm']}: {_describe(e)}") from None
+        if r.status_code != 200:
+            raise RegistryAuthError(f"token service {params['realm']}: {r.status_code} {r.reason_phrase}{_error_text(r)}")
+        try:
+            data = r.json()
+        except ValueError:
+            raise RegistryAuthError(f"token service {params['realm']}: the answer is not JSON") from None
+        token = data.get("token") or data.get("access_token")
+        if not token:
+            raise RegistryAuthError(f"token service {params['realm']}: no token in the answer")
+        self._tokens[scope] = token
+
+    def _check(self, response: httpx.Response, expected: tuple[int, ...], what: str, unknown=RegistryError) -> None:
+        if response.status_code in expected:
+            return
+        if response.is_stream_consumed is False and not response.is_closed:
+            response.read()
+        status = response.status_code
+        text = f"{what}: {status} {response.reason_phrase}{_error_text(response)}"
+        response.close()
+        if status in (401, 403):
+            raise RegistryAuthError(text)
+        if status == 404:
+            raise unknown(text)
+        raise RegistryError(text)
+
+    # -- the API -----------------------------------------------------------------------------
+    def ping(self) -> None:
+        """``GET /v2/``: is this a v2 registry? (401 counts: it answered as one.)"""
+        r = self._send("GET", "/v2/", scope="")
+        r.close()
+        if r.status_code not in (200, 401):
+            raise RegistryError(f"GET {self.base}/v2/: {r.status_code} {r.reason_phrase}: not a v2 registry")
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
+        """``(bytes, media type, digest)`` of a manifest or index, by tag or digest. Fetched by
+        digest, the bytes are checked against it."""
+        url = f"/v2/{repository}/manifests/{reference}"
+        r = self._send("GET", url, scope=pull_scope(repository), headers={"Accept": ", ".join(MANIFEST_ACCEPT)}, stream=True)
+        try:
+            self._check(r, (200,), f"GET {self._url(url)}", ManifestUnknown)
+            data = bytearray()
+            for block in r.iter_bytes():
+                data += block
+                if len(data) > MAX_MANIFEST:
+                    raise RegistryError(f"GET {self._url(url)}: manifest larger than {MAX_MANIFEST} bytes")
+        finally:
+            r.close()
+        data = bytes(data)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatch(f"manifest {repository}@{reference}: the registry sent bytes hashing to {digest}")
+        media_type = r.headers.get("content-type", "").split(";")[0].strip()
+        if media_type not in MANIFEST_ACCEPT:
+            try:
+                media_type = json.loads(data).get("mediaType") or ""
+            except ValueError:
+                raise RegistryError(f"manifest {repository}:{reference}: not JSON") from None
+            if not media_type:  # OCI lets a manifest omit mediaType: tell them apart by shape
+                doc = json.loads(data)
+                media_type = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
+        return data, media_type, digest
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        """``HEAD`` the blob: does the repository already have it?"""
+        url = f"/v2/{repository}/blobs/{digest}"
+        r = self._send("HEAD", url, scope=pull_scope(repository))
+        r.close()
+        if r.status_code == 200:
+            return True
+        if r.status_code == 404:
+            return False
+        self._check(r, (200,), f"HEAD {self._url(url)}")
+        return False
+
+    @contextlib.contextmanager
+    def open_blob(self, repository: str, digest: str) -> Iterator[io.RawIOBase]:
+        """A readable stream of the blob's bytes (not verified here: ``put_blob`` with
+        ``expected_digest`` hashes while it stores)."""
+        url = f"/v2/{repository}/blobs/{digest}"
+        r = self._send("GET", url, scope=pull_scope(repository), stream=True)
+        try:
+            self._check(r, (200,), f"GET {self._url(url)}", BlobUnknown)
+            yield _ResponseReader(r)
+        finally:
+            r.close()
+
+    def upload_blob(self, repository: str, digest: str, size: int, open_source: Callable[[], io.BufferedIOBase]) -> None:
+        """Upload one blob: ``POST`` an upload session, then ``PUT`` all ``size`` bytes with
+        ``?digest=`` (the registry verifies it). ``open_source()`` opens the bytes (called
+        again if the PUT had to be repeated after an auth challenge)."""
+        scope = push_scope(repository)
+        start = f"/v2/{repository}/blobs/uploads/"
+        r = self._send("POST", start, scope=scope, headers={"Content-Length": "0"})
+        r.close()
+        self._check(r, (202,), f"POST {self._url(start)}")
+        location = r.headers.get("location")
+        if not location:
+            raise RegistryError(f"POST {self._url(start)}: no Location for the upload")
+        location = urljoin(self._url(start), location)
+
+        def body() -> Iterator[bytes]:
+            with open_source() as f:
+                while block := f.read(CHUNK):
+                    yield block
+
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        # the Location keeps the session's state in its query: append to it, never replace it
+        put_url = location + ("&" if "?" in location else "?") + "digest=" + quote(digest, safe="")
+        r = self._send("PUT", put_url, scope=scope, headers=headers, body=body)
+        r.close()
+        self._check(r, (201,), f"PUT blob {digest} to {self.registry}/{repository}")
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
+        """``PUT`` a manifest (or index) under a tag or its digest; returns its digest."""
+        url = f"/v2/{repository}/manifests/{reference}"
+        r = self._send("PUT", url, scope=push_scope(repository), headers={"Content-Type": media_type}, body=lambda: data)
+        r.read()
+        r.close()
+        self._check(r, (201,), f"PUT {self._url(url)}", ManifestUnknown)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        sent = r.headers.get("docker-content-digest")
+        if sent and sent != digest:
+            raise DigestMismatch(f"PUT {self._url(url)}: the registry stored {sent}, we sent {digest}")
+        return digest
+
+    def tags(self, repository: str) -> list[str]:
+        """``GET /v2/<name>/tags/list`` (first page)."""
+        url = f"/v2/{repository}/tags/list"
+        r = self._send("GET", url, scope=pull_scope(repository))
+        r.read()
+        self._check(r, (200,), f"GET {self._url(url)}", ManifestUnknown)
+        return list(r.json().get("tags") or [])
+
+
+def pull_scope(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+def push_scope(repository: str) -> str:
+    return f"repository:{repository}:pull,push"
+
+
+def _basic(credentials: tuple[str, str]) -> str:
+    return "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+
+
+def _describe(e: httpx.HTTPError) -> str:
+    text = str(e) or type(e).__name__
+    return text.splitlines()[0]
+
+
+def _error_text(r: httpx.Response) -> str:
+    """The registry's own words: ``{"errors": [{"code": ..., "message": ...}]}``."""
+    try:
+        errors = r.json().get("errors") or []
+    except Exception:  # noqa: BLE001 - not JSON, not read: no detail
+        return ""
+    words = [f"{e.get('code', '')} {e.get('message', '')}".strip() for e in errors if isinstance(e, dict)]
+    return f" ({'; '.join(words)})" if words else ""
+
+
+class _ResponseReader(io.RawIOBase):
+    """A streamed httpx response as a file object with ``read``/``readinto``."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._blocks = response.iter_bytes(CHUNK)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._blocks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n

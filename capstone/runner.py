@@ -1,0 +1,384 @@
+"""A container over an image's layers, and ``run IMAGE``: part 7's overlay under part 6's runtime.
+
+:class:`Container` is the piece both ``capstone run`` and the builder's RUN steps use::
+
+    with Container(store.lowers(image), scratch) as c:      # lowers: snapshot dirs, top first
+        code = c.run(["sh", "-c", "echo hi > /f"], env=image_env, cwd="/", user="0")
+        with open(layer_path, "wb") as f:
+            info = c.write_changes(f, "gzip")               # part 4 LayerInfo of the upper dir
+
+Layout of ``scratch`` (the container owns it; created when missing)::
+
+    scratch/init/     mount points for the runtime (Docker's "init layer"), a lower on top
+    scratch/upper/    overlay upperdir: exactly what the command changed
+    scratch/work/     overlay workdir
+    scratch/merged/   the overlay mount: the container's root filesystem
+
+**Where the overlay is mounted.** In the caller's mount namespace (the host's, as root), at
+``scratch/merged``, on ``__enter__``; it is unmounted in ``__exit__`` whatever happened (a
+lazy detach if a plain unmount fails), and the work, merged and init dirs are deleted (the upper
+too unless ``keep_upper=True``). Part 6's ``run`` copies the mount table when it unshares its
+mount namespace, so the container sees the overlay and pivots into it; the host keeps one
+mount, visible under the scratch dir only while the container exists. This is the simplest
+robust choice: no mount helper inside the container, and the upper dir can be read (and packed)
+by the caller after the command ended, while the mount is still up or after.
+
+**The init layer.** Part 6 binds generated ``/etc/hosts``, ``/etc/hostname`` and
+``/etc/resolv.conf`` over the image's and needs ``/proc``, ``/dev``, ``/sys`` and each extra
+mount's target to exist. Created in the merged dir, those mount points would land in the upper
+dir (and ``/etc`` would be copied up) and so in the RUN step's layer. As Docker does with its
+``-init`` layer, the missing ones are created in a small extra lower directory placed just above
+the image's layers (``/etc`` in it takes the image's mode, owner and mtime), so a step that
+writes nothing produces an empty change set.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+from pathlib import Path
+from typing import IO, BinaryIO, Callable, Iterable, Mapping, Sequence
+
+from part4_tar import LayerInfo
+from part6_runtime import ContainerError, ContainerSpec, Mount, SpecError
+from part6_runtime import run as run_container
+from part7_union import Change, LayerStack, OverlayError, OverlayMount, upper_changes, write_change_list
+
+from .errors import CapstoneError
+
+__all__ = ["Container", "ContainerRunError", "container_command", "merge_env", "run_image"]
+
+PathLike = str | os.PathLike
+
+#: mount points part 6 needs: directories, and files it binds generated content over
+RUNTIME_DIRS = ("proc", "dev", "sys")
+RUNTIME_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+
+
+class ContainerRunError(CapstoneError):
+    """A container could not be prepared or started (overlay mount, runtime setup, bad spec)."""
+
+
+# -- the container over layers -------------------------------------------------------------
+
+
+class Container:
+    """A writable root filesystem over read-only layer dirs, and commands run in it.
+
+    ``lowers``: overlay lower directories, top layer first (``store.lowers(image)``, plus any
+    snapshot the caller made); may be empty (FROM scratch). ``scratch``: a directory this
+    container owns. ``mounts``: part 6 ``Mount`` s used by :meth:`run` by default; their targets
+    get mount points in the init layer. ``keep_upper``: keep ``scratch/upper`` on exit (``run``
+    without ``--rm``); everything else in ``scratch`` is always removed.
+    """
+
+    def __init__(
+        self,
+        lowers: Sequence[PathLike],
+        scratch: PathLike,
+        *,
+        mounts: Iterable[Mount] = (),
+        keep_upper: bool = False,
+    ) -> None:
+        self.lowers = tuple(Path(os.path.abspath(p)) for p in lowers)
+        self.scratch = Path(os.path.abspath(scratch))
+        self.mounts = tuple(mounts)
+        self.keep_upper = keep_upper
+        self.init = self.scratch / "init"
+        self.upper = self.scratch / "upper"
+        self.work = self.scratch / "work"
+        self.root = self.scratch / "merged"
+        self._overlay: OverlayMount | None = None
+
+    # -- lifetime ----------------------------------------------------------------------------
+    @property
+    def mounted(self) -> bool:
+        return self._overlay is not None and self._overlay.mounted
+
+    def __enter__(self) -> "Container":
+        try:
+            self.mount()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def mount(self) -> "Container":
+        """Make init/upper/work and mount the overlay at ``root`` (done by ``__enter__``)."""
+        if self.mounted:
+            return self
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        for d in (self.upper, self.work, self.root):
+            d.mkdir(exist_ok=True)
+        missing = [p for p in self.lowers if not p.is_dir()]
+        if missing:
+            raise ContainerRunError(f"layer snapshot missing: {missing[0]}")
+        _make_init_layer(self.init, self.lowers, self.upper, self.mounts)
+        self._overlay = OverlayMount((self.init, *self.lowers), self.upper, self.work, self.root)
+        try:
+            self._overlay.mount()
+        except OverlayError as e:
+            raise ContainerRunError(f"{e.strerror or e}: {self.root}") from None
+        return self
+
+    def unmount(self) -> None:
+        """Unmount the overlay (the upper dir stays; :meth:`write_changes` still works)."""
+        if self._overlay is not None and self._overlay.mounted:
+            try:
+                self._overlay.unmount()
+            except OverlayError:
+                self._overlay.unmount(lazy=True)
+
+    def close(self) -> None:
+        """Unmount, then delete work, merged, init (and upper unless ``keep_upper``)."""
+        self.unmount()
+        names = ["work", "merged", "init"] + ([] if self.keep_upper else ["upper"])
+        for name in names:
+            p = self.scratch / name
+            if os.path.ismount(p):  # never delete through a mount that is still there
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+        if not self.keep_upper:
+            try:
+                self.scratch.rmdir()
+            except OSError:
+                pass  # the caller left other things in its scratch dir
+
+    # -- running -----------------------------------------------------------------------------
+    def spec(self, args: Sequence[str], **fields) -> ContainerSpec:
+        """A part 6 ``ContainerSpec`` for ``args`` on this container's root (``fields``: any
+        other ContainerSpec field: env, cwd, user, hostname, network, limits, init, ...)."""
+        fields.setdefault("mounts", self.mounts)
+        try:
+            return ContainerSpec(rootfs=str(self.root), args=tuple(args), **fields)
+        except SpecError as e:
+            raise ContainerRunError(str(e)) from None
+
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        env: Sequence[str] | Mapping[str, str] = (),
+        cwd: str = "/",
+        user: str = "0",
+        network: str = "none",
+        hostname: str | None = "container",
+        stdin: int | IO | None = None,
+        stdout: int | IO | None = None,
+        stderr: int | IO | None = None,
+        on_step: Callable[[str], None] | None = None,
+        **fields,
+    ) -> int:
+        """Run ``args`` in the container (part 6 ``run``) and return its exit code (128+N after
+        signal N). Setup failures raise :class:`ContainerRunError` naming the step."""
+        if not self.mounted:
+            raise ContainerRunError(f"container not mounted: {self.root} (use it as a context manager)")
+        spec = self.spec(args, env=env, cwd=cwd or "/", user=user or "0", network=network, hostname=hostname, **fields)
+        try:
+            return run_container(spec, stdin=stdin, stdout=stdout, stderr=stderr, on_step=on_step)
+        except ContainerError as e:
+            raise ContainerRunError(str(e)) from None
+
+    # -- what changed ------------------------------------------------------------------------
+    def changes(self) -> list[Change]:
+        """What the commands changed, as ``docker diff`` lists it (part 7 ``Change`` s)."""
+        return upper_changes(self.upper, self.lowers or None)
+
+    def write_changes(
+        self, out: BinaryIO, compression: str = "gzip", *, source_date_epoch: int | None = None
+    ) -> LayerInfo:
+        """The upper dir as an OCI layer written to ``out`` (whiteouts and opaque dirs
+        translated; whiteouts of names no lower has are dropped). Returns part 4 ``LayerInfo``."""
+        return write_change_list(self.changes(), self.upper, out, compression, source_date_epoch=source_date_epoch)
+
+    def __repr__(self) -> str:
+        return f"Container({len(self.lowers)} lowers, root={self.root}, {'mounted' if self.mounted else 'not mounted'})"
+
+
+def _make_init_layer(init: Path, lowers: tuple[Path, ...], upper: Path, mounts: tuple[Mount, ...]) -> None:
+    """The mount points the image lacks, in ``init`` (a lower dir above the image's layers)."""
+    if init.exists():
+        shutil.rmtree(init)
+    init.mkdir()
+    stack = LayerStack(lowers) if lowers else None
+    root_st = stack.root().st if stack else None
+    wanted: list[tuple[str, bool]] = [(d, True) for d in RUNTIME_DIRS] + [(f, False) for f in RUNTIME_FILES]
+    for m in mounts:
+        is_dir = True
+        if m.is_bind and m.source and os.path.exists(m.source):
+            is_dir = os.path.isdir(m.source)
+        wanted.append((m.destination.strip("/"), is_dir))
+    made_dirs: list[tuple[Path, os.stat_result]] = []
+    for rel, is_dir in wanted:
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        if not parts or ".." in parts:
+            continue
+        _ensure(init, stack, parts, is_dir, made_dirs)
+    # a directory that stands for one of the image's keeps its mtime (after its children exist)
+    for path, st in reversed(made_dirs):
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    if root_st is not None:  # the merged root shows the upper's attributes: give it the image's
+        for d in (init, upper):
+            os.chown(d, root_st.st_uid, root_st.st_gid)
+            os.chmod(d, stat.S_IMODE(root_st.st_mode))
+
+
+def _ensure(init: Path, stack: LayerStack | None, parts: list[str], is_dir: bool, made: list) -> None:
+    node = stack.root() if stack else None
+    for i, name in enumerate(parts):
+        last = i == len(parts) - 1
+        child = stack.children(node).get(name) if node is not None and node.is_dir else None
+        target = init.joinpath(*parts[: i + 1])
+        if child is not None:
+            if last:
+                return  # the image has it: part 6 uses it as it is
+            if not child.is_dir:
+                return  # a symlink or file on the way: leave it to the runtime
+            if not target.exists():
+                target.mkdir()
+                os.chown(target, child.st.st_uid, child.st.st_gid, follow_symlinks=False)
+                os.chmod(target, stat.S_IMODE(child.st.st_mode))
+                made.append((target, child.st))
+            node = child
+            continue
+        node = None
+        if last and not is_dir:
+            if not target.exists():
+                target.touch(mode=0o644)
+        else:
+            target.mkdir(mode=0o755, exist_ok=True)
+
+
+# -- run an image from the store -------------------------------------------------------------
+
+
+def container_command(config, command: Sequence[str] | None, entrypoint: Sequence[str] | None) -> list[str]:
+    """Docker's rule: Entrypoint + (the command given, else the image's Cmd). ``--entrypoint``
+    replaces the Entrypoint and drops the image's Cmd; an empty string clears the Entrypoint."""
+    cfg = _container_config(config)
+    image_entry = list(_get(cfg, "entrypoint", "Entrypoint") or [])
+    image_cmd = list(_get(cfg, "cmd", "Cmd") or [])
+    if entrypoint is not None:
+        entry = [e for e in entrypoint if e != ""] if list(entrypoint) != [""] else []
+        cmd = list(command) if command else []
+    else:
+        entry = image_entry
+        cmd = list(command) if command else image_cmd
+    argv = entry + cmd
+    if not argv:
+        raise ContainerRunError("no command specified: the image has no Entrypoint or Cmd, give one after the image name")
+    return argv
+
+
+def merge_env(image_env: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """The image's Env, then ``-e`` entries (``K=V`` sets, a bare ``K`` takes the caller's
+    value when it has one, as docker does); later keys replace earlier ones in place."""
+    out: dict[str, str] = {}
+    for item in image_env:
+        key, _, value = item.partition("=")
+        out[key] = value
+    for item in extra:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise ContainerRunError(f"invalid environment entry {item!r}: expected KEY=VALUE")
+        if not eq:
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        out[key] = value
+    return [f"{k}={v}" for k, v in out.items()]
+
+
+def run_image(
+    store,
+    name: str,
+    *,
+    command: Sequence[str] | None = None,
+    entrypoint: Sequence[str] | None = None,
+    env: Sequence[str] = (),
+    workdir: str | None = None,
+    user: str | None = None,
+    network: str = "private",
+    rm: bool = True,
+    tty: bool = False,
+    hostname: str | None = None,
+    mounts: Sequence[Mount] = (),
+    stdin: int | IO | None = None,
+    stdout: int | IO | None = None,
+    stderr: int | IO | None = None,
+    on_container: Callable[[str, Path], None] | None = None,
+) -> int:
+    """``docker run``: the image ``name`` from ``store`` in a fresh container; its exit code.
+
+    Entrypoint + (``command`` or the image's Cmd); env = the image's Env + ``env``; working
+    directory and user from the image unless given. The container lives in
+    ``store.path/containers/<id>/``; with ``rm`` it is deleted afterwards, without it its
+    upper dir (what the command changed) is kept there. ``on_container(id, dir)`` is called
+    once the container exists (the CLI prints the id). ``mounts``: part 6 ``Mount`` s (``-v``).
+    """
+    with store.session():  # prune waits while the image's snapshots are lowers of a container
+        image = store.load(name)
+        cfg = _container_config(image.config)
+        argv = container_command(image.config, command, entrypoint)
+        cid = secrets.token_hex(32)
+        hostname = hostname or cid[:12]
+        # as docker: HOSTNAME, and TERM=xterm with a terminal, unless the image or -e say otherwise
+        defaults = [f"HOSTNAME={hostname}"] + (["TERM=xterm"] if tty else [])
+        full_env = merge_env(defaults + list(_get(cfg, "env", "Env") or []), env)
+        cwd = workdir or _get(cfg, "working_dir", "WorkingDir") or "/"
+        if not cwd.startswith("/"):
+            cwd = "/" + cwd
+        the_user = user or _get(cfg, "user", "User") or "0"
+        lowers = store.lowers(image)
+        scratch = Path(store.path) / "containers" / cid
+        if on_container is not None:
+            on_container(cid, scratch)
+        try:
+            with Container(lowers, scratch, mounts=mounts, keep_upper=not rm) as c:
+                code = c.run(
+                    argv, env=full_env, cwd=cwd, user=the_user, network=network,
+                    hostname=hostname, terminal=tty,
+                    stdin=stdin, stdout=stdout, stderr=stderr,
+                )
+        except BaseException:
+            if not os.path.ismount(scratch / "merged"):
+                shutil.rmtree(scratch, ignore_errors=True)  # a container that never ran is not kept
+            raise
+    if not rm:
+        _write_container_record(scratch, cid, name, image, argv, code)
+    return code
+
+
+def _write_container_record(scratch: Path, cid: str, name: str, image, argv: list[str], code: int) -> None:
+    import json
+    import time
+
+    from part2_manual_oci import rfc3339, write_file_atomic
+
+    record = {
+        "id": cid,
+        "image": name,
+        "image_id": "sha256:" + image.config_descriptor.digest.split(":", 1)[1],
+        "command": argv,
+        "exit_code": code,
+        "finished": rfc3339(int(time.time())),
+    }
+    write_file_atomic(scratch / "container.json", json.dumps(record, indent=2).encode() + b"\n")
+
+
+def _container_config(config):
+    """The ``config`` section of an image config (part 2 ImageConfig, or a JSON dict)."""
+    if isinstance(config, Mapping):
+        return config.get("config") or {}
+    return getattr(config, "config", None) or {}
+
+
+def _get(cfg, attr: str, key: str):
+    if isinstance(cfg, Mapping):
+        return cfg.get(key)
+    return getattr(cfg, attr, None)

@@ -1,0 +1,768 @@
+"""The local store: an OCI image layout, layer snapshots, the build cache, locks.
+
+::
+
+    STORE/oci/                 an OCI image layout; each tagged image is an index.json entry
+                               whose org.opencontainers.image.ref.name is its normalized name
+    STORE/ids/<config hex>     image id -> manifest descriptor (tagged or not)
+    STORE/snapshots/<hex>/     a layer extracted once as an overlay lower (diff_id hex)
+    STORE/cache/<key hex>      build cache: one small JSON file per key
+    STORE/tmp/                 scratch space on the store's file system (builds, exports)
+    STORE/lock                 flock: writers hold it exclusively
+    STORE/gc.lock              flock: builds and runs hold it shared, prune exclusively
+
+Every write is a temp file or directory in the same directory, renamed into place; index.json
+is written last, so an operation that fails or is interrupted leaves the store as it was
+(apart from unreferenced blobs, which ``prune`` removes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO, Iterator, NamedTuple
+
+from part2_manual_oci import (
+    BlobCorrupt,
+    BlobNotFound,
+    Descriptor,
+    ImageConfig,
+    Index,
+    LayoutError,
+    Manifest,
+    OCILayout,
+    Platform,
+    build_busybox_image,
+    canonical_json,
+    digest_hex,
+    host_platform,
+    write_file_atomic,
+)
+from part2_manual_oci import mediatypes as mt
+from part3_go_style_builder import Image, Layer
+from part4_tar import LayerError, open_decompressed
+from part7_union import UnionError, extract_lower
+
+from ..refs import InvalidName, is_image_id, parse_name
+from .errors import AmbiguousImage, ImageInUse, ImageNotFound, StoreError
+
+#: the default base image made from the host's busybox-static on first use
+EMBEDDED_BUSYBOX = "docker.io/capstone/busybox:latest"
+MIN_ID_PREFIX = 4
+TEMP_PREFIX = ".tmp-"
+_HEX64 = re.compile(r"^[a-f0-9]{64}$")
+_DIGEST_IN_TEXT = re.compile(r"sha256:[a-f0-9]{64}")
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StoreBlob:
+    """A layer's bytes in the store's layout (what ``Layer.source`` of a stored image is)."""
+
+    path: Path
+
+    def open(self) -> BinaryIO:
+        return open(self.path, "rb")
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+class ImageEntry(NamedTuple):
+    """One image of ``store.images()``: its names, manifest descriptor, created time, size."""
+
+    names: list[str]
+    descriptor: Descriptor
+    created: str | None
+    size: int
+
+
+class _HashingReader:
+    """Passes reads through and hashes them (to check a diff_id while a layer is extracted)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.hash.update(data)
+        return data
+
+    def readinto(self, b) -> int:
+        n = self.raw.readinto(b)
+        if n:
+            self.hash.update(memoryview(b)[:n])
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """The local image store at ``path`` (see the module docstring for its layout)."""
+
+    def __init__(self, path: Path, layout: OCILayout) -> None:
+        self.path = path
+        self.layout = layout
+        self._mutex = threading.RLock()
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+        self._session_fd: int | None = None
+        self._session_depth = 0
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- opening and locks ---------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Store":
+        """Open the store at ``path``, creating it (and its parents) when missing."""
+        path = Path(path).absolute()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            for sub in ("ids", "snapshots", "cache", "tmp"):
+                (path / sub).mkdir(exist_ok=True)
+            layout = OCILayout.create(path / "oci")
+        except OSError as e:
+            raise StoreError(f"cannot open the store {path}: {e.strerror or e}") from None
+        return cls(path, layout)
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.path / "snapshots"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.path / "cache"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space on the store's file system (renames into the store stay atomic)."""
+        return self.path / "tmp"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator["Store"]:
+        """Exclusive writer lock (``STORE/lock``); re-entrant within one Store object."""
+        with self._mutex:
+            if self._lock_depth == 0:
+                fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._lock_fd = fd
+            self._lock_depth += 1
+            try:
+                yield self
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator["Store"]:
+        """Shared lock held by a build or a run for its whole length: ``prune`` waits for it,
+        so blobs and snapshots in use (not yet tagged, or mounted as lowers) are not removed."""
+        with self._mutex:
+            if self._session_depth == 0:
+                fd = os.open(self.path / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._session_fd = fd
+            self._session_depth += 1
+        try:
+            yield self
+        finally:
+            with self._mutex:
+                self._session_depth -= 1
+                if self._session_depth == 0:
+                    os.close(self._session_fd)
+                    self._session_fd = None
+
+    @contextlib.contextmanager
+    def _exclusive_session(self) -> Iterator[None]:
+        with self._mutex:
+            if self._session_depth:
+                # upgrade our own shared lock (waits for other processes' sessions)
+                fcntl.flock(self._session_fd, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(self._session_fd, fcntl.LOCK_SH)
+                return
+            fd = os.open(self.path / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
+    # -- names and lookups ---------------------------------------------------------------------
+    def _entries(self) -> tuple[Descriptor, ...]:
+        return self.layout.index().manifests
+
+    def ensure_embedded(self, name: str) -> bool:
+        """Make the embedded base (``capstone/busybox``) if ``name`` is it and it is not stored
+        yet; True when it was made now. Built by part 2 from the host's busybox-static."""
+        try:
+            normalized = parse_name(name).name
+        except InvalidName:
+            return False
+        if normalized != EMBEDDED_BUSYBOX:
+            return False
+        if any(d.ref_name == normalized for d in self._entries()):
+            return False
+        with self.lock():
+            if any(d.ref_name == normalized for d in self._entries()):
+                return False
+            with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "busybox-", dir=self.tmp_dir) as tmp:
+                built = build_busybox_image(Path(tmp) / "layout", tag="latest", workdir=Path(tmp) / "work")
+                source = OCILayout.open(Path(tmp) / "layout")
+                manifest = source.read_manifest(built)
+                for desc in (*manifest.layers, manifest.config):
+                    with source.open_blob(desc) as f:
+                        self.layout.put_blob(f, desc.media_type, expected_digest=desc.digest)
+                with source.open_blob(built) as f:
+                    stored = self.layout.put_blob(f, built.media_type, expected_digest=built.digest)
+            stored = replace(stored, platform=built.platform)
+            self._record_id(manifest.config.digest, stored)
+            self._set_names([normalized], stored)
+        return True
+
+    def resolve(self, name_or_id: str) -> Descriptor | None:
+        """The manifest descriptor of an image: by name (normalized), by a manifest or image
+        digest ``sha256:...``, or by a unique prefix (>= 4 hex digits) of an image id."""
+        text = name_or_id.strip()
+        if is_image_id(text):
+            digest = text if text.startswith("sha256:") else "sha256:" + text
+            return self._by_digest(digest)
+        try:
+            ref = parse_name(text)
+        except InvalidName:
+            ref = None
+        if ref is not None:
+            self.ensure_embedded(ref.name)
+            if ref.digest is not None:
+                found = self._by_digest(ref.digest)
+                if found is not None:
+                    return found
+            for entry in reversed(self._entries()):
+                if entry.ref_name == ref.name:
+                    return _plain(entry)
+        prefix = text[len("sha256:"):] if text.startswith("sha256:") else text
+        if len(prefix) >= MIN_ID_PREFIX and re.fullmatch(r"[a-f0-9]+", prefix):
+            return self._by_id_prefix(prefix)
+        if ref is None:
+            parse_name(text)  # raise the name's own error
+        return None
+
+    def _by_digest(self, digest: str) -> Descriptor | None:
+        for entry in self._entries():
+            if entry.digest == digest:
+                return _plain(entry)
+        recorded = self._recorded_id(digest_hex(digest))
+        if recorded is not None:
+            return recorded
+        for entry in self._entries():  # an image id of an image tagged by another tool
+            if self._config_digest(entry) == digest:
+                return _plain(entry)
+        if self.layout.has_blob(digest):  # an untagged manifest (a cached build step)
+            try:
+                doc = self.layout.read_json(digest)
+            except (LayoutError, ValueError):
+                return None
+            media_type = doc.get("mediaType") if isinstance(doc, dict) else None
+            if media_type in mt.MANIFEST_TYPES or media_type in mt.INDEX_TYPES:
+                return Descriptor(media_type, digest, self.layout.blob_path(digest).stat().st_size)
+        return None
+
+    def _by_id_prefix(self, prefix: str) -> Descriptor | None:
+        found: dict[str, Descriptor] = {}
+        for entry in (self.path / "ids").iterdir():
+            if entry.name.startswith(prefix) and _HEX64.match(entry.name):
+                desc = self._recorded_id(entry.name)
+                if desc is not None:
+                    found[entry.name] = desc
+        for entry in self._entries():
+            config = self._config_digest(entry)
+            if config is not None and digest_hex(config).startswith(prefix):
+                found.setdefault(digest_hex(config), _plain(entry))
+        if len(found) > 1:
+            ids = ", ".join(sorted(k[:12] for k in found))
+            raise AmbiguousImage(f"image id prefix {prefix!r} matches {len(found)} images ({ids}): give more digits")
+        return next(iter(found.values()), None)
+
+    def _recorded_id(self, config_hex: str) -> Descriptor | None:
+        try:
+            data = json.loads((self.path / "ids" / config_hex).read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        desc = Descriptor.from_json(data, f"{self.path}/ids/{config_hex}")
+        return desc if self.layout.has_blob(desc.digest) else None
+
+    def _record_id(self, config_digest: str, manifest: Descriptor) -> None:
+        write_file_atomic(self.path / "ids" / digest_hex(config_digest), canonical_json(_plain(manifest)))
+
+    def _platform_manifest(self, desc: Descriptor) -> Descriptor:
+        """A manifest descriptor; for an index, the entry for this host's platform."""
+        if desc.media_type not in mt.INDEX_TYPES:
+            return desc
+        entries = [d for d in self.layout.read_index(desc).manifests if d.media_type in mt.MANIFEST_TYPES]
+        here = host_platform()
+        for d in entries:
+            if d.platform is not None and (d.platform.os, d.platform.architecture) == (here.os, here.architecture):
+                return d
+        if len(entries) == 1:
+            return entries[0]
+        raise ImageNotFound(f"index {desc.digest} has no image for {here.os}/{here.architecture}")
+
+    def _config_digest(self, desc: Descriptor) -> str | None:
+        try:
+            return self.layout.read_manifest(self._platform_manifest(desc)).config.digest
+        except (LayoutError, StoreError, ValueError):
+            return None
+
+    def image_id(self, name_or_descriptor: str | Descriptor) -> str:
+        """The image id (``sha256:`` + the config digest's hex, as Docker shows it)."""
+        desc = self._descriptor(name_or_descriptor)
+        return self.manifest(desc).config.digest
+
+    def _descriptor(self, name_or_descriptor: str | Descriptor) -> Descriptor:
+        if isinstance(name_or_descriptor, Descriptor):
+            return name_or_descriptor
+        desc = self.resolve(name_or_descriptor)
+        if desc is None:
+            raise ImageNotFound(f"no image {name_or_descriptor!r} in the store {self.path}")
+        return desc
+
+    def manifest(self, name_or_descriptor: str | Descriptor) -> Manifest:
+        """The image's manifest (the host platform's one for a multi-platform index)."""
+        return self.layout.read_manifest(self._platform_manifest(self._descriptor(name_or_descriptor)))
+
+    def config(self, name_or_descriptor: str | Descriptor) -> ImageConfig:
+        return self.layout.read_config(self.manifest(name_or_descriptor))
+
+    def names_of(self, descriptor: Descriptor) -> list[str]:
+        """The normalized names that tag this manifest, in index.json order."""
+        return [d.ref_name for d in self._entries() if d.digest == descriptor.digest and d.ref_name]
+
+    def load(self, name_or_id: str) -> Image:
+        """The stored image as a part 3 ``Image`` (layers read in place from the store)."""
+        desc = self.resolve(name_or_id)
+        if desc is None:
+            raise ImageNotFound(f"no image {name_or_id!r} in the store {self.path}")
+        return self._load(desc)
+
+    def _load(self, desc: Descriptor) -> Image:
+        return image_from_layout(self.layout, self._platform_manifest(desc))
+
+    # -- writing images ------------------------------------------------------------------------
+    def commit(self, image: Image, names: list[str]) -> Descriptor:
+        """Store ``image`` (layers not yet here are copied and verified; present ones reused),
+        its config and manifest, and tag it with each of ``names`` (index.json last)."""
+        normalized = [parse_name(n).name for n in names]  # every name is checked before any write
+        with self.lock():
+            mdesc = self._reuse_loaded(image)
+            if mdesc is None:
+                for layer in image.layers:
+                    self._put_layer(layer)
+                config_desc = self.layout.put_json(image.config, mt.OCI_CONFIG)
+                manifest = Manifest(config_desc, tuple(layer.descriptor for layer in image.layers))
+                mdesc = self.layout.put_json(manifest, mt.OCI_MANIFEST)
+                mdesc = replace(mdesc, platform=_platform_of(image.config))
+                self._record_id(config_desc.digest, mdesc)
+            if normalized:
+                self._set_names(normalized, mdesc)
+        return mdesc
+
+    def _reuse_loaded(self, image: Image) -> Descriptor | None:
+        """The stored manifest when ``image`` is unchanged since it was loaded from the store."""
+        src = image.loaded_from
+        if src is None or src.media_type != mt.OCI_MANIFEST or not self.layout.has_blob(src.digest):
+            return None
+        manifest = self.layout.read_manifest(src)
+        if manifest.layers != tuple(layer.descriptor for layer in image.layers):
+            return None
+        if not self.layout.has_blob(manifest.config.digest) or self.layout.read_config(manifest) != image.config:
+            return None
+        return replace(_plain(src), platform=_platform_of(image.config))
+
+    def _put_layer(self, layer: Layer) -> None:
+        desc = layer.descriptor
+        if self.layout.has_blob(desc.digest) and self.layout.blob_path(desc.digest).stat().st_size == desc.size:
+            return
+        with layer.open() as f:
+            stored = self.layout.put_blob(f, desc.media_type, expected_digest=desc.digest)
+        if stored.size != desc.size:
+            raise StoreError(f"layer {desc.digest} from {layer.source}: {stored.size} bytes, its descriptor says {desc.size}")
+
+    def _set_names(self, names: list[str], descriptor: Descriptor) -> None:
+        if not self.layout.has_blob(descriptor.digest):
+            raise StoreError(f"cannot tag {descriptor.digest}: not in the store {self.path}")
+        index = self.layout.index()
+        kept = tuple(d for d in index.manifests if d.ref_name not in names)
+        plain = _plain(descriptor)
+        added = tuple(replace(plain, annotations={mt.ANNOTATION_REF_NAME: n}) for n in names)
+        self._write_index(replace(index, manifests=kept + added))
+
+    def _write_index(self, index: Index) -> None:
+        write_file_atomic(self.layout.path / "index.json", canonical_json(index))
+
+    def tag(self, name: str, descriptor: Descriptor | str) -> Descriptor:
+        """Name an image (a descriptor, or a name/id to resolve) ``name``; returns the entry."""
+        normalized = parse_name(name).name
+        with self.lock():
+            desc = self._descriptor(descriptor)
+            if desc.media_type in mt.MANIFEST_TYPES:
+                config = self.layout.read_manifest(desc).config.digest
+                if self._recorded_id(digest_hex(config)) is None:
+                    self._record_id(config, desc)
+            self._set_names([normalized], desc)
+        return replace(_plain(desc), annotations={mt.ANNOTATION_REF_NAME: normalized})
+
+    def untag(self, name: str) -> None:
+        """Drop the name (the image's blobs stay until ``prune``)."""
+        normalized = parse_name(name).name
+        with self.lock():
+            index = self.layout.index()
+            kept = tuple(d for d in index.manifests if d.ref_name != normalized)
+            if len(kept) == len(index.manifests):
+                raise ImageNotFound(f"no image named {normalized} in the store {self.path}")
+            self._write_index(replace(index, manifests=kept))
+
+    def images(self, *, all: bool = False) -> list[ImageEntry]:
+        """Tagged images, newest first (``all``: also the untagged ones, such as build steps)."""
+        by_digest: dict[str, tuple[list[str], Descriptor]] = {}
+        for entry in self._entries():
+            names, _ = by_digest.setdefault(entry.digest, ([], _plain(entry)))
+            if entry.ref_name:
+                names.append(entry.ref_name)
+        if all:
+            for entry in sorted((self.path / "ids").iterdir()):
+                desc = self._recorded_id(entry.name) if _HEX64.match(entry.name) else None
+                if desc is not None:
+                    by_digest.setdefault(desc.digest, ([], desc))
+        out = []
+        for names, desc in by_digest.values():
+            try:
+                manifest = self.manifest(desc)
+                config = self.layout.read_config(manifest)
+            except (LayoutError, StoreError, ValueError):
+                continue
+            size = manifest.config.size + sum(layer.size for layer in manifest.layers)
+            out.append(ImageEntry(names, desc, config.created, size))
+        out.sort(key=lambda e: e.created or "", reverse=True)
+        return out
+
+    def remove(self, name_or_id: str, *, force: bool = False) -> list[tuple[str, str]]:
+        """``rmi``: untag a name, or every name of an id (with ``force`` when it has several).
+
+        When no name is left the image is deleted: its id no longer resolves (unless the build
+        cache refers to it) and ``prune`` frees its blobs and snapshots that nothing else uses.
+        Returns docker's lines: ``("Untagged", name)`` and ``("Deleted", image id)``.
+        """
+        with self.lock():
+            desc = self.resolve(name_or_id)
+            if desc is None:
+                raise ImageNotFound(f"no image {name_or_id!r} in the store {self.path}")
+            names = self.names_of(desc)
+            try:
+                asked = parse_name(name_or_id).name
+            except InvalidName:
+                asked = None
+            if asked in names:
+                to_untag = [asked]
+            else:
+                if len(names) > 1 and not force:
+                    shown = ", ".join(names)
+                    raise ImageInUse(f"image {name_or_id} is tagged {len(names)} times ({shown}): remove the names "
+                                     "one by one, or force")
+                to_untag = names
+            image_id = self._config_digest(desc)
+            index = self.layout.index()
+            kept = tuple(d for d in index.manifests if not (d.digest == desc.digest and d.ref_name in to_untag))
+            self._write_index(replace(index, manifests=kept))
+            lines = [("Untagged", parse_name(n).short) for n in to_untag]
+            if not self.names_of(desc):
+                if image_id is not None and not self._cache_refers_to(desc.digest):
+                    (self.path / "ids" / digest_hex(image_id)).unlink(missing_ok=True)
+                lines.append(("Deleted", image_id or desc.digest))
+        return lines
+
+    # -- garbage collection --------------------------------------------------------------------
+    def _cache_roots(self) -> set[str]:
+        roots: set[str] = set()
+        for entry in self.cache_dir.iterdir():
+            if entry.name.startswith(TEMP_PREFIX):
+                continue
+            with contextlib.suppress(OSError):
+                roots.update(_DIGEST_IN_TEXT.findall(entry.read_text(errors="replace")))
+        return roots
+
+    def _cache_refers_to(self, digest: str) -> bool:
+        return digest in self._cache_roots()
+
+    def _reachable(self, roots: set[str]) -> tuple[set[str], set[str]]:
+        """(blob digests, diff_ids) reachable from index.json and ``roots`` (cache digests)."""
+        seen: set[str] = set()
+        diff_ids: set[str] = set()
+        todo: list[Descriptor | str] = list(self._entries()) + sorted(roots)
+        while todo:
+            item = todo.pop()
+            digest = item.digest if isinstance(item, Descriptor) else item
+            if digest in seen or not self.layout.has_blob(digest):
+                continue
+            seen.add(digest)
+            if isinstance(item, str):  # a digest from the cache: only JSON documents are walked
+                path = self.layout.blob_path(digest)
+                if path.stat().st_size > 4 << 20:
+                    continue
+                try:
+                    doc = json.loads(path.read_bytes())
+                except ValueError:
+                    continue
+                media_type = doc.get("mediaType") if isinstance(doc, dict) else None
+                if media_type is None and isinstance(doc, dict) and "config" in doc and "layers" in doc:
+                    media_type = mt.OCI_MANIFEST
+                item = Descriptor(media_type or "application/octet-stream", digest, path.stat().st_size)
+            if item.media_type in mt.INDEX_TYPES:
+                todo.extend(self.layout.read_index(item).manifests)
+            elif item.media_type in mt.MANIFEST_TYPES:
+                manifest = self.layout.read_manifest(item)
+                todo.append(manifest.config)
+                todo.extend(manifest.layers)
+                with contextlib.suppress(LayoutError, ValueError):
+                    diff_ids.update(self.layout.read_config(manifest).rootfs_diff_ids)
+        return seen, diff_ids
+
+    def prune(self, *, all: bool = False) -> tuple[int, int]:
+        """Remove blobs, snapshots, ids and cache entries that nothing reachable refers to
+        (reachable: index.json, and the images the build cache names). ``all`` empties the
+        build cache first (like ``docker builder prune -a``). Waits for running builds.
+        Returns (blobs removed, bytes freed)."""
+        with self._exclusive_session(), self.lock():
+            if all:
+                for entry in self.cache_dir.iterdir():
+                    entry.unlink()
+            roots = self._cache_roots()
+            keep, diff_ids = self._reachable(roots)
+            # cache entries that name a manifest which is gone are stale
+            for entry in self.cache_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    named = set(_DIGEST_IN_TEXT.findall(entry.read_text(errors="replace")))
+                    if entry.name.startswith(TEMP_PREFIX) or (named and not named & keep):
+                        entry.unlink()
+            removed, freed = 0, 0
+            for blob in self.layout.blobs_dir.iterdir():
+                if blob.name.startswith(TEMP_PREFIX) or "sha256:" + blob.name not in keep:
+                    freed += blob.lstat().st_size
+                    blob.unlink()
+                    removed += 0 if blob.name.startswith(TEMP_PREFIX) else 1
+            for entry in (self.path / "ids").iterdir():
+                desc = self._recorded_id(entry.name) if _HEX64.match(entry.name) else None
+                if desc is None or desc.digest not in keep:
+                    entry.unlink()
+            keep_hex = {digest_hex(d) for d in diff_ids}
+            for snap in self.snapshots_dir.iterdir():
+                if snap.name not in keep_hex:
+                    _remove_tree(snap)
+            mounted = _mounts_under(self.tmp_dir)
+            for entry in self.tmp_dir.iterdir():
+                if not any(m == entry or entry in m.parents for m in mounted):
+                    _remove_tree(entry)
+        return removed, freed
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def snapshot(self, layer: Descriptor, diff_id: str, *, blob: BinaryIO | None = None) -> Path:
+        """The layer extracted as an overlay lower dir, ``STORE/snapshots/<diff_id hex>``.
+
+        Extracted once (into a temp dir, checked against ``diff_id``, renamed into place) and
+        reused ever after. The bytes come from the store's blob, or from ``blob`` (a stream of
+        the layer) for a layer not stored yet.
+        """
+        final = self.snapshots_dir / digest_hex(diff_id)
+        if final.is_dir():
+            return final
+        with self.session():  # prune must not take the temp dir away mid-extraction
+            try:
+                return self._extract_snapshot(layer, diff_id, final, blob)
+            except (LayerError, LayoutError, BlobCorrupt, BlobNotFound, UnionError) as e:
+                raise StoreError(f"snapshot of layer {layer.digest}: {e}") from e
+
+    def _extract_snapshot(self, layer: Descriptor, diff_id: str, final: Path, blob: BinaryIO | None) -> Path:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{digest_hex(diff_id)[:12]}-", dir=self.snapshots_dir))
+        try:
+            with contextlib.ExitStack() as stack:
+                raw = blob if blob is not None else stack.enter_context(self.layout.open_blob(layer))
+                reader = _HashingReader(stack.enter_context(open_decompressed(raw)))
+                extract_lower(reader, tmp / "fs", userxattr=os.geteuid() != 0)
+                reader.drain()  # to the end: the blob's digest and the diff_id are checked there
+                if blob is None:
+                    while raw.read(CHUNK):
+                        pass
+            got = "sha256:" + reader.hash.hexdigest()
+            if got != diff_id:
+                raise StoreError(f"layer {layer.digest}: uncompressed content hashes to {got}, its diff_id is {diff_id}")
+            try:
+                os.rename(tmp / "fs", final)
+            except OSError as e:
+                if not final.is_dir():
+                    raise StoreError(f"cannot place snapshot {final}: {e.strerror}") from None
+                # another process extracted it first: keep theirs
+        finally:
+            _remove_tree(tmp)
+        return final
+
+    def adopt_snapshot(self, diff_id: str, directory: str | os.PathLike) -> Path:
+        """Keep ``directory`` as the snapshot of the layer ``diff_id`` instead of extracting the
+        layer later: a RUN step's upper dir, or the staged files of a COPY, are that layer in
+        overlay's format already. It is renamed into place (so it must be on the store's file
+        system, e.g. under ``tmp_dir``); if a snapshot is there already, ``directory`` is left
+        alone. Returns the snapshot's path."""
+        final = self.snapshots_dir / digest_hex(diff_id)
+        directory = Path(directory)
+        if final.is_dir():
+            return final
+        if not directory.is_dir():
+            raise StoreError(f"adopt_snapshot: {directory} is not a directory")
+        with self.session():
+            try:
+                os.rename(directory, final)
+            except OSError as e:
+                if not final.is_dir():
+                    if e.errno == errno.EXDEV:
+                        raise StoreError(f"adopt_snapshot: {directory} is on another file system than "
+                                         f"{self.snapshots_dir}") from None
+                    raise StoreError(f"adopt_snapshot: cannot place {final}: {e.strerror}") from None
+        return final
+
+    def has_snapshot(self, diff_id: str) -> bool:
+        return (self.snapshots_dir / digest_hex(diff_id)).is_dir()
+
+    def lowers(self, image: Image) -> list[Path]:
+        """The image's layers as overlay lower dirs, top layer first (overlay's order)."""
+        out = []
+        for layer in reversed(image.layers):
+            if self.has_snapshot(layer.diff_id) or self.layout.has_blob(layer.descriptor.digest):
+                out.append(self.snapshot(layer.descriptor, layer.diff_id))
+            else:
+                with layer.open() as f:
+                    out.append(self.snapshot(layer.descriptor, layer.diff_id, blob=f))
+        return out
+
+    # -- build cache ---------------------------------------------------------------------------
+    def _cache_file(self, key: str) -> Path:
+        name = key if _HEX64.match(key) else hashlib.sha256(key.encode()).hexdigest()
+        return self.cache_dir / name
+
+    def cache_get(self, key: str) -> dict | None:
+        """The value stored under ``key``, or None (a missing or unreadable entry is a miss)."""
+        try:
+            value = json.loads(self._cache_file(key).read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def cache_put(self, key: str, value: dict) -> None:
+        """Store ``value`` under ``key`` (atomically). Every ``sha256:...`` string in a value
+        keeps that blob (an image manifest: the whole image) alive through ``prune``."""
+        write_file_atomic(self._cache_file(key), canonical_json(value))
+
+    # -- import and transfer -------------------------------------------------------------------
+    def import_rootfs(self, src: str | os.PathLike, name: str) -> Descriptor:
+        """A single-layer image from a root filesystem directory or a tar file (``docker
+        import``): PATH set, ``Cmd ["/bin/sh"]`` when /bin/sh exists; tagged ``name``."""
+        from .transfer import import_rootfs
+
+        return import_rootfs(self, Path(src), name)
+
+    def export(self, name_or_id: str, dest: str) -> Descriptor:
+        """Write an image to ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or
+        ``docker-archive:FILE[:NAME:TAG]``; returns the manifest descriptor exported."""
+        from .transfer import export
+
+        return export(self, name_or_id, dest)
+
+    def load_archive(self, src: str) -> Image:
+        """An image from ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or
+        ``docker-archive:FILE[:NAME:TAG]`` (read in place; ``commit`` stores it)."""
+        from .transfer import load_archive
+
+        return load_archive(self, src)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def image_from_layout(layout: OCILayout, mdesc: Descriptor) -> Image:
+    """The image a manifest descriptor of ``layout`` names, its layers read in place."""
+    manifest = layout.read_manifest(mdesc)
+    config = layout.read_config(manifest)
+    if len(manifest.layers) != len(config.rootfs_diff_ids):
+        raise StoreError(f"{layout.path}: manifest {mdesc.digest} lists {len(manifest.layers)} layers but its "
+                         f"config {len(config.rootfs_diff_ids)} diff_ids")
+    layers = []
+    for ld, diff_id in zip(manifest.layers, config.rootfs_diff_ids):
+        if not layout.has_blob(ld.digest):
+            raise StoreError(f"{layout.path}: layer {ld.digest} of {mdesc.digest} is missing")
+        media_type = mt.OCI_LAYER_GZIP if ld.media_type == mt.DOCKER_LAYER_GZIP else ld.media_type
+        layers.append(Layer(replace(ld, media_type=media_type), diff_id, StoreBlob(layout.blob_path(ld.digest))))
+    return Image(config, tuple(layers), loaded_from=mdesc)
+
+
+def _plain(desc: Descriptor) -> Descriptor:
+    """A descriptor without its ref name annotation (the same image under any name)."""
+    annotations = {k: v for k, v in (desc.annotations or {}).items() if k != mt.ANNOTATION_REF_NAME}
+    return replace(desc, annotations=annotations or None)
+
+
+def _platform_of(config: ImageConfig) -> Platform:
+    return Platform(config.architecture, config.os, variant=config.variant)
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _mounts_under(root: Path) -> list[Path]:
+    """Mount points at or below ``root`` in this mount namespace (never deleted through)."""
+    out = []
+    root_s = str(root)
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == root_s or point.startswith(root_s + "/"):
+                out.append(Path(point))
+    return out

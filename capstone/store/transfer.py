@@ -1,0 +1,362 @@
+"""Images in and out of the store: ``import`` a root filesystem, ``save`` to a layout or an
+archive, and read one back.
+
+Destinations (skopeo's spellings):
+
+* ``oci:DIR[:REF]`` (``oci-layout:``): an OCI image layout; the index.json entry is named REF
+  (default: the image's tag), blobs first, index.json last.
+* ``oci-archive:FILE[:REF]``: the same layout as a plain tar (part 2 ``write_oci_archive``).
+* ``docker-archive:FILE[:NAME:TAG]``: what ``docker save`` writes and ``docker load`` reads:
+  ``manifest.json`` (``Config``, ``RepoTags``, ``Layers``), the config as ``<id>.json``, each
+  layer uncompressed as ``<diff_id hex>/layer.tar``, and ``repositories``.
+
+Every file is written to a temporary name beside its destination and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import io
+import json
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from part2_manual_oci import (
+    ContainerConfig,
+    Descriptor,
+    History,
+    ImageConfig,
+    LayoutError,
+    OCILayout,
+    Platform,
+    digest_hex,
+    host_platform,
+    write_oci_archive,
+)
+from part2_manual_oci import mediatypes as mt
+from part3_go_style_builder import Image, Layer
+from part4_tar import extract_layer, layer_info, open_decompressed, write_layer
+
+from ..refs import DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_LAYOUT, InvalidName, parse_name, parse_transport
+from .errors import ExportError, ImageNotFound, StoreError
+from .store import TEMP_PREFIX, StoreBlob, image_from_layout
+
+if TYPE_CHECKING:
+    from .store import Store
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CHUNK = 1 << 20
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- import --------------------------------------------------------------------------------------
+
+
+def import_rootfs(store: "Store", src: Path, name: str) -> Descriptor:
+    """A single-layer image of ``src`` (a directory, or a tar file of any compression)."""
+    normalized = parse_name(name).name
+    if not src.exists():
+        raise StoreError(f"import: {src}: no such file or directory")
+    with store.session(), contextlib.ExitStack() as stack:
+        if src.is_dir():
+            root = src
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "import-", dir=store.tmp_dir))) / "rootfs"
+            try:
+                with open(src, "rb") as f:
+                    extract_layer(f, root)
+            except (OSError, tarfile.TarError) as e:
+                raise StoreError(f"import: {src}: not a readable tar archive ({e})") from None
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + "layer-", dir=store.tmp_dir)
+        stack.callback(lambda: os.path.exists(tmp) and os.unlink(tmp))
+        with os.fdopen(fd, "wb") as f:
+            info = write_layer(root, f, "gzip")
+            f.flush()
+            os.fsync(f.fileno())
+        has_shell = os.path.lexists(root / "bin" / "sh")
+        created = _now()
+        here = host_platform()
+        config = ImageConfig(
+            architecture=here.architecture,
+            os=here.os,
+            variant=here.variant,
+            created=created,
+            config=ContainerConfig(env=(DEFAULT_PATH,), cmd=("/bin/sh",) if has_shell else None),
+            rootfs_diff_ids=(info.diff_id,),
+            history=(History(created=created, created_by=f"capstone import {src.name}",
+                             comment=f"Imported from {src}"),),
+        )
+        image = Image(config, (Layer(info.descriptor(), info.diff_id, StoreBlob(Path(tmp))),))
+        with store.lock():
+            target = store.layout.blob_path(info.digest)
+            if not target.exists():
+                os.chmod(tmp, 0o644)
+                os.rename(tmp, target)  # same file system: the blob appears complete or not at all
+            image = Image(config, (Layer(info.descriptor(), info.diff_id, StoreBlob(target)),))
+            return store.commit(image, [normalized])
+
+
+# -- export --------------------------------------------------------------------------------------
+
+
+def _resolve(store: "Store", name_or_id: str) -> tuple[Descriptor, str | None]:
+    """(manifest descriptor for this platform, the NameRef the image was asked by or None)."""
+    desc = store.resolve(name_or_id)
+    if desc is None:
+        raise ImageNotFound(f"no image {name_or_id!r} in the store {store.path}")
+    try:
+        ref = parse_name(name_or_id)
+    except InvalidName:
+        ref = None
+    if ref is None or ref.tag is None:
+        names = store.names_of(desc)
+        ref = parse_name(names[0]) if names else None
+    mdesc = store._platform_manifest(desc)
+    manifest = store.layout.read_manifest(mdesc)
+    config = store.layout.read_config(manifest)
+    mdesc = replace(mdesc, annotations=None, platform=Platform(config.architecture, config.os, variant=config.variant))
+    return mdesc, ref
+
+
+def export(store: "Store", name_or_id: str, dest: str) -> Descriptor:
+    try:
+        target = parse_transport(dest)
+    except InvalidName as e:
+        raise ExportError(f"save: {e}") from None
+    mdesc, ref = _resolve(store, name_or_id)
+    with store.session():
+        if target.transport == OCI_LAYOUT:
+            return _export_layout(store, mdesc, Path(target.path), target.ref or (ref.tag if ref else "latest"))
+        if target.transport == OCI_ARCHIVE:
+            return _export_oci_archive(store, mdesc, Path(target.path), target.ref or (ref.tag if ref else "latest"))
+        if target.transport == DOCKER_ARCHIVE:
+            tag = parse_name(target.ref) if target.ref else ref
+            _export_docker_archive(store, mdesc, Path(target.path), tag)
+            return mdesc
+    raise ExportError(f"save: cannot write to {dest!r} (expected oci:DIR[:TAG], oci-archive:FILE[:TAG] or "
+                      "docker-archive:FILE[:NAME:TAG])")
+
+
+def _blobs_of(store: "Store", mdesc: Descriptor) -> list[Descriptor]:
+    manifest = store.layout.read_manifest(mdesc)
+    return [*manifest.layers, manifest.config, mdesc]
+
+
+def _export_layout(store: "Store", mdesc: Descriptor, path: Path, ref_name: str) -> Descriptor:
+    try:
+        layout = OCILayout.create(path)
+    except (OSError, LayoutError) as e:
+        raise ExportError(f"save: cannot use {path} as an OCI layout: {e}") from None
+    for desc in _blobs_of(store, mdesc):
+        if layout.has_blob(desc.digest):
+            continue
+        with store.layout.open_blob(desc) as f:
+            layout.put_blob(f, desc.media_type, expected_digest=desc.digest)
+    return layout.add_manifest(mdesc, ref_name)  # index.json last
+
+
+def _export_oci_archive(store: "Store", mdesc: Descriptor, path: Path, ref_name: str) -> Descriptor:
+    _check_parent(path)
+    with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "save-", dir=store.tmp_dir) as tmp:
+        layout = OCILayout.create(Path(tmp) / "layout")
+        for desc in _blobs_of(store, mdesc):
+            # a hard link costs nothing; the archive writer only reads
+            os.link(store.layout.blob_path(desc.digest), layout.blob_path(desc.digest))
+        written = layout.add_manifest(mdesc, ref_name)
+        write_oci_archive(layout.path, path)
+    return written
+
+
+def _check_parent(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise ExportError(f"save: {path.parent}: no such directory")
+    if path.is_dir():
+        raise ExportError(f"save: {path} is a directory (an archive is a file)")
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _export_docker_archive(store: "Store", mdesc: Descriptor, path: Path, ref) -> None:
+    _check_parent(path)
+    manifest = store.layout.read_manifest(mdesc)
+    config_hex = digest_hex(manifest.config.digest)
+    config_bytes = store.layout.read_blob(manifest.config)  # the exact bytes: the image id is their digest
+    config = store.layout.read_config(manifest)
+    layer_names = [f"{digest_hex(d)}/layer.tar" for d in config.rootfs_diff_ids]
+    entry = {"Config": f"{config_hex}.json", "RepoTags": [ref.short] if ref and ref.tag else [], "Layers": layer_names}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            written = set()
+            for ld, diff_id, name in zip(manifest.layers, config.rootfs_diff_ids, layer_names):
+                if name in written:
+                    continue
+                written.add(name)
+                dir_info = tarfile.TarInfo(digest_hex(diff_id))
+                dir_info.type, dir_info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(dir_info)
+                _add_bytes(tar, f"{digest_hex(diff_id)}/VERSION", b"1.0")
+                _add_uncompressed_layer(store, tar, ld, diff_id, name)
+            _add_bytes(tar, f"{config_hex}.json", config_bytes)
+            _add_bytes(tar, "manifest.json", json.dumps([entry], separators=(",", ":")).encode())
+            if ref and ref.tag and layer_names:
+                repos = {ref.familiar_repo: {ref.tag: digest_hex(config.rootfs_diff_ids[-1])}}
+                _add_bytes(tar, "repositories", json.dumps(repos, separators=(",", ":")).encode())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _add_uncompressed_layer(store: "Store", tar: tarfile.TarFile, ld: Descriptor, diff_id: str, name: str) -> None:
+    """A layer as ``<diff_id hex>/layer.tar``: decompressed to a temp file first (a tar header
+    needs the size), checked against the diff_id."""
+    import hashlib
+
+    with tempfile.TemporaryFile(dir=store.tmp_dir) as spool:
+        h = hashlib.sha256()
+        with store.layout.open_blob(ld) as raw, open_decompressed(raw) as plain:
+            while block := plain.read(CHUNK):
+                h.update(block)
+                spool.write(block)
+            while raw.read(CHUNK):  # to EOF: the blob's digest is checked there
+                pass
+        if "sha256:" + h.hexdigest() != diff_id:
+            raise StoreError(f"layer {ld.digest}: uncompressed content does not match its diff_id {diff_id}")
+        info = tarfile.TarInfo(name)
+        info.size = spool.tell()
+        info.mode = 0o644
+        spool.seek(0)
+        tar.addfile(info, spool)
+
+
+# -- reading layouts and archives --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchiveMember:
+    """A layer stored as a member of a tar archive (a docker-archive's ``layer.tar``)."""
+
+    archive: Path
+    member: str
+
+    def open(self) -> BinaryIO:
+        tf = tarfile.open(self.archive, "r:")
+        try:
+            f = tf.extractfile(self.member)
+        except KeyError:
+            tf.close()
+            raise StoreError(f"{self.archive}: no member {self.member}") from None
+        return _Closing(f, tf)
+
+    def __str__(self) -> str:
+        return f"{self.archive}:{self.member}"
+
+
+class _Closing(io.RawIOBase):
+    def __init__(self, f, tf) -> None:
+        super().__init__()
+        self._f, self._tf = f, tf
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self._f.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.close()
+            self._tf.close()
+        super().close()
+
+
+def load_archive(store: "Store", src: str) -> Image:
+    try:
+        source = parse_transport(src)
+    except InvalidName as e:
+        raise ExportError(str(e)) from None
+    if source.transport == OCI_LAYOUT:
+        try:
+            layout = OCILayout.open(source.path)
+            desc = layout.resolve(source.ref)
+        except LayoutError as e:
+            raise ImageNotFound(f"{src}: {e}") from None
+        if desc.media_type in mt.INDEX_TYPES:
+            here = host_platform()
+            entries = [d for d in layout.read_index(desc).manifests if d.media_type in mt.MANIFEST_TYPES]
+            matching = [d for d in entries if d.platform and (d.platform.os, d.platform.architecture) == (here.os, here.architecture)]
+            if not matching and len(entries) != 1:
+                raise ImageNotFound(f"{src}: no image for {here.os}/{here.architecture}")
+            desc = (matching or entries)[0]
+        return image_from_layout(layout, desc)
+    if source.transport == OCI_ARCHIVE:
+        ref = f"oci-archive:{source.path}" + (f":{source.ref}" if source.ref else "")
+        try:
+            return Image.load(ref)
+        except Exception as e:  # part 3's errors are not CapstoneErrors: one line, with the reference
+            raise ImageNotFound(f"{src}: {e}") from None
+    if source.transport == DOCKER_ARCHIVE:
+        return _load_docker_archive(Path(source.path), source.ref)
+    raise ExportError(f"cannot read images from {src!r} (oci:, oci-archive: or docker-archive:)")
+
+
+def _load_docker_archive(path: Path, ref: str | None) -> Image:
+    try:
+        tf = tarfile.open(path, "r:")
+    except FileNotFoundError:
+        raise ImageNotFound(f"{path}: no such archive") from None
+    except (tarfile.TarError, OSError) as e:
+        raise ExportError(f"{path}: not a docker-archive ({e})") from None
+    with tf:
+        members = {m.name.lstrip("./") if m.name.startswith("./") else m.name: m for m in tf.getmembers() if m.isreg()}
+
+        def read(name: str) -> bytes:
+            m = members.get(name)
+            if m is None:
+                raise ExportError(f"{path}: no member {name} (not a docker-archive?)")
+            return tf.extractfile(m).read()
+
+        try:
+            entries = json.loads(read("manifest.json"))
+        except ValueError as e:
+            raise ExportError(f"{path}: manifest.json is not JSON ({e})") from None
+        if not isinstance(entries, list) or not entries:
+            raise ExportError(f"{path}: manifest.json lists no image")
+        if ref is not None:
+            wanted = parse_name(ref).name
+            chosen = [e for e in entries if any(parse_name(t).name == wanted for t in e.get("RepoTags") or [])]
+            if not chosen:
+                raise ImageNotFound(f"{path}: no image tagged {ref}")
+            entry = chosen[0]
+        elif len(entries) == 1:
+            entry = entries[0]
+        else:
+            raise ExportError(f"{path}: {len(entries)} images in the archive: name one (docker-archive:FILE:NAME:TAG)")
+        config = ImageConfig.from_json(json.loads(read(entry["Config"])), f"{path}:{entry['Config']}")
+        layers = []
+        for name, diff_id in zip(entry.get("Layers") or [], config.rootfs_diff_ids):
+            if name not in members:
+                raise ExportError(f"{path}: no member {name}")
+            info = layer_info(tf.extractfile(members[name]))
+            layers.append(Layer(info.descriptor(), info.diff_id, ArchiveMember(path.resolve(), members[name].name)))
+    if tuple(layer.diff_id for layer in layers) != tuple(config.rootfs_diff_ids):
+        raise ExportError(f"{path}: the layers do not match the config's diff_ids")
+    return Image(config, tuple(layers))

@@ -1,0 +1,289 @@
+"""capstone run: images from the store in containers (part 6 runtime over a part 7 overlay).
+
+Every container runs for real. The overlay mounts happen in a child process with a private
+mount namespace (``in_child``), so nothing is left mounted whatever a test does; the CLI tests
+run ``python -m capstone`` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from part3_go_style_builder import layer_from_directory
+from part5_namespaces import CloneFlags, MountFlags, call_in_namespaces, mount
+from part7_union import describe_tree
+
+from capstone.runner import Container, ContainerRunError, container_command, merge_env, run_image
+from capstone.store import Store
+
+BUSYBOX = "capstone/busybox"
+APP = "test/app:1"
+PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def in_child(fn):
+    """``fn()`` in a child with a private mount namespace; its result, or its error."""
+
+    def body():
+        mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
+        return fn()
+
+    return call_in_namespaces(body, CloneFlags.NEWNS)
+
+
+def run_captured(store: Store, name: str, tmp_path: Path, **kw) -> tuple[int, str]:
+    """run_image in a child; (exit code, what the container wrote on stdout and stderr)."""
+    out = tmp_path / f"out-{os.urandom(4).hex()}"
+
+    def body():
+        with open(out, "wb") as f:
+            return run_image(store, name, network="none", stdout=f, stderr=f, **kw)
+
+    code = in_child(body)
+    return code, out.read_text()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    """A store with the embedded busybox and ``test/app:1`` built on it: a layer with a user
+    ``app`` (uid 1000), /srv/data.txt, and a config with Entrypoint, Cmd, Env, WorkingDir, User."""
+    root = tmp_path_factory.mktemp("run-store")
+    s = Store.open(root / "store")
+    base = s.load(BUSYBOX)
+    files = root / "layer"
+    (files / "etc").mkdir(parents=True)
+    (files / "srv").mkdir()
+    lower = s.lowers(base)[0]
+    (files / "etc/passwd").write_text((lower / "etc/passwd").read_text() + "app:x:1000:1000:app:/srv:/bin/sh\n")
+    (files / "srv/data.txt").write_text("from the image\n")
+    image = base.append_layer(layer_from_directory(files, root / "blobs"), created_by="test layer")
+    image = image.with_config(
+        env=[PATH, "GREETING=hello", "MODE=image"],
+        entrypoint=["/bin/echo", "entry:"],
+        cmd=["default", "cmd"],
+        working_dir="/srv",
+        user="app",
+    )
+    s.commit(image, [APP])
+    return s
+
+
+# -- Docker's rules, pure -----------------------------------------------------------------------
+
+
+def test_command_is_entrypoint_plus_cmd_or_override():
+    cfg = {"config": {"Entrypoint": ["/bin/echo", "e"], "Cmd": ["c1", "c2"]}}
+    assert container_command(cfg, None, None) == ["/bin/echo", "e", "c1", "c2"]
+    assert container_command(cfg, ["x"], None) == ["/bin/echo", "e", "x"]
+    # --entrypoint drops the image's Cmd; '' clears the entrypoint
+    assert container_command(cfg, None, ["/bin/sh"]) == ["/bin/sh"]
+    assert container_command(cfg, ["ls"], [""]) == ["ls"]
+    with pytest.raises(ContainerRunError, match="no command"):
+        container_command({"config": {}}, None, None)
+
+
+def test_env_merges_image_then_flags_in_place(monkeypatch):
+    monkeypatch.setenv("FROM_CALLER", "yes")
+    monkeypatch.delenv("UNSET_THING", raising=False)
+    got = merge_env([PATH, "A=1", "B=2"], ["B=3", "C=4", "FROM_CALLER", "UNSET_THING"])
+    assert got == [PATH, "A=1", "B=3", "C=4", "FROM_CALLER=yes"]
+
+
+# -- run_image ----------------------------------------------------------------------------------
+
+
+def test_image_entrypoint_and_cmd_run(store, tmp_path):
+    code, out = run_captured(store, APP, tmp_path)
+    assert (code, out) == (0, "entry: default cmd\n")
+
+
+def test_command_replaces_cmd_and_keeps_entrypoint(store, tmp_path):
+    code, out = run_captured(store, APP, tmp_path, command=["given", "args"])
+    assert (code, out) == (0, "entry: given args\n")
+
+
+def test_entrypoint_override_env_workdir_and_user_from_image(store, tmp_path):
+    script = 'echo "$GREETING $MODE $EXTRA"; pwd; id -u; id -un; cat data.txt'
+    code, out = run_captured(store, APP, tmp_path, entrypoint=["/bin/sh", "-c"], command=[script],
+                             env=["MODE=flag", "EXTRA=x"])
+    assert code == 0
+    assert out.splitlines() == ["hello flag x", "/srv", "1000", "app", "from the image"]
+
+
+def test_workdir_and_user_flags_override_the_image(store, tmp_path):
+    code, out = run_captured(store, APP, tmp_path, entrypoint=["sh"], command=["-c", "pwd; id -u"],
+                             workdir="/tmp", user="0")
+    assert (code, out.split()) == (0, ["/tmp", "0"])
+
+
+def test_exit_code_passes_through(store, tmp_path):
+    code, _ = run_captured(store, BUSYBOX, tmp_path, command=["sh", "-c", "exit 7"])
+    assert code == 7
+
+
+def test_container_sees_hostname_pid1_and_the_image_rootfs(store, tmp_path):
+    code, out = run_captured(store, BUSYBOX, tmp_path, hostname="box",
+                             command=["sh", "-c", "hostname; echo $$; ls /; cat /etc/hostname"])
+    lines = out.split()
+    assert code == 0
+    assert lines[0] == "box" and lines[1] == "1"
+    assert {"bin", "etc", "proc", "dev", "sys"} <= set(lines[2:])
+    assert lines[-1] == "box"
+
+
+def test_container_writes_never_change_the_image(store, tmp_path):
+    image = store.load(APP)
+    lowers = store.lowers(image)
+    before = [describe_tree(p) for p in lowers]
+    changes = "echo changed > /srv/data.txt; rm /bin/ls; mkdir /new; echo hi > /new/file"
+    code, _ = run_captured(store, APP, tmp_path, entrypoint=["sh", "-c"], command=[changes], user="0", rm=False)
+    assert code == 0
+    assert [describe_tree(p) for p in lowers] == before  # the snapshots are untouched
+    # the next container starts from the image again
+    code, out = run_captured(store, APP, tmp_path, entrypoint=["sh", "-c"],
+                             command=["cat /srv/data.txt; ls /bin/ls; ls /new 2>&1 | wc -l"])
+    assert code == 0 and out.splitlines()[:2] == ["from the image", "/bin/ls"]
+    # without rm the container's upper dir stays in the store, with exactly the changes
+    kept = [d for d in (store.path / "containers").iterdir() if (d / "container.json").exists()]
+    uppers = [d / "upper" for d in kept if (d / "upper/new/file").exists()]
+    assert len(uppers) == 1
+    upper = uppers[0]
+    assert (upper / "srv/data.txt").read_text() == "changed\n"
+    assert os.lstat(upper / "bin/ls").st_rdev == 0 and not (upper / "bin/ls").is_file()  # a whiteout
+    assert sorted(p.name for p in upper.parent.iterdir()) == ["container.json", "upper"]
+    assert not any(line.split()[4].startswith(str(store.path)) for line in open("/proc/self/mountinfo"))
+
+
+def test_rm_leaves_no_container_behind(store, tmp_path):
+    existing = set((store.path / "containers").glob("*")) if (store.path / "containers").exists() else set()
+    code, out = run_captured(store, BUSYBOX, tmp_path, command=["sh", "-c", "echo x > /x; cat /x"], rm=True)
+    assert (code, out) == (0, "x\n")
+    assert set((store.path / "containers").glob("*")) == existing
+
+
+def test_unknown_image_is_a_clear_error(store, tmp_path):
+    with pytest.raises(Exception, match="no-such/image"):
+        run_captured(store, "no-such/image:1", tmp_path)
+
+
+# -- Container, as the builder's RUN uses it ----------------------------------------------------
+
+
+def test_container_changes_become_a_layer(store, tmp_path):
+    lowers = store.lowers(store.load(BUSYBOX))
+
+    def body():
+        with Container(lowers, tmp_path / "c") as c:
+            code = c.run(["sh", "-c", "mkdir -p /app && echo v1 > /app/v && rm /etc/group"])
+            with open(tmp_path / "layer.tar.gz", "wb") as f:
+                info = c.write_changes(f, "gzip")
+            changes = [str(ch) for ch in c.changes()]
+        return code, info, changes, (tmp_path / "c").exists()
+
+    code, info, changes, left = in_child(body)
+    assert code == 0 and not left
+    assert changes == ["A app", "A app/v", "C etc", "D etc/group"]
+    with tarfile.open(tmp_path / "layer.tar.gz") as tf:
+        names = tf.getnames()
+        assert names == ["app", "app/v", "etc", "etc/.wh.group"]
+        assert tf.extractfile("app/v").read() == b"v1\n"
+    assert info.digest.startswith("sha256:") and info.diff_id != info.digest
+
+
+def test_a_step_that_writes_nothing_has_no_changes(store, tmp_path):
+    """/etc/hosts, /proc, ... come from the init layer, not the upper dir (Docker's -init)."""
+    lowers = store.lowers(store.load(BUSYBOX))
+
+    def body():
+        with Container(lowers, tmp_path / "c") as c:
+            code = c.run(["true"], network="none")
+            return code, [str(ch) for ch in c.changes()], sorted(os.listdir(c.upper))
+
+    assert in_child(body) == (0, [], [])
+
+
+def test_container_from_scratch_runs_a_bind_mounted_binary(tmp_path):
+    """No lowers (FROM scratch): the init layer alone is the root; busybox comes in by a mount."""
+    from part6_runtime import Mount
+
+    mounts = [Mount("/bin/busybox", source="/usr/bin/busybox", options=("rbind", "ro"))]
+
+    def body():
+        with Container([], tmp_path / "c", mounts=mounts) as c:
+            code = c.run(["/bin/busybox", "sh", "-c", "/bin/busybox echo made > /made"])
+            return code, [str(ch) for ch in c.changes()]
+
+    code, changes = in_child(body)
+    assert code == 0
+    assert changes == ["A made"]
+
+
+def test_container_cleans_up_when_the_command_cannot_start(store, tmp_path):
+    lowers = store.lowers(store.load(BUSYBOX))
+
+    def body():
+        try:
+            with Container(lowers, tmp_path / "c") as c:
+                c.run(["/no/such/program"])
+        except ContainerRunError as e:
+            return str(e), (tmp_path / "c").exists(), c.mounted
+        return "no error", None, None
+
+    message, left, mounted = in_child(body)
+    assert "exec" in message and "/no/such/program" in message
+    assert left is False and mounted is False
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def capstone(store_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_run_prints_output_and_returns_the_exit_code(store):
+    r = capstone(store.path, "run", "--rm", "--network", "none", "-e", "WHO=cli", BUSYBOX,
+                 "sh", "-c", "echo hi $WHO; exit 3")
+    assert (r.returncode, r.stdout) == (3, "hi cli\n"), r.stderr
+
+
+def test_cli_run_without_rm_prints_the_kept_container(store):
+    r = capstone(store.path, "run", "--network", "none", "-w", "/tmp", APP)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "entry: default cmd\n"
+    cid = r.stderr.split("container ", 1)[1].split()[0]
+    assert len(cid) == 12
+    assert any(d.name.startswith(cid) for d in (store.path / "containers").iterdir())
+
+
+def test_cli_run_unknown_image_fails_with_one_line(store):
+    r = capstone(store.path, "run", "--rm", "--network", "none", "nothing/here:1")
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1 and "nothing/here" in r.stderr
+
+
+def test_cli_run_with_a_terminal(store):
+    """-t: the command's stdio is a pty from the container's own devpts, and TERM is set."""
+    inner = (f"{sys.executable} -m capstone --store {store.path} run --rm -t -i --network none {BUSYBOX} "
+             "sh -c 'tty; echo $TERM; echo $HOSTNAME'")
+    r = subprocess.run(["script", "-qec", inner, "/dev/null"], cwd=REPO, capture_output=True, text=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    lines = r.stdout.replace("\r", "").splitlines()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert lines[:2] == ["/dev/pts/0", "xterm"]
+    assert len(lines[2]) == 12  # the short container id is the hostname
+
+
+def test_a_container_that_cannot_start_is_not_kept(store, tmp_path):
+    before = set((store.path / "containers").glob("*")) if (store.path / "containers").exists() else set()
+    with pytest.raises(Exception, match="no-such-program"):
+        run_captured(store, BUSYBOX, tmp_path, command=["no-such-program"], rm=False)
+    assert set((store.path / "containers").glob("*")) == before
