@@ -1,13 +1,17 @@
 """Chapter script: ``python -m part2_manual_oci --out DIR [--tag TAG] [--archive FILE]``.
 
 Builds a runnable busybox image by hand and narrates every step with the digests it computes.
+Errors are one line on stderr and exit code 1 (2 for usage errors); outputs that cannot be
+written are refused before any work is done.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from part1_overview import Narrator
@@ -106,8 +110,52 @@ def narrate_step(n: Narrator, name: str, facts: dict) -> None:
         n.fact("ref", f"{desc.ref_name} -> {desc.digest}")
 
 
+PROG = "python -m part2_manual_oci"
+
+
+def _oserror(e: OSError) -> str:
+    """``PATH: strerror``: one line naming the file, whatever the OSError."""
+    if e.filename is not None:
+        return f"{os.fsdecode(e.filename)}: {e.strerror or e}"
+    return e.strerror or str(e)
+
+
+def _probe_writable(directory: Path, what: str) -> None:
+    """Make and remove a temporary entry in ``directory``: the one honest writability check
+    (as root, os.access says yes to read-only mounts and to /proc)."""
+    try:
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".part2-probe-"):
+            pass
+    except OSError as e:
+        raise LayoutError(f"{what}: cannot write in {directory} ({e.strerror})") from None
+
+
+def check_outputs(out: Path, archive: Path | None) -> None:
+    """Refuse, before any work, outputs that cannot be written: nothing is left half-made."""
+    if out.exists():
+        if not out.is_dir():
+            raise LayoutError(f"{out}: not a directory")
+        if any(out.iterdir()) and not (out / "oci-layout").is_file():
+            raise LayoutError(f"{out}: not empty and not an OCI image layout; give a new or empty directory, or a layout to add to")
+        _probe_writable(out, str(out))
+    else:
+        ancestor = out.absolute().parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise LayoutError(f"{out}: {ancestor} is not a directory")
+        _probe_writable(ancestor, str(out))
+    if archive is not None:
+        if archive.is_dir():
+            raise LayoutError(f"{archive}: is a directory; an oci-archive is a file")
+        parent = archive.absolute().parent
+        if not parent.is_dir():
+            raise LayoutError(f"{archive}: no such directory {parent}")
+        _probe_writable(parent, str(archive))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m part2_manual_oci", description="Build a runnable busybox OCI image by hand, narrating each step.")
+    parser = argparse.ArgumentParser(prog=PROG, description="Build a runnable busybox OCI image by hand, narrating each step.")
     parser.add_argument("--out", required=True, type=Path, help="the OCI image layout directory to write (created or added to)")
     parser.add_argument("--tag", default="latest", help="the ref name in index.json (default: latest)")
     parser.add_argument("--archive", type=Path, help="also write the layout as an oci-archive (a plain tar) to FILE")
@@ -115,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep rootfs/, layer.tar and layer.tar.gz in this directory")
     args = parser.parse_args(argv)
 
+    try:
+        check_outputs(args.out, args.archive)
+    except LayoutError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
     n = Narrator()
     n.title("Part 2: an OCI image by hand")
     try:
@@ -133,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
             n.say("An oci-archive is just a tar of the layout directory.")
             n.fact("archive", f"{args.archive} ({args.archive.stat().st_size} bytes)")
             n.command(f"skopeo inspect oci-archive:{args.archive}:{args.tag}")
-    except (LayoutError, DigestError, OSError) as e:
-        print(f"python -m part2_manual_oci: {e}", file=sys.stderr)
+    except (LayoutError, DigestError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{PROG}: error: {_oserror(e)}", file=sys.stderr)
         return 1
 
     n.step("check it with real tools")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tarfile
 import tempfile
@@ -16,15 +17,14 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator
 
 from .errors import ArchiveError
+from .hostinfo import source_date_epoch as _source_date_epoch
 from .layout import TEMP_PREFIX, OCILayout
 
 CHUNK = 1 << 20
 
 
-def _epoch(source_date_epoch: int | None) -> int:
-    if source_date_epoch is not None:
-        return source_date_epoch
-    return int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+def _epoch(value: int | None) -> int:
+    return _source_date_epoch(value)  # $SOURCE_DATE_EPOCH (a LayoutError if not an integer), else 0
 
 
 def _layout_entries(root: Path) -> list[tuple[str, Path]]:
@@ -52,7 +52,12 @@ def write_oci_archive(layout_dir: str | os.PathLike, out_file: str | os.PathLike
         _write_tar(layout.path, out_file, _epoch(source_date_epoch))
         return
     out_path = Path(out_file)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
+    if out_path.is_dir():
+        raise ArchiveError(f"{out_path}: is a directory; an oci-archive is a file")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
+    except OSError as e:
+        raise ArchiveError(f"{out_path}: cannot write the oci-archive ({e.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             _write_tar(layout.path, f, _epoch(source_date_epoch))
@@ -88,6 +93,8 @@ def _write_tar(root: Path, out: BinaryIO, mtime: int) -> None:
 def _safe_name(name: str, archive: str) -> PurePosixPath | None:
     """The member's relative path, None for the archive's root entry; ArchiveError if unsafe."""
     path = PurePosixPath(name)
+    if "\0" in name:
+        raise ArchiveError(f"{archive}: member {name!r}: NUL byte in name")
     if path.is_absolute():
         raise ArchiveError(f"{archive}: member {name!r}: absolute name")
     parts = [p for p in path.parts if p != "."]
@@ -101,19 +108,46 @@ def extract_oci_archive(file: str | os.PathLike | BinaryIO, dest: str | os.PathL
 
     Only regular files and directories are accepted; links, devices, absolute names and
     ``..`` raise ArchiveError. The archive is read as a stream (plain or compressed tar).
+    On any failure ``dest`` is left as it was: removed if this call made it, else emptied.
     """
     dest = Path(dest)
-    label = getattr(file, "name", None) or str(file)
-    dest.mkdir(parents=True, exist_ok=True)
+    if hasattr(file, "read"):
+        name = getattr(file, "name", None)
+        label = name if isinstance(name, str) else "oci-archive stream"
+    else:
+        label = os.fspath(file)
+    created = not dest.exists()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArchiveError(f"{dest}: cannot create ({e.strerror})") from None
     if any(dest.iterdir()):
         raise ArchiveError(f"{dest}: not empty; an oci-archive is extracted into a new directory")
     try:
+        _extract_members(file, dest, label)
+        return OCILayout.open(dest)
+    except BaseException:
+        # only files and directories were made (never a symlink): rmtree cannot stray
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            for child in dest.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        raise
+
+
+def _extract_members(file: str | os.PathLike | BinaryIO, dest: Path, label: str) -> None:
+    try:
         tar = tarfile.open(fileobj=file, mode="r|*") if hasattr(file, "read") else tarfile.open(file, mode="r|*")
-    except (tarfile.TarError, OSError) as e:
+    except tarfile.TarError as e:
         raise ArchiveError(f"{label}: not a tar archive ({e})") from None
+    except OSError as e:
+        raise ArchiveError(f"{label}: {e.strerror or e}") from None
     with tar:
+        member_name = None
         try:
             for member in tar:
+                member_name = member.name
                 rel = _safe_name(member.name, label)
                 if rel is None:
                     continue
@@ -134,7 +168,10 @@ def extract_oci_archive(file: str | os.PathLike | BinaryIO, dest: str | os.PathL
             raise ArchiveError(f"{label}: broken tar ({e})") from None
         except (NotADirectoryError, IsADirectoryError, FileExistsError) as e:
             raise ArchiveError(f"{label}: conflicting members at {e.filename}") from None
-    return OCILayout.open(dest)
+        except (OSError, EOFError) as e:
+            where = f"member {member_name!r}" if member_name is not None else "reading"
+            detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise ArchiveError(f"{label}: {where}: {detail}") from None
 
 
 @contextlib.contextmanager

@@ -6,7 +6,8 @@
 
 ``pack`` prints the layer's digest, diff_id and size; ``unpack`` applies layers in order
 (lowest first) onto DEST, whiteouts included. ``SOURCE_DATE_EPOCH`` in the environment is used
-when ``--source-date-epoch`` is not given.
+when ``--source-date-epoch`` is not given. Errors are one line on stderr, exit code 1 (2 for
+usage errors); a failed ``pack`` leaves no OUT, a failed ``unpack`` into a new DEST no DEST.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .blobinfo import layer_info
 from .compression import gzip_backend
 from .errors import LayerError
 from .extract import apply_layers
-from .writer import LayerWriter, write_layer
+from .writer import LayerInfo, LayerWriter, write_layer
 
 #: the demo's fixed time (2023-11-14 22:13:20 UTC): every mtime of the demo tree, so the
 #: digests it prints are the same on every run and every machine with the same gzip backend
@@ -184,8 +185,87 @@ def demo(n: Narrator, workdir: str, *, keep: bool = True) -> None:
     n.done("packed, digested, and applied two layers")
 
 
+PROG = "python -m part4_tar"
+
+
+def _oserror(exc: OSError) -> str:
+    """``PATH: strerror``: one line naming the file, whatever the OSError."""
+    if exc.filename is not None:
+        return f"{os.fsdecode(exc.filename)}: {exc.strerror or exc}"
+    return exc.strerror or str(exc)
+
+
+def pack(src: str, out: str, compression: str, source_date_epoch: int | None) -> LayerInfo:
+    """Pack ``src`` into the file ``out``, atomically: a temp file next to it, renamed when
+    complete, so a failed pack leaves no blob (and an existing ``out`` untouched)."""
+    if not os.path.isdir(src):
+        raise LayerError(f"{src}: {'not a directory' if os.path.exists(src) else 'no such directory'}")
+    out_dir = os.path.dirname(os.path.abspath(out))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{os.path.basename(out)}.")
+    except OSError as exc:
+        raise LayerError(f"cannot write {out}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            info = write_layer(src, f, compression, source_date_epoch=source_date_epoch)
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return info
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def unpack(layers: list[str], dest: str, *, whiteouts: bool = True) -> None:
+    """Apply ``layers`` onto ``dest``. A new ``dest`` appears only when every layer applied:
+    they are extracted into a temporary directory next to it, renamed at the end. An existing
+    ``dest`` is applied onto in place (a failure then leaves it part-way)."""
+    from .extract import extract_layer
+
+    for layer in layers:
+        if not os.path.isfile(layer):
+            raise LayerError(f"{layer}: {'not a file' if os.path.exists(layer) else 'no such file'}")
+    target = dest
+    fresh = not os.path.lexists(dest)
+    if not fresh and not os.path.isdir(dest):
+        raise LayerError(f"{dest}: not a directory")
+    if fresh:
+        parent = os.path.dirname(os.path.abspath(dest))
+        try:
+            target = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(dest)}.")
+            os.chmod(target, 0o755 & ~_umask())
+        except OSError as exc:
+            raise LayerError(f"cannot create {dest}: {exc.strerror}") from exc
+    try:
+        if whiteouts:
+            apply_layers(layers, target)
+        else:
+            for layer in layers:
+                with open(layer, "rb") as f:
+                    try:
+                        extract_layer(f, target, whiteouts=False)
+                    except LayerError as exc:
+                        raise LayerError(f"{layer}: {exc}") from exc
+        if fresh:
+            os.rename(target, dest)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m part4_tar", description="Layers as tar streams.")
+    p = argparse.ArgumentParser(prog=PROG, description="Layers as tar streams.")
     sub = p.add_subparsers(dest="command")
     d = sub.add_parser("demo", help="the narrated chapter demo (the default)")
     d.add_argument("--workdir", help="where to leave the demo's files (default: a temporary directory)")
@@ -208,28 +288,20 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     sde = int(os.environ["SOURCE_DATE_EPOCH"])
                 except ValueError:
-                    p.error(f"SOURCE_DATE_EPOCH={os.environ['SOURCE_DATE_EPOCH']!r} is not an integer")
-            with open(args.out, "wb") as f:
-                info = write_layer(args.src, f, args.compression, source_date_epoch=sde)
+                    pk.error(f"SOURCE_DATE_EPOCH={os.environ['SOURCE_DATE_EPOCH']!r} is not an integer")
+            info = pack(args.src, args.out, args.compression, sde)
             n.fact("digest", info.digest)
             n.fact("diff_id", info.diff_id)
             n.fact("size", info.size)
             n.fact("media_type", info.media_type)
         elif args.command == "unpack":
-            if args.no_whiteouts:
-                from .extract import extract_layer
-
-                for layer in args.layers:
-                    with open(layer, "rb") as f:
-                        extract_layer(f, args.dest, whiteouts=False)
-            else:
-                apply_layers(args.layers, args.dest)
+            unpack(args.layers, args.dest, whiteouts=not args.no_whiteouts)
             n.fact("unpacked", f"{len(args.layers)} layer(s) into {args.dest}")
         else:
             if getattr(args, "workdir", None):
+                if os.path.exists(args.workdir) and (not os.path.isdir(args.workdir) or os.listdir(args.workdir)):
+                    d.error(f"--workdir {args.workdir} is not an empty directory")
                 os.makedirs(args.workdir, exist_ok=True)
-                if os.listdir(args.workdir):
-                    p.error(f"--workdir {args.workdir} is not empty")
                 demo(n, args.workdir)
             else:
                 workdir = tempfile.mkdtemp(prefix="part4-")
@@ -237,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
                     demo(n, workdir, keep=False)
                 finally:
                     shutil.rmtree(workdir, ignore_errors=True)
-    except (LayerError, OSError) as exc:
-        n.warn(f"error: {exc}")
+    except LayerError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: error: {_oserror(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import tarfile
+from collections import deque
 from typing import BinaryIO, Iterable
 
 from .compression import open_decompressed, read_head
@@ -34,17 +34,59 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 #: the Linux limit on symlinks followed in one path lookup
 MAX_SYMLINKS = 40
+#: the Linux limit on the length of a path name
+PATH_MAX = 4096
 CHUNK = 1 << 20
 
+#: ids are 32-bit; (uid_t)-1 means "leave unchanged" to chown, so it is no owner either
+MAX_ID = 2**32 - 2
+#: overlayfs bookkeeping (opaque, redirect, metacopy, origin...): never image content, and on a
+#: directory later used as an overlay lower dir it would change what the overlay shows
+PRIVATE_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _show(name: str) -> str:
+    """An entry name for a message: quoted, and shortened when it is very long (one line)."""
+    if len(name) > 160:
+        name = f"{name[:100]}...{name[-40:]}"
+    return repr(name)
 
 
 def split_name(name: str, what: str = "layer entry") -> list[str]:
     """The parts of an archive name, relative to the root; ``..`` raises UnsafeArchiveError."""
+    if "\0" in name:
+        # no file name holds a NUL; a PAX path with one would be cut short by C code
+        raise UnsafeArchiveError(f"{what} {_show(name)}: NUL byte in the name")
+    if len(name) > PATH_MAX // 4 and len(name.encode("utf-8", "surrogateescape")) > PATH_MAX:
+        # what path-based tools (tar, Go's os package) can create at all; it also bounds the
+        # depth, and with it the work and memory one entry can cost
+        raise LayerError(f"{what} {_show(name)}: longer than PATH_MAX ({PATH_MAX} bytes)")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafeArchiveError(f"{what} {name!r}: '..' would escape the root")
+        raise UnsafeArchiveError(f"{what} {_show(name)}: '..' would escape the root")
     return parts
+
+
+def _id(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _climb(fd: int, expected: tuple[int, int], what: str) -> int:
+    """Open ``..`` of the directory ``fd``, check it is the one we came from, close ``fd``.
+
+    Walks keep one directory open at a time and climb back through ``..``, so a hostile layer
+    nesting thousands of directories costs neither thousands of descriptors nor recursion. On
+    an error ``fd`` stays open (the caller closes it).
+    """
+    up = os.open("..", _LIST_FLAGS, dir_fd=fd)
+    if _id(os.fstat(up)) != expected:
+        os.close(up)
+        raise LayerError(f"{what}: a directory was moved during extraction")
+    os.close(fd)
+    return up
 
 
 class _Root:
@@ -53,6 +95,7 @@ class _Root:
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.id = _id(os.fstat(self.fd))
         self.is_root = os.geteuid() == 0
 
     def close(self) -> None:
@@ -62,59 +105,67 @@ class _Root:
         """Open the directory ``parts`` (symlinks followed inside the root) -> (fd, real parts).
 
         Missing directories are created (mode 0755) when ``create``; otherwise None is returned.
-        The caller closes the fd (which may be a dup of the root's).
+        The caller closes the fd. One directory is open at a time: ``..`` (from a symlink's
+        target) climbs back through the directory's real parent, never above the root.
         """
-        todo = list(parts)
-        stack: list[tuple[str, int]] = []  # (real name, fd)
+        todo = deque(parts)
+        names: list[str] = []  # the real path so far, below the root
+        ids: list[tuple[int, int]] = []  # (st_dev, st_ino) of each directory of ``names``
         follows = 0
-
-        def cur() -> int:
-            return stack[-1][1] if stack else self.fd
-
+        fd = os.dup(self.fd)
         try:
             while todo:
-                part = todo.pop(0)
+                part = todo.popleft()
                 if part in ("", "."):
                     continue
                 if part == "..":
                     # ".." never climbs above the root: the root is its own parent, as in chroot
-                    if stack:
-                        os.close(stack.pop()[1])
+                    if names:
+                        names.pop()
+                        ids.pop()
+                        fd = _climb(fd, ids[-1] if ids else self.id, f"layer entry {_show(entry)}")
                     continue
                 try:
-                    fd = os.open(part, _DIR_FLAGS, dir_fd=cur())
+                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
+                        os.close(fd)
                         return None
                     # a parent the layer did not list: created like Docker does, 0755 whatever the umask
-                    os.mkdir(part, 0o755, dir_fd=cur())
-                    fd = os.open(part, _DIR_FLAGS, dir_fd=cur())
-                    os.chmod(f"/proc/self/fd/{fd}", 0o755)
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                    os.chmod(f"/proc/self/fd/{nfd}", 0o755)
                 except OSError as exc:
                     if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
                         raise
-                    st = os.stat(part, dir_fd=cur(), follow_symlinks=False)
+                    st = os.stat(part, dir_fd=fd, follow_symlinks=False)
                     if not stat.S_ISLNK(st.st_mode):
                         if not create:
+                            os.close(fd)
                             return None
-                        where = "/".join([n for n, _ in stack] + [part])
-                        raise LayerError(f"layer entry {entry!r}: {where!r} is not a directory")
+                        where = "/".join(names + [part])
+                        raise LayerError(f"layer entry {_show(entry)}: {_show(where)} is not a directory")
                     follows += 1
                     if follows > MAX_SYMLINKS:
-                        raise UnsafeArchiveError(f"layer entry {entry!r}: too many levels of symbolic links (a symlink loop)")
-                    target = os.readlink(part, dir_fd=cur())
+                        raise UnsafeArchiveError(f"layer entry {_show(entry)}: too many levels of symbolic links (a symlink loop)")
+                    target = os.readlink(part, dir_fd=fd)
                     if target.startswith("/"):
                         # an absolute symlink means the root of the image, not of the host
-                        while stack:
-                            os.close(stack.pop()[1])
-                    todo[:0] = target.split("/")
+                        top = os.dup(self.fd)
+                        os.close(fd)
+                        fd = top
+                        names.clear()
+                        ids.clear()
+                    todo.extendleft(reversed(target.split("/")))
                     continue
-                stack.append((part, fd))
-            fd = os.dup(cur())
-            return fd, tuple(n for n, _ in stack)
-        finally:
-            for _, fd in stack:
                 os.close(fd)
+                fd = nfd
+                names.append(part)
+                ids.append(_id(os.fstat(fd)))
+            return fd, tuple(names)
+        except BaseException:
+            os.close(fd)
+            raise
 
 
 def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
@@ -126,17 +177,60 @@ def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
 
 def _remove(name: str, dir_fd: int, st: os.stat_result) -> None:
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=dir_fd)  # the fd-based rmtree: never follows symlinks
+        _remove_tree(name, dir_fd)
     else:
         os.unlink(name, dir_fd=dir_fd)
+
+
+def _remove_tree(name: str, parent_fd: int) -> None:
+    """``rm -rf`` of the directory ``name`` in ``parent_fd``: never follows a symlink.
+
+    Iterative, with one directory open at a time (``shutil.rmtree`` recurses: a layer that
+    nests a few thousand directories would crash it).
+    """
+    top = _id(os.fstat(parent_fd))
+    fd = os.open(name, _LIST_FLAGS, dir_fd=parent_fd)
+    # per level: [name, (dev, ino), subdirectories still to remove, or None before listing]
+    levels: list[list] = [[name, _id(os.fstat(fd)), None]]
+    try:
+        while levels:
+            level = levels[-1]
+            if level[2] is None:
+                subdirs = []
+                for child in os.listdir(fd):
+                    st = _lstat(child, fd)
+                    if st is None:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        subdirs.append(child)
+                    else:
+                        os.unlink(child, dir_fd=fd)
+                level[2] = subdirs
+            if level[2]:
+                child = level[2].pop()
+                nfd = os.open(child, _LIST_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+                levels.append([child, _id(os.fstat(fd)), None])
+                continue
+            levels.pop()
+            fd = _climb(fd, levels[-1][1] if levels else top, f"removing {_show(name)}")
+            os.rmdir(level[0], dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
     out = {}
     for key, value in member.pax_headers.items():
         if key.startswith("SCHILY.xattr."):
+            name = key[len("SCHILY.xattr."):]
+            if "\0" in name or not name:
+                raise LayerError(f"layer entry {_show(member.name)}: invalid extended attribute name {name!r}")
+            if name.startswith(PRIVATE_XATTR_PREFIXES):
+                continue
             # tarfile decodes values as UTF-8 with surrogateescape: this gives the bytes back
-            out[key[len("SCHILY.xattr."):]] = value.encode("utf-8", "surrogateescape")
+            out[name] = value.encode("utf-8", "surrogateescape")
     return out
 
 
@@ -183,6 +277,10 @@ class _Extractor:
     def entry(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         parts = split_name(m.name)
         base = parts[-1] if parts else ""
+        if (m.issym() or m.islnk()) and "\0" in m.linkname:
+            raise UnsafeArchiveError(f"layer entry {_show(m.name)}: NUL byte in the link target")
+        if not (0 <= m.uid <= MAX_ID and 0 <= m.gid <= MAX_ID):
+            raise LayerError(f"layer entry {_show(m.name)}: owner {m.uid}:{m.gid} is out of range")
         if self.whiteouts and base.startswith(WHITEOUT_PREFIX):
             if base == OPAQUE:
                 self.opaque(parts[:-1], m.name)
@@ -193,7 +291,7 @@ class _Extractor:
             return
         if not parts:
             if not m.isdir():
-                raise UnsafeArchiveError(f"layer entry {m.name!r}: a {_kind(m)} cannot replace the root")
+                raise UnsafeArchiveError(f"layer entry {_show(m.name)}: a {_kind(m)} cannot replace the root")
             self.root_dir(m)
             return
         pfd, real_parent = self._resolve_parent(parts[:-1], m.name)
@@ -210,7 +308,7 @@ class _Extractor:
             elif m.isfifo() or m.ischr() or m.isblk():
                 self.special(m, pfd, base)
             else:
-                raise LayerError(f"layer entry {m.name!r}: unsupported tar entry type {m.type!r}")
+                raise LayerError(f"layer entry {_show(m.name)}: unsupported tar entry type {m.type!r}")
             self._touch(real)
         finally:
             os.close(pfd)
@@ -228,10 +326,19 @@ class _Extractor:
     def _own(self, m: tarfile.TarInfo, *, fd: int | None = None, name: str | None = None, dir_fd: int | None = None) -> None:
         if not self.root.is_root:
             return  # only root may give files away; a rootless extraction keeps its own ids
-        if fd is not None:
-            os.fchown(fd, m.uid, m.gid)
-        else:
-            os.chown(name, m.uid, m.gid, dir_fd=dir_fd, follow_symlinks=False)
+        try:
+            if fd is not None:
+                os.fchown(fd, m.uid, m.gid)
+            else:
+                os.chown(name, m.uid, m.gid, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # root of a user namespace: ids outside its uid_map/gid_map cannot be given
+            raise LayerError(
+                f"layer entry {_show(m.name)}: cannot give it owner {m.uid}:{m.gid}: "
+                "not mapped in this user namespace"
+            ) from None
 
     def _set_xattrs(self, m: tarfile.TarInfo, target) -> None:
         for key, value in _xattrs(m).items():
@@ -245,7 +352,7 @@ class _Extractor:
                     # unprivileged: security.* and trusted.* are not ours to set; and the kernel
                     # refuses user.* attributes on symlinks, even to root
                     continue
-                raise LayerError(f"layer entry {m.name!r}: setting extended attribute {key}: {exc.strerror}") from exc
+                raise LayerError(f"layer entry {_show(m.name)}: setting extended attribute {key}: {exc.strerror}") from exc
 
     def regular(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, base: str) -> None:
         self._replace(pfd, base)
@@ -300,17 +407,17 @@ class _Extractor:
         # links the symlink itself)
         tparts = split_name(m.linkname, "hard link target of")
         if not tparts:
-            raise UnsafeArchiveError(f"layer entry {m.name!r}: hard link to the root directory")
+            raise UnsafeArchiveError(f"layer entry {_show(m.name)}: hard link to the root directory")
         walked = self.root.walk(tparts[:-1], m.name, create=False)
         if walked is None:
-            raise LayerError(f"layer entry {m.name!r}: hard link target {m.linkname!r} does not exist")
+            raise LayerError(f"layer entry {_show(m.name)}: hard link target {_show(m.linkname)} does not exist")
         tfd, _ = walked
         try:
             tst = _lstat(tparts[-1], tfd)
             if tst is None:
-                raise LayerError(f"layer entry {m.name!r}: hard link target {m.linkname!r} does not exist")
+                raise LayerError(f"layer entry {_show(m.name)}: hard link target {_show(m.linkname)} does not exist")
             if stat.S_ISDIR(tst.st_mode):
-                raise UnsafeArchiveError(f"layer entry {m.name!r}: hard link to a directory ({m.linkname!r})")
+                raise UnsafeArchiveError(f"layer entry {_show(m.name)}: hard link to a directory ({_show(m.linkname)})")
             st = _lstat(base, pfd)
             if st is not None:
                 if (st.st_dev, st.st_ino) == (tst.st_dev, tst.st_ino):
@@ -330,7 +437,7 @@ class _Extractor:
                 os.mknod(base, 0o600 | kind, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
             except PermissionError:
                 raise LayerError(
-                    f"layer entry {m.name!r}: cannot create {_kind(m)} {m.devmajor},{m.devminor}: "
+                    f"layer entry {_show(m.name)}: cannot create {_kind(m)} {m.devmajor},{m.devminor}: "
                     "not permitted here (device nodes need CAP_MKNOD outside a user namespace)"
                 ) from None
         self._own(m, name=base, dir_fd=pfd)
@@ -343,7 +450,7 @@ class _Extractor:
     # -- whiteouts ------------------------------------------------------------------------
     def whiteout(self, dir_parts: list[str], name: str, entry: str) -> None:
         if name in ("", ".", "..") or "/" in name:
-            raise UnsafeArchiveError(f"layer entry {entry!r}: whiteout of {name!r} is not a file name")
+            raise UnsafeArchiveError(f"layer entry {_show(entry)}: whiteout of {name!r} is not a file name")
         walked = self.root.walk(dir_parts, entry, create=False)
         if walked is None:
             return  # nothing below to delete
@@ -368,25 +475,40 @@ class _Extractor:
         self._touch(real)
 
     def _clear_lower(self, dfd: int, real: tuple[str, ...]) -> None:
-        """Remove what this layer did not write under ``real`` (its own entries stay)."""
-        lfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dfd)
+        """Remove what this layer did not write under ``real`` (its own entries stay).
+
+        Depth first without recursion, one directory open at a time (see ``_climb``).
+        """
+        fd = os.open(".", _LIST_FLAGS, dir_fd=dfd)
+        # per level: [real parts, (dev, ino), touched subdirectories still to visit, or None]
+        levels: list[list] = [[real, _id(os.fstat(fd)), None]]
         try:
-            names = os.listdir(lfd)
+            while levels:
+                level = levels[-1]
+                if level[2] is None:
+                    keep = []
+                    for name in os.listdir(fd):
+                        child = level[0] + (name,)
+                        st = _lstat(name, fd)
+                        if st is None:
+                            continue
+                        if child not in self.touched:
+                            self._remove(name, fd, st)
+                        elif stat.S_ISDIR(st.st_mode):
+                            keep.append(name)
+                    level[2] = keep
+                if level[2]:
+                    name = level[2].pop()
+                    nfd = os.open(name, _LIST_FLAGS, dir_fd=fd)
+                    os.close(fd)
+                    fd = nfd
+                    levels.append([level[0] + (name,), _id(os.fstat(fd)), None])
+                    continue
+                levels.pop()
+                if levels:
+                    fd = _climb(fd, levels[-1][1], "opaque directory")
         finally:
-            os.close(lfd)
-        for name in names:
-            child = real + (name,)
-            st = _lstat(name, dfd)
-            if st is None:
-                continue
-            if child not in self.touched:
-                self._remove(name, dfd, st)
-            elif stat.S_ISDIR(st.st_mode):
-                cfd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-                try:
-                    self._clear_lower(cfd, child)
-                finally:
-                    os.close(cfd)
+            os.close(fd)
 
     # -- end ------------------------------------------------------------------------------
     def finish(self) -> None:
@@ -434,8 +556,13 @@ def extract_layer(blob: BinaryIO, root: str | os.PathLike, *, whiteouts: bool = 
     as the plain files they are in the tar stream.
     """
     root = os.fspath(root)
-    os.makedirs(root, exist_ok=True)
-    r = _Root(root)
+    try:
+        os.makedirs(root, exist_ok=True)
+        r = _Root(root)
+    except (FileExistsError, NotADirectoryError):
+        raise LayerError(f"{root}: not a directory") from None
+    except OSError as exc:
+        raise LayerError(f"{root}: cannot extract here: {exc.strerror}") from exc
     ex = _Extractor(r, whiteouts)
     name = None
     try:
@@ -455,10 +582,10 @@ def extract_layer(blob: BinaryIO, root: str | os.PathLike, *, whiteouts: bool = 
     except LayerError:
         raise
     except tarfile.TarError as exc:
-        where = f" after entry {name!r}" if name else ""
+        where = f" after entry {_show(name)}" if name else ""
         raise LayerError(f"not a valid tar stream{where}: {exc}") from exc
     except (OSError, EOFError) as exc:
-        what = f"layer entry {name!r}" if name else f"extracting into {root}"
+        what = f"layer entry {_show(name)}" if name else f"extracting into {root}"
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise LayerError(f"{what}: {detail}") from exc
     finally:
@@ -473,7 +600,11 @@ def apply_layers(blobs: Iterable, root: str | os.PathLike) -> None:
     """
     for blob in blobs:
         if isinstance(blob, (str, bytes, os.PathLike)):
-            with open(blob, "rb") as f:
+            try:
+                f = open(blob, "rb")
+            except OSError as exc:
+                raise LayerError(f"{os.fsdecode(blob)}: {exc.strerror}") from exc
+            with f:
                 try:
                     extract_layer(f, root)
                 except LayerError as exc:

@@ -139,6 +139,17 @@ def _file(name: str, data: bytes = b"x"):
     return add
 
 
+def _pax_path(name: str):
+    """A member whose name is only in a PAX ``path`` record (which may hold any byte)."""
+    def add(tar):
+        info = tarfile.TarInfo("placeholder")
+        info.pax_headers = {"path": name}
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+
+    return add
+
+
 def _special(name: str, kind: bytes, linkname: str = ""):
     def add(tar):
         info = tarfile.TarInfo(name)
@@ -158,6 +169,9 @@ def _special(name: str, kind: bytes, linkname: str = ""):
         ("hardlink", _special("index.json", tarfile.LNKTYPE, "/etc/passwd"), "hard link not allowed"),
         ("device", _special("dev", tarfile.CHRTYPE), "character device not allowed"),
         ("fifo", _special("fifo", tarfile.FIFOTYPE), "fifo not allowed"),
+        ("nul", _pax_path("blobs/sha256/a\0b"), "NUL byte in name"),
+        ("long-name", _file("blobs/" + "n" * 300), "File name too long"),
+        ("file-then-dir", lambda tar: (_file("blobs")(tar), _file("blobs/sha256/x")(tar)), "conflicting members"),
     ],
 )
 def test_extract_oci_archive_refuses_unsafe_members(tmp_path, name, make, message):
@@ -167,7 +181,21 @@ def test_extract_oci_archive_refuses_unsafe_members(tmp_path, name, make, messag
         extract_oci_archive(archive, dest)
     assert not Path("/tmp/part2-escape-abs").exists()
     assert not (tmp_path / "part2-escape").exists()
-    assert sorted(p.name for p in dest.iterdir()) == ["oci-layout"]  # nothing else was created
+    assert not dest.exists()  # made by the call, removed with what it held when it failed
+
+
+def test_failed_extraction_into_an_empty_directory_leaves_it_empty(image, tmp_path):
+    archive = tmp_path / "a.tar"
+    write_oci_archive(image, archive)
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])  # ends inside the layer blob
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArchiveError, match=f"^{cut}: broken tar \\(unexpected end of data\\)$"):
+        extract_oci_archive(cut, tmp_path / "empty")
+    assert list((tmp_path / "empty").iterdir()) == []
+    with pytest.raises(ArchiveError, match="No such file or directory"):
+        extract_oci_archive(tmp_path / "missing.tar", tmp_path / "new")
+    assert not (tmp_path / "new").exists()
 
 
 def test_extract_oci_archive_wants_an_empty_destination(image, tmp_path):
@@ -239,3 +267,41 @@ def test_chapter_script_narrates_every_step_with_its_digests(tmp_path):
     assert archive.is_file()
     bad = run([sys.executable, "-m", "part2_manual_oci", "--out", str(tmp_path / "x"), "--busybox", str(tmp_path / "nope")])
     assert bad.returncode == 1 and "nope: not found; install busybox-static" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def _chapter_error(*args: str) -> str:
+    result = run([sys.executable, "-m", "part2_manual_oci", *args], env={**os.environ, "NO_COLOR": "1"})
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("python -m part2_manual_oci: error: ")
+    return line.removeprefix("python -m part2_manual_oci: error: ")
+
+
+def test_chapter_script_refuses_unwritable_outputs_before_any_work(tmp_path):
+    """One line on stderr naming the path, exit 1, and nothing made: no layout, no archive."""
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full/notes.txt").write_text("not a layout")
+    out = str(tmp_path / "img")
+    assert _chapter_error("--out", str(tmp_path / "a-file")) == f"{tmp_path / 'a-file'}: not a directory"
+    assert _chapter_error("--out", str(tmp_path / "a-file/img")) == f"{tmp_path / 'a-file/img'}: {tmp_path / 'a-file'} is not a directory"
+    assert _chapter_error("--out", str(tmp_path / "full")).startswith(f"{tmp_path / 'full'}: not empty and not an OCI image layout")
+    assert _chapter_error("--out", "/proc/part2-img").startswith("/proc/part2-img: cannot write in /proc (")
+    assert _chapter_error("--out", out, "--archive", str(tmp_path / "no/dir/img.tar")) == f"{tmp_path / 'no/dir/img.tar'}: no such directory {tmp_path / 'no/dir'}"
+    assert _chapter_error("--out", out, "--archive", str(tmp_path / "full")) == f"{tmp_path / 'full'}: is a directory; an oci-archive is a file"
+    assert _chapter_error("--out", out, "--archive", "/proc/img.tar").startswith("/proc/img.tar: cannot write in /proc (")
+    result = run([sys.executable, "-m", "part2_manual_oci", "--out", out], env={**os.environ, "SOURCE_DATE_EPOCH": "soon"})
+    assert result.returncode == 1 and result.stderr.strip() == "python -m part2_manual_oci: error: SOURCE_DATE_EPOCH='soon' is not an integer"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "full"]
+    assert os.listdir(tmp_path / "full") == ["notes.txt"]
+
+
+def test_write_oci_archive_errors_name_the_archive_and_leave_nothing(image, tmp_path):
+    target = tmp_path / "missing-dir/img.tar"
+    with pytest.raises(ArchiveError, match=f"^{target}: cannot write the oci-archive \\(No such file or directory\\)$"):
+        write_oci_archive(image, target)
+    with pytest.raises(ArchiveError, match="is a directory; an oci-archive is a file"):
+        write_oci_archive(image, tmp_path)
+    assert os.listdir(tmp_path) == []

@@ -141,3 +141,78 @@ def test_legacy_bzip2_and_xz_layers_extract(tmp_path, compress):
 def test_unknown_compression_is_refused(src):
     with pytest.raises(LayerError, match="unknown layer compression 'lz4'"):
         write_layer(src, io.BytesIO(), "lz4")
+
+
+def _tar_of(data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        ti = tarfile.TarInfo("data.bin")
+        ti.size = len(data)
+        tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("cut", [1, 5, "half"])
+def test_truncated_zstd_layer_is_an_error_not_a_shorter_layer(tmp_path, cut):
+    """zstandard's stream reader ends quietly inside a cut-off frame; we do not."""
+    tar = _tar_of(bytes(range(256)) * 4000 + hashlib.sha256(b"seed").digest() * 4000)
+    blob = zstandard.ZstdCompressor().compress(tar)
+    short = blob[: len(blob) // 2] if cut == "half" else blob[:-cut]
+    with pytest.raises(LayerError, match="truncated zstd stream: it ends inside a frame"):
+        layer_info(io.BytesIO(short))
+    with pytest.raises(LayerError, match="truncated zstd stream"):
+        extract_layer(io.BytesIO(short), tmp_path / "root")
+    with pytest.raises(LayerError, match="truncated zstd stream"):
+        open_decompressed(Trickle(short)).read()
+
+
+def test_zstd_stream_of_several_frames_and_skippable_frames_reads_whole():
+    tar = _tar_of(b"frames " * 30_000)
+    skippable = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"skip!"
+    checked = zstandard.ZstdCompressor(write_checksum=True)
+    # (detection looks for the frame magic first: the stream starts with a real frame)
+    blob = checked.compress(tar[:7000]) + skippable + zstandard.compress(tar[7000:20000]) + skippable + checked.compress(tar[20000:])
+    assert open_decompressed(io.BytesIO(blob)).read() == tar
+    assert layer_info(io.BytesIO(blob)).diff_id == "sha256:" + hashlib.sha256(tar).hexdigest()
+
+
+@pytest.mark.parametrize("compress, name", [(gzip.compress, "gzip"), (bz2.compress, "bzip2"), (lzma.compress, "xz"),
+                                            (zstandard.ZstdCompressor(write_checksum=True).compress, "zstd")])
+def test_corrupt_compressed_layers_of_every_kind_are_a_layer_error(tmp_path, compress, name):
+    blob = bytearray(compress(_tar_of(hashlib.sha256(b"x").digest() * 20_000)))
+    mid = len(blob) // 2
+    blob[mid:mid + 8] = bytes(b ^ 0xA5 for b in blob[mid:mid + 8])
+    with pytest.raises(LayerError, match=f"corrupt {name} stream|not a valid tar stream"):
+        extract_layer(io.BytesIO(bytes(blob)), tmp_path / "root")
+
+
+def test_gzip_falls_back_to_zlib_when_isal_is_missing(src, tmp_path):
+    """Without ISA-L the stdlib's zlib packs and reads gzip: a valid blob, the same tar (so the
+    same diff_id), and it reads ISA-L's blobs too."""
+    with_isal = tmp_path / "isal.tar.gz"
+    with open(with_isal, "wb") as f:
+        expected = write_layer(src, f, "gzip", source_date_epoch=0)
+    code = (
+        "import sys, json\n"
+        "sys.modules['isal'] = sys.modules['isal.isal_zlib'] = sys.modules['isal.igzip'] = None  # not installed\n"
+        "from part4_tar import write_layer, layer_info, extract_layer\n"
+        "from part4_tar.compression import gzip_backend\n"
+        "with open(sys.argv[2], 'wb') as f:\n"
+        "    info = write_layer(sys.argv[1], f, 'gzip', source_date_epoch=0)\n"
+        "again = layer_info(open(sys.argv[3], 'rb'))\n"
+        "extract_layer(open(sys.argv[3], 'rb'), sys.argv[4])\n"
+        "print(json.dumps([gzip_backend(), info.digest, info.diff_id, again.diff_id]))\n"
+    )
+    import json
+    import sys
+
+    zlib_blob = tmp_path / "zlib.tar.gz"
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(zlib_blob), str(with_isal), str(tmp_path / "root")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    backend, digest, diff_id, isal_diff_id = json.loads(proc.stdout)
+    assert backend == "zlib"
+    assert digest == "sha256:" + hashlib.sha256(zlib_blob.read_bytes()).hexdigest()
+    assert diff_id == isal_diff_id == expected.diff_id
+    subprocess.run(["gzip", "-t", str(zlib_blob)], check=True)
+    assert (tmp_path / "root/etc/hostname").read_text() == "layer\n"

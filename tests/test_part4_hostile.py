@@ -12,6 +12,8 @@ import hashlib
 import io
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -48,6 +50,24 @@ def special(name, kind, major=1, minor=3):
     ti = tarfile.TarInfo(name)
     ti.type, ti.devmajor, ti.devminor, ti.mode = kind, major, minor, 0o666
     return ti, None
+
+
+def pax(entry, **headers):
+    """An entry with PAX records (``path``, ``linkpath``, ``SCHILY.xattr.*``) set by hand."""
+    ti, data = entry
+    ti.pax_headers = {k.replace("__", "."): v for k, v in headers.items()}
+    return ti, data
+
+
+def chain(n, last):
+    """Symlinks l0 -> l1 -> ... -> l{n-1} -> last: n links to follow from l0."""
+    return [sym(f"l{i}", f"l{i + 1}") for i in range(n - 1)] + [sym(f"l{n - 1}", last)]
+
+
+def owned(entry, uid, gid):
+    ti, data = entry
+    ti.uid, ti.gid = uid, gid
+    return ti, data
 
 
 def archive(entries) -> bytes:
@@ -158,6 +178,31 @@ CASES = [
      lambda t, s: [sym("link", "../sibling"), reg("link/.wh..wh..opq", b"")], is_plain("link", stat.S_IFLNK)),
     ("file-replacing-the-root", lambda t, s: [reg("./")], (UnsafeArchiveError, "cannot replace the root")),
     ("truncated-data", lambda t, s: [], (LayerError, "not a valid tar stream")),
+    # a hard link to a symlink is a second name of the symlink; writing through it as a
+    # directory resolves the symlink inside the root
+    ("hardlink-to-symlink-outside-used-as-directory",
+     lambda t, s: [sym("s", str(s)), hard("h", "s"), reg("h/file.txt")], inside("{tmp}/sibling/file.txt")),
+    ("hardlink-to-relative-symlink-outside-used-as-directory",
+     lambda t, s: [sym("s", "../sibling"), hard("h", "s"), reg("h/new")], inside("sibling/new")),
+    ("directory-replacing-a-nested-symlink-to-outside",
+     lambda t, s: [dir_("a"), sym("a/d", "../../sibling"), dir_("a/d"), reg("a/d/file.txt")], inside("a/d/file.txt")),
+    # 40 symlinks on one path is the kernel's limit too: followed, and still inside the root
+    ("symlink-chain-of-40-to-outside", lambda t, s: chain(40, "../sibling") + [reg("l0/x")], inside("sibling/x")),
+    ("symlink-chain-of-41", lambda t, s: chain(41, "../sibling") + [reg("l0/x")], (UnsafeArchiveError, "symlink loop")),
+    ("nul-in-pax-path", lambda t, s: [pax(reg("x"), path="ok\0/../../sibling/file.txt")], (UnsafeArchiveError, "NUL byte in the name")),
+    ("nul-in-pax-path-without-dotdot", lambda t, s: [pax(reg("x"), path="ok\0evil")], (UnsafeArchiveError, "NUL byte in the name")),
+    ("nul-in-symlink-target", lambda t, s: [pax(sym("s", "x"), linkpath=f"{s}\0/file.txt")], (UnsafeArchiveError, "NUL byte in the link target")),
+    ("nul-in-hardlink-target", lambda t, s: [reg("a"), pax(hard("h", "a"), linkpath="a\0b")], (UnsafeArchiveError, "NUL byte")),
+    ("name-component-too-long", lambda t, s: [reg("n" * 300)], (LayerError, "File name too long")),
+    ("name-longer-than-path-max", lambda t, s: [reg("d/" * 3000 + "f")], (LayerError, "longer than PATH_MAX (4096 bytes)")),
+    ("hardlink-target-longer-than-path-max", lambda t, s: [hard("h", "d/" * 3000 + "f")], (LayerError, "longer than PATH_MAX")),
+    ("symlink-target-too-long", lambda t, s: [sym("s", "t" * 5000)], (LayerError, "File name too long")),
+    ("whiteout-named-dot-wh-dotdotdot", lambda t, s: [reg(".wh...", b"")], (UnsafeArchiveError, "whiteout of '..' is not a file name")),
+    ("whiteout-named-dot-wh-dotdotdot-nested", lambda t, s: [dir_("a"), reg("a/.wh...", b"")], (UnsafeArchiveError, "whiteout of '..'")),
+    ("whiteout-with-empty-name", lambda t, s: [reg(".wh.", b"")], (UnsafeArchiveError, "whiteout of ''")),
+    ("owner-out-of-range", lambda t, s: [owned(reg("f"), 2**40, 0)], (LayerError, "owner 1099511627776:0 is out of range")),
+    ("owner-minus-one", lambda t, s: [owned(reg("f"), 2**32 - 1, 0)], (LayerError, "out of range")),
+    ("xattr-name-with-nul", lambda t, s: [pax(reg("f"), **{"SCHILY.xattr.user.a\0b": "v"})], (LayerError, "invalid extended attribute name")),
 ]
 
 
@@ -174,7 +219,7 @@ def test_hostile_archive_is_refused_or_contained(world, case_id, build, expected
         with pytest.raises(error) as info:
             extract_layer(io.BytesIO(blob), root)
         message = str(info.value)
-        assert fragment in message and "\n" not in message
+        assert fragment in message and "\n" not in message and len(message) < 400
     else:
         extract_layer(io.BytesIO(blob), root)
         expected(root, tmp_path)
@@ -216,3 +261,83 @@ def test_existing_hard_link_is_not_written_through(world):
     key = str(sibling / "file.txt")
     assert after[key][:4] + after[key][5:] == before[key][:4] + before[key][5:]
     assert after[key][4] == before[key][4] - 1
+
+
+def _deep_dirs(root, depth, name="d"):
+    """``root/d/d/.../d`` ``depth`` levels deep, made with one directory fd at a time
+    (``os.makedirs`` would recurse past Python's limit)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def removes_deep_trees(world):
+    """Whatever happens, no deep tree is left for pytest's own (recursive) clean-up."""
+    yield
+    subprocess.run(["rm", "-rf", str(world[1])], check=True)
+
+
+def test_a_tree_nested_thousands_deep_is_written_and_whited_out_without_recursion(world, removes_deep_trees):
+    tmp_path, root, sibling = world
+    deep = "/".join(["d"] * 2000)  # twice Python's recursion limit
+    before = snapshot(tmp_path, root)
+    extract_layer(io.BytesIO(archive([reg(deep + "/f", b"bottom")])), root)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(2000):
+            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        with open(os.open("f", os.O_RDONLY, dir_fd=fd), "rb") as f:
+            assert f.read() == b"bottom"
+    finally:
+        os.close(fd)
+    # the next layer deletes it all: an iterative removal, no RecursionError
+    extract_layer(io.BytesIO(archive([reg(".wh.d", b"")])), root)
+    assert os.listdir(root) == []
+    check_untouched(tmp_path, root, before)
+
+
+def test_opaque_marker_in_the_root_clears_only_the_roots_lower_content(world, removes_deep_trees):
+    tmp_path, root, sibling = world
+    (root / "lower.txt").write_text("from a lower layer")
+    os.symlink(sibling, root / "out")  # a lower symlink pointing out: removed, never followed
+    _deep_dirs(str(root), 1500)
+    before = snapshot(tmp_path, root)
+    extract_layer(io.BytesIO(archive([reg("new.txt", b"mine"), reg(".wh..wh..opq", b""), reg("z.txt", b"late")])), root)
+    assert sorted(os.listdir(root)) == ["new.txt", "z.txt"]
+    assert root.is_dir() and (sibling / "file.txt").read_text() == "precious\n"
+    check_untouched(tmp_path, root, before)
+
+
+def test_overlay_bookkeeping_xattrs_in_a_layer_are_not_applied(world):
+    """trusted.overlay.* on a directory later used as an overlay lower would change what the
+    overlay shows (opaque, redirect): never image content, so never set."""
+    tmp_path, root, sibling = world
+    entry = pax(dir_("d"), **{"SCHILY.xattr.trusted.overlay.opaque": "y", "SCHILY.xattr.user.overlay.redirect": "/etc",
+                             "SCHILY.xattr.user.kept": "yes"})
+    extract_layer(io.BytesIO(archive([entry])), root)
+    assert os.listxattr(root / "d") == ["user.kept"]
+
+
+def test_owner_not_mapped_in_a_user_namespace_is_a_clear_error(tmp_path):
+    """As root of a user namespace that maps only uid 0, chown to 4242 fails with EINVAL: the
+    message says why instead of "Invalid argument"."""
+    blob = tmp_path / "owned.tar"
+    blob.write_bytes(archive([owned(reg("etc/shadow", b"x"), 4242, 42)]))
+    code = (
+        "import sys; from part4_tar import extract_layer, LayerError\n"
+        "try:\n    extract_layer(open(sys.argv[1], 'rb'), sys.argv[2])\n"
+        "except LayerError as e:\n    print(e); sys.exit(3)\n"
+    )
+    proc = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-c", code, str(blob), str(tmp_path / "root")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.strip() == "layer entry 'etc/shadow': cannot give it owner 4242:42: not mapped in this user namespace"

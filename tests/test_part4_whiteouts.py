@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tarfile
 
+import pytest
+
 from part4_tar import LayerError, LayerWriter, apply_layers, extract_layer, write_layer
 
 
@@ -169,8 +171,11 @@ def test_root_directory_entry_sets_the_roots_metadata(tmp_path):
     assert (stat.S_IMODE(st.st_mode), st.st_mtime) == (0o750, 1_234_567_890)
 
 
-def test_device_nodes_where_not_permitted_are_a_clear_error(tmp_path):
-    """In a user namespace (root mapped to root) mknod of a device is EPERM: the real thing."""
+@pytest.mark.parametrize("unshare", [["unshare", "--user", "--map-root-user"], ["unshare", "--user"]],
+                         ids=["root-of-a-user-namespace", "unmapped-user-in-a-user-namespace"])
+def test_device_nodes_where_not_permitted_are_a_clear_error(tmp_path, unshare):
+    """In a user namespace (as its root, or as an unmapped user) mknod of a device is EPERM:
+    the real thing."""
     blob = tmp_path / "dev.tar"
     ti = tarfile.TarInfo("dev/null")
     ti.type, ti.devmajor, ti.devminor = tarfile.CHRTYPE, 1, 3
@@ -181,7 +186,7 @@ def test_device_nodes_where_not_permitted_are_a_clear_error(tmp_path):
         "try:\n    extract_layer(open(sys.argv[1], 'rb'), sys.argv[2])\n"
         "except LayerError as e:\n    print(e); sys.exit(3)\n"
     )
-    proc = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-c", code, str(blob), str(tmp_path / "root")],
+    proc = subprocess.run([*unshare, sys.executable, "-c", code, str(blob), str(tmp_path / "root")],
                           capture_output=True, text=True)
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.strip() == ("layer entry 'dev/null': cannot create character device 1,3: not permitted here "
