@@ -90,6 +90,13 @@ COMMANDS: dict[str, tuple[str, Configure, Run]] = {
 }
 
 
+def all_commands() -> dict[str, tuple[str, Configure, Run]]:
+    """``parse`` and the commands of the builder's own modules, in the order ``--help`` lists them."""
+    from . import cli_build, cli_run, cli_store
+
+    return {**cli_build.COMMANDS, **cli_run.COMMANDS, **cli_store.COMMANDS, **COMMANDS}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="capstone", description="A daemonless Dockerfile builder, chapter by chapter.")
@@ -98,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "~/.local/share/capstone)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (help_text, configure, _run) in COMMANDS.items():
+    for name, (help_text, configure, _run) in all_commands().items():
         configure(sub.add_parser(name, help=help_text, description=help_text))
     return parser
 
@@ -112,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.store is None:
         args.store = default_store()
     n = Narrator()
-    run = COMMANDS[args.command][2]
+    run = all_commands()[args.command][2]
     try:
         return run(args, n)
     except CapstoneError as exc:

@@ -1,0 +1,77 @@
+"""Content hashes of COPY/ADD sources, for cache keys.
+
+What a copy puts in a layer is decided by, per entry: its path in the image, type, mode, owner,
+size, link target, and for a regular file the SHA-256 of its bytes. The mtime is left out,
+as BuildKit's ``cache/contenthash`` leaves it out: touching a file (a fresh git checkout) keeps
+the cache. The digest of the whole selection is the SHA-256 of one line per entry, in order.
+
+Reading every file again on every build would cost as much as copying it, so file digests are
+remembered per real path with the stat fields that change when content may have changed
+(size, mtime in ns, inode, ctime in ns) — the same trick as git's index. A file whose stat is
+unchanged is not read again; the table lives in the store's cache (``contenthash:<context>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+
+CHUNK = 1 << 20
+
+
+class FileDigests:
+    """sha256 of files, remembered by (path, size, mtime_ns, ino, ctime_ns)."""
+
+    def __init__(self, table: dict | None = None) -> None:
+        self.table: dict[str, list] = dict(table or {})
+        self.changed = False
+        self.read_bytes = 0
+
+    def digest(self, path: str, st: os.stat_result) -> str:
+        sig = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+        known = self.table.get(path)
+        if known is not None and known[:4] == sig:
+            return known[4]
+        h = hashlib.sha256()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            while True:
+                n = os.readv(fd, [buf])
+                if not n:
+                    break
+                h.update(view[:n])
+                self.read_bytes += n
+        finally:
+            os.close(fd)
+        hexdigest = h.hexdigest()
+        self.table[path] = sig + [hexdigest]
+        self.changed = True
+        return hexdigest
+
+
+def entry_line(dest: str, st: os.stat_result, uid: int, gid: int, mode: int,
+               digests: FileDigests, path: str | None, link: str | None = None) -> str:
+    """One entry of a selection as hashed: what the layer will hold there, mtime excluded."""
+    kind = stat.S_IFMT(st.st_mode)
+    content = ""
+    if stat.S_ISREG(st.st_mode) and path is not None:
+        content = digests.digest(path, st)
+    elif stat.S_ISLNK(st.st_mode) and path is not None:
+        content = link if link is not None else os.readlink(path)
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        content = f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}"
+    size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return f"{dest}\0{kind:o}\0{mode:o}\0{uid}\0{gid}\0{size}\0{content}\n"
+
+
+def selection_digest(lines) -> str:
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode("utf-8", "surrogateescape"))
+    return "sha256:" + h.hexdigest()
+
+
+__all__ = ["FileDigests", "entry_line", "selection_digest"]

@@ -1,0 +1,444 @@
+"""COPY and ADD: which files land where, with which owner and mode, and the layer they make.
+
+The Dockerfile rules, as BuildKit applies them:
+
+* sources are relative to the source root (the build context, or ``--from``'s root); a
+  directory source copies its *contents*; wildcards may match several paths;
+* the destination is relative to WORKDIR; it is a directory when it ends with ``/`` (or is
+  ``.``), or when the image already has a directory there; several sources need a directory
+  destination written with a trailing ``/``;
+* missing parent directories are created (0755, owned by the ``--chown`` owner or root);
+  symlinks on the way to the destination are followed inside the image's root;
+* files from the build context are owned by 0:0 unless ``--chown``; files from a stage or an
+  image keep their owners; ``--chmod`` changes every copied entry's mode; mtimes are kept;
+* ``ADD`` unpacks a local tar archive (plain, gzip, bzip2, xz, zstd: recognised by content, not
+  by name) into the destination directory, like ``tar -x`` over what is there; ``ADD URL``
+  downloads the file (mode 0600, mtime from ``Last-Modified``).
+
+Planning (:func:`plan_copy`) decides every entry of the layer and the content digest of the
+selection (the step's cache key needs it) without writing anything. Writing
+(:func:`write_copy`) streams the entries into part 4's ``LayerWriter`` straight from where
+they are: the context directory, or another stage's layer snapshots. Nothing is staged, except
+what must look different from its source (a ``--chown``/``--chmod`` that changes an owner or a
+mode, a directory the copy creates, a heredoc, an unpacked archive): those get a small copy in
+the step's scratch directory with the right metadata, since a tar entry's owner and mode are
+read from the file it is made from.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from part4_tar import LayerWriter, extract_layer, open_decompressed
+
+from ..dockerfile import Add, Copy
+from .contenthash import FileDigests, entry_line, selection_digest
+from .owners import Chmod, parse_chown
+from .rootfs import RootfsView, split_path
+from .sources import ContextSource, ImageSource, SourceItem, clean_source, has_wildcards
+
+
+class CopyError(ValueError):
+    """A COPY/ADD that cannot be done (the step turns it into ``Dockerfile:LINE: ...``)."""
+
+
+@dataclass
+class CopyEntry:
+    """One entry of the layer: ``dest`` (slash path in the image, no leading ``/``), ``src``
+    (the real file to read, None for a directory the copy creates), its lstat, and what the
+    entry must say: owner, permission bits."""
+
+    dest: str
+    src: str | None
+    st: os.stat_result | None
+    uid: int
+    gid: int
+    mode: int
+    archive: bool = False  # ADD: a tar to unpack into the directory ``dest``
+    parent: bool = False  # a directory on the way that the image already has
+    mtime_ns: int = 0  # for a directory the copy creates (``src`` None)
+
+
+@dataclass
+class CopyPlan:
+    entries: list[CopyEntry] = field(default_factory=list)
+    digest: str = ""
+    #: how many regular files and bytes the copy reads (for --explain)
+    files: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who the copied entries belong to: ``uid``/``gid`` from ``--chown`` (None: keep)."""
+
+    uid: int | None
+    gid: int | None
+
+
+def _is_tar(path: str) -> bool:
+    """Whether a local file is a tar archive, compressed or not (by content)."""
+    try:
+        with open(path, "rb") as raw, open_decompressed(raw) as f:
+            block = f.read(512)
+    except (OSError, EOFError, ValueError):
+        return False
+    except Exception:  # noqa: BLE001 - a corrupt stream of a known compression is "not a tar"
+        return False
+    if len(block) < 512:
+        return False
+    if block[257:262] == b"ustar":
+        return True
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        return True
+    except tarfile.HeaderError:
+        return False
+
+
+def plan_copy(
+    ins: Copy | Add,
+    source: ContextSource | ImageSource,
+    view: RootfsView,
+    workdir: str,
+    *,
+    digests: FileDigests,
+    staging: Path,
+    made_mtime: float,
+    downloads: dict[str, str] | None = None,
+) -> CopyPlan:
+    """Every entry the layer of ``ins`` (expanded) will hold, and their content digest.
+
+    ``view`` is the image being built (for the destination); ``source`` where files come from;
+    ``staging`` a directory for heredoc files; ``downloads`` maps ADD URLs to downloaded files.
+    """
+    is_add = isinstance(ins, Add)
+    keyword = "ADD" if is_add else "COPY"
+    owner = Owner(None, None)
+    if ins.chown:
+        try:
+            uid, gid = parse_chown(ins.chown, view.read_text)
+        except ValueError as e:
+            raise CopyError(str(e)) from None
+        owner = Owner(uid, gid)
+    chmod = None
+    if ins.chmod:
+        try:
+            chmod = Chmod(ins.chmod)
+        except ValueError as e:
+            raise CopyError(str(e)) from None
+    keep_owner = isinstance(source, ImageSource)
+    excludes = None
+    if ins.exclude:
+        from ..context import PatternMatcher
+
+        excludes = PatternMatcher(list(ins.exclude), source="--exclude")
+
+    raw_dest = ins.dest
+    dest_is_dir = raw_dest.endswith("/") or raw_dest in (".", "..") or raw_dest.endswith(("/.", "/.."))
+    dest = raw_dest if raw_dest.startswith("/") else posixpath.join(workdir or "/", raw_dest)
+    dest = posixpath.normpath("/" + dest).lstrip("/")
+
+    # -- the sources ---------------------------------------------------------------------
+    matched: list[tuple[str, SourceItem, bool]] = []  # (name at the destination, item, unpack)
+    for word in ins.sources:
+        if downloads is not None and word in downloads:
+            path = downloads[word]
+            matched.append((os.path.basename(path), SourceItem(os.path.basename(path), path, os.lstat(path)), False))
+            continue
+        items = source.match(word)
+        if not items:
+            if source.kind == "context":
+                raise CopyError(f"{keyword} failed: file not found in build context or excluded by "
+                                f".dockerignore: stat {word}: file does not exist")
+            raise CopyError(f"{keyword} failed: {word}: not found in {source.describe()}")
+        parts = clean_source(word)
+        for item in items:
+            name = item.name if has_wildcards(word) or not parts else parts[-1]
+            if excludes is not None and item.rel and excludes.matches(item.rel):
+                continue
+            unpack = False
+            if is_add and not item.is_dir and ins.unpack is not False and stat.S_ISREG(item.st.st_mode):
+                unpack = _is_tar(item.path)
+            matched.append((name, item, unpack))
+    for doc in ins.heredocs:
+        staging.mkdir(parents=True, exist_ok=True)
+        path = staging / f"heredoc-{len(matched)}"
+        path.write_text(doc.body)
+        os.chmod(path, 0o644)
+        matched.append((doc.name, SourceItem(doc.name, str(path), os.lstat(path)), False))
+    if len(matched) > 1 and not dest_is_dir and not (isinstance(ins, Copy) and ins.parents):
+        raise CopyError(f"When using {keyword} with more than one source file, the destination must be "
+                        "a directory and end with a /")
+    if not matched:
+        raise CopyError(f"{keyword} failed: no source files were specified")
+
+    plan = CopyPlan()
+    entries: dict[str, CopyEntry] = {}
+    made: dict[str, CopyEntry] = {}
+
+    def owner_of(st: os.stat_result) -> tuple[int, int]:
+        if owner.uid is not None:
+            return owner.uid, owner.gid
+        if keep_owner:
+            return st.st_uid, st.st_gid
+        return 0, 0
+
+    def mode_of(st: os.stat_result) -> int:
+        return chmod.apply(st.st_mode) if chmod is not None else stat.S_IMODE(st.st_mode)
+
+    def ensure_dir(path: str) -> str:
+        """Make ``path`` (and its parents) a directory in the layer; its resolved path."""
+        resolved, node = view.resolve(path, follow_final=True)
+        parts = split_path(resolved)
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if sub in entries or sub in made:
+                continue
+            node = view.lookup(sub, follow_final=False)
+            if node is not None:
+                if not node.is_dir:
+                    raise CopyError(f"{keyword} failed: cannot copy to /{sub}: it is not a directory in the image")
+                entries[sub] = CopyEntry(sub, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
+                                         stat.S_IMODE(node.st.st_mode), parent=True)
+            else:
+                uid = owner.uid if owner.uid is not None else 0
+                gid = owner.gid if owner.gid is not None else 0
+                made[sub] = entries[sub] = CopyEntry(sub, None, None, uid, gid, 0o755,
+                                                     mtime_ns=int(made_mtime * 1e9))
+        return resolved
+
+    def add(dest_path: str, item: SourceItem) -> None:
+        uid, gid = owner_of(item.st)
+        prev = entries.pop(dest_path, None)
+        if prev is not None and prev.parent and item.is_dir:
+            entries[dest_path] = prev  # an existing directory keeps what it is
+            return
+        entries[dest_path] = CopyEntry(dest_path, item.path, item.st, uid, gid, mode_of(item.st))
+        made.pop(dest_path, None)
+        if stat.S_ISREG(item.st.st_mode):
+            plan.files += 1
+            plan.bytes += item.st.st_size
+
+    parents = isinstance(ins, Copy) and ins.parents
+    for name, item, unpack in matched:
+        dest_of_item = dest
+        if parents and item.rel:
+            # --parents keeps the source's path: a/b/c.txt lands at DEST/a/b/c.txt
+            if not item.is_dir:
+                target_dir = ensure_dir(posixpath.join(dest, posixpath.dirname(item.rel)))
+                add(posixpath.join(target_dir, item.name) if target_dir else item.name, item)
+                continue
+            dest_of_item = posixpath.join(dest, item.rel)
+        if item.is_dir:
+            target = ensure_dir(dest_of_item)
+            top = entries.get(target) if target else None
+            if target and top is not None and top.src is None:
+                # a directory the copy creates takes the source directory's mode and mtime
+                uid, gid = owner_of(item.st)
+                entries[target] = CopyEntry(target, item.path, item.st, uid, gid, mode_of(item.st))
+                made.pop(target, None)
+            for sub in source.walk(item):
+                if excludes is not None and excludes.matches(sub.rel):
+                    continue
+                add(f"{target}/{sub.rel}" if target else sub.rel, sub)
+            continue
+        if unpack:
+            target = ensure_dir(dest)
+            entries[f"{target}/\0archive{len(entries)}"] = CopyEntry(
+                target, item.path, item.st, owner.uid if owner.uid is not None else -1,
+                owner.gid if owner.gid is not None else -1, -1, archive=True)
+            plan.files += 1
+            plan.bytes += item.st.st_size
+            continue
+        if dest_is_dir or view.is_dir(dest):
+            parent, final = dest, name
+        else:
+            parent, final = posixpath.dirname(dest), posixpath.basename(dest)
+        if not final:
+            raise CopyError(f"{keyword} failed: cannot copy a file to the root directory /")
+        target_dir = ensure_dir(parent) if parent else ""
+        add(f"{target_dir}/{final}" if target_dir else final, item)
+
+    plan.entries = list(entries.values())
+    lines = [f"{keyword}\0{'unpack' if is_add else ''}\n"]
+    for e in plan.entries:
+        if e.parent or e.src is None:
+            kind = "parent" if e.parent else "made"
+            lines.append(f"{e.dest}\0{kind}\0{e.mode:o}\0{e.uid}\0{e.gid}\n")
+        elif e.archive:
+            lines.append(f"{e.dest}\0archive\0{digests.digest(e.src, e.st)}\0{e.uid}\0{e.gid}\n")
+        else:
+            lines.append(entry_line(e.dest, e.st, e.uid, e.gid, e.mode, digests, e.src))
+    plan.digest = selection_digest(lines)
+    return plan
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def _matches(e: CopyEntry) -> bool:
+    st = e.st
+    if st is None:
+        return False
+    if st.st_uid != e.uid or st.st_gid != e.gid:
+        return False
+    return stat.S_ISLNK(st.st_mode) or stat.S_IMODE(st.st_mode) == e.mode
+
+
+def _stage(e: CopyEntry, staging: Path, n: int) -> str:
+    """A copy of ``e``'s source in ``staging`` with the entry's owner and mode."""
+    path = str(staging / f"e{n}")
+    st = e.st
+    if e.src is None:
+        os.mkdir(path)
+        os.chown(path, e.uid, e.gid)
+        os.chmod(path, e.mode)
+        os.utime(path, ns=(e.mtime_ns, e.mtime_ns))
+        return path
+    if stat.S_ISDIR(st.st_mode):
+        os.mkdir(path)
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(e.src), path)
+    elif stat.S_ISREG(st.st_mode):
+        shutil.copyfile(e.src, path, follow_symlinks=False)
+    else:  # fifo, device: recreate the node
+        os.mknod(path, st.st_mode, st.st_rdev)
+    os.chown(path, e.uid, e.gid, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(path, e.mode)
+    os.utime(path, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
+    return path
+
+
+def write_copy(plan: CopyPlan, w: LayerWriter, staging: Path, view: RootfsView) -> None:
+    """Add the entries of ``plan`` to the layer ``w``; what needs other metadata than its
+    source has is staged in ``staging`` first."""
+    staging.mkdir(parents=True, exist_ok=True)
+    for n, e in enumerate(plan.entries):
+        if e.archive:
+            _write_archive(e, w, staging / f"unpack{n}", view)
+        elif e.src is not None and _matches(e):
+            w.add_path(e.src, e.dest)
+        else:
+            w.add_path(_stage(e, staging, n), e.dest)
+
+
+def _write_archive(e: CopyEntry, w: LayerWriter, where: Path, view: RootfsView) -> None:
+    """ADD of a local archive: unpack it (part 4, safe extraction) and add what it holds."""
+    where.mkdir(parents=True)
+    with open(e.src, "rb") as f:
+        extract_layer(f, where, whiteouts=False)
+    if e.uid >= 0:
+        for dirpath, dirnames, filenames in os.walk(where):
+            for name in dirnames + filenames:
+                os.chown(os.path.join(dirpath, name), e.uid, e.gid, follow_symlinks=False)
+    node = view.lookup(e.dest) if e.dest else None
+    if node is not None:
+        os.chown(where, node.st.st_uid, node.st.st_gid)
+        os.chmod(where, stat.S_IMODE(node.st.st_mode))
+        os.utime(where, ns=(node.st.st_mtime_ns, node.st.st_mtime_ns))
+    else:
+        os.chmod(where, 0o755)
+    if e.dest:
+        w.add_tree(where, e.dest)
+    else:
+        w.add_tree(where)
+
+
+def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = None) -> None:
+    """Write the entries of ``plan`` as a directory: what extracting its layer would give.
+
+    A RUN after a COPY needs the COPY's layer as an overlay lower dir. Extracting the layer
+    just written means decompressing and parsing the tar again; the files are still at hand,
+    so they are copied instead, with the metadata the layer gave them (owner, mode, mtime in
+    whole seconds clamped to ``SOURCE_DATE_EPOCH``, extended attributes, hard links).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    links: dict[tuple[int, int], Path] = {}
+    dirs: list[tuple[Path, int]] = []
+
+    def mtime_ns(seconds: float) -> int:
+        s = int(seconds // 1)
+        if source_date_epoch is not None and s > source_date_epoch:
+            s = source_date_epoch
+        return s * 1_000_000_000
+
+    for e in plan.entries:
+        target = root / e.dest if e.dest else root
+        if e.archive:
+            target.mkdir(parents=True, exist_ok=True)
+            with open(e.src, "rb") as f:
+                extract_layer(f, target, whiteouts=False)
+            if e.uid >= 0:
+                for dirpath, dirnames, filenames in os.walk(target):
+                    for name in dirnames + filenames:
+                        os.chown(os.path.join(dirpath, name), e.uid, e.gid, follow_symlinks=False)
+            continue
+        if e.src is None:
+            target.mkdir(exist_ok=True)
+            os.chown(target, e.uid, e.gid)
+            os.chmod(target, e.mode)
+            dirs.append((target, mtime_ns(e.mtime_ns / 1e9)))
+            continue
+        st = e.st
+        direct = _matches(e)
+        if stat.S_ISDIR(st.st_mode):
+            target.mkdir(exist_ok=True)
+            os.chown(target, e.uid, e.gid)
+            os.chmod(target, e.mode)
+            if direct:
+                _copy_xattrs(e.src, target)
+            dirs.append((target, mtime_ns(st.st_mtime)))
+            continue
+        if os.path.lexists(target):
+            os.unlink(target)
+        if direct and st.st_nlink > 1:
+            first = links.get((st.st_dev, st.st_ino))
+            if first is not None:
+                os.link(first, target)
+                continue
+            links[(st.st_dev, st.st_ino)] = target
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(e.src), target)
+        elif stat.S_ISREG(st.st_mode):
+            shutil.copyfile(e.src, target, follow_symlinks=False)
+        else:
+            os.mknod(target, st.st_mode, st.st_rdev)
+        os.chown(target, e.uid, e.gid, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(target, e.mode)
+            if direct:
+                _copy_xattrs(e.src, target)
+        ns = mtime_ns(st.st_mtime)
+        os.utime(target, ns=(ns, ns), follow_symlinks=False)
+    for path, ns in reversed(dirs):
+        os.utime(path, ns=(ns, ns))
+
+
+def _copy_xattrs(src: str, dst: Path) -> None:
+    try:
+        names = os.listxattr(src, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(("trusted.overlay.", "user.overlay.")):
+            continue  # overlay's bookkeeping, never content (part 4 leaves it out too)
+        try:
+            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+        except OSError:
+            pass
+
+
+def made_time(source_date_epoch: int | None) -> float:
+    return float(source_date_epoch) if source_date_epoch is not None else time.time()
+
+
+__all__ = ["CopyEntry", "CopyError", "CopyPlan", "made_time", "materialize", "plan_copy", "write_copy"]

@@ -1,0 +1,711 @@
+"""The build: every planned stage, step by step, each step a new image value.
+
+::
+
+    plan (stages --target needs)
+      for each stage:  FROM  -> part 3 Image (store / stage / oci-layout: / registry / scratch)
+                       step  -> cache key -> hit: the recorded image | miss: run the step
+      target image     -> store.commit(image, tags) -> --output exports, --iidfile
+
+A step never changes the image it starts from (part 3 images are values): a failure at any
+point leaves the store's names as they were. Scratch space (overlay upper/work dirs, staged
+files) lives in ``STORE/tmp/build-<id>/`` and is removed when the build ends, however it ends;
+a RUN's overlay is unmounted by ``capstone.runner.Container`` on the way out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Callable, Mapping, Sequence
+
+from part2_manual_oci import digest_hex, rfc3339
+from part3_go_style_builder import Image, parse_reference
+from part7_union import write_change_list
+
+from ..context import load_ignore
+from ..dockerfile import (
+    Add,
+    Arg,
+    Copy,
+    Dockerfile,
+    From,
+    Instruction,
+    Onbuild,
+    Run,
+    StageVariables,
+    Workdir,
+    parse,
+)
+from ..errors import CapstoneError, DockerfileError
+from .cachekeys import base_key, cache_lookup, cache_record, make_key
+from .contenthash import FileDigests, entry_line, selection_digest
+from .copystep import CopyError, CopyPlan, made_time, materialize, plan_copy, write_copy
+from .errors import BuildError, StepError
+from .layers import write_blob, write_entries_layer
+from .metadata import CONFIG_INSTRUCTIONS, HISTORY_COMMENT, ConfigState, apply_config
+from .outputs import OutputSpec, parse_output, write_iidfile
+from .owners import parse_chown
+from .plan import BuildPlan, PlannedStage, make_plan, read_dockerfile
+from .progress import Progress
+from .rootfs import RootfsView, split_path
+from .runstep import NETWORKS, SCRIPT_PATH, RunSetupError, plan_mounts, run_argv
+from .sources import ContextSource, ImageSource
+
+COMPRESSION = "gzip"
+SCRATCH = "scratch"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did: its number, stage, instruction text, whether the cache answered,
+    the layer it added (digest, diff_id, size) if any, and how long it took."""
+
+    number: int
+    stage: str
+    line: int
+    instruction: str
+    kind: str
+    cached: bool | None
+    layer_digest: str | None = None
+    diff_id: str | None = None
+    layer_size: int | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The built image: ``image_id`` (``sha256:`` + config digest, docker's image id),
+    ``digest`` (the manifest's), the ``names`` it was tagged with (normalized), warnings, and
+    the steps."""
+
+    image_id: str
+    digest: str
+    names: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+    steps: tuple[StepResult, ...] = ()
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(1 for s in self.steps if s.cached)
+
+    @property
+    def ran(self) -> tuple[StepResult, ...]:
+        """The steps that were executed (not answered by the cache)."""
+        return tuple(s for s in self.steps if s.cached is False)
+
+
+@dataclass
+class _Stage:
+    """The state of a stage while it is built."""
+
+    planned: PlannedStage
+    image: Image
+    variables: StageVariables
+    config: ConfigState
+    key: str
+    base_label: str
+    digest: str = ""
+
+
+def _image_digest(image: Image) -> str:
+    return image.loaded_from.digest if image.loaded_from is not None else image.digest
+
+
+def _image_id(image: Image) -> str:
+    return image.config_descriptor.digest
+
+
+def _fingerprint(ins: Instruction) -> dict:
+    """The expanded instruction, minus where it is written (moving a line keeps the cache)."""
+    out = {"keyword": ins.keyword, "flags": list(ins.flags)}
+    for f in dataclasses.fields(ins):
+        if f.name in ("location", "original", "flags"):
+            continue
+        value = getattr(ins, f.name)
+        if dataclasses.is_dataclass(value):
+            value = dataclasses.asdict(value)
+        elif isinstance(value, tuple):
+            value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in value]
+        out[f.name] = value
+    return out
+
+
+def _short_text(ins: Instruction) -> str:
+    text = " ".join(ins.original.split("\n")[0].split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class Builder:
+    """One build (see :func:`build` for the arguments)."""
+
+    def __init__(self, store, context_dir: Path, dockerfile: Dockerfile, plan: BuildPlan, *,
+                 no_cache: bool, network: str, progress: Progress, run_output, labels: Mapping[str, str],
+                 dockerfile_path: Path) -> None:
+        self.store = store
+        self.context_dir = context_dir
+        self.dockerfile = dockerfile
+        self.plan = plan
+        self.no_cache = no_cache
+        self.network = network
+        self.progress = progress
+        self.run_output = run_output
+        self.labels = dict(labels)
+        self.file = dockerfile.file
+        self.context = ContextSource(context_dir, load_ignore(context_dir, dockerfile_path))
+        self.stages: dict[int, _Stage] = {}
+        self.steps: list[StepResult] = []
+        self.scratch: Path | None = None
+        self._views: dict[tuple, RootfsView] = {}
+        self._counter = 0
+        epoch = plan.variables.build_args.get("SOURCE_DATE_EPOCH")
+        self.source_date_epoch = int(epoch) if epoch and epoch.isdigit() else None
+        self._digest_key = "contenthash:" + hashlib.sha256(str(context_dir).encode()).hexdigest()
+        self.digests = FileDigests((store.cache_get(self._digest_key) or {}).get("files"))
+        #: COPY/ADD layers made by this build: diff_id -> plan (to make their snapshots by copy)
+        self._copy_plans: dict[str, CopyPlan] = {}
+
+    # -- helpers -----------------------------------------------------------------------------
+    def now(self) -> str:
+        if self.source_date_epoch is not None:
+            return rfc3339(self.source_date_epoch)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+
+    def lowers(self, image: Image) -> list[Path]:
+        """The image's layers as overlay lower dirs (top first), made now where missing: a
+        COPY layer of this build from its files, a RUN layer is its kept upper dir, any other
+        is extracted by the store."""
+        for layer in image.layers:
+            plan = self._copy_plans.pop(layer.diff_id, None)
+            if plan is not None and not self.store.has_snapshot(layer.diff_id):
+                tmp = Path(self.store.snapshots_dir) / f".tmp-copy-{secrets.token_hex(6)}"
+                try:
+                    materialize(plan, tmp, source_date_epoch=self.source_date_epoch)
+                    self._adopt_snapshot(layer.diff_id, tmp)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        return self.store.lowers(image) if image.layers else []
+
+    def view(self, image: Image) -> RootfsView:
+        key = tuple(layer.diff_id for layer in image.layers)
+        found = self._views.get(key)
+        if found is None:
+            found = self._views[key] = RootfsView(self.lowers(image))
+        return found
+
+    def fail(self, ins: Instruction, message: str) -> StepError:
+        return StepError(message, file=self.file, line=ins.location.start, end_line=ins.location.end)
+
+    def temp(self, name: str) -> Path:
+        self._counter += 1
+        path = self.scratch / f"{self._counter}-{name}"
+        path.mkdir(parents=True)
+        return path
+
+    # -- the build -----------------------------------------------------------------------------
+    def run(self) -> Image:
+        self.scratch = self.store.tmp_dir / f"build-{secrets.token_hex(8)}"
+        self.scratch.mkdir(parents=True)
+        try:
+            for pos, planned in enumerate(self.plan.stages, 1):
+                self.build_stage(pos, planned)
+            final = self.stages[self.plan.target]
+            return final.image
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self._save_digests()
+
+    def _save_digests(self) -> None:
+        if not self.digests.changed:
+            return
+        scratch = str(self.scratch)
+        table = {p: v for p, v in self.digests.table.items() if not p.startswith(scratch)}
+        try:
+            self.store.cache_put(self._digest_key, {"files": table})
+        except OSError:
+            pass  # only a speed-up: the next build hashes again
+
+    def total(self) -> int:
+        return self.plan.total_steps
+
+    def build_stage(self, pos: int, planned: PlannedStage) -> None:
+        t0 = time.monotonic()
+        number = planned.first_step
+        self.progress.step(pos, number, self.total(), planned.from_.original.strip())
+        image, key, label, base_vars = self.resolve_base(planned)
+        variables = self.plan.variables.stage(image_env=image.config.config.env or (), base=base_vars)
+        stage = _Stage(planned, image, variables, ConfigState(image), key, label)
+        self.stages[planned.index] = stage
+        self.steps.append(StepResult(number, planned.name, planned.from_.line, planned.from_.original.strip(),
+                                     "FROM", None, seconds=time.monotonic() - t0))
+        self.progress.explain("FROM", hit=None, detail=f"base {label} ({len(image.layers)} layers)")
+        # ONBUILD triggers of the base image run first, then are cleared (Docker's rule)
+        triggers = list(image.config.config.on_build or ())
+        if triggers and planned.base_stage is None:
+            cfg = image.config
+            stage.image = Image(replace(cfg, config=replace(cfg.config, on_build=None)), image.layers)
+            for text in triggers:
+                parsed = parse(text.encode(), file=f"{self.file} (ONBUILD of {label})")
+                for ins in parsed.instructions:
+                    ins = replace(ins, location=planned.from_.location)
+                    self.step(stage, pos, number, ins, last=False)
+        for i, ins in enumerate(planned.instructions):
+            number += 1
+            self.progress.step(pos, number, self.total(), _short_text(ins))
+            self.step(stage, pos, number, ins, last=i == len(planned.instructions) - 1)
+        if planned.index == self.plan.target and self.labels:
+            cfg = stage.image.config
+            labels = {**(cfg.config.labels or {}), **self.labels}
+            stage.image = Image(replace(cfg, config=replace(cfg.config, labels=labels)), stage.image.layers)
+        stage.digest = _image_digest(stage.image)
+
+    def resolve_base(self, planned: PlannedStage) -> tuple[Image, str, str, StageVariables | None]:
+        """The base image of a stage, the key its steps start from, a label, and (for a stage
+        built on a stage) that stage's variables."""
+        name = planned.from_.image
+        platform = planned.from_.platform or (str(self.plan.platform) if self.plan.platform else "")
+        if planned.base_stage is not None:
+            base = self.stages[planned.base_stage]
+            return base.image, make_key(base.key, "FROM-stage"), f"stage {base.planned.name}", base.variables
+        if name.lower() == SCRATCH:
+            spec = self.plan.platform
+            image = Image.scratch(spec.os, spec.architecture) if spec else Image.scratch()
+            return image, base_key("scratch", platform), "scratch", None
+        image = self.load_image(name, planned.from_)
+        return image, base_key(_image_digest(image), platform), name, None
+
+    def load_image(self, name: str, where: Instruction) -> Image:
+        """An image by name: the store first, then ``oci-layout:``/``oci-archive:``/
+        ``docker-archive:`` references, then a registry pull."""
+        store = self.store
+        try:
+            if name.startswith(("oci-layout:", "oci-archive:", "oci:", "docker-archive:")):
+                if name.startswith(("oci-layout:", "oci-archive:")):
+                    image = Image.load(parse_reference(name))
+                else:
+                    image = store.load_archive(name)
+                desc = store.commit(image, [])
+                return store.load(desc.digest)
+            from ..store import ImageNotFound
+
+            try:
+                return store.load(name)
+            except ImageNotFound:
+                pass
+            try:
+                from ..registry import pull
+            except ImportError:
+                raise self.fail(where, f"image {name} is not in the store and registry pulls are "
+                                       "not available") from None
+            desc = pull(store, name)
+            return store.load(desc.digest)
+        except DockerfileError:
+            raise
+        except CapstoneError as e:
+            raise self.fail(where, f"{where.keyword} {name}: {e}") from None
+        except Exception as e:  # part 2/3 errors (a bad layout or archive)
+            raise self.fail(where, f"{where.keyword} {name}: {e}") from None
+
+    # -- one step ----------------------------------------------------------------------------
+    def step(self, stage: _Stage, pos: int, number: int, ins: Instruction, *, last: bool) -> None:
+        t0 = time.monotonic()
+        expanded = stage.variables.apply(ins)  # DockerfileError with the line on a bad expression
+        kind = ins.keyword
+        cached: bool | None = None
+        layer = None
+        try:
+            if isinstance(expanded, Arg):
+                stage.key = make_key(stage.key, "ARG", ins=_fingerprint(expanded))
+                self.progress.explain("ARG", hit=None, detail="declared: " + ", ".join(
+                    f"{d.name}={d.default}" if d.default is not None else d.name for d in expanded.args))
+            elif isinstance(expanded, Onbuild):
+                stage.key = make_key(stage.key, "ONBUILD", ins=_fingerprint(expanded))
+                stage.image = apply_config(stage.image, expanded, stage.config, created=self.now())
+                cached, layer = self._maybe_cache_end(stage, last)
+                self.progress.explain("CONFIG", hit=cached)
+            elif isinstance(expanded, CONFIG_INSTRUCTIONS):
+                stage.key = make_key(stage.key, kind, ins=_fingerprint(expanded))
+                stage.image = apply_config(stage.image, expanded, stage.config, created=self.now())
+                cached, _ = self._maybe_cache_end(stage, last)
+                self.progress.explain("CONFIG", hit=cached)
+            elif isinstance(expanded, Workdir):
+                cached, layer = self.workdir(stage, expanded, last)
+            elif isinstance(expanded, (Copy, Add)):
+                cached, layer = self.copy(stage, ins, expanded, last)
+            elif isinstance(expanded, Run):
+                cached, layer = self.run_step(stage, ins, expanded, last)
+            else:
+                raise self.fail(ins, f"{kind} is not supported here")
+        except (CopyError, RunSetupError, ValueError) as e:
+            raise self.fail(ins, str(e)) from None
+        except DockerfileError:
+            raise
+        except CapstoneError as e:
+            raise self.fail(ins, f"{kind}: {e}") from None
+        except OSError as e:
+            raise self.fail(ins, f"{kind}: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
+        if cached:
+            self.progress.cached(_image_id(stage.image))
+        elif kind in ("RUN", "COPY", "ADD", "WORKDIR") or last:
+            self.progress.produced(_image_id(stage.image))
+        self.steps.append(StepResult(
+            number, stage.planned.name, ins.location.start, _short_text(ins), kind, cached,
+            layer.descriptor.digest if layer else None, layer.diff_id if layer else None,
+            layer.descriptor.size if layer else None, time.monotonic() - t0))
+
+    def _lookup(self, key: str) -> Image | None:
+        if self.no_cache:
+            return None
+        return cache_lookup(self.store, key)
+
+    def _record(self, stage: _Stage, key: str) -> None:
+        desc = cache_record(self.store, key, stage.image)
+        stage.image = replace(stage.image, loaded_from=desc)
+
+    def _maybe_cache_end(self, stage: _Stage, last: bool):
+        """Config-only steps are cached only at the end of a stage: the final image keeps its
+        id on a rebuild, and intermediate config steps cost no store writes."""
+        if not last:
+            return None, None
+        hit = self._lookup(stage.key)
+        if hit is not None:
+            stage.image = hit
+            return True, None
+        self._record(stage, stage.key)
+        return False, None
+
+    def _layer_step(self, stage: _Stage, key: str, make: Callable[[], tuple], kind: str, detail: str = ""):
+        """Look ``key`` up; on a miss ``make()`` -> (layer or None, created_by, detail[, config
+        changes]) and the image gets the layer (or an empty_layer history entry when nothing
+        changed) and the config changes, then is recorded under ``key``."""
+        stage.key = key
+        hit = self._lookup(key)
+        if hit is not None:
+            stage.image = hit
+            history = hit.config.history
+            top = hit.layers[-1] if hit.layers and history and not history[-1].empty_layer else None
+            self.progress.explain(kind, hit=True, layer=top, detail=detail)
+            return True, top
+        layer, created_by, extra, *rest = make()
+        created = self.now()
+        if layer is not None:
+            image = stage.image.append_layer(layer, created_by=created_by, comment=HISTORY_COMMENT,
+                                             created=created)
+        else:
+            image = stage.image.with_config(created_by=created_by, comment=HISTORY_COMMENT, created=created)
+        if rest and rest[0]:
+            image = Image(replace(image.config, config=replace(image.config.config, **rest[0])), image.layers)
+        stage.image = image
+        self._record(stage, key)
+        self.progress.explain(kind, hit=False, layer=layer, detail=extra or detail)
+        return False, layer
+
+    # -- WORKDIR -------------------------------------------------------------------------------
+    def workdir(self, stage: _Stage, ins: Workdir, last: bool):
+        """WORKDIR sets the config's WorkingDir and, as BuildKit does, creates the directory
+        (owned by USER when one is set): a layer when it is missing, none when it exists."""
+        current = stage.image.config.config.working_dir or "/"
+        path = os.path.normpath(os.path.join(current, ins.path or "."))
+        path = "/" + path.lstrip("/")
+        user = stage.image.config.config.user or ""
+        key = make_key(stage.key, "WORKDIR", path=path, user=user)
+        created_by = f"WORKDIR {path}"
+
+        def make():
+            view = self.view(stage.image)
+            if path == "/" or view.is_dir(path):
+                return None, created_by, "the directory exists: no layer", {"working_dir": path}
+            uid = gid = 0
+            if user:
+                try:
+                    uid, gid = parse_chown(user, view.read_text)
+                except ValueError:
+                    uid = gid = 0
+            resolved, _ = view.resolve(path)
+            parts = split_path(resolved)
+            staging = self.temp("workdir")
+            made_ns = int(made_time(self.source_date_epoch) * 1e9)
+
+            def fill(w):
+                for i in range(1, len(parts) + 1):
+                    sub = "/".join(parts[:i])
+                    node = view.lookup(sub, follow_final=False)
+                    if node is not None:
+                        w.add_path(node.path, sub)
+                        continue
+                    d = staging / f"d{i}"
+                    d.mkdir()
+                    os.chown(d, uid, gid)
+                    os.chmod(d, 0o755)
+                    os.utime(d, ns=(made_ns, made_ns))
+                    w.add_path(d, sub)
+
+            layer = write_entries_layer(self.store, fill, compression=COMPRESSION,
+                                        source_date_epoch=self.source_date_epoch)
+            return layer, created_by, None, {"working_dir": path}
+
+        return self._layer_step(stage, key, make, "WORKDIR")
+
+    # -- COPY / ADD --------------------------------------------------------------------------
+    def copy_source(self, ins: Copy | Add, where: Instruction):
+        """(source, extra key facts, label) for a COPY/ADD."""
+        if isinstance(ins, Copy) and ins.from_stage:
+            ref = ins.from_stage
+            index = None
+            if ref.isdigit():
+                index = int(ref)
+            else:
+                index = self.plan.graph.find(ref)
+            if index is not None:
+                if index not in self.stages:
+                    raise self.fail(where, f"COPY --from={ref}: stage is not built before this one")
+                src = self.stages[index]
+                image = src.image
+                label = f"stage {src.planned.name}"
+            else:
+                image = self.load_image(ref, where)
+                label = ref
+            return ImageSource(self.view(image), label), {"from": _image_digest(image)}, label
+        return self.context, {}, "build context"
+
+    def copy(self, stage: _Stage, raw: Instruction, ins: Copy | Add, last: bool):
+        source, facts, label = self.copy_source(ins, raw)
+        view = self.view(stage.image) if not ins.link else RootfsView([])
+        workdir = stage.image.config.config.working_dir or "/"
+        staging = self.temp("copy")
+        downloads = None
+        if isinstance(ins, Add):
+            downloads = self.download(ins, staging)
+        plan = plan_copy(ins, source, view, workdir, digests=self.digests, staging=staging / "heredocs",
+                         made_mtime=made_time(self.source_date_epoch), downloads=downloads)
+        key = make_key(stage.key, ins.keyword, ins=_fingerprint(ins), workdir=workdir,
+                       content=plan.digest, **facts)
+        created_by = f"{ins.keyword} {' '.join(_short_text(raw).split()[1:])}"
+        detail = (f"{plan.files} files, {plan.bytes} bytes from {label}; content {plan.digest[:19]}")
+
+        def make():
+            layer = write_entries_layer(self.store, lambda w: write_copy(plan, w, staging / "stage", view),
+                                        compression=COMPRESSION, source_date_epoch=self.source_date_epoch)
+            self._copy_plans[layer.diff_id] = plan
+            return layer, created_by, detail
+
+        return self._layer_step(stage, key, make, ins.keyword, detail)
+
+    def download(self, ins: Add, staging: Path) -> dict[str, str]:
+        """ADD URL sources, fetched into ``staging`` (mode 0600, mtime from Last-Modified)."""
+        out = {}
+        for word in ins.sources:
+            if not word.startswith(("http://", "https://")):
+                continue
+            import email.utils
+
+            import httpx
+
+            name = word.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "download"
+            target = staging / "downloads" / f"{len(out)}" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            h = hashlib.sha256()
+            try:
+                with httpx.stream("GET", word, follow_redirects=True, timeout=60) as r:
+                    if r.status_code != 200:
+                        raise CopyError(f"ADD {word}: HTTP {r.status_code}")
+                    with open(target, "wb") as f:
+                        for chunk in r.iter_bytes(1 << 20):
+                            f.write(chunk)
+                            h.update(chunk)
+                    modified = r.headers.get("last-modified")
+            except httpx.HTTPError as e:
+                raise CopyError(f"ADD {word}: {e}") from None
+            if ins.checksum and ins.checksum != "sha256:" + h.hexdigest():
+                raise CopyError(f"ADD {word}: checksum mismatch: expected {ins.checksum}, "
+                                f"got sha256:{h.hexdigest()}")
+            os.chmod(target, 0o600)
+            if modified:
+                try:
+                    when = email.utils.parsedate_to_datetime(modified).timestamp()
+                    os.utime(target, (when, when))
+                except (TypeError, ValueError):
+                    pass
+            out[word] = str(target)
+        return out
+
+    # -- RUN -----------------------------------------------------------------------------------
+    def run_step(self, stage: _Stage, raw: Instruction, ins: Run, last: bool):
+        from ..runner import Container
+        from part6_runtime import Mount
+
+        image = stage.image
+        cfg = image.config.config
+        argv, script = run_argv(ins, stage.config.shell)
+        env = stage.variables.run_env_list(proxies=True)
+        key_env = stage.variables.run_env_list(proxies=False)
+        workdir = cfg.working_dir or "/"
+        user = cfg.user or "0"
+        net = self.network
+        if ins.network is not None:
+            if ins.network not in NETWORKS:
+                raise RunSetupError(f"--network={ins.network}: expected default, none or host")
+            net = NETWORKS[ins.network] or self.network
+        scratch = self.temp("run")
+
+        def stage_lowers(ref: str):
+            index = int(ref) if ref.isdigit() else self.plan.graph.find(ref)
+            img = self.stages[index].image if index is not None and index in self.stages else \
+                self.load_image(ref, raw)
+            return self.lowers(img), _image_digest(img)
+
+        def content(path: str) -> str:
+            return self._tree_digest(path)
+
+        mounts = plan_mounts(ins.mounts, context_dir=str(self.context_dir), workdir=workdir,
+                             scratch=scratch, cache_root=Path(self.store.path) / "build-cache-mounts",
+                             stage_lowers=stage_lowers, content_digest=content)
+        try:
+            if script is not None:
+                script_file = scratch / "script"
+                script_file.write_text(script)
+                os.chmod(script_file, 0o755)
+                mounts.mounts.append(Mount(SCRIPT_PATH, "bind", str(script_file), ("rbind", "ro")))
+                mounts.key.append({"script": hashlib.sha256(script.encode()).hexdigest()})
+            key = make_key(stage.key, "RUN", argv=argv, env=key_env, user=user, workdir=workdir,
+                           network=net, mounts=mounts.key)
+            declared = stage.variables.declared_args()
+            prefix = f"|{len(declared)} " + " ".join(f"{k}={v}" for k, v in declared.items()) + " " if declared else ""
+            created_by = f"RUN {prefix}{' '.join(argv)}"
+
+            def make():
+                lowers = self.lowers(image)
+                with Container(lowers, scratch / "container", mounts=mounts.mounts, keep_upper=True) as c:
+                    code = c.run(argv, env=env, cwd=workdir, user=user, network=net,
+                                 hostname="buildsandbox", init=True, stdout=self.run_output,
+                                 stderr=self.run_output)
+                    if code != 0:
+                        shown = " ".join(argv)
+                        shown = shown if len(shown) <= 120 else shown[:117] + "..."
+                        how = f"returned {code}" if code <= 128 else \
+                            f"returned {code} (killed by signal {code - 128})"
+                        raise self.fail(raw, f"{_short_text(raw)}: process \"{shown}\" {how}")
+                    changes = c.changes()
+                    if not changes:
+                        return None, created_by, "the command changed no file: no layer"
+                    layer = write_blob(self.store, lambda f: write_change_list(
+                        changes, c.upper, f, COMPRESSION, source_date_epoch=self.source_date_epoch))
+                self._adopt_snapshot(layer.diff_id, c.upper)
+                return layer, created_by, f"{len(changes)} changes in the upper dir"
+
+            return self._layer_step(stage, key, make, "RUN")
+        finally:
+            mounts.cleanup()
+
+    def _adopt_snapshot(self, diff_id: str, upper: Path) -> None:
+        """The upper dir of a finished RUN *is* its layer in overlay format: keep it as the
+        layer's snapshot instead of extracting the layer again later."""
+        store = self.store
+        adopt = getattr(store, "adopt_snapshot", None)
+        if adopt is not None:
+            adopt(diff_id, upper)
+            return
+        final = Path(store.snapshots_dir) / digest_hex(diff_id)
+        if final.exists() or not upper.is_dir():
+            return
+        try:
+            os.rename(upper, final)
+        except OSError:
+            pass  # another build placed it first, or another file system: extract later
+
+    def _tree_digest(self, path: str) -> str:
+        lines = []
+        if os.path.isdir(path) and not os.path.islink(path):
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames.sort()
+                for name in sorted(dirnames + filenames):
+                    p = os.path.join(dirpath, name)
+                    st = os.lstat(p)
+                    lines.append(entry_line(os.path.relpath(p, path), st, st.st_uid, st.st_gid,
+                                            st.st_mode & 0o7777, self.digests, p))
+        else:
+            st = os.lstat(path)
+            lines.append(entry_line(".", st, st.st_uid, st.st_gid, st.st_mode & 0o7777, self.digests, path))
+        return selection_digest(lines)
+
+
+def build(
+    store,
+    context_dir: str | os.PathLike,
+    dockerfile_path: str | os.PathLike | None = None,
+    *,
+    tags: Sequence[str] = (),
+    build_args: Mapping[str, str] | None = None,
+    target: str | None = None,
+    no_cache: bool = False,
+    network: str = "private",
+    platform: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    outputs: Sequence[str | OutputSpec] = (),
+    iidfile: str | os.PathLike | None = None,
+    progress: str = "auto",
+    explain: bool = False,
+    log: Callable[[str], None] | None = None,
+    run_output: int | IO | None = None,
+) -> BuildResult:
+    """Build the Dockerfile at ``dockerfile_path`` (default ``CONTEXT/Dockerfile``) with the
+    build context ``context_dir`` into ``store``; tag the result with ``tags``.
+
+    ``network``: ``private`` (outbound access through slirp4netns), ``host`` or ``none``, for
+    RUN steps without ``--network``. ``outputs``: ``type=oci|oci-archive|docker-archive,dest=...``
+    or ``type=registry,name=...``. ``log`` receives the progress lines (None: silent);
+    ``run_output`` is where RUN's stdout and stderr go (a file descriptor or file; None: this
+    process's own). Raises :class:`~capstone.errors.DockerfileError` (``Dockerfile:LINE: ...``)
+    or :class:`BuildError`; the store's names are unchanged unless the build succeeds.
+    """
+    from ..refs import parse_name
+
+    context_dir = Path(context_dir).absolute()
+    if not context_dir.is_dir():
+        raise BuildError(f"build context {context_dir} is not a directory")
+    dockerfile_path = Path(dockerfile_path) if dockerfile_path is not None else context_dir / "Dockerfile"
+    if network not in ("private", "host", "none"):
+        raise BuildError(f"--network {network}: expected host, none or private")
+    names = [parse_name(t).name for t in tags]  # InvalidName before any work
+    specs = [o if isinstance(o, OutputSpec) else parse_output(o) for o in outputs]
+    dockerfile = read_dockerfile(dockerfile_path)
+    plan = make_plan(dockerfile, build_args or {}, target=target, platform=platform)
+    reporter = Progress(progress, log, explain, stages=len(plan.stages))
+    for w in dockerfile.warnings:
+        reporter.warning(f"{dockerfile.file}:{w.line}: warning: {w.message} ({w.rule})")
+    builder = Builder(store, context_dir, dockerfile, plan, no_cache=no_cache, network=network,
+                      progress=reporter, run_output=run_output, labels=labels or {},
+                      dockerfile_path=dockerfile_path)
+    with store.session():
+        image = builder.run()
+        reporter.commit([parse_name(n).short for n in names])
+        desc = store.commit(image, names)
+    image_id = _image_id(image)
+    reporter.produced(image_id)
+    for n in names:
+        reporter.message(f"Successfully tagged {n}")
+    for spec in specs:
+        if spec.type == "registry":
+            from ..registry import push
+
+            store.tag(spec.dest, desc)
+            push(store, spec.dest)
+        else:
+            store.export(desc.digest, spec.transport(names[0] if names else None))
+    if iidfile is not None:
+        write_iidfile(iidfile, image_id)
+    warnings = []
+    unused = plan.variables.warning()
+    if unused:
+        warnings.append(unused)
+        reporter.warning(unused)
+    return BuildResult(image_id, desc.digest, tuple(names), tuple(warnings), tuple(builder.steps))
+
+
+__all__ = ["BuildResult", "Builder", "StepResult", "build"]

@@ -1,0 +1,69 @@
+"""Writing a new layer straight into the store's blob directory.
+
+A layer is produced in one streaming pass (part 4: tar -> sha256 for the diff_id -> compressor
+-> sha256 and size for the digest -> file) into a temp file *inside* the store's
+``blobs/sha256`` directory, then renamed to its digest. The store's ``commit`` finds the blob
+already there and neither copies nor hashes it again: a 512 MiB layer is read once, written
+once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from part3_go_style_builder import Layer
+from part4_tar import LayerInfo, LayerWriter
+
+TEMP_PREFIX = ".tmp-layer-"
+
+
+@dataclass(frozen=True)
+class BlobFile:
+    """Where a layer's bytes are: a file (what part 3's ``Layer.source`` needs: ``open()``)."""
+
+    path: Path
+
+    def open(self) -> BinaryIO:
+        return open(self.path, "rb")
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def write_blob(store, produce: Callable[[BinaryIO], LayerInfo]) -> Layer:
+    """Run ``produce(file)`` (it writes a layer and returns its LayerInfo) into the store's
+    blob directory; the :class:`Layer` it made, stored under its digest."""
+    blobs = store.layout.blobs_dir
+    blobs.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=blobs, prefix=TEMP_PREFIX)
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as f:
+            info = produce(f)
+        os.chmod(tmp, 0o644)
+        final = store.layout.blob_path(info.digest)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return Layer(info.descriptor(), info.diff_id, BlobFile(final))
+
+
+def write_entries_layer(store, fill: Callable[[LayerWriter], None], *, compression: str = "gzip",
+                        source_date_epoch: int | None = None) -> Layer:
+    """A layer whose entries ``fill(writer)`` adds with part 4's ``LayerWriter``."""
+
+    def produce(f: BinaryIO) -> LayerInfo:
+        with LayerWriter(f, compression, source_date_epoch=source_date_epoch) as w:
+            fill(w)
+        return w.close()
+
+    return write_blob(store, produce)
+
+
+__all__ = ["BlobFile", "write_blob", "write_entries_layer"]

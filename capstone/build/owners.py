@@ -1,0 +1,114 @@
+"""``--chown`` and ``--chmod``: who owns what COPY/ADD write, and with which mode.
+
+``--chown=USER[:GROUP]``: numbers are used as they are; names are looked up in the ``/etc/passwd``
+and ``/etc/group`` of the image being built (not the host's), and a missing file or name is
+an error. Without a group, the group is looked up as the user's spelling: ``--chown=1000``
+means 1000:1000 (the Dockerfile reference: "a UID without GID will use the same numeric UID as
+the GID"). Without ``--chown`` everything COPY writes from the build context is owned by 0:0.
+
+``--chmod``: octal (``755``, ``0644``) or symbolic as chmod(1) (``u+x``, ``go=rX``, ``+x``,
+``a-w,u=rwx``) applied to each copied entry; ``X`` is execute for directories and for files
+that already have an execute bit.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+from typing import Callable
+
+_SYMBOLIC = re.compile(r"^[ugoa]*[-+=][rwxXst]*$")
+
+
+def _lookup(text: str | None, name: str) -> int | None:
+    """The id of ``name`` in a passwd/group file's text (third field), or None."""
+    if text is None:
+        return None
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name:
+            try:
+                return int(fields[2])
+            except ValueError:
+                return None
+    return None
+
+
+def parse_chown(spec: str, read_text: Callable[[str], str | None]) -> tuple[int, int]:
+    """``(uid, gid)`` for ``--chown=spec``; ``read_text(path)`` reads a file of the image.
+
+    Raises ValueError with a one-line reason.
+    """
+    user, _, group = spec.partition(":")
+    if not user:
+        raise ValueError(f"invalid --chown={spec}: empty user")
+    group = group or user
+    if user.isdigit():
+        uid = int(user)
+    else:
+        uid = _lookup(read_text("/etc/passwd"), user)
+        if uid is None:
+            raise ValueError(f"unable to find user {user}: no matching entries in passwd file")
+    if group.isdigit():
+        gid = int(group)
+    else:
+        gid = _lookup(read_text("/etc/group"), group)
+        if gid is None:
+            raise ValueError(f"unable to find group {group}: no matching entries in group file")
+    return uid, gid
+
+
+class Chmod:
+    """A parsed ``--chmod``: ``apply(mode_with_type) -> permission bits``."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.octal: int | None = None
+        self.clauses: list[tuple[str, str, str]] = []
+        if re.fullmatch(r"[0-7]{1,4}", spec):
+            self.octal = int(spec, 8)
+            return
+        for clause in spec.split(","):
+            if not _SYMBOLIC.match(clause):
+                raise ValueError(f"invalid --chmod={spec}: {clause!r} is not an octal or symbolic mode")
+            m = re.match(r"^([ugoa]*)([-+=])(.*)$", clause)
+            self.clauses.append((m.group(1) or "a", m.group(2), m.group(3)))
+
+    def apply(self, mode: int) -> int:
+        if self.octal is not None:
+            return self.octal
+        perm = stat.S_IMODE(mode)
+        is_dir = stat.S_ISDIR(mode)
+        for who, op, what in self.clauses:
+            who = "ugo" if "a" in who else who
+            bits = 0
+            for w in who:
+                shift = {"u": 6, "g": 3, "o": 0}[w]
+                for c in what:
+                    if c == "r":
+                        bits |= 4 << shift
+                    elif c == "w":
+                        bits |= 2 << shift
+                    elif c == "x" or (c == "X" and (is_dir or perm & 0o111)):
+                        bits |= 1 << shift
+                    elif c == "s" and w in "ug":
+                        bits |= stat.S_ISUID if w == "u" else stat.S_ISGID
+                    elif c == "t":
+                        bits |= stat.S_ISVTX
+            if op == "+":
+                perm |= bits
+            elif op == "-":
+                perm &= ~bits
+            else:
+                mask = 0
+                for w in who:
+                    mask |= 0o7 << {"u": 6, "g": 3, "o": 0}[w]
+                perm = (perm & ~mask) | bits
+        return perm
+
+
+def parse_chmod(spec: str) -> Chmod:
+    return Chmod(spec)
+
+
+__all__ = ["Chmod", "parse_chmod", "parse_chown"]

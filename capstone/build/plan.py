@@ -1,0 +1,111 @@
+"""The plan of a build: which stages run, in which order, with how many steps.
+
+``parse`` -> :class:`~capstone.dockerfile.BuildVariables` (global ARGs, ``--build-arg``,
+platform args) -> the stage graph (``FROM`` / ``COPY --from`` / ``RUN --mount from=`` edges)
+-> the stages ``--target`` needs, dependencies first. A stage nobody needs is never built,
+as BuildKit does. Step numbers are counted over the planned stages only, so the progress
+lines say ``STEP 3/7`` with 7 the steps that will run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from ..dockerfile import (
+    BuildVariables,
+    Dockerfile,
+    From,
+    Instruction,
+    StageGraph,
+    build_stage_graph,
+    parse,
+)
+from ..dockerfile.args import PlatformSpec, parse_platform
+from ..errors import BuildArgError
+from .errors import BuildError
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    """A stage that will be built: its index in the file, display name, the FROM line with its
+    image expanded, and its instructions (raw; each is expanded when its turn comes)."""
+
+    index: int
+    name: str
+    from_: From
+    instructions: tuple[Instruction, ...]
+    base_stage: int | None
+    #: the number (1-based, over the whole build) of this stage's FROM step
+    first_step: int
+
+    @property
+    def steps(self) -> int:
+        return 1 + len(self.instructions)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    dockerfile: Dockerfile
+    variables: BuildVariables
+    graph: StageGraph
+    stages: tuple[PlannedStage, ...]
+    target: int
+    skipped: tuple[int, ...]
+    platform: PlatformSpec | None
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def stage(self, index: int) -> PlannedStage:
+        for s in self.stages:
+            if s.index == index:
+                return s
+        raise KeyError(index)
+
+
+def read_dockerfile(path: str | os.PathLike) -> Dockerfile:
+    """Parse the Dockerfile at ``path``; messages name it by its base name (``Dockerfile:7``)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise BuildError(f"cannot read the Dockerfile {path}: {e.strerror}") from None
+    return parse(data, file=path.name)
+
+
+def make_plan(dockerfile: Dockerfile, build_args: Mapping[str, str] | None = None, *,
+              target: str | None = None, platform: str | None = None) -> BuildPlan:
+    """The stages to build for ``target`` (default: the last one), dependencies first."""
+    if not dockerfile.stages:
+        raise BuildError(f"{dockerfile.file}: no FROM instruction: nothing to build")
+    spec = None
+    if platform:
+        try:
+            spec = parse_platform(platform)
+        except ValueError as e:
+            raise BuildArgError(f"--platform: {e}") from None
+    variables = BuildVariables(dockerfile, build_args or {}, target=spec)
+
+    def expand(word: str, stage, instruction) -> str:
+        # FROM lines see the global args; a COPY --from / --mount from= word is expanded with
+        # them too for the graph (the stage's own ARGs expand it again when the step runs)
+        return variables.lexer.process_word(word, variables.global_env)
+
+    graph = build_stage_graph(dockerfile, expand)
+    plan = graph.plan(target)
+    stages = []
+    step = 1
+    for index in plan.order:
+        node = graph.nodes[index]
+        from_ = variables.expand_from(node.stage)
+        stages.append(PlannedStage(index, node.display_name, from_, node.stage.instructions,
+                                   node.base_stage, step))
+        step += 1 + len(node.stage.instructions)
+    return BuildPlan(dockerfile, variables, graph, tuple(stages), plan.target, plan.skipped, spec)
+
+
+__all__ = ["BuildPlan", "PlannedStage", "make_plan", "read_dockerfile"]

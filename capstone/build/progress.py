@@ -1,0 +1,97 @@
+"""What a build says while it runs: buildah-like step lines, and ``--explain``.
+
+``plain`` / ``auto``::
+
+    [1/3] STEP 2/12: ARG VERSION=1.0          (the stage prefix only when there are stages)
+    STEP 3/9: COPY . .
+    --> Using cache 3f2a4b5c6d7e
+    --> 9a8b7c6d5e4f
+    COMMIT bench-hello
+
+``quiet``: nothing (the command line prints the image id at the end in every mode).
+
+``--explain`` adds, after each step, which part of the course did the work and what came out
+of it: the layer's digest, diff_id and size, the files read, whether the cache answered.
+Lines go to a callable (the command line passes one that writes to stderr): library code never
+prints.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+#: which part of the course does each kind of step
+PARTS = {
+    "FROM": "part 3 (Image.load / scratch) over the store, an OCI layout (part 2)",
+    "COPY": "capstone.context (.dockerignore) + part 4 (LayerWriter: tar, gzip, digest and diff_id in one pass)",
+    "ADD": "part 4 (archive unpacked by extract_layer, then LayerWriter)",
+    "RUN": "part 7 (overlay over the layer snapshots) + part 6 (the container) + part 7 (upper dir -> layer)",
+    "WORKDIR": "part 4 (a layer with the new directories) + part 3 (with_config)",
+    "CONFIG": "part 3 (Image.with_config: a config change and an empty_layer history entry)",
+    "ARG": "capstone.dockerfile (BuildVariables: scope only, nothing in the image)",
+}
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+class Progress:
+    """Formats the build's lines and hands them to ``log`` (None or quiet: silent)."""
+
+    def __init__(self, mode: str = "auto", log: Callable[[str], None] | None = None,
+                 explain: bool = False, stages: int = 1) -> None:
+        if mode not in ("auto", "plain", "quiet", "tty"):
+            raise ValueError(f"--progress={mode}: expected auto, plain or quiet")
+        self.quiet = mode == "quiet" or log is None
+        self.log = log
+        self.explain_on = explain and log is not None
+        self.stages = stages
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            self.log(text)
+
+    def step(self, stage_pos: int, number: int, total: int, text: str) -> None:
+        prefix = f"[{stage_pos}/{self.stages}] " if self.stages > 1 else ""
+        first = text.splitlines()[0] if text else text
+        self._say(f"{prefix}STEP {number}/{total}: {first}")
+
+    def cached(self, image_id: str) -> None:
+        self._say(f"--> Using cache {image_id.removeprefix('sha256:')[:12]}")
+
+    def produced(self, image_id: str) -> None:
+        self._say(f"--> {image_id.removeprefix('sha256:')[:12]}")
+
+    def commit(self, names) -> None:
+        self._say(f"COMMIT {' '.join(names)}" if names else "COMMIT")
+
+    def message(self, text: str) -> None:
+        self._say(text)
+
+    def warning(self, text: str) -> None:
+        if self.log is not None:  # warnings are shown even when quiet
+            self.log(text)
+
+    def explain(self, kind: str, *, hit: bool | None, layer=None, detail: str = "") -> None:
+        if not self.explain_on:
+            return
+        part = PARTS.get(kind, PARTS["CONFIG"])
+        self.log(f"    explain: done by {part}")
+        if detail:
+            self.log(f"    explain: {detail}")
+        if layer is not None:
+            self.log(f"    explain: layer {layer.descriptor.digest} ({human_size(layer.descriptor.size)} "
+                     f"{layer.descriptor.media_type.rsplit('+', 1)[-1]}), diff_id {layer.diff_id}")
+        elif kind not in ("FROM", "ARG"):
+            self.log("    explain: no layer (config and history only)")
+        if hit is not None:
+            self.log(f"    explain: cache {'hit: the step did not run' if hit else 'miss: the step ran'}")
+
+
+__all__ = ["PARTS", "Progress", "human_size"]

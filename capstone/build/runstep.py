@@ -1,0 +1,182 @@
+"""RUN: a command in a container over the image built so far; what it changed is the layer.
+
+The pieces are the course's: the image's layers as overlay lower dirs (the store's snapshots,
+part 7 ``extract_lower``, made once per layer), an overlay with a fresh upper dir (part 7),
+the container (part 6 ``run``: namespaces, pivot_root, capabilities, seccomp), and the upper
+dir turned into a layer (part 7 ``write_changes``: whiteouts for deletions, opaque dirs).
+``capstone.runner.Container`` ties them together for both ``capstone run`` and this step.
+
+The command:
+
+* shell form is wrapped in the stage's SHELL (``/bin/sh -c``); exec form runs as written;
+* ``RUN <<EOF`` (a heredoc and nothing else) runs the body as a script: with a ``#!`` line it
+  is written to a file and executed, else it is given to the shell; heredocs after a command
+  (``RUN cat <<EOF > /f``) are passed to the shell with the command, as a shell would read them;
+* environment: ENV and the declared ARGs (plus proxy build args), working directory WORKDIR,
+  user USER, network ``--network`` of the step or of the build;
+* ``--mount=type=bind`` (from the context, a stage or an image; read-only unless ``rw``, whose
+  writes are thrown away), ``type=cache`` (a directory kept in the store between builds, never
+  part of the layer nor of the cache key), ``type=tmpfs``.
+
+A command that exits non-zero fails the build: ``Dockerfile:LINE: RUN ... returned N``. A step
+that changes nothing adds no layer (only a history entry), as BuildKit does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from part6_runtime import Mount
+from part7_union import OverlayMount
+
+from ..dockerfile import Heredoc, Run
+from ..dockerfile.mounts import MountSyntaxError, mount_fields
+
+
+class RunSetupError(ValueError):
+    """A RUN that cannot be set up (bad --mount, unknown network); the step reports the line."""
+
+
+NETWORKS = {"default": None, "none": "none", "host": "host", "private": "private", "sandbox": None}
+
+
+#: where a ``RUN <<EOF`` script with a ``#!`` line is bind-mounted in the container
+SCRIPT_PATH = "/.capstone-run-script"
+
+
+def run_argv(ins: Run, shell: tuple[str, ...]) -> tuple[list[str], str | None]:
+    """The argv of a RUN (expanded), and the text of a script to mount at :data:`SCRIPT_PATH`
+    (a ``RUN <<EOF`` body with a ``#!`` line), or None."""
+    cmd = ins.command
+    if not ins.heredocs:
+        if cmd.shell_form:
+            return list(shell) + [cmd.args[0]], None
+        return list(cmd.args), None
+    first = ins.heredocs[0]
+    text = cmd.args[0] if cmd.args else ""
+    if cmd.shell_form and len(ins.heredocs) == 1 and _is_bare_heredoc(text, first):
+        body = first.body
+        if body.startswith("#!"):
+            return [SCRIPT_PATH], body
+        return list(shell) + [body], None
+    if not cmd.shell_form:
+        return list(cmd.args), None
+    script = text
+    for doc in ins.heredocs:
+        script += "\n" + doc.content + doc.name
+    return list(shell) + [script], None
+
+
+def _is_bare_heredoc(text: str, doc: Heredoc) -> bool:
+    word = text.strip()
+    if not word.startswith("<<"):
+        return False
+    rest = word[2:].lstrip("-").strip("'\"")
+    return rest == doc.name
+
+
+@dataclass
+class MountPlan:
+    """The --mount options of a RUN turned into part 6 mounts, with what the key needs."""
+
+    mounts: list[Mount] = field(default_factory=list)
+    key: list[dict] = field(default_factory=list)
+    #: overlays mounted for bind sources of multi-layer stages (unmounted after the step)
+    overlays: list[OverlayMount] = field(default_factory=list)
+    #: temporary copies (rw binds) removed after the step
+    temps: list[Path] = field(default_factory=list)
+
+    def cleanup(self) -> None:
+        for ov in reversed(self.overlays):
+            try:
+                ov.unmount()
+            except OSError:
+                ov.unmount(lazy=True)
+        self.overlays.clear()
+        for t in self.temps:
+            shutil.rmtree(t, ignore_errors=True)
+        self.temps.clear()
+
+
+def plan_mounts(specs, *, context_dir: str, workdir: str, scratch: Path, cache_root: Path,
+                stage_lowers, content_digest) -> MountPlan:
+    """Turn ``--mount`` values into mounts. ``stage_lowers(name) -> (lowers, digest)`` gives a
+    stage's or image's snapshot dirs; ``content_digest(path) -> str`` hashes a bind source."""
+    plan = MountPlan()
+    for n, spec in enumerate(specs):
+        try:
+            fields = dict(mount_fields(spec))
+        except MountSyntaxError as e:
+            raise RunSetupError(str(e)) from None
+        kind = (fields.pop("type", None) or "bind").lower()
+        target = fields.pop("target", None) or fields.pop("dst", None) or fields.pop("destination", None)
+        if not target:
+            raise RunSetupError(f"--mount={spec}: a target is required")
+        if not target.startswith("/"):
+            target = os.path.normpath(os.path.join(workdir or "/", target))
+        readonly = not ("rw" in fields or "readwrite" in fields)
+        if "ro" in fields or "readonly" in fields:
+            readonly = True
+        if kind == "tmpfs":
+            opts = ["nosuid", "nodev"]
+            if fields.get("size"):
+                opts.append(f"size={fields['size']}")
+            plan.mounts.append(Mount(target, "tmpfs", None, tuple(opts)))
+            plan.key.append({"type": "tmpfs", "target": target})
+            continue
+        if kind == "cache":
+            ident = fields.get("id") or target
+            directory = cache_root / hashlib.sha256(ident.encode()).hexdigest()[:32]
+            if not directory.exists():
+                directory.mkdir(parents=True, exist_ok=True)
+                os.chmod(directory, int(fields.get("mode") or "755", 8))
+                os.chown(directory, int(fields.get("uid") or 0), int(fields.get("gid") or 0))
+            plan.mounts.append(Mount(target, "bind", str(directory), ("rbind", "ro" if readonly and "ro" in fields else "rw")))
+            plan.key.append({"type": "cache", "target": target})  # contents never in the key
+            continue
+        if kind == "bind":
+            source = fields.get("source") or fields.get("src") or "/"
+            rel = source.lstrip("/")
+            origin = fields.get("from")
+            if origin:
+                lowers, digest = stage_lowers(origin)
+                if not lowers:
+                    raise RunSetupError(f"--mount={spec}: {origin} has no files")
+                if len(lowers) == 1:
+                    base = Path(lowers[0])
+                else:
+                    base = scratch / f"mount{n}"
+                    ov = OverlayMount(lowers, None, None, base)
+                    ov.mount()
+                    plan.overlays.append(ov)
+                host = base / rel if rel else base
+                key = {"type": "bind", "from": digest, "source": rel, "target": target, "rw": not readonly}
+            else:
+                host = Path(context_dir) / rel if rel else Path(context_dir)
+                key = {"type": "bind", "source": rel, "target": target, "rw": not readonly,
+                       "content": content_digest(str(host))}
+            if not os.path.lexists(host):
+                raise RunSetupError(f"--mount={spec}: source {source} not found")
+            if not readonly:  # writes are discarded: give the step a copy
+                copy = scratch / f"rw{n}"
+                if os.path.isdir(host):
+                    shutil.copytree(host, copy, symlinks=True)
+                else:
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(host, copy)
+                plan.temps.append(copy)
+                host = copy
+            plan.mounts.append(Mount(target, "bind", str(host), ("rbind", "ro" if readonly else "rw")))
+            plan.key.append(key)
+            continue
+        if kind in ("secret", "ssh"):
+            raise RunSetupError(f"--mount=type={kind} needs --secret/--ssh, which this builder does not take")
+        raise RunSetupError(f"--mount={spec}: unknown mount type {kind!r}")
+    return plan
+
+
+__all__ = ["MountPlan", "NETWORKS", "RunSetupError", "SCRIPT_PATH", "plan_mounts", "run_argv"]

@@ -1,0 +1,93 @@
+"""The command line of the builder's build command: ``COMMANDS``, merged by ``__main__``.
+
+``capstone build [-t NAME[:TAG]]... [-f FILE] [--build-arg K[=V]]... [--target STAGE]
+[--no-cache] [--network host|none|private] [--platform P] [--label K=V]...
+[--output type=oci|oci-archive|docker-archive,dest=...] [--iidfile F]
+[--progress auto|plain|quiet] [--explain] CONTEXT``
+
+Progress lines and the RUN steps' output go to stderr; stdout gets only the image id
+(``sha256:...``) at the end, so ``id=$(capstone build -q .)`` works. With ``--progress quiet``
+the RUN output is kept aside and shown only when the build fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import BuildArgError
+
+HELP = "build an image from a Dockerfile (the result is stored and tagged)"
+
+
+def configure_build(p: argparse.ArgumentParser) -> None:
+    p.add_argument("context", metavar="CONTEXT", help="the build context directory")
+    p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]",
+                   help="name the image (repeatable)")
+    p.add_argument("-f", "--file", metavar="FILE", help="the Dockerfile (default CONTEXT/Dockerfile)")
+    p.add_argument("--build-arg", action="append", default=[], metavar="K[=V]",
+                   help="set a build argument (K alone takes it from the environment)")
+    p.add_argument("--target", metavar="STAGE", help="build this stage (and what it needs) only")
+    p.add_argument("--no-cache", action="store_true", help="do not use the build cache (still record)")
+    p.add_argument("--network", choices=("private", "host", "none"), default="private",
+                   help="network of RUN steps (default private: outbound access through slirp4netns)")
+    p.add_argument("--platform", metavar="P", help="the target platform (os/arch[/variant])")
+    p.add_argument("--label", action="append", default=[], metavar="K=V", help="add a label to the image")
+    p.add_argument("-o", "--output", action="append", default=[], metavar="type=T,dest=D",
+                   help="also export: type=oci|oci-archive|docker-archive,dest=PATH or type=registry,name=REF")
+    p.add_argument("--iidfile", metavar="F", help="write the image id to F")
+    p.add_argument("--progress", choices=("auto", "plain", "quiet"), default="auto",
+                   help="progress output on stderr (quiet: none)")
+    p.add_argument("-q", "--quiet", action="store_true", help="same as --progress quiet")
+    p.add_argument("--explain", action="store_true",
+                   help="say which part of the course does each step and what it produced")
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not key or not eq:
+            raise BuildArgError(f"invalid --label {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def run_build(args: argparse.Namespace, n) -> int:
+    from .build import build
+    from .dockerfile import parse_build_args
+    from .store import Store
+
+    progress = "quiet" if args.quiet else args.progress
+    build_args = parse_build_args(args.build_arg)
+    labels = _labels(args.label)
+    store = Store.open(args.store)
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryFile() as captured:
+        run_output = captured if progress == "quiet" else sys.stderr
+        try:
+            result = build(
+                store, Path(args.context), args.file, tags=args.tag, build_args=build_args,
+                target=args.target, no_cache=args.no_cache, network=args.network, platform=args.platform,
+                labels=labels, outputs=args.output, iidfile=args.iidfile, progress=progress,
+                explain=args.explain, log=log, run_output=run_output,
+            )
+        except BaseException:
+            if progress == "quiet":
+                captured.seek(0)
+                sys.stderr.buffer.write(captured.read())
+                sys.stderr.flush()
+            raise
+    n.out.write(result.image_id + "\n")
+    n.out.flush()
+    return 0
+
+
+COMMANDS: dict = {
+    "build": (HELP, configure_build, run_build),
+}

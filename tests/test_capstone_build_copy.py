@@ -1,0 +1,200 @@
+"""capstone.build COPY/ADD rules, checked on the built images' files: .dockerignore, --chown
+and --chmod, wildcards and destinations, ADD's archive unpacking and URLs, symlinks on the way
+to the destination, --exclude."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import os
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from capstone.build import build
+from capstone.errors import DockerfileError
+from capstone.store import Store
+from part4_tar import apply_layers
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    s = Store.open(tmp_path_factory.mktemp("store"))
+    s.load("capstone/busybox")
+    return s
+
+
+def make_context(root: Path, dockerfile: str, files: dict | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "Dockerfile").write_text(dockerfile)
+    for name, content in (files or {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return root
+
+
+def built_rootfs(store, ctx: Path, tmp_path: Path, **kw) -> Path:
+    with open(os.devnull, "wb") as devnull:
+        build(store, ctx, tags=["copytest"], network="none", run_output=devnull, **kw)
+    dest = tmp_path / "rootfs"
+    dest.mkdir()
+    apply_layers([layer.open() for layer in store.load("copytest").layers], dest)
+    return dest
+
+
+def test_dockerignore_is_respected_with_exceptions(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY . /app/\n", {
+        ".dockerignore": "*.log\nsecret/\nnode_modules\n!node_modules/keep.js\n",
+        "a.txt": "a", "debug.log": "x", "secret/key": "k", "sub/inner.log": "kept: only top-level *.log",
+        "node_modules/drop.js": "d", "node_modules/keep.js": "k",
+    })
+    root = built_rootfs(store, ctx, tmp_path)
+    got = sorted(str(p.relative_to(root / "app")) for p in (root / "app").rglob("*"))
+    assert got == [".dockerignore", "Dockerfile", "a.txt", "node_modules", "node_modules/keep.js", "sub",
+                   "sub/inner.log"]
+
+
+def test_chown_names_from_the_image_and_chmod(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", """\
+FROM capstone/busybox
+RUN echo 'app:x:1234:2345::/home/app:/bin/sh' >> /etc/passwd && echo 'grp:x:3456:' >> /etc/group
+COPY --chown=app:grp --chmod=640 f.txt /data/f.txt
+COPY --chown=1000 d /numeric/
+COPY --chmod=u=rwx,go=rX d /sym/
+""", {"f.txt": "f", "d/x.sh": "#!/bin/sh\n", "d/sub/y": "y"})
+    os.chmod(ctx / "d/x.sh", 0o600)
+    root = built_rootfs(store, ctx, tmp_path)
+    st = (root / "data/f.txt").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 3456, 0o640)
+    st = (root / "data").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 3456, 0o755)  # a made parent
+    st = (root / "numeric/sub/y").stat()
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+    assert (root / "sym/x.sh").stat().st_mode & 0o777 == 0o755
+    assert (root / "sym/sub").stat().st_mode & 0o777 == 0o755
+    assert (root / "sym/sub/y").stat().st_mode & 0o777 == 0o755  # X sees the u+x just given, as chmod(1)
+
+
+def test_chown_of_an_unknown_user_fails_at_its_line(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nCOPY --chown=nobody-here f /f\n", {"f": "f"})
+    with pytest.raises(DockerfileError, match=r"^Dockerfile:2: .*nobody-here"):
+        built_rootfs(store, ctx, tmp_path)
+
+
+def test_wildcards_destinations_and_workdir(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", """\
+FROM capstone/busybox
+WORKDIR /w
+COPY *.js lib/ ./
+COPY one.txt renamed.txt
+COPY one.txt /etc
+COPY sub/ /bin/copied/
+""", {"a.js": "a", "b.js": "b", "c.txt": "c", "lib/l.js": "l", "one.txt": "1", "sub/s": "s"})
+    root = built_rootfs(store, ctx, tmp_path)
+    assert sorted(os.listdir(root / "w")) == ["a.js", "b.js", "l.js", "renamed.txt"]
+    assert (root / "etc/one.txt").read_text() == "1"  # an existing directory takes the file
+    assert (root / "bin/copied/s").read_text() == "s"
+
+
+def test_symlink_on_the_way_to_the_destination_is_followed_inside_the_image(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", """\
+FROM capstone/busybox
+RUN mkdir -p /real && ln -s /real /link && ln -s ../../.. /real/escape
+COPY f /link/
+COPY g /link/escape/tmp/
+""", {"f": "f", "g": "g"})
+    root = built_rootfs(store, ctx, tmp_path)
+    assert (root / "real/f").read_text() == "f"
+    assert os.path.islink(root / "link")
+    assert (root / "tmp/g").read_text() == "g"  # ../../.. stays inside the root
+
+
+def test_several_sources_need_a_directory_destination(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY a b /file\n", {"a": "a", "b": "b"})
+    with pytest.raises(DockerfileError, match="^Dockerfile:2: When using COPY with more than one source"):
+        built_rootfs(store, ctx, tmp_path)
+
+
+def test_missing_source_is_an_error_naming_it(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY nothere /x\n", {".dockerignore": "ignored\n", "ignored": "i"})
+    with pytest.raises(DockerfileError, match="^Dockerfile:2: COPY failed: .*nothere"):
+        built_rootfs(store, ctx, tmp_path)
+    make_context(ctx, "FROM scratch\nCOPY ignored /x\n")
+    with pytest.raises(DockerfileError, match="excluded by .dockerignore"):
+        built_rootfs(store, ctx, tmp_path)
+
+
+def _tar_bytes(files: dict[str, str], compression: str = "") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=f"w:{compression}") as tf:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            info.mode = 0o640
+            info.uid = 42
+            tf.addfile(info, io.BytesIO(text.encode()))
+    return buf.getvalue()
+
+
+def test_add_unpacks_local_archives_by_content_and_copy_does_not(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", """\
+FROM capstone/busybox
+ADD plain.tar /x/
+ADD packed.bin /y
+COPY plain.tar /z/
+ADD --exclude=*.md docs /docs/
+""", {"plain.tar": _tar_bytes({"p/one.txt": "one"}), "packed.bin": _tar_bytes({"two.txt": "two"}, "gz"),
+      "docs/a.md": "a", "docs/b.txt": "b"})
+    root = built_rootfs(store, ctx, tmp_path)
+    assert (root / "x/p/one.txt").read_text() == "one"
+    st = (root / "x/p/one.txt").stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (42, 0o640)  # like tar -x as root
+    assert (root / "y/two.txt").read_text() == "two"
+    assert (root / "z/plain.tar").is_file()
+    assert sorted(os.listdir(root / "docs")) == ["b.txt"]
+
+
+def test_add_url_downloads_with_mode_0600(store, tmp_path):
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "file.txt").write_text("downloaded\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(served), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/file.txt"
+        ctx = make_context(tmp_path / "ctx", f"FROM scratch\nADD {url} /dl/\n")
+        root = built_rootfs(store, ctx, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (root / "dl/file.txt").read_text() == "downloaded\n"
+    assert (root / "dl/file.txt").stat().st_mode & 0o777 == 0o600
+
+
+def test_copy_parents_keeps_source_paths_and_heredoc_to_workdir(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", """\
+FROM scratch
+WORKDIR /w
+COPY --parents src/*/main.c docs /out/
+COPY <<EOF notes.txt
+note
+EOF
+""", {"src/a/main.c": "a", "src/b/main.c": "b", "src/b/other.c": "o", "docs/d.md": "d"})
+    root = built_rootfs(store, ctx, tmp_path)
+    got = sorted(str(p.relative_to(root / "out")) for p in (root / "out").rglob("*") if p.is_file())
+    assert got == ["docs/d.md", "src/a/main.c", "src/b/main.c"]
+    assert (root / "w/notes.txt").read_text() == "note\n"
