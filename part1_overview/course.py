@@ -92,9 +92,8 @@ PARTS: tuple[Part, ...] = (
         "capstone",
         "A Dockerfile builder",
         "parse, plan, cache, RUN in an overlay, write and push the image",
-        "python -m capstone parse examples/hello/Dockerfile",
+        "python -m capstone build -t hello examples/hello",
         ("*",),
-        later="python -m capstone build -t NAME CONTEXT (the builder itself: not there yet)",
     ),
 )
 

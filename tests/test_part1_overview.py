@@ -117,7 +117,7 @@ def test_json_output_is_the_course_the_pipeline_and_this_host():
     assert all(c["ok"] for c in data["checks"])
     assert all(c["if_missing"] for c in data["checks"])
     capstone = data["course"][-1]
-    assert capstone["package"] == "capstone" and "build" in capstone["later"]
+    assert capstone["package"] == "capstone" and "build" in capstone["command"]
 
 
 def test_tour_prints_the_map_the_pipeline_and_the_host_table():
@@ -201,9 +201,8 @@ def test_every_command_of_the_map_is_accepted_by_its_chapter_today():
         assert proc.returncode == 0, f"{part.command}: {proc.stderr}"
         assert "usage:" in proc.stdout, part.command
     capstone = next(p for p in PARTS if p.package == "capstone")
-    assert capstone.command.startswith("python -m capstone parse ")
-    assert (ROOT / capstone.command.split()[-1]).is_file()
-    assert "build" in capstone.later
+    assert capstone.command.startswith("python -m capstone build ")
+    assert (ROOT / capstone.command.split()[-1] / "Dockerfile").is_file()
 
 
 def test_tour_shows_what_comes_later_apart_from_what_runs_now():
