@@ -118,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.store is None:
         args.store = default_store()
+    # a Dockerfile's undecodable bytes travel as surrogate escapes: print them back as the
+    # same bytes (as Go would) instead of failing with UnicodeEncodeError
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     n = Narrator()
     run = all_commands()[args.command][2]
     try:

@@ -229,7 +229,7 @@ EXPANSION_CASES = [
     ('ENV Q="a b" R=\'$U\'', "pairs", (("Q", "a b"), ("R", "$U"))),
     ("EXPOSE $P 80/tcp", "ports", ("1", "2", "80/tcp")),
     ("RUN --mount=type=cache,target=$D/cache,id=$U make", "mounts", ("type=cache,target=/srv/cache,id=app",)),
-    ("RUN --mount=type=bind,from=$S,source=/x,target=/y true", "mounts", ("type=bind,from=builder,source=/x,target=/y",)),
+    ("RUN --mount=type=bind,from=b,source=$S,target=/y true", "mounts", ("type=bind,from=b,source=builder,target=/y",)),
 ]
 
 
@@ -449,3 +449,17 @@ def test_run_is_returned_with_expanded_mounts_only():
 def test_mount_value_with_a_comma_stays_one_field():
     out, _, _ = run_stage('FROM a\nENV T="/a,b"\nRUN --mount=type=tmpfs,target=$T true\n')
     assert out[1].mounts == ('type=tmpfs,"target=/a,b"',)
+
+
+def test_build_arg_for_an_arg_declared_after_env_overrides_run_env_but_not_the_image():
+    # BuildKit's dispatchArg: an ARG that gets a value (here from --build-arg) calls
+    # d.state.AddEnv(key, value), so RUN sees it; the image config keeps what ENV set
+    _, scope, _ = run_stage("FROM a\nENV X=env\nARG X\n", {"X": "cli"})
+    assert scope.env["X"] == "cli" and scope.image_env["X"] == "env"
+    assert scope.run_env()["X"] == "cli"
+
+
+def test_undeclared_proxy_args_stay_out_of_the_history_args():
+    _, scope, _ = run_stage("FROM a\nARG V=1\n", {"HTTPS_PROXY": "http://p", "V": "2"})
+    assert scope.declared_args() == {"V": "2"}
+    assert scope.run_env()["https_proxy"] == "http://p"

@@ -11,7 +11,9 @@ from capstone.dockerfile import (
 )
 from capstone.dockerfile.directives import parse_check
 from capstone.dockerfile.flags import parse_go_duration
-from capstone.dockerfile.mounts import mount_fields, mount_from
+from capstone.dockerfile.mounts import (
+    Mount, MountSyntaxError, mount_fields, mount_from, parse_mount, ram_in_bytes,
+)
 from capstone.dockerfile.nodes import extract_builder_flags, parse_words
 from capstone.errors import DockerfileError, ParseError
 
@@ -379,8 +381,8 @@ ERRORS = [
     ("FROM a b", 1, "FROM requires either one or three arguments"),
     ("FROM a AS 1x", 1, 'invalid name for build stage: "1x", name can\'t start with a number'),
     ("FROM a AS $N", 1, 'invalid name for build stage: "$N"'),
-    ("FROM --platform a", 1, "missing a value on flag: platform"),
-    ("FROM --plaform=x a", 1, "unknown flag: plaform (did you mean platform?)"),
+    ("FROM --platform a", 1, "missing a value on flag: --platform"),
+    ("FROM --plaform=x a", 1, "unknown flag: --plaform (did you mean platform?)"),
     ("FROM a\nENV", 2, "ENV requires at least one argument"),
     ("FROM a\nENV x", 2, "ENV must have two arguments"),
     ("FROM a\nENV a=1 b", 2, 'Syntax error - can\'t find = in "b". Must be of the form: name=value'),
@@ -393,24 +395,24 @@ ERRORS = [
     ("FROM a\nADD", 2, "ADD requires at least two arguments"),
     ("FROM a\nCOPY a <<EOF\nx\nEOF", 2, "COPY cannot accept a heredoc as a destination"),
     ("FROM a\nADD a <<EOF\nx\nEOF", 2, "ADD cannot accept a heredoc as a destination"),
-    ("FROM a\nCOPY --chown a b", 2, "missing a value on flag: chown"),
-    ("FROM a\nCOPY --fro=x a b", 2, "unknown flag: fro (did you mean from?)"),
-    ("FROM a\nCOPY --from=x --from=y a b", 2, "duplicate flag specified: from"),
-    ("FROM a\nCOPY --link=maybe a b", 2, "expecting boolean value for flag link, not: maybe"),
-    ("FROM a\nCOPY --link= a b", 2, "missing a value on flag: link"),
-    ("FROM a\nCOPY --keep-git-dir a b", 2, "unknown flag: keep-git-dir"),
-    ("FROM a\nCOPY --checksum=x a b", 2, "unknown flag: checksum"),
-    ("FROM a\nADD --from=x a b", 2, "unknown flag: from"),
-    ("FROM a\nADD --parents a b", 2, "unknown flag: parents"),
-    ("FROM a\nADD --exclude a b", 2, "missing a value on flag: exclude"),
-    ("FROM a\nRUN --mount x", 2, "missing a value on flag: mount"),
-    ("FROM a\nRUN --network=bridge x", 2, 'unsupported network mode "bridge"'),
+    ("FROM a\nCOPY --chown a b", 2, "missing a value on flag: --chown"),
+    ("FROM a\nCOPY --fro=x a b", 2, "unknown flag: --fro (did you mean from?)"),
+    ("FROM a\nCOPY --from=x --from=y a b", 2, "duplicate flag specified: --from"),
+    ("FROM a\nCOPY --link=maybe a b", 2, "expecting boolean value for flag --link, not: maybe"),
+    ("FROM a\nCOPY --link= a b", 2, "missing a value on flag: --link"),
+    ("FROM a\nCOPY --keep-git-dir a b", 2, "unknown flag: --keep-git-dir"),
+    ("FROM a\nCOPY --checksum=x a b", 2, "unknown flag: --checksum"),
+    ("FROM a\nADD --from=x a b", 2, "unknown flag: --from"),
+    ("FROM a\nADD --parents a b", 2, "unknown flag: --parents"),
+    ("FROM a\nADD --exclude a b", 2, "missing a value on flag: --exclude"),
+    ("FROM a\nRUN --mount x", 2, "missing a value on flag: --mount"),
+    ("FROM a\nRUN --network=bridge x", 2, 'invalid network mode "bridge"'),
     ("FROM a\nRUN --security=root x", 2, 'security "root" is not valid'),
-    ("FROM a\nRUN --device=x y", 2, "unknown flag: device"),
+    ("FROM a\nRUN --device=x y", 2, "unknown flag: --device"),
     ("FROM a\nRUN --network=none", 2, "RUN requires at least one argument"),
-    ("FROM a\nCMD --x [\"a\"]", 2, "unknown flag: x"),
-    ("FROM a\nENTRYPOINT --x a", 2, "unknown flag: x"),
-    ("FROM a\nENV --x=1 a=b", 2, "unknown flag: x"),
+    ("FROM a\nCMD --x [\"a\"]", 2, "unknown flag: --x"),
+    ("FROM a\nENTRYPOINT --x a", 2, "unknown flag: --x"),
+    ("FROM a\nENV --x=1 a=b", 2, "unknown flag: --x"),
     ("FROM a\nWORKDIR", 2, "WORKDIR requires exactly one argument"),
     ("FROM a\nUSER", 2, "USER requires exactly one argument"),
     ("FROM a\nSTOPSIGNAL", 2, "STOPSIGNAL requires exactly one argument"),
@@ -429,13 +431,13 @@ ERRORS = [
     ("FROM a\nHEALTHCHECK --interval=5 CMD x", 2, 'time: missing unit in duration "5"'),
     ("FROM a\nHEALTHCHECK --timeout=5d CMD x", 2, 'time: unknown unit "d" in duration "5d"'),
     ("FROM a\nHEALTHCHECK --timeout=x CMD x", 2, 'time: invalid duration "x"'),
-    ("FROM a\nHEALTHCHECK --timeout=0s CMD x", 2, 'Interval "timeout" cannot be less than 1ms'),
+    ("FROM a\nHEALTHCHECK --timeout=999us CMD x", 2, 'Interval "timeout" cannot be less than 1ms'),
     ("FROM a\nHEALTHCHECK --start-period=10us CMD x", 2, 'Interval "start-period" cannot be less than 1ms'),
-    ("FROM a\nHEALTHCHECK --retries=0 CMD x", 2, "--retries must be at least 1 (not 0)"),
+    ("FROM a\nHEALTHCHECK --retries=-1 CMD x", 2, "--retries cannot be negative (-1)"),
     ("FROM a\nHEALTHCHECK --retries=x CMD x", 2, 'strconv.ParseInt: parsing "x": invalid syntax'),
     ("FROM a\nHEALTHCHECK --retries=9999999999 CMD x", 2, "value out of range"),
-    ("FROM a\nHEALTHCHECK --interval=1s --interval=2s CMD x", 2, "duplicate flag specified: interval"),
-    ("FROM a\nHEALTHCHECK --intervall=1s CMD x", 2, "unknown flag: intervall (did you mean interval?)"),
+    ("FROM a\nHEALTHCHECK --interval=1s --interval=2s CMD x", 2, "duplicate flag specified: --interval"),
+    ("FROM a\nHEALTHCHECK --intervall=1s CMD x", 2, "unknown flag: --intervall (did you mean interval?)"),
     ("FROM a\nONBUILD", 2, "ONBUILD requires at least one argument"),
     ("FROM a\nONBUILD ONBUILD RUN x", 2, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
     ("FROM a\nONBUILD FROM b", 2, "FROM isn't allowed as an ONBUILD trigger"),
@@ -444,8 +446,8 @@ ERRORS = [
     ("FROM a\nRUN <<EOF\nno end", 2, "unterminated heredoc"),
     ("FROM a\nCOPY <<A <<B /d\na\nA\nb", 2, "unterminated heredoc"),
     ('FROM a\nCMD ["a", 1]', 2, "arrays must be comprised of strings only"),
-    ("FROM a\nSTOPSIGNAL --x 9", 2, "unknown flag: x"),
-    ("FROM a\nARG --x=1 A", 2, "unknown flag: x"),
+    ("FROM a\nSTOPSIGNAL --x 9", 2, "unknown flag: --x"),
+    ("FROM a\nARG --x=1 A", 2, "unknown flag: --x"),
 ]
 
 
@@ -517,3 +519,266 @@ def test_instructions_are_frozen_and_know_their_keyword():
     keywords = {cls.keyword for cls in (Add, Arg, Cmd, Entrypoint, Env, Expose, Label, Maintainer,
                                         Onbuild, Shell, Stopsignal, User, Volume, Healthcheck)}
     assert len(keywords) == 14
+
+
+# -- audit additions: directives as BuildKit's DetectSyntax / ParseDirective read them ----------
+
+
+def test_syntax_and_check_may_follow_a_shebang_but_escape_may_not():
+    df = parse("#!/usr/bin/env buildctl\n# syntax=docker/dockerfile:1\n# check=skip=all\n"
+               "# escape=`\nFROM a\nRUN x `\n")
+    assert [(d.name, d.value, d.line) for d in df.directives] == [
+        ("syntax", "docker/dockerfile:1", 2), ("check", "skip=all", 3)]
+    assert df.escape == "\\" and df.instructions[1].command.args == ("x `",)
+
+
+def test_indented_directive_sets_escape_but_is_not_a_syntax_or_check_directive():
+    df = parse("  # escape=`\n  # syntax=x\nFROM a `\n  AS b\n")
+    assert df.escape == "`" and df.instructions[0].stage_name == "b"
+    assert df.syntax is None and [d.name for d in df.directives] == ["escape"]
+
+
+def test_syntax_may_come_after_escape_and_check_and_values_keep_their_case():
+    df = parse("# escape=\\\n# CHECK = skip=StageNameCasing ; error=True\n# Syntax=Docker/X\nFROM a\n")
+    assert [(d.name, d.value) for d in df.directives] == [
+        ("escape", "\\"), ("check", "skip=StageNameCasing ; error=True"), ("syntax", "Docker/X")]
+
+
+def test_directive_block_ends_at_the_first_other_line_even_a_bom_line_is_fine():
+    df = parse("\ufeff# syntax=a\n#check=error=false\n\n# escape=`\nFROM a\n")
+    assert [d.name for d in df.directives] == ["syntax", "check"] and df.escape == "\\"
+
+
+@pytest.mark.parametrize("text,line,message", [
+    ("# check=skip=all\n# check=error=true\nFROM a\n", 2, "only one check parser directive can be used"),
+    ("# escape=``\nFROM a\n", 1, "invalid escape token '``' does not match ` or \\"),
+    ("#!/bin/sh\n# check=error=nope\nFROM a\n", 2, 'failed to parse check option "error=nope"'),
+])
+def test_more_directive_errors(text, line, message):
+    with pytest.raises(ParseError) as e:
+        parse(text)
+    assert e.value.message.startswith(message) and e.value.line == line
+
+
+def test_invalid_check_value_after_an_indent_is_not_read_at_all():
+    assert parse("  # check=bogus\nFROM a\n").directive("check") is None
+
+
+# -- audit additions: flags accepted exactly where BuildKit accepts them -------------------------
+
+FLAG_SAMPLES = {
+    "platform": "--platform=linux/amd64", "mount": "--mount=type=tmpfs,target=/t",
+    "network": "--network=none", "security": "--security=insecure", "from": "--from=x",
+    "chown": "--chown=1:1", "chmod": "--chmod=644", "link": "--link", "parents": "--parents",
+    "exclude": "--exclude=*.md", "keep-git-dir": "--keep-git-dir",
+    "checksum": "--checksum=sha256:abc", "unpack": "--unpack=false", "interval": "--interval=5s",
+    "timeout": "--timeout=3s", "start-period": "--start-period=1s",
+    "start-interval": "--start-interval=1s", "retries": "--retries=3",
+}
+LINES = {
+    "FROM": "FROM {} a", "RUN": "RUN {} true", "COPY": "COPY {} a /b", "ADD": "ADD {} a /b",
+    "HEALTHCHECK": "HEALTHCHECK {} CMD true", "CMD": "CMD {} x", "ENTRYPOINT": "ENTRYPOINT {} x",
+    "ENV": "ENV {} a=b", "LABEL": "LABEL {} a=b", "EXPOSE": "EXPOSE {} 80", "VOLUME": "VOLUME {} /v",
+    "USER": "USER {} u", "WORKDIR": "WORKDIR {} /w", "ARG": "ARG {} A", "STOPSIGNAL": "STOPSIGNAL {} 9",
+    "SHELL": 'SHELL {} ["sh"]', "MAINTAINER": "MAINTAINER {} me", "ONBUILD": "ONBUILD {} RUN x",
+}
+ACCEPTS = {
+    "FROM": {"platform"}, "RUN": {"mount", "network", "security"},
+    "COPY": {"from", "chown", "chmod", "link", "parents", "exclude"},
+    "ADD": {"chown", "chmod", "link", "keep-git-dir", "checksum", "unpack", "exclude"},
+    "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"},
+}
+
+
+@pytest.mark.parametrize("keyword", sorted(LINES))
+@pytest.mark.parametrize("flag", sorted(FLAG_SAMPLES))
+def test_every_flag_is_accepted_only_where_buildkit_accepts_it(keyword, flag):
+    text = LINES[keyword].format(FLAG_SAMPLES[flag])
+    if flag in ACCEPTS.get(keyword, ()):
+        assert one(text).flags == (FLAG_SAMPLES[flag],)
+    else:
+        with pytest.raises(ParseError) as e:
+            parse_instructions(text)
+        assert e.value.message.startswith(f"unknown flag: --{flag}")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("COPY --form=x a b", "unknown flag: --form (did you mean from?)"),
+    ("COPY --FROM=x a b", "unknown flag: --FROM"),  # flag names are case-sensitive ...
+    ("COPY --lnk a b", "unknown flag: --lnk (did you mean link?)"),
+    ("ADD --keep-git=true a b", "unknown flag: --keep-git"),  # distance 4: no suggestion
+    ("RUN --mounts=type=bind x", "unknown flag: --mounts (did you mean mount?)"),
+    ("HEALTHCHECK --start_period=1s CMD x", "unknown flag: --start_period (did you mean start-period?)"),
+])
+def test_unknown_flag_suggestions_use_edit_distance_below_three(text, message):
+    with pytest.raises(ParseError) as e:
+        parse_instructions(text)
+    assert e.value.message == message
+
+
+@pytest.mark.parametrize("text,message", [
+    ("FORM a", "unknown instruction: FORM (did you mean FROM?)"),
+    ("form a", "unknown instruction: form (did you mean from?)"),
+    ("Form a", "unknown instruction: Form (did you mean from?)"),
+    ("CPY a b", "unknown instruction: CPY (did you mean COPY?)"),  # distance 1 beats CMD's 2
+    ("ENTRYPONT x", "unknown instruction: ENTRYPONT (did you mean ENTRYPOINT?)"),
+    ("HELLO x", "unknown instruction: HELLO (did you mean SHELL?)"),
+    ("HELLOWORLD x", "unknown instruction: HELLOWORLD"),
+])
+def test_misspelled_instruction_suggestion_matches_the_case_written(text, message):
+    with pytest.raises(ParseError) as e:
+        parse_instructions(text)
+    assert e.value.message == message
+
+
+def test_healthcheck_zero_durations_and_zero_retries_mean_the_defaults():
+    h = one("HEALTHCHECK --interval=0s --timeout=0 --start-period=0ms --start-interval=0s "
+            "--retries=0 CMD true")
+    assert (h.interval, h.timeout, h.start_period, h.start_interval, h.retries) == (0, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--interval=1ns", 'Interval "interval" cannot be less than 1ms'),
+    ("--start-interval=999us", 'Interval "start-interval" cannot be less than 1ms'),
+    ("--timeout=-1s", 'Interval "timeout" cannot be less than 1ms'),
+    ("--interval=1.5.5s", 'time: missing unit in duration "1.5.5s"'),  # as Go says it
+    ("--retries=1.0", 'strconv.ParseInt: parsing "1.0": invalid syntax'),
+    ("--retries=-3", "--retries cannot be negative (-3)"),
+    ("--retries=2147483648", 'strconv.ParseInt: parsing "2147483648": value out of range'),
+])
+def test_healthcheck_option_values(flag, message):
+    with pytest.raises(ParseError) as e:
+        parse_instructions(f"HEALTHCHECK {flag} CMD true")
+    assert e.value.message == message
+
+
+def test_healthcheck_retries_allow_leading_zeros_and_a_sign():
+    assert one("HEALTHCHECK --retries=+07 CMD true").retries == 7
+
+
+# -- audit additions: RUN --mount fields -----------------------------------------------------
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("target=/x", Mount(target="/x")),
+    ("type=bind,source=/a,target=/b,rw", Mount(source="/a", target="/b", read_only=False)),
+    ("type=BIND,src=a,dst=b,from=build,readwrite=true",
+     Mount(source="a", target="b", from_="build", read_only=False)),
+    ("type=cache,target=/c,id=go,sharing=LOCKED,mode=0700,uid=1000,gid=1000",
+     Mount(type="cache", target="/c", id="go", sharing="locked", mode=0o700, uid=1000, gid=1000,
+           read_only=False)),
+    ("type=cache,target=/c,ro", Mount(type="cache", target="/c", read_only=True)),
+    ("type=tmpfs,destination=/t,size=64m", Mount(type="tmpfs", target="/t", size_limit=64 << 20,
+                                                 read_only=False)),
+    ("type=secret,id=tok,env=TOKEN,required", Mount(type="secret", id="tok", env="TOKEN",
+                                                    required=True)),
+    ("type=secret,source=/run/s,target=/s,required=false,mode=0400",
+     Mount(type="secret", source="/run/s", target="/s", mode=0o400)),
+    ("type=ssh,id=default,required=true,uid=1", Mount(type="ssh", id="default", required=True,
+                                                      uid=1)),
+    ("type=ssh", Mount(type="ssh")),
+    ("TYPE=tmpfs,Target=/t", Mount(type="tmpfs", target="/t", read_only=False)),
+])
+def test_mount_values_as_buildkit_reads_them(value, expected):
+    assert parse_mount(value) == expected
+    assert one(f"RUN --mount={value} true").mounts == (value,)
+
+
+@pytest.mark.parametrize("value,message", [
+    ("type=volume,target=/x", 'unsupported mount type "volume"'),
+    ("type=cach,target=/x", 'unsupported mount type "cach" (did you mean cache?)'),
+    ("type=cache,sharing=public,target=/x", 'unsupported sharing value "public"'),
+    ("type=cache,sharing=lock,target=/x", 'unsupported sharing value "lock" (did you mean locked?)'),
+    ("type=bind,sharing=shared,target=/x", "invalid cache sharing set for bind mount"),
+    ("type=bind,target=/x,mode=0755", 'mode not allowed for "bind" type mounts'),
+    ("type=tmpfs,target=/x,uid=1", 'uid not allowed for "tmpfs" type mounts'),
+    ("target=/x,gid=0", 'gid not allowed for "bind" type mounts'),
+    ("type=cache,target=/x,mode=999", "invalid value 999 for mode"),
+    ("type=cache,target=/x,uid=-1", "invalid value -1 for uid"),
+    ("type=cache,target=/x,gid=4294967296", "invalid value 4294967296 for gid"),
+    ("type=bind,target=/x,ro=maybe", "invalid value for ro: maybe"),
+    ("type=bind,target=/x,readwrite=yes", "invalid value for readwrite: yes"),
+    ("type=cache,target=/x,size=1g", "unexpected key 'size' for mount type 'cache'"),
+    ("type=tmpfs,target=/x,size=lots", "invalid value for size: lots"),
+    ("required,type=secret,id=x", "unexpected key 'required' for mount type 'bind'"),
+    ("type=cache,target=/x,required=true", "unexpected key 'required' for mount type 'cache'"),
+    ("type=bind,target", "invalid field 'target' must be a key=value pair"),
+    ("type=bind,tagret=/x", "unexpected key 'tagret' in 'tagret=/x' (did you mean target?)"),
+    ("type=bind,bogus=1", "unexpected key 'bogus' in 'bogus=1'"),
+    ("type=secret", "invalid secret mount. one of source, target required"),
+    ("type=secret,id=a,source=b", "both source and id can't be set"),
+    ("type=secret,id=a,from=b", "secret mount should not have a from"),
+    ("type=secret,id=a,sharing=shared", "secret mount should not define sharing"),
+    ("from=$STAGE,target=/x", "'from' doesn't support variable expansion, define alias stage instead"),
+    ('"target=/x,a\\"b"', 'failed to parse csv mounts: parse error on line 1, column 12: '
+                          'bare " in non-quoted-field'),
+])
+def test_mount_errors_name_the_line(value, message):
+    with pytest.raises(ParseError) as e:
+        parse(f"FROM a\nRUN --mount={value} true\n")
+    assert e.value.message == message and e.value.line == 2
+
+
+def test_mount_values_with_variables_are_checked_after_expansion():
+    # BuildKit defers everything but the from= rule to the expanded value
+    assert one("RUN --mount=type=$T,target=/x true").mounts == ("type=$T,target=/x",)
+    assert parse_mount("type=$T,target=$D", {"$T": "cache", "$D": "/c"}.get) == Mount(
+        type="cache", target="/c", read_only=False)
+    with pytest.raises(MountSyntaxError, match='unsupported mount type "nope"'):
+        parse_mount("type=$T,target=/x", lambda v: "nope" if v == "$T" else v)
+
+
+def test_from_may_end_with_a_dollar():
+    assert parse_mount("from=a$,target=/x").from_ == "a$"
+
+
+@pytest.mark.parametrize("text,size", [("64m", 64 << 20), ("1GiB", 1 << 30), ("1.5k", 1536),
+                                       ("100", 100), ("2 MB", 2 << 20)])
+def test_tmpfs_sizes_are_binary_units(text, size):
+    assert ram_in_bytes(text) == size
+
+
+# -- audit additions: heredocs ------------------------------------------------------------------
+
+
+def test_run_heredoc_alone_is_a_script_for_the_default_shell():
+    r = one("RUN <<EOF\n#!/usr/bin/env python3\nprint('hi')\nEOF")
+    assert r.command.args == ("<<EOF",) and r.command.shell_form
+    assert r.heredocs[0].content.startswith("#!/usr/bin/env python3\n")
+
+
+def test_onbuild_heredoc_bodies_are_read_and_kept_in_the_expression():
+    o = one("ONBUILD RUN <<-EOT bash\n\techo one\n\tEOT")
+    assert o.trigger.heredocs == (Heredoc("EOT", "\techo one\n", chomp=True),)
+    assert o.expression == "RUN <<-EOT bash\n\techo one\nEOT"
+    assert o.location == SourceRange(1, 3)
+
+
+def test_chomp_strips_tabs_only_not_spaces():
+    h = one("RUN <<-EOF\n\t  x\n  \ty\nEOF").heredocs[0]
+    assert h.body == "  x\n  \ty\n"
+    with pytest.raises(ParseError, match="unterminated heredoc"):
+        parse_instructions("RUN <<EOF\n\tEOF\n")  # without "-" a tabbed terminator is a body line
+
+
+def test_quoted_delimiter_variants_and_escaped_heredoc_words():
+    assert one("RUN <<'E O'\nx\nE O").heredocs[0] == Heredoc("E O", "x\n", expand=False)
+    assert one('RUN <<\\EOF\nx\nEOF').heredocs[0] == Heredoc("EOF", "x\n", expand=True)
+    assert one("RUN echo \\<<EOF").heredocs == ()
+    with pytest.raises(ParseError, match="unterminated heredoc"):
+        parse_instructions("RUN cat <<EOF>out\nx\nEOF")  # the word's name is "EOF>out"
+    assert one("RUN cat <<EOF >out\nx\nEOF").heredocs[0].name == "EOF"
+
+
+def test_several_heredocs_read_in_order_and_an_unterminated_second_one_names_the_line():
+    c = one("COPY <<A <<B <<C /d/\n1\nA\n2\nB\n3\nC")
+    assert [(h.name, h.content) for h in c.heredocs] == [("A", "1\n"), ("B", "2\n"), ("C", "3\n")]
+    with pytest.raises(ParseError) as e:
+        parse("FROM a\nRUN true\nCOPY <<A <<B /d/\n1\nA\n2\n")
+    assert e.value.line == 3 and e.value.end_line == 6 and e.value.message == "unterminated heredoc"
+
+
+def test_fd_prefixes_are_numbers_and_a_heredoc_needs_a_name():
+    r = one("RUN 0<<A 12<<-B x\nA\nB")
+    assert [(h.name, h.fd, h.chomp) for h in r.heredocs] == [("A", 0, False), ("B", 12, True)]
+    assert one("RUN echo << x").heredocs == ()  # "<<" alone is not a heredoc word

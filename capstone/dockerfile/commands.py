@@ -2,9 +2,13 @@
 
 This is BuildKit's ``instructions/parse.go`` layer: each instruction checks its own arguments
 and declares the flags it accepts, in the same order as BuildKit so the first error reported
-is the same one. Messages are BuildKit's; a few checks BuildKit only makes later (or never)
-are made here too and say so in their message (an empty RUN, flags on STOPSIGNAL/ARG/
-HEALTHCHECK NONE, an unknown ONBUILD trigger).
+is the same one. Messages are BuildKit's. A few checks BuildKit makes later or never are made
+here, with the message BuildKit uses for the same mistake elsewhere: an empty ``RUN`` ("RUN
+requires at least one argument"), an unknown ONBUILD trigger, and flags on STOPSIGNAL, ARG and
+``HEALTHCHECK NONE`` ("unknown flag: --x"; BuildKit never parses flags there and ignores them).
+``RUN --mount`` values are checked as far as they can be before expansion
+(:func:`.mounts.check_mount`); the unknown-flag and unknown-instruction suggestions are
+BuildKit's (edit distance below 3, :func:`.flags.suggest`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import re
 from . import flags as fl
 from .flags import BOOL, STRING, STRINGS, FlagError, FlagSet
 from .heredoc import parse_heredoc_word
+from .mounts import MountSyntaxError, check_mount
 from .instructions import (
     INSTRUCTION_TYPES, Add, Arg, ArgDecl, Cmd, CommandLine, Copy, Entrypoint, Env, Expose, From,
     Healthcheck, Heredoc, Instruction, KeyValue, Label, Maintainer, Onbuild, Run, Shell,
@@ -38,11 +43,9 @@ def instruction_from_node(node: Node) -> Instruction:
     kw = node.keyword.lower()
     build = _BUILDERS.get(kw)
     if build is None:
-        msg = f"unknown instruction: {node.keyword}"
-        near = fl.suggest(node.keyword, INSTRUCTION_TYPES)
-        if near:
-            msg += f" (did you mean {near}?)"
-        raise InstructionError(msg)
+        raise InstructionError(fl.with_suggestion(
+            f"unknown instruction: {node.keyword}", node.keyword,
+            (k.lower() for k in INSTRUCTION_TYPES), case_sensitive=False))
     common = dict(location=SourceRange(node.start, node.end), original=node.original,
                   flags=node.flags)
     return build(node, _str_args(node), common)
@@ -149,7 +152,7 @@ def _sources_and_dest(node: Node, args: list[str], name: str):
 
 def _no_destination(name: str) -> InstructionError:
     return InstructionError(f"{name} requires at least two arguments, but only one was provided. "
-                            "Destination could not be determined")
+                            "Destination could not be determined.")
 
 
 def _add(node: Node, args: list[str], common: dict) -> Add:
@@ -205,9 +208,14 @@ def _run(node: Node, args: list[str], common: dict) -> Run:
     f = _flags(node, {"mount": STRINGS, "network": STRING, "security": STRING})
     network, security = f.string("network"), f.string("security")
     if network is not None and network not in NETWORK_MODES:
-        raise InstructionError(f'unsupported network mode "{network}"')
+        raise InstructionError(f'invalid network mode "{network}"')
     if security is not None and security not in SECURITY_MODES:
         raise InstructionError(f'security "{security}" is not valid')
+    for value in f.strings("mount"):
+        try:
+            check_mount(value)
+        except MountSyntaxError as exc:
+            raise InstructionError(str(exc)) from None
     if not args:
         raise _at_least_one("RUN")
     return Run(command=CommandLine(_json_args(args, node), not node.json), heredocs=node.heredocs,
@@ -225,10 +233,14 @@ def _entrypoint(node: Node, args: list[str], common: dict) -> Entrypoint:
 
 
 def _interval(f: FlagSet, name: str) -> int | None:
+    # BuildKit's parseOptInterval: 0 is the default and allowed (buildkit#3092); anything
+    # else must be at least Docker's MinimumDuration
     value = f.string(name)
     if not value:
         return None
     ns = fl.parse_go_duration(value)
+    if ns == 0:
+        return 0
     if ns < _MIN_INTERVAL_NS:
         raise InstructionError(f'Interval "{name}" cannot be less than '
                                f"{fl.format_go_duration(_MIN_INTERVAL_NS)}")
@@ -260,8 +272,8 @@ def _healthcheck(node: Node, args: list[str], common: dict) -> Healthcheck:
     retries = None
     if f.string("retries"):
         retries = fl.parse_go_int(f.string("retries"), 32)
-        if retries < 1:
-            raise InstructionError(f"--retries must be at least 1 (not {retries})")
+        if retries < 0:  # 0 means "the default" (buildkit#3092)
+            raise InstructionError(f"--retries cannot be negative ({retries})")
     return Healthcheck(test=test, interval=interval, timeout=timeout, start_period=start_period,
                        start_interval=start_interval, retries=retries, **common)
 

@@ -12,6 +12,12 @@ BuildKit's rules, enforced here:
   escape character of the word rules;
 * ``check`` is ``skip=<rule,...>|all``, ``error=<bool>``, ``experimental=<rule,...>|all``,
   joined with ``;``.
+
+BuildKit reads ``syntax`` and ``check`` a second time, on their own (``DetectSyntax`` /
+``ParseDirective``), and that reading is the one that counts for them: a ``#!`` first line is
+skipped (so ``# syntax=`` may follow a shebang, while ``# escape=`` may not), lines are taken as
+they are (a directive indented with blanks is not seen), and a repeated key is not an error
+there (the first one counts). :func:`detect_directives` is that reading.
 """
 
 from __future__ import annotations
@@ -61,8 +67,6 @@ class DirectiveScanner:
             if value not in ("\\", "`"):
                 raise DirectiveError(f"invalid escape token '{value}' does not match ` or \\")
             self.escape = value
-        elif key == "check":
-            parse_check(value)
         directive = Directive(key, value, lineno)
         self.directives.append(directive)
         return directive
@@ -126,3 +130,30 @@ def parse_check(value: str) -> CheckOptions:
         else:
             raise DirectiveError(f'invalid check option "{key}"')
     return CheckOptions(frozenset(skip), skip_all, error, frozenset(experimental), experimental_all)
+
+
+_RAW_DIRECTIVE_RE = re.compile(r"#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*")
+
+
+def detect_directives(text: str, keys: tuple[str, ...] = ("syntax", "check")) -> list[Directive]:
+    """``syntax`` and ``check`` as BuildKit's ``ParseDirective`` finds them (see above)."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    lineno = 0
+    if lines and lines[0].startswith("#!"):
+        lines = lines[1:]
+        lineno = 1
+    seen: dict[str, Directive] = {}
+    for line in lines:
+        lineno += 1
+        if line.endswith("\r"):
+            line = line[:-1]
+        m = _RAW_DIRECTIVE_RE.fullmatch(line)
+        if m is None:
+            break
+        key = m.group(1).lower()
+        if key not in KNOWN_DIRECTIVES or key in seen:
+            break  # an unknown key ends the block; a repeat is an error that stops the scan
+        seen[key] = Directive(key, m.group(2), lineno)
+    return [d for k, d in seen.items() if k in keys]

@@ -1,7 +1,7 @@
 """Instruction flags (``--from=build``, ``--link``, ``--exclude=*.md``): declared per instruction.
 
 BuildKit's BFlags rules: every flag word is ``--name`` or ``--name=value``; an undeclared name
-is an error (with a suggestion for a near miss); a flag may be given once unless it is a list
+is an error (with BuildKit's suggestion for a near miss: edit distance below 3); a flag may be given once unless it is a list
 (``--mount``, ``--exclude``); a string flag needs ``=value``; a boolean flag takes no value or
 ``=true`` / ``=false`` (any case). Values are kept raw: ``--chown=$USER`` is expanded later.
 
@@ -10,7 +10,6 @@ Also here: Go's ``time.ParseDuration`` (HEALTHCHECK ``--interval=30s``) and ``Pa
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Iterable
@@ -22,14 +21,53 @@ class FlagError(ValueError):
     """A flag is wrong; the parser adds the file and line."""
 
 
-def suggest(word: str, options: Iterable[str]) -> str | None:
-    """The option closest to a misspelt ``word`` (difflib), or None when nothing is close."""
-    options = list(options)
-    lowered = {o.lower(): o for o in options}
-    if word.lower() in lowered:
-        return None
-    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-    return lowered[match[0]] if match else None
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions) between two strings."""
+    if len(a) < len(b):
+        a, b = b, a
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _match_case(option: str, orig: str) -> str:
+    if orig == orig.lower():
+        return option.lower()
+    if orig == orig.upper():
+        return option.upper()
+    return option
+
+
+def suggest(word: str, options: Iterable[str], case_sensitive: bool = True) -> str | None:
+    """BuildKit's ``suggest.WrapError`` choice: the first option at edit distance < 3 with
+    the smallest distance, or None (also None when ``word`` is itself an option).
+
+    Case-insensitive lookups compare lower case and answer in the case ``word`` was written in
+    (``FORM`` -> ``FROM``, ``form`` -> ``from``).
+    """
+    val = word if case_sensitive else word.lower()
+    match = None
+    best = 3  # hcl's threshold, which BuildKit copies
+    for opt in options:
+        cmp = opt if case_sensitive else opt.lower()
+        if cmp == val:
+            return None  # an exact match: the error is about something else
+        dist = levenshtein(val, cmp)
+        if dist < best:
+            match = cmp if case_sensitive else _match_case(cmp, word)
+            best = dist
+    return match
+
+
+def with_suggestion(message: str, word: str, options: Iterable[str],
+                    case_sensitive: bool = True) -> str:
+    """``message (did you mean X?)`` when :func:`suggest` finds an X, else ``message``."""
+    near = suggest(word, options, case_sensitive)
+    return f"{message} (did you mean {near}?)" if near else message
 
 
 @dataclass
@@ -48,38 +86,39 @@ class FlagSet:
 
     def parse(self, words: Iterable[str]) -> "FlagSet":
         for word in words:
+            if word == "--":
+                break  # POSIX: the end of the options
             if not word.startswith("--"):
                 raise FlagError(f"arg should start with -- : {word}")
-            if word == "--":
-                break
-            name, eq, value = word[2:].partition("=")
+            flag_name, eq, value = word.partition("=")
+            name = flag_name[2:]
             flag = self._flags.get(name)
             if flag is None:
-                msg = f"unknown flag: {name}"
-                near = suggest(name, self._flags)
-                if near:
-                    msg += f" (did you mean {near}?)"
-                raise FlagError(msg)
+                raise FlagError(with_suggestion(f"unknown flag: {flag_name}", name, self._flags))
             if flag.given and flag.kind != STRINGS:
-                raise FlagError(f"duplicate flag specified: {name}")
+                raise FlagError(f"duplicate flag specified: {flag_name}")
             flag.given = True
             if flag.kind == BOOL:
                 if eq and value == "":
-                    raise FlagError(f"missing a value on flag: {name}")
+                    raise FlagError(f"missing a value on flag: {flag_name}")
                 low = value.lower()
                 if low in ("true", ""):
                     flag.value = "true"
                 elif low == "false":
                     flag.value = "false"
                 else:
-                    raise FlagError(f"expecting boolean value for flag {name}, not: {value}")
+                    raise FlagError(f"expecting boolean value for flag {flag_name}, not: {value}")
             elif not eq:
-                raise FlagError(f"missing a value on flag: {name}")
+                raise FlagError(f"missing a value on flag: {flag_name}")
             elif flag.kind == STRING:
                 flag.value = value
             else:
                 flag.values += (value,)
         return self
+
+    def given(self, name: str) -> bool:
+        """Whether the flag was written at all (``--unpack=false`` is given)."""
+        return self._flags[name].given
 
     def string(self, name: str) -> str | None:
         """A string flag's value, None when not given."""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import ParseError
 from .commands import InstructionError, instruction_from_node
-from .directives import DirectiveError, DirectiveScanner
+from .directives import DirectiveError, DirectiveScanner, detect_directives, parse_check
 from .flags import FlagError
 from .heredoc import heredocs_in_line
 from .instructions import (
@@ -77,7 +77,8 @@ def decode(data: bytes | str) -> str:
 
 def parse_syntax_tree(data: bytes | str, file: str = "Dockerfile") -> SyntaxTree:
     """Split a Dockerfile into nodes (BuildKit's ``parser.Parse``); no instruction checks yet."""
-    lines = _split_lines(decode(data))
+    text = decode(data)
+    lines = _split_lines(text)
     if lines and lines[0].startswith("\ufeff"):
         lines[0] = lines[0][1:]
     directives = DirectiveScanner()
@@ -158,8 +159,16 @@ def parse_syntax_tree(data: bytes | str, file: str = "Dockerfile") -> SyntaxTree
 
     if not nodes:
         raise err("file with no instructions", None)
-    return SyntaxTree(file, tuple(nodes), tuple(directives.directives), directives.escape,
-                      tuple(warnings))
+    # escape comes from the parser's own scan; syntax and check from BuildKit's second reading
+    found = [d for d in directives.directives if d.name == "escape"] + detect_directives(text)
+    for d in found:
+        if d.name == "check":
+            try:
+                parse_check(d.value)
+            except DirectiveError as exc:
+                raise err(str(exc), d.line) from None
+    return SyntaxTree(file, tuple(nodes), tuple(sorted(found, key=lambda d: d.line)),
+                      directives.escape, tuple(warnings))
 
 
 def _can_contain_heredoc(node: Node) -> bool:
