@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
-from part1_overview import Narrator
+from part1_overview import Narrator, run_cli
 
 from .errors import CapstoneError
 
@@ -142,5 +142,10 @@ def _has_location(exc: Exception) -> bool:
     return isinstance(exc, DockerfileError)
 
 
+def cli() -> int:
+    """The ``capstone`` console script: ``main`` with a quiet end when stdout's reader leaves."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

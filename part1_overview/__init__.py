@@ -8,7 +8,7 @@ the narration helper every chapter script prints through (``Narrator``).
 
 from .course import PARTS, PIPELINE, Part, Stage
 from .doctor import HostCheck, HostReport, cgroup_version, doctor, host_checks
-from .narrate import Narrator
+from .narrate import Narrator, run_cli
 
 __all__ = [
     "PARTS",
@@ -21,4 +21,5 @@ __all__ = [
     "cgroup_version",
     "doctor",
     "host_checks",
+    "run_cli",
 ]

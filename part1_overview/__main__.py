@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
 
 from .course import PARTS, PIPELINE
 from .doctor import HostReport, doctor, host_checks
-from .narrate import Narrator
+from .narrate import Narrator, run_cli
 
 
 def report_json() -> dict:
@@ -88,23 +86,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_cli(argv: list[str] | None = None) -> int:
-    """``main`` for a real process: a reader that stops early (``| head -1``) is not an error.
-
-    On a closed pipe, stdout is pointed at /dev/null so that the interpreter's last flush does
-    not fail again, and the exit code is 141 (128 + SIGPIPE), what a shell shows for a
-    program killed by the signal.
-    """
-    try:
-        code = main(argv)
-        sys.stdout.flush()
-        return code
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return 128 + signal.SIGPIPE
-
-
 if __name__ == "__main__":
-    sys.exit(run_cli())
+    sys.exit(run_cli(main))

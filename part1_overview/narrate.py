@@ -8,8 +8,9 @@ prints: only a chapter's ``__main__`` creates a :class:`Narrator`.
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from typing import IO, Iterable, Sequence
+from typing import IO, Callable, Iterable, Sequence
 
 
 class Narrator:
@@ -96,3 +97,21 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run a chapter script's ``main`` for a real process and return its exit code.
+
+    A reader that stops early (``| head -1``) is not an error: stdout goes to /dev/null so the
+    last flush cannot fail again, and the exit code is 141 (128 + SIGPIPE), what a shell shows
+    for a program killed by that signal.
+    """
+    try:
+        code = main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from part1_overview import Narrator
+from part1_overview import Narrator, run_cli
 
 from .archive import write_oci_archive
 from .busybox import DEFAULT_BUSYBOX, build_busybox_image
@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             n.say("An oci-archive is just a tar of the layout directory.")
             n.fact("archive", f"{args.archive} ({args.archive.stat().st_size} bytes)")
             n.command(f"skopeo inspect oci-archive:{args.archive}:{args.tag}")
+    except BrokenPipeError:
+        raise  # the reader went away: run_cli ends quietly
     except (LayoutError, DigestError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
@@ -205,4 +207,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -22,13 +22,12 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from part1_overview import Narrator
+from part1_overview import Narrator, run_cli
 from part2_manual_oci import LayoutError, build_busybox_image, validate_layout
 from part4_tar import LayerError
 
@@ -292,19 +291,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def run_cli(argv: list[str] | None = None) -> int:
-    """``main`` for a real process: a reader that stops early (``| head``) is not an error.
-    stdout goes to /dev/null so the last flush cannot fail again; exit code 141 (128 + SIGPIPE)."""
-    try:
-        code = main(argv)
-        sys.stdout.flush()
-        return code
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return 128 + signal.SIGPIPE
-
-
 if __name__ == "__main__":
-    sys.exit(run_cli())
+    sys.exit(run_cli(main))

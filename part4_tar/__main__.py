@@ -20,7 +20,7 @@ import sys
 import tarfile
 import tempfile
 
-from part1_overview import Narrator
+from part1_overview import Narrator, run_cli
 
 from .blobinfo import layer_info
 from .compression import gzip_backend
@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                     demo(n, workdir, keep=False)
                 finally:
                     shutil.rmtree(workdir, ignore_errors=True)
+    except BrokenPipeError:
+        raise  # the reader went away: run_cli ends quietly
     except LayerError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
@@ -319,4 +321,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -11,7 +11,7 @@ import platform
 import pwd
 import sys
 
-from part1_overview import Narrator
+from part1_overview import Narrator, run_cli
 
 from .demos import DEMO_USER, DEMOS, Comparison
 
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             n.say(f"The demonstration drops from root to {DEMO_USER} first, then unshares the user namespace.")
         try:
             result = DEMOS[name]()
+        except BrokenPipeError:
+            raise  # the reader went away: run_cli ends quietly
         except OSError as e:  # NamespaceError and the syscall errors: one line, naming the step
             n.warn(f"{name}: {e}")
             failures += 1
@@ -84,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

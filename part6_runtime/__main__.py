@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 
-from part1_overview import Narrator
+from part1_overview import Narrator, run_cli
 
 from . import ContainerSpec, Limits, Mount, RuntimeSetupError, load_bundle, make_busybox_rootfs, parse_size, run
 from .errors import ContainerError
@@ -165,4 +165,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

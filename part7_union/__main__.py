@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from part1_overview import Narrator
+from part1_overview import Narrator, run_cli
 from part4_tar import LayerError
 
 from .chapter import run_chapter
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         ok = run_chapter(n, work)
+    except BrokenPipeError:
+        raise  # the reader went away: run_cli ends quietly
     except (UnionError, LayerError, OSError) as e:
         n.warn(f"failed: {e}")
         return 1
@@ -42,4 +44,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -113,13 +113,6 @@ class _HashingReader:
             pass
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 class Store:
     """The local image store at ``path`` (see the module docstring for its layout)."""
