@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -97,7 +96,9 @@ def all_commands() -> dict[str, tuple[str, Configure, Run]]:
     return {**cli_build.COMMANDS, **cli_run.COMMANDS, **cli_store.COMMANDS, **COMMANDS}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``only``: configure that command alone (the others' arguments are
+    not needed to parse its command line, and argparse's parsers cost time to build)."""
     parser = argparse.ArgumentParser(
         prog="capstone", description="A daemonless Dockerfile builder, chapter by chapter.")
     parser.add_argument("--store", metavar="DIR", type=Path, default=None,
@@ -106,12 +107,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, configure, _run) in all_commands().items():
-        configure(sub.add_parser(name, help=help_text, description=help_text))
+        if only is None or name == only:
+            configure(sub.add_parser(name, help=help_text, description=help_text))
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` when its global flags are spelled out in full (else None:
+    the whole parser decides, with its help, abbreviations and errors)."""
+    commands = all_commands()
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--debug" or word.startswith("--store="):
+            i += 1
+        elif word == "--store":
+            i += 2
+        else:
+            return word if word in commands else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_command_of(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
@@ -129,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args, n)
     except CapstoneError as exc:
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         print(f"capstone: {exc}" if not _has_location(exc) else str(exc), file=sys.stderr)
         return 1

@@ -9,37 +9,45 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
-from typing import Iterable, Sequence
-
 import functools
+import json
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-from part1_overview import Narrator
-from part2_manual_oci import ArchiveError, DigestError, LayoutError, ModelError, digest_hex
-from part3_go_style_builder import CbtError
-from part4_tar import LayerError
-from part7_union import UnionError
+if TYPE_CHECKING:
+    from part1_overview import Narrator
 
-from .refs import InvalidName, parse_name
-from .store import Store, StoreError
+    from .store import Store
+
+# The store and the parts below are imported by the commands that use them (lazily): building
+# the command line for ``capstone build`` must not pay for them.
 
 
-#: errors of the parts below, shown as the store's one-line errors (they name blob and path)
-_PART_ERRORS = (ArchiveError, DigestError, LayoutError, ModelError, CbtError, LayerError, UnionError, OSError)
+def _part_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the parts below, shown as the store's one-line errors (they name blob and path)."""
+    from part2_manual_oci import ArchiveError, DigestError, LayoutError, ModelError
+    from part3_go_style_builder import CbtError
+    from part4_tar import LayerError
+    from part7_union import UnionError
+
+    return (ArchiveError, DigestError, LayoutError, ModelError, CbtError, LayerError, UnionError, OSError)
 
 
 def _one_line(run):
     @functools.wraps(run)
     def wrapper(args: argparse.Namespace, n: Narrator) -> int:
+        from .store import StoreError
+
         try:
             return run(args, n)
-        except _PART_ERRORS as e:
+        except _part_errors() as e:
             text = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename else str(e)
             raise StoreError(f"{args.command}: {text}") from e
     return wrapper
 
 
 def _store(args: argparse.Namespace) -> Store:
+    from .store import Store
+
     return Store.open(args.store)
 
 
@@ -95,6 +103,8 @@ def _write_table(out, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> 
 
 
 def _short_id(digest: str, no_trunc: bool) -> str:
+    from part2_manual_oci import digest_hex
+
     return digest if no_trunc else digest_hex(digest)[:12]
 
 
@@ -110,6 +120,8 @@ def configure_images(p: argparse.ArgumentParser) -> None:
 
 @_one_line
 def run_images(args: argparse.Namespace, n: Narrator) -> int:
+    from .refs import parse_name
+
     store = _store(args)
     rows = []
     for entry in store.images(all=args.all):
@@ -150,6 +162,9 @@ def run_images(args: argparse.Namespace, n: Narrator) -> int:
 
 def inspect_image(store: Store, name: str) -> dict:
     """``docker inspect``'s document for one image."""
+    from .refs import parse_name
+    from .store import StoreError
+
     desc = store.resolve(name)
     if desc is None:
         raise StoreError(f"no such image: {name}")
@@ -201,6 +216,8 @@ def configure_history(p: argparse.ArgumentParser) -> None:
 
 @_one_line
 def run_history(args: argparse.Namespace, n: Narrator) -> int:
+    from .store import StoreError
+
     store = _store(args)
     desc = store.resolve(args.image)
     if desc is None:
@@ -248,6 +265,8 @@ def configure_tag(p: argparse.ArgumentParser) -> None:
 
 @_one_line
 def run_tag(args: argparse.Namespace, n: Narrator) -> int:
+    from .store import StoreError
+
     store = _store(args)
     desc = store.resolve(args.source)
     if desc is None:
@@ -263,6 +282,9 @@ def configure_rmi(p: argparse.ArgumentParser) -> None:
 
 @_one_line
 def run_rmi(args: argparse.Namespace, n: Narrator) -> int:
+    from .refs import InvalidName
+    from .store import StoreError
+
     store = _store(args)
     failed = None
     for name in args.images:

@@ -268,6 +268,36 @@ def test_import_then_snapshot_lowers_mount_as_the_rootfs(store, tmp_path, kind):
     assert validate_layout(store.layout.path) == []
 
 
+def test_import_extracts_the_snapshot_so_the_first_build_does_not(store, tmp_path):
+    root = busybox_rootfs(tmp_path / "rootfs")
+    desc = store.import_rootfs(root, "busybox:bench")
+    diff_id = store.layout.read_config(store.manifest(desc)).rootfs_diff_ids[0]
+    assert store.has_snapshot(diff_id)
+    assert (store.snapshots_dir / diff_id[7:] / "etc" / "marker").read_text() == "imported\n"
+    assert not [p for p in store.snapshots_dir.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_load_manifest_reads_an_untagged_manifest_blob_directly(store, tmp_path):
+    base = store.load("capstone/busybox")
+    changed = base.with_config(created_by="test step", created="2024-01-01T00:00:00Z")
+    desc = store.commit(changed, [])  # untagged, as a build cache entry
+    loaded = store.load_manifest(desc.digest)
+    assert loaded.config == changed.config and loaded.loaded_from.digest == desc.digest
+    assert loaded.config == store.load(desc.digest).config
+    with pytest.raises(ImageNotFound):
+        store.load_manifest("sha256:" + "0" * 64)
+
+
+def test_tagging_again_with_the_same_names_does_not_rewrite_index_json(store):
+    image = store.load("capstone/busybox")
+    desc = store.commit(image, ["again:1"])
+    index = store.layout.path / "index.json"
+    before = os.stat(index)
+    assert store.commit(store.load("again:1"), ["again:1"]).digest == desc.digest
+    after = os.stat(index)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
 def test_snapshot_of_a_layer_with_whiteouts_hides_the_lower_file(store, tmp_path):
     base = store.load("capstone/busybox")
     upper = tmp_path / "del"

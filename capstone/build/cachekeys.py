@@ -47,7 +47,7 @@ def cache_lookup(store, key: str) -> Image | None:
     if not value or "manifest" not in value:
         return None
     try:
-        return store.load(value["manifest"])
+        return store.load_manifest(value["manifest"])  # the blob itself: no name lookups
     except Exception:  # noqa: BLE001 - a dangling entry is a miss, never an error
         return None
 

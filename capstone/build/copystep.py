@@ -36,7 +36,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from part4_tar import LayerWriter, extract_layer, open_decompressed
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # part 4 is imported where a layer is read or written (not on a cache hit)
+    from part4_tar import LayerWriter
 
 from ..dockerfile import Add, Copy
 from .contenthash import FileDigests, entry_line, selection_digest
@@ -85,6 +88,8 @@ class Owner:
 
 def _is_tar(path: str) -> bool:
     """Whether a local file is a tar archive, compressed or not (by content)."""
+    from part4_tar import open_decompressed
+
     try:
         with open(path, "rb") as raw, open_decompressed(raw) as f:
             block = f.read(512)
@@ -333,6 +338,8 @@ def write_copy(plan: CopyPlan, w: LayerWriter, staging: Path, view: RootfsView) 
 
 def _write_archive(e: CopyEntry, w: LayerWriter, where: Path, view: RootfsView) -> None:
     """ADD of a local archive: unpack it (part 4, safe extraction) and add what it holds."""
+    from part4_tar import extract_layer
+
     where.mkdir(parents=True)
     with open(e.src, "rb") as f:
         extract_layer(f, where, whiteouts=False)
@@ -374,6 +381,8 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
     for e in plan.entries:
         target = root / e.dest if e.dest else root
         if e.archive:
+            from part4_tar import extract_layer
+
             target.mkdir(parents=True, exist_ok=True)
             with open(e.src, "rb") as f:
                 extract_layer(f, target, whiteouts=False)

@@ -27,7 +27,6 @@ from typing import IO, Callable, Mapping, Sequence
 
 from part2_manual_oci import digest_hex, rfc3339
 from part3_go_style_builder import Image, parse_reference
-from part7_union import write_change_list
 
 from ..context import load_ignore
 from ..dockerfile import (
@@ -537,9 +536,6 @@ class Builder:
 
     # -- RUN -----------------------------------------------------------------------------------
     def run_step(self, stage: _Stage, raw: Instruction, ins: Run, last: bool):
-        from ..runner import Container
-        from part6_runtime import Mount
-
         image = stage.image
         cfg = image.config.config
         argv, script = run_argv(ins, stage.config.shell)
@@ -568,6 +564,8 @@ class Builder:
                              stage_lowers=stage_lowers, content_digest=content)
         try:
             if script is not None:
+                from part6_runtime import Mount
+
                 script_file = scratch / "script"
                 script_file.write_text(script)
                 os.chmod(script_file, 0o755)
@@ -580,6 +578,8 @@ class Builder:
             created_by = f"RUN {prefix}{' '.join(argv)}"
 
             def make():
+                from ..runner import Container  # only when the step runs: a cache hit runs nothing
+
                 lowers = self.lowers(image)
                 with Container(lowers, scratch / "container", mounts=mounts.mounts, keep_upper=True) as c:
                     code = c.run(argv, env=env, cwd=workdir, user=user, network=net,
@@ -594,6 +594,8 @@ class Builder:
                     changes = c.changes()
                     if not changes:
                         return None, created_by, "the command changed no file: no layer"
+                    from part7_union import write_change_list
+
                     layer = write_blob(self.store, lambda f: write_change_list(
                         changes, c.upper, f, COMPRESSION, source_date_epoch=self.source_date_epoch))
                 self._adopt_snapshot(layer.diff_id, c.upper)

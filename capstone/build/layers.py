@@ -14,10 +14,12 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 from part3_go_style_builder import Layer
-from part4_tar import LayerInfo, LayerWriter
+
+if TYPE_CHECKING:  # part 4 is imported when a layer is written (never on a cache hit)
+    from part4_tar import LayerInfo, LayerWriter
 
 TEMP_PREFIX = ".tmp-layer-"
 
@@ -57,6 +59,8 @@ def write_blob(store, produce: Callable[[BinaryIO], LayerInfo]) -> Layer:
 def write_entries_layer(store, fill: Callable[[LayerWriter], None], *, compression: str = "gzip",
                         source_date_epoch: int | None = None) -> Layer:
     """A layer whose entries ``fill(writer)`` adds with part 4's ``LayerWriter``."""
+
+    from part4_tar import LayerWriter
 
     def produce(f: BinaryIO) -> LayerInfo:
         with LayerWriter(f, compression, source_date_epoch=source_date_epoch) as w:

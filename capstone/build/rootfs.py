@@ -18,8 +18,6 @@ import stat
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from part7_union import LayerStack
-
 #: the Linux limit on symlinks followed in one path lookup
 MAX_SYMLINKS = 40
 
@@ -38,7 +36,11 @@ class RootfsView:
 
     def __init__(self, lowers: Sequence[str | os.PathLike]) -> None:
         self.lowers = tuple(Path(p) for p in lowers)
-        self._stack = LayerStack(self.lowers) if self.lowers else None
+        self._stack = None
+        if self.lowers:
+            from part7_union import LayerStack
+
+            self._stack = LayerStack(self.lowers)
         self._root = None
         self._children: dict[str, dict] = {}
 

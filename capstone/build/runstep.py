@@ -29,9 +29,11 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from part6_runtime import Mount
-from part7_union import OverlayMount
+if TYPE_CHECKING:  # imported where used: a fully cached build loads no runtime
+    from part6_runtime import Mount
+    from part7_union import OverlayMount
 
 from ..dockerfile import Heredoc, Run
 from ..dockerfile.mounts import MountSyntaxError, mount_fields
@@ -107,6 +109,11 @@ def plan_mounts(specs, *, context_dir: str, workdir: str, scratch: Path, cache_r
     """Turn ``--mount`` values into mounts. ``stage_lowers(name) -> (lowers, digest)`` gives a
     stage's or image's snapshot dirs; ``content_digest(path) -> str`` hashes a bind source."""
     plan = MountPlan()
+    if not specs:
+        return plan
+    from part6_runtime import Mount
+    from part7_union import OverlayMount
+
     for n, spec in enumerate(specs):
         try:
             fields = dict(mount_fields(spec))

@@ -50,8 +50,6 @@ from part2_manual_oci import (
 )
 from part2_manual_oci import mediatypes as mt
 from part3_go_style_builder import Image, Layer
-from part4_tar import LayerError, open_decompressed
-from part7_union import UnionError, extract_lower
 
 from ..refs import InvalidName, is_image_id, parse_name
 from .errors import AmbiguousImage, ImageInUse, ImageNotFound, StoreError
@@ -374,6 +372,20 @@ class Store:
             raise ImageNotFound(f"no image {name_or_id!r} in the store {self.path}")
         return self._load(desc)
 
+    def load_manifest(self, digest: str) -> Image:
+        """The image whose manifest is the blob ``digest`` (what a build cache entry names),
+        read straight from that blob: none of the name and image id lookups of ``load``.
+        Raises ImageNotFound when the blob is missing or is not a manifest."""
+        try:
+            size = self.layout.blob_path(digest).stat().st_size
+            doc = self.layout.read_json(digest)
+        except (OSError, LayoutError, ValueError) as e:
+            raise ImageNotFound(f"no manifest {digest} in the store {self.path}: {e}") from None
+        media_type = doc.get("mediaType") if isinstance(doc, dict) else None
+        if media_type not in mt.MANIFEST_TYPES:
+            return self.load(digest)  # an index, or no mediaType: the full lookup decides
+        return image_from_layout(self.layout, Descriptor(media_type, digest, size))
+
     def _load(self, desc: Descriptor) -> Image:
         return image_from_layout(self.layout, self._platform_manifest(desc))
 
@@ -424,7 +436,9 @@ class Store:
         kept = tuple(d for d in index.manifests if d.ref_name not in names)
         plain = _plain(descriptor)
         added = tuple(replace(plain, annotations={mt.ANNOTATION_REF_NAME: n}) for n in names)
-        self._write_index(replace(index, manifests=kept + added))
+        updated = replace(index, manifests=kept + added)
+        if updated != index:  # a rebuild that changes nothing writes (and fsyncs) nothing
+            self._write_index(updated)
 
     def _write_index(self, index: Index) -> None:
         write_file_atomic(self.layout.path / "index.json", canonical_json(index))
@@ -604,6 +618,9 @@ class Store:
         final = self.snapshots_dir / digest_hex(diff_id)
         if final.is_dir():
             return final
+        from part4_tar import LayerError  # parts 4 and 7 only when a layer is extracted
+        from part7_union import UnionError
+
         with self.session():  # prune must not take the temp dir away mid-extraction
             try:
                 return self._extract_snapshot(layer, diff_id, final, blob)
@@ -611,6 +628,9 @@ class Store:
                 raise StoreError(f"snapshot of layer {layer.digest}: {e}") from e
 
     def _extract_snapshot(self, layer: Descriptor, diff_id: str, final: Path, blob: BinaryIO | None) -> Path:
+        from part4_tar import open_decompressed
+        from part7_union import extract_lower
+
         tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{digest_hex(diff_id)[:12]}-", dir=self.snapshots_dir))
         try:
             with contextlib.ExitStack() as stack:

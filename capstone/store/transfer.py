@@ -101,7 +101,13 @@ def import_rootfs(store: "Store", src: Path, name: str) -> Descriptor:
                 os.chmod(tmp, 0o644)
                 os.rename(tmp, target)  # same file system: the blob appears complete or not at all
             image = Image(config, (Layer(info.descriptor(), info.diff_id, StoreBlob(target)),))
-            return store.commit(image, [normalized])
+            desc = store.commit(image, [normalized])
+        # a build on this base needs its layer as an overlay lower dir: extract it now, once
+        # (from the stored blob, checked against the diff_id), so the first build does not;
+        # if that fails here, the build extracts it (and reports the error) itself
+        with contextlib.suppress(StoreError, OSError):
+            store.snapshot(image.layers[0].descriptor, info.diff_id)
+        return desc
 
 
 # -- export --------------------------------------------------------------------------------------
