@@ -41,6 +41,7 @@ import stat
 from pathlib import Path
 from typing import IO, BinaryIO, Callable, Iterable, Mapping, Sequence
 
+from part2_manual_oci import env_to_dict
 from part4_tar import LayerInfo
 from part6_runtime import ContainerError, ContainerSpec, Mount, SpecError
 from part6_runtime import run as run_container
@@ -278,10 +279,7 @@ def container_command(config, command: Sequence[str] | None, entrypoint: Sequenc
 def merge_env(image_env: Sequence[str], extra: Sequence[str]) -> list[str]:
     """The image's Env, then ``-e`` entries (``K=V`` sets, a bare ``K`` takes the caller's
     value when it has one, as docker does); later keys replace earlier ones in place."""
-    out: dict[str, str] = {}
-    for item in image_env:
-        key, _, value = item.partition("=")
-        out[key] = value
+    out = env_to_dict(image_env)
     for item in extra:
         key, eq, value = item.partition("=")
         if not key:

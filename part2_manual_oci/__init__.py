@@ -19,7 +19,7 @@ from .digest import DigestError, HashingWriter, check_digest, digest_hex, digest
 from .hostinfo import host_platform, rfc3339, source_date_epoch
 from .errors import ArchiveError, BlobCorrupt, BlobNotFound, LayoutError, ModelError
 from .layout import OCILayout, write_file_atomic
-from .models import ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest, Platform, canonical_json
+from .models import ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest, Platform, canonical_json, env_to_dict
 from .validate import validate_layout
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "check_digest",
     "digest_hex",
     "digest_stream",
+    "env_to_dict",
     "extract_oci_archive",
     "host_platform",
     "mediatypes",

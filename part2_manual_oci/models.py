@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from . import mediatypes as mt
 from .errors import ModelError
@@ -34,6 +34,16 @@ def canonical_json(obj_json: Mapping[str, Any] | Any) -> bytes:
     if hasattr(obj_json, "to_json"):
         obj_json = obj_json.to_json()
     return json.dumps(obj_json, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def env_to_dict(env: Iterable[str]) -> dict[str, str]:
+    """An ``Env`` list as a dict: ``["K=V", "FLAG"]`` -> ``{"K": "V", "FLAG": ""}``; a later
+    entry replaces an earlier one (as in a shell)."""
+    out: dict[str, str] = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
 
 
 # -- field tables: (python name, JSON key, kind) ------------------------------------------------
@@ -254,11 +264,7 @@ class ContainerConfig:
 
     def env_dict(self) -> dict[str, str]:
         """``Env`` as a dict (later entries win, as in a shell)."""
-        out = {}
-        for item in self.env or ():
-            key, _, value = item.partition("=")
-            out[key] = value
-        return out
+        return env_to_dict(self.env or ())
 
 
 _HISTORY = (

@@ -10,14 +10,16 @@ return new images, ``write`` stores one, reusing and verifying the base blobs.
 
 from .builder import BuilderState, Workdir, cbt_build, cbt_config, cbt_from, cbt_home
 from .errors import AmbiguousImage, BuildError, CbtError, ImageNotFound, InvalidReference, WorkdirError
-from .image import Image, Layer, layer_from_directory
+from .image import ArchiveBlob, FileBlob, Image, Layer, layer_from_directory, utc_now, write_layer_blob
 from .reference import ImageReference, parse_reference, select_manifest
 
 __all__ = [
     "AmbiguousImage",
+    "ArchiveBlob",
     "BuildError",
     "BuilderState",
     "CbtError",
+    "FileBlob",
     "Image",
     "ImageNotFound",
     "ImageReference",
@@ -32,4 +34,6 @@ __all__ = [
     "layer_from_directory",
     "parse_reference",
     "select_manifest",
+    "utc_now",
+    "write_layer_blob",
 ]

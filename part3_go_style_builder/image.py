@@ -25,7 +25,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import TYPE_CHECKING, BinaryIO, Callable, Union
 
 from part2_manual_oci import mediatypes as mt
 from part2_manual_oci import (
@@ -48,6 +48,9 @@ from part2_manual_oci import (
     write_oci_archive,
 )
 from part4_tar import layer_info, write_layer
+
+if TYPE_CHECKING:
+    from part4_tar import LayerInfo
 
 from .errors import CbtError, ImageNotFound
 from .reference import OCI_ARCHIVE, OCI_LAYOUT, ImageReference, parse_reference, select_manifest
@@ -215,6 +218,26 @@ class Layer:
         return cls(info.descriptor(), info.diff_id, FileBlob(path))
 
 
+def write_layer_blob(out_dir: str | os.PathLike, produce: Callable[[BinaryIO], "LayerInfo"]) -> Layer:
+    """Run ``produce(file)`` (it writes a layer blob and returns part 4's ``LayerInfo``) into a
+    temp file in ``out_dir``, then rename it to ``out_dir/<hex>``: the blob appears complete or
+    not at all. The :class:`Layer` it made."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-layer-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            info = produce(f)
+        os.chmod(tmp, 0o644)
+        final = out_dir / digest_hex(info.digest)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return Layer(info.descriptor(), info.diff_id, FileBlob(final))
+
+
 def layer_from_directory(
     src_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -223,19 +246,7 @@ def layer_from_directory(
     source_date_epoch: int | None = None,
 ) -> Layer:
     """Pack a directory as a layer blob (part 4) into ``out_dir/<hex>`` and return the layer."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-layer-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            info = write_layer(src_dir, f, compression, source_date_epoch=source_date_epoch)
-        final = out_dir / digest_hex(info.digest)
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return Layer(info.descriptor(), info.diff_id, FileBlob(final))
+    return write_layer_blob(out_dir, lambda f: write_layer(src_dir, f, compression, source_date_epoch=source_date_epoch))
 
 
 # -- reading images ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from support import make_context
 
 from capstone.build import BuildResult, build
 from capstone.errors import DockerfileError
@@ -27,19 +28,6 @@ def store(tmp_path_factory) -> Store:
     s = Store.open(tmp_path_factory.mktemp("store"))
     s.load("capstone/busybox")  # the embedded base, made once for the module
     return s
-
-
-def make_context(root: Path, dockerfile: str, files: dict[str, str | bytes] | None = None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "Dockerfile").write_text(dockerfile)
-    for name, content in (files or {}).items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-    return root
 
 
 def do_build(store, ctx: Path, **kw) -> BuildResult:

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from support import make_context
 
 from capstone.build import build
 from capstone.errors import DockerfileError
@@ -26,16 +27,6 @@ def store(tmp_path_factory) -> Store:
     s = Store.open(tmp_path_factory.mktemp("store"))
     s.load("capstone/busybox")
     return s
-
-
-def make_context(root: Path, dockerfile: str, files: dict | None = None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "Dockerfile").write_text(dockerfile)
-    for name, content in (files or {}).items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    return root
 
 
 def built_rootfs(store, ctx: Path, tmp_path: Path, **kw) -> Path:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
+from support import runc_run
 
 from capstone.build import build
 from capstone.store import Store
@@ -60,17 +60,10 @@ def test_umoci_unpack_and_runc_run_the_built_image(built, tmp_path):
     r = run(["umoci", "unpack", "--image", f"{root / 'oci'}:1.0", str(bundle)])
     assert r.returncode == 0, r.stderr
     assert not (bundle / "rootfs/etc/group").exists()  # the whiteout applied by umoci
-    config_path = bundle / "config.json"
-    config = json.loads(config_path.read_text())
+    config = json.loads((bundle / "config.json").read_text())
     assert config["process"]["args"] == ["/app/greet.sh"]
     assert config["process"]["cwd"] == "/app"
-    config["process"]["terminal"] = False
-    config_path.write_text(json.dumps(config))
-    name = f"capstone-build-{uuid.uuid4().hex[:12]}"
-    try:
-        r = run(["runc", "run", "--bundle", str(bundle), name], stdin=subprocess.DEVNULL)
-    finally:
-        run(["runc", "delete", "-f", name])
+    r = runc_run(bundle, "capstone-build")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["hello interop from /app", "no group"]
 

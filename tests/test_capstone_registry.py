@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -24,10 +23,10 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+from support import capstone, in_child
 
 from part2_manual_oci import Index, Platform, validate_layout
 from part2_manual_oci import mediatypes as mt
-from part5_namespaces import CloneFlags, MountFlags, call_in_namespaces, mount
 
 from capstone.registry import ManifestUnknown, RegistryAuthError, RegistryClient, pull, push
 from capstone.runner import run_image
@@ -102,14 +101,6 @@ def store(tmp_path_factory) -> Store:
     app = base.with_config(env=["PATH=/bin", "WHERE=pushed"], cmd=["sh", "-c", "echo $WHERE"])
     s.commit(app, ["test/pushed:1"])
     return s
-
-
-def in_child(fn):
-    def body():
-        mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
-        return fn()
-
-    return call_in_namespaces(body, CloneFlags.NEWNS)
 
 
 def run_output(store: Store, name: str, tmp_path: Path) -> tuple[int, str]:
@@ -325,11 +316,6 @@ def test_wrong_credentials_are_refused(store, token_registry, tmp_path):
 
 
 # -- the command line ---------------------------------------------------------------------------
-
-
-def capstone(store_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
 def test_cli_push_and_pull(store, registry, tmp_path):

@@ -14,9 +14,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from support import capstone, in_child
 
 from part3_go_style_builder import layer_from_directory
-from part5_namespaces import CloneFlags, MountFlags, call_in_namespaces, mount
 from part7_union import describe_tree
 
 from capstone.runner import Container, ContainerRunError, container_command, merge_env, run_image
@@ -26,16 +26,6 @@ BUSYBOX = "capstone/busybox"
 APP = "test/app:1"
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 REPO = Path(__file__).resolve().parent.parent
-
-
-def in_child(fn):
-    """``fn()`` in a child with a private mount namespace; its result, or its error."""
-
-    def body():
-        mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
-        return fn()
-
-    return call_in_namespaces(body, CloneFlags.NEWNS)
 
 
 def run_captured(store: Store, name: str, tmp_path: Path, **kw) -> tuple[int, str]:
@@ -242,11 +232,6 @@ def test_container_cleans_up_when_the_command_cannot_start(store, tmp_path):
 
 
 # -- the command line ---------------------------------------------------------------------------
-
-
-def capstone(store_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
 def test_cli_run_prints_output_and_returns_the_exit_code(store):

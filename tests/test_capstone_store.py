@@ -10,10 +10,10 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import uuid
 from pathlib import Path
 
 import pytest
+from support import runc_run
 
 from part2_manual_oci import OCILayout, validate_layout
 from part3_go_style_builder import Image, Layer, layer_from_directory
@@ -208,15 +208,7 @@ def test_skopeo_and_umoci_read_the_store_and_runc_runs_the_embedded_base(store, 
     bundle = tmp_path / "bundle"
     unpack = run(["umoci", "unpack", "--image", f"{store.layout.path}:docker.io/library/x:tag", str(bundle)])
     assert unpack.returncode == 0, unpack.stderr
-    config_path = bundle / "config.json"
-    config = json.loads(config_path.read_text())
-    config["process"]["terminal"] = False
-    config_path.write_text(json.dumps(config))
-    name = f"capstone-store-{uuid.uuid4().hex[:10]}"
-    try:
-        result = run(["runc", "run", "--bundle", str(bundle), name], stdin=subprocess.DEVNULL)
-    finally:
-        run(["runc", "delete", "-f", name])
+    result = runc_run(bundle, "capstone-store")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["from the store", "42"]
 

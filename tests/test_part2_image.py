@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 import tarfile
-import uuid
 from pathlib import Path
 
 import pytest
+from support import runc_run
 
 from part2_manual_oci import (
     ArchiveError,
@@ -72,17 +72,9 @@ def test_umoci_unpack_and_runc_run_print_what_we_echo(image, tmp_path):
     assert oct((rootfs / "tmp").stat().st_mode & 0o7777) == "0o1777"
     assert oct((rootfs / "root").stat().st_mode & 0o7777) == "0o700"
 
-    config_path = bundle / "config.json"
-    config = json.loads(config_path.read_text())
+    config = json.loads((bundle / "config.json").read_text())
     assert config["process"]["args"] == ["sh"]  # from the image config's Cmd
-    config["process"]["terminal"] = False
-    config["process"]["args"] = ["sh", "-c", "echo hello from a hand-made image $((6*7)); id -un; stat -c %a /tmp; grep -c : /etc/passwd; wc -w < /proc/self/cmdline"]
-    config_path.write_text(json.dumps(config))
-    container = f"part2-test-{uuid.uuid4().hex[:12]}"
-    try:
-        result = run(["runc", "run", "--bundle", str(bundle), container], stdin=subprocess.DEVNULL)
-    finally:
-        run(["runc", "delete", "-f", container])
+    result = runc_run(bundle, "part2-test", args=["sh", "-c", "echo hello from a hand-made image $((6*7)); id -un; stat -c %a /tmp; grep -c : /etc/passwd; wc -w < /proc/self/cmdline"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["hello from a hand-made image 42", "root", "1777", "2", "1"]
 

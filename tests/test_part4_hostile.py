@@ -17,6 +17,7 @@ import sys
 import tarfile
 
 import pytest
+from support import hard, sym
 
 from part4_tar import LayerError, UnsafeArchiveError, apply_layers, extract_layer
 
@@ -26,18 +27,6 @@ def reg(name, data=b"pwned\n", mode=0o644):
     ti = tarfile.TarInfo(name)
     ti.size, ti.mode = len(data), mode
     return ti, data
-
-
-def sym(name, target):
-    ti = tarfile.TarInfo(name)
-    ti.type, ti.linkname = tarfile.SYMTYPE, target
-    return ti, None
-
-
-def hard(name, target):
-    ti = tarfile.TarInfo(name)
-    ti.type, ti.linkname = tarfile.LNKTYPE, target
-    return ti, None
 
 
 def dir_(name, mode=0o777):

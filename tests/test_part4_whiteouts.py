@@ -10,6 +10,7 @@ import sys
 import tarfile
 
 import pytest
+from support import hard, sym
 
 from part4_tar import LayerError, LayerWriter, apply_layers, extract_layer, write_layer
 
@@ -23,18 +24,6 @@ def reg(name, data=b"", mode=0o644, mtime=1_600_000_000):
 def dir_(name, mode=0o755, mtime=1_600_000_000):
     ti = tarfile.TarInfo(name)
     ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, mode, mtime
-    return ti, None
-
-
-def sym(name, target):
-    ti = tarfile.TarInfo(name)
-    ti.type, ti.linkname = tarfile.SYMTYPE, target
-    return ti, None
-
-
-def hard(name, target):
-    ti = tarfile.TarInfo(name)
-    ti.type, ti.linkname = tarfile.LNKTYPE, target
     return ti, None
 
 

@@ -9,51 +9,19 @@ once.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable
 
-from part3_go_style_builder import Layer
+from part3_go_style_builder import Layer, write_layer_blob
 
 if TYPE_CHECKING:  # part 4 is imported when a layer is written (never on a cache hit)
     from part4_tar import LayerInfo, LayerWriter
 
-TEMP_PREFIX = ".tmp-layer-"
-
-
-@dataclass(frozen=True)
-class BlobFile:
-    """Where a layer's bytes are: a file (what part 3's ``Layer.source`` needs: ``open()``)."""
-
-    path: Path
-
-    def open(self) -> BinaryIO:
-        return open(self.path, "rb")
-
-    def __str__(self) -> str:
-        return str(self.path)
 
 
 def write_blob(store, produce: Callable[[BinaryIO], LayerInfo]) -> Layer:
     """Run ``produce(file)`` (it writes a layer and returns its LayerInfo) into the store's
     blob directory; the :class:`Layer` it made, stored under its digest."""
-    blobs = store.layout.blobs_dir
-    blobs.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=blobs, prefix=TEMP_PREFIX)
-    try:
-        with os.fdopen(fd, "wb", buffering=0) as f:
-            info = produce(f)
-        os.chmod(tmp, 0o644)
-        final = store.layout.blob_path(info.digest)
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return Layer(info.descriptor(), info.diff_id, BlobFile(final))
+    return write_layer_blob(store.layout.blobs_dir, produce)
 
 
 def write_entries_layer(store, fill: Callable[[LayerWriter], None], *, compression: str = "gzip",
@@ -70,4 +38,4 @@ def write_entries_layer(store, fill: Callable[[LayerWriter], None], *, compressi
     return write_blob(store, produce)
 
 
-__all__ = ["BlobFile", "write_blob", "write_entries_layer"]
+__all__ = ["write_blob", "write_entries_layer"]

@@ -90,7 +90,7 @@ def apply_config(image: Image, ins: Instruction, state: ConfigState, *, created:
         return image.with_config(created_by=created_by, comment=HISTORY_COMMENT, created=created, **fields)
 
     if isinstance(ins, Env):
-        env = dict(item.partition("=")[::2] for item in (cfg.env or ()))
+        env = cfg.env_dict()
         for p in ins.pairs:
             env[p.key] = p.value
         shown = " ".join(f"{p.key}={p.value}" for p in ins.pairs)

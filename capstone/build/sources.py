@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..context import PatternMatcher
-from .rootfs import MAX_SYMLINKS, RootfsView, split_path
+from .rootfs import RootfsView, split_path
 
 
 @dataclass(frozen=True)
@@ -136,32 +136,17 @@ class ContextSource:
 
     def _resolve(self, parts: list[str]) -> tuple[str, os.stat_result] | None:
         """Follow ``parts`` from the root, symlinks resolved inside the root; (rel, lstat)."""
-        todo = list(parts)
-        done: list[str] = []
-        links = 0
-        while todo:
-            name = todo.pop(0)
-            if name == "..":
-                if done:
-                    done.pop()
-                continue
-            path = os.path.join(self.root, *done, name)
-            try:
-                st = os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-            if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > MAX_SYMLINKS:
-                    return None
-                target = os.readlink(path)
-                if target.startswith("/"):
-                    done = []
-                todo = split_path(target) + todo
-                continue
-            done.append(name)
-        rel = "/".join(done)
-        return rel, os.lstat(os.path.join(self.root, rel) if rel else self.root)
+        # part 6 resolves paths in a root filesystem (imported here: a build that copies
+        # nothing from its context never loads the runtime)
+        from part6_runtime import SpecError, resolve_in_root
+
+        try:
+            path = resolve_in_root(self.root, "/".join(parts))
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError, SpecError):  # missing, or a symlink loop
+            return None
+        rel = os.path.relpath(path, self.root)
+        return ("" if rel == "." else rel), st
 
     def match(self, word: str) -> list[SourceItem]:
         parts = clean_source(word)

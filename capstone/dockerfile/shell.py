@@ -63,11 +63,10 @@ class Expansion:
 
 def env_from_list(env: Iterable[str]) -> dict[str, str]:
     """``["K=V", "FLAG"]`` → ``{"K": "V", "FLAG": ""}``; a later entry replaces an earlier one."""
-    out: dict[str, str] = {}
-    for item in env:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
+    # part 2 owns Env; imported on first use, so ``capstone parse`` never loads the image models
+    from part2_manual_oci import env_to_dict
+
+    return env_to_dict(env)
 
 
 

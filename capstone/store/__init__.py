@@ -14,7 +14,7 @@ The name ``capstone/busybox`` is made from the host's busybox-static on first us
 """
 
 from .errors import AmbiguousImage, ExportError, ImageInUse, ImageNotFound, StoreError
-from .store import EMBEDDED_BUSYBOX, ImageEntry, Store, StoreBlob, image_from_layout
+from .store import EMBEDDED_BUSYBOX, ImageEntry, Store, image_from_layout
 
 __all__ = [
     "AmbiguousImage",
@@ -24,7 +24,6 @@ __all__ = [
     "ImageInUse",
     "ImageNotFound",
     "Store",
-    "StoreBlob",
     "StoreError",
     "image_from_layout",
 ]

@@ -28,7 +28,7 @@ import re
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO, Iterator, NamedTuple
 
@@ -49,7 +49,7 @@ from part2_manual_oci import (
     write_file_atomic,
 )
 from part2_manual_oci import mediatypes as mt
-from part3_go_style_builder import Image, Layer
+from part3_go_style_builder import FileBlob, Image, Layer
 
 from ..refs import InvalidName, is_image_id, parse_name
 from .errors import AmbiguousImage, ImageInUse, ImageNotFound, StoreError
@@ -61,19 +61,6 @@ TEMP_PREFIX = ".tmp-"
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 _DIGEST_IN_TEXT = re.compile(r"sha256:[a-f0-9]{64}")
 CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class StoreBlob:
-    """A layer's bytes in the store's layout (what ``Layer.source`` of a stored image is)."""
-
-    path: Path
-
-    def open(self) -> BinaryIO:
-        return open(self.path, "rb")
-
-    def __str__(self) -> str:
-        return str(self.path)
 
 
 class ImageEntry(NamedTuple):
@@ -154,18 +141,22 @@ class Store:
         """Scratch space on the store's file system (renames into the store stay atomic)."""
         return self.path / "tmp"
 
+    def _flock(self, name: str, operation: int) -> int:
+        """An fd of ``STORE/name`` (created if missing) holding ``flock(operation)``."""
+        fd = os.open(self.path / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, operation)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     @contextlib.contextmanager
     def lock(self) -> Iterator["Store"]:
         """Exclusive writer lock (``STORE/lock``); re-entrant within one Store object."""
         with self._mutex:
             if self._lock_depth == 0:
-                fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                self._lock_fd = fd
+                self._lock_fd = self._flock("lock", fcntl.LOCK_EX)
             self._lock_depth += 1
             try:
                 yield self
@@ -181,13 +172,7 @@ class Store:
         so blobs and snapshots in use (not yet tagged, or mounted as lowers) are not removed."""
         with self._mutex:
             if self._session_depth == 0:
-                fd = os.open(self.path / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                self._session_fd = fd
+                self._session_fd = self._flock("gc.lock", fcntl.LOCK_SH)
             self._session_depth += 1
         try:
             yield self
@@ -209,9 +194,8 @@ class Store:
                 finally:
                     fcntl.flock(self._session_fd, fcntl.LOCK_SH)
                 return
-            fd = os.open(self.path / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = self._flock("gc.lock", fcntl.LOCK_EX)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
             finally:
                 os.close(fd)
@@ -747,7 +731,7 @@ def image_from_layout(layout: OCILayout, mdesc: Descriptor) -> Image:
         if not layout.has_blob(ld.digest):
             raise StoreError(f"{layout.path}: layer {ld.digest} of {mdesc.digest} is missing")
         media_type = mt.OCI_LAYER_GZIP if ld.media_type == mt.DOCKER_LAYER_GZIP else ld.media_type
-        layers.append(Layer(replace(ld, media_type=media_type), diff_id, StoreBlob(layout.blob_path(ld.digest))))
+        layers.append(Layer(replace(ld, media_type=media_type), diff_id, FileBlob(layout.blob_path(ld.digest))))
     return Image(config, tuple(layers), loaded_from=mdesc)
 
 

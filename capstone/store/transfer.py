@@ -16,15 +16,14 @@ Every file is written to a temporary name beside its destination and renamed whe
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import io
 import json
 import os
 import tarfile
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from part2_manual_oci import (
     ContainerConfig,
@@ -39,22 +38,18 @@ from part2_manual_oci import (
     write_oci_archive,
 )
 from part2_manual_oci import mediatypes as mt
-from part3_go_style_builder import Image, Layer
+from part3_go_style_builder import ArchiveBlob, FileBlob, Image, Layer, utc_now
 from part4_tar import extract_layer, layer_info, open_decompressed, write_layer
 
 from ..refs import DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_LAYOUT, InvalidName, parse_name, parse_transport
 from .errors import ExportError, ImageNotFound, StoreError
-from .store import TEMP_PREFIX, StoreBlob, image_from_layout
+from .store import TEMP_PREFIX, image_from_layout
 
 if TYPE_CHECKING:
     from .store import Store
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHUNK = 1 << 20
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # -- import --------------------------------------------------------------------------------------
@@ -82,7 +77,7 @@ def import_rootfs(store: "Store", src: Path, name: str) -> Descriptor:
             f.flush()
             os.fsync(f.fileno())
         has_shell = os.path.lexists(root / "bin" / "sh")
-        created = _now()
+        created = utc_now()
         here = host_platform()
         config = ImageConfig(
             architecture=here.architecture,
@@ -94,13 +89,13 @@ def import_rootfs(store: "Store", src: Path, name: str) -> Descriptor:
             history=(History(created=created, created_by=f"capstone import {src.name}",
                              comment=f"Imported from {src}"),),
         )
-        image = Image(config, (Layer(info.descriptor(), info.diff_id, StoreBlob(Path(tmp))),))
+        image = Image(config, (Layer(info.descriptor(), info.diff_id, FileBlob(Path(tmp))),))
         with store.lock():
             target = store.layout.blob_path(info.digest)
             if not target.exists():
                 os.chmod(tmp, 0o644)
                 os.rename(tmp, target)  # same file system: the blob appears complete or not at all
-            image = Image(config, (Layer(info.descriptor(), info.diff_id, StoreBlob(target)),))
+            image = Image(config, (Layer(info.descriptor(), info.diff_id, FileBlob(target)),))
             desc = store.commit(image, [normalized])
         # a build on this base needs its layer as an overlay lower dir: extract it now, once
         # (from the stored blob, checked against the diff_id), so the first build does not;
@@ -254,46 +249,6 @@ def _add_uncompressed_layer(store: "Store", tar: tarfile.TarFile, ld: Descriptor
 # -- reading layouts and archives --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ArchiveMember:
-    """A layer stored as a member of a tar archive (a docker-archive's ``layer.tar``)."""
-
-    archive: Path
-    member: str
-
-    def open(self) -> BinaryIO:
-        tf = tarfile.open(self.archive, "r:")
-        try:
-            f = tf.extractfile(self.member)
-        except KeyError:
-            tf.close()
-            raise StoreError(f"{self.archive}: no member {self.member}") from None
-        return _Closing(f, tf)
-
-    def __str__(self) -> str:
-        return f"{self.archive}:{self.member}"
-
-
-class _Closing(io.RawIOBase):
-    def __init__(self, f, tf) -> None:
-        super().__init__()
-        self._f, self._tf = f, tf
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self._f.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._f.close()
-            self._tf.close()
-        super().close()
-
-
 def load_archive(store: "Store", src: str) -> Image:
     try:
         source = parse_transport(src)
@@ -362,7 +317,7 @@ def _load_docker_archive(path: Path, ref: str | None) -> Image:
             if name not in members:
                 raise ExportError(f"{path}: no member {name}")
             info = layer_info(tf.extractfile(members[name]))
-            layers.append(Layer(info.descriptor(), info.diff_id, ArchiveMember(path.resolve(), members[name].name)))
+            layers.append(Layer(info.descriptor(), info.diff_id, ArchiveBlob(path.resolve(), name)))
     if tuple(layer.diff_id for layer in layers) != tuple(config.rootfs_diff_ids):
         raise ExportError(f"{path}: the layers do not match the config's diff_ids")
     return Image(config, tuple(layers))
