@@ -11,7 +11,7 @@ new namespaces in the right order, and one runnable demonstration per namespace
 from . import syscalls
 from .errors import IdMapError, NamespaceError
 from .idmap import IdMap, current_user_mapping, read_map, subid_mapping, write_id_maps
-from .process import Child, spawn
+from .process import Child, forward_signals, spawn
 from .run import call_as_user, call_in_namespaces, ensure_user
 from .syscalls import (
     CloneFlags,
@@ -38,6 +38,7 @@ __all__ = [
     "call_in_namespaces",
     "current_user_mapping",
     "ensure_user",
+    "forward_signals",
     "mount",
     "pivot_root",
     "prctl",

@@ -38,7 +38,7 @@ import resource
 import signal
 import sys
 import traceback
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from .errors import IdMapError, NamespaceError
 from .idmap import IdMap, write_id_maps
@@ -293,14 +293,7 @@ def _middle(target: Callable[[], int | None], status_w: int) -> None:
     finally:
         os.close(status_w)
 
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(pid1, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, forward)
+    forward_signals(pid1, FORWARDED_SIGNALS)
     while True:
         try:
             _, status = os.waitpid(pid1, 0)
@@ -310,6 +303,31 @@ def _middle(target: Callable[[], int | None], status_w: int) -> None:
     if os.WIFSIGNALED(status):
         die_by_signal(os.WTERMSIG(status))
     os._exit(os.waitstatus_to_exitcode(status))
+
+
+def forward_signals(pid: int, signals: Iterable[int]) -> Callable[[], None]:
+    """Pass each of ``signals`` that reaches this process on to process ``pid``.
+
+    Installs one handler per signal that sends the same signal to ``pid`` (a ``pid`` that has
+    already exited is ignored: its status is what the caller waits for). Returns ``restore()``,
+    which puts the previous handlers back. The middle process of a PID namespace uses it
+    towards PID 1, a container's ``--init`` towards its command.
+    """
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in signals}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            # None: the handler was not installed from Python; the default is what it was
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    return restore
 
 
 def die_by_signal(signum: int) -> None:

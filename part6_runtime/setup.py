@@ -25,7 +25,18 @@ import resource
 import stat
 from dataclasses import dataclass, field
 
-from part5_namespaces import CloneFlags, MountFlags, UmountFlags, mount, pivot_root, prctl, sethostname, umount2, unshare
+from part5_namespaces import (
+    CloneFlags,
+    MountFlags,
+    UmountFlags,
+    forward_signals,
+    mount,
+    pivot_root,
+    prctl,
+    sethostname,
+    umount2,
+    unshare,
+)
 
 from . import capabilities as caps
 from . import seccomp
@@ -341,15 +352,7 @@ def reaper(ctx: Context) -> None:
     if child == 0:
         return  # the command's process goes on to exec
     os.close(ctx.plan.report_fd)
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in REAPER_FORWARDS:
-        signal.signal(sig, forward)
+    forward_signals(child, REAPER_FORWARDS)
     while True:
         try:
             pid, status = os.wait()
