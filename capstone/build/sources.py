@@ -136,8 +136,34 @@ class ContextSource:
 
     def _resolve(self, parts: list[str]) -> tuple[str, os.stat_result] | None:
         """Follow ``parts`` from the root, symlinks resolved inside the root; (rel, lstat)."""
-        # part 6 resolves paths in a root filesystem (imported here: a build that copies
-        # nothing from its context never loads the runtime)
+        # The common case first: no component is a symlink, so the path is the root joined
+        # with ``parts`` as it stands (what resolve_in_root would return), and the lstat of
+        # the last component is the answer. One lstat per component, as resolve_in_root does.
+        # A missing component (none before it being a symlink) means a missing path, as there.
+        path = self.root
+        st = None
+        for part in parts:
+            if part in ("", ".", ".."):
+                break
+            path = os.path.join(path, part)
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError:
+                break  # let part 6 decide
+            if stat.S_ISLNK(st.st_mode):
+                break
+        else:
+            if st is None:  # no parts: the root itself
+                try:
+                    st = os.lstat(path)
+                except (FileNotFoundError, NotADirectoryError):
+                    return None
+            rel = os.path.relpath(path, self.root)
+            return ("" if rel == "." else rel), st
+        # a symlink (or an error) on the way: part 6 resolves paths in a root filesystem
+        # (imported here: a build whose context paths hold no symlinks never loads the runtime)
         from part6_runtime import SpecError, resolve_in_root
 
         try:
