@@ -3,7 +3,8 @@
 ``capstone build [-t NAME[:TAG]]... [-f FILE] [--build-arg K[=V]]... [--target STAGE]
 [--no-cache] [--network host|none|private] [--platform P] [--label K=V]...
 [--output type=oci|oci-archive|docker-archive,dest=...] [--iidfile F]
-[--progress auto|plain|quiet] [--explain] CONTEXT``
+[--progress auto|plain|quiet] [--secret id=ID[,src=PATH|,env=VAR]]... [--ssh default|ID[=SOCKET|KEY]]...
+[--explain] CONTEXT``
 
 Progress lines and the RUN steps' output go to stderr; stdout gets only the image id
 (``sha256:...``) at the end, so ``id=$(capstone build -q .)`` works. With ``--progress quiet``
@@ -41,6 +42,10 @@ def configure_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "plain", "quiet"), default="auto",
                    help="progress output on stderr (quiet: none)")
     p.add_argument("-q", "--quiet", action="store_true", help="same as --progress quiet")
+    p.add_argument("--secret", action="append", default=[], metavar="id=ID[,src=PATH|,env=VAR]",
+                   help="a secret for RUN --mount=type=secret (never stored in the image; repeatable)")
+    p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY[,KEY]]",
+                   help="an SSH agent (or keys) for RUN --mount=type=ssh (repeatable)")
     p.add_argument("--explain", action="store_true",
                    help="say which part of the course does each step and what it produced")
 
@@ -76,6 +81,7 @@ def run_build(args: argparse.Namespace, n) -> int:
                 target=args.target, no_cache=args.no_cache, network=args.network, platform=args.platform,
                 labels=labels, outputs=args.output, iidfile=args.iidfile, progress=progress,
                 explain=args.explain, log=log, run_output=run_output,
+                secrets=args.secret, ssh=args.ssh,
             )
         except BaseException:
             if progress == "quiet":

@@ -153,7 +153,14 @@ def plan_copy(
 
     # -- the sources ---------------------------------------------------------------------
     matched: list[tuple[str, SourceItem, bool]] = []  # (name at the destination, item, unpack)
+    parents = isinstance(ins, Copy) and ins.parents
+    placed: dict[str, SourceItem] = {}  # --parents: path under DEST -> item, parents first
     for word in ins.sources:
+        if parents:
+            if not select_parents(source, word, excludes, placed):
+                raise CopyError(f"{keyword} failed: {word}: no source files were found in "
+                                f"{source.describe()}")
+            continue
         if downloads is not None and word in downloads:
             path = downloads[word]
             matched.append((os.path.basename(path), SourceItem(os.path.basename(path), path, os.lstat(path)), False))
@@ -179,10 +186,10 @@ def plan_copy(
         path.write_text(doc.body)
         os.chmod(path, 0o644)
         matched.append((doc.name, SourceItem(doc.name, str(path), os.lstat(path)), False))
-    if len(matched) > 1 and not dest_is_dir and not (isinstance(ins, Copy) and ins.parents):
+    if len(matched) > 1 and not dest_is_dir:
         raise CopyError(f"When using {keyword} with more than one source file, the destination must be "
                         "a directory and end with a /")
-    if not matched:
+    if not matched and not placed:
         raise CopyError(f"{keyword} failed: no source files were specified")
 
     plan = CopyPlan()
@@ -232,18 +239,13 @@ def plan_copy(
             plan.files += 1
             plan.bytes += item.st.st_size
 
-    parents = isinstance(ins, Copy) and ins.parents
+    if placed:  # --parents: DEST is a directory; each path below the pivot is kept
+        top_dir = ensure_dir(dest)
+        for rel, item in placed.items():
+            add(f"{top_dir}/{rel}" if top_dir else rel, item)
     for name, item, unpack in matched:
-        dest_of_item = dest
-        if parents and item.rel:
-            # --parents keeps the source's path: a/b/c.txt lands at DEST/a/b/c.txt
-            if not item.is_dir:
-                target_dir = ensure_dir(posixpath.join(dest, posixpath.dirname(item.rel)))
-                add(posixpath.join(target_dir, item.name) if target_dir else item.name, item)
-                continue
-            dest_of_item = posixpath.join(dest, item.rel)
         if item.is_dir:
-            target = ensure_dir(dest_of_item)
+            target = ensure_dir(dest)
             top = entries.get(target) if target else None
             if target and top is not None and top.src is None:
                 # a directory the copy creates takes the source directory's mode and mtime
@@ -284,6 +286,71 @@ def plan_copy(
             lines.append(entry_line(e.dest, e.st, e.uid, e.gid, e.mode, digests, e.src))
     plan.digest = selection_digest(lines)
     return plan
+
+
+def select_parents(source, word: str, excludes, placed: dict[str, SourceItem]) -> bool:
+    """``COPY --parents`` sources, as BuildKit 1.20 selects them: the word is cut at its first
+    ``/./`` (the pivot, rsync ``--relative`` style; none: the source root); what follows is a
+    pattern (``*``, ``?``, ``[...]``, ``**`` for any number of directories) matched below the
+    pivot, a matched directory bringing everything below it. Each match keeps its path from
+    the pivot, and the directories on the way are copied too (with their own owner, mode and
+    mtime). Adds ``path from the pivot -> item`` to ``placed`` (parents before children);
+    whether anything matched."""
+    from ..context import PatternMatcher
+
+    pivot, sep, pattern = word.partition("/./")
+    if not sep:
+        pivot, pattern = "", word
+    segs = clean_source(pattern)
+    k = next((i for i, seg in enumerate(segs) if has_wildcards(seg)), len(segs))
+    literal = "/".join(segs[:k])
+    found = False
+    for base in source.match(pivot or "."):
+        if not base.is_dir:
+            continue
+
+        def item_at(rel: str) -> SourceItem | None:
+            items = source.match(f"{base.rel}/{rel}" if base.rel else rel) if rel else [base]
+            return items[0] if items else None
+
+        top = item_at(literal)
+        if top is None:
+            continue
+        picked: dict[str, SourceItem] = {}
+        if k == len(segs):  # a plain path: it, and all below it when it is a directory
+            if literal and not (excludes is not None and excludes.matches(literal)):
+                picked[literal] = top
+            if top.is_dir:
+                for sub in source.walk(top):
+                    rel = f"{literal}/{sub.rel}" if literal else sub.rel
+                    if excludes is None or not excludes.matches(rel):
+                        picked[rel] = sub
+        elif top.is_dir:
+            matcher = PatternMatcher(["/".join(segs)], source="COPY --parents")
+            dirs: dict[str, SourceItem] = {}
+            for sub in source.walk(top):
+                rel = f"{literal}/{sub.rel}" if literal else sub.rel
+                if sub.is_dir:
+                    dirs[rel] = sub
+                if not matcher.matches(rel) or (excludes is not None and excludes.matches(rel)):
+                    continue
+                parts = rel.split("/")
+                for j in range(k + 1, len(parts)):  # the directories between the walk's top and it
+                    picked.setdefault("/".join(parts[:j]), dirs["/".join(parts[:j])])
+                picked[rel] = sub
+        if not picked:
+            continue
+        found = True
+        last = k if k < len(segs) else k - 1  # the literal directories leading to the matches
+        for i in range(1, last + 1):
+            rel = "/".join(segs[:i])
+            if rel not in placed:
+                item = item_at(rel)
+                if item is not None and item.is_dir:
+                    placed[rel] = item
+        for rel, item in picked.items():
+            placed.setdefault(rel, item)
+    return found
 
 
 # -- writing -------------------------------------------------------------------------------------

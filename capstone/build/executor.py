@@ -146,7 +146,7 @@ class Builder:
 
     def __init__(self, store, context_dir: Path, dockerfile: Dockerfile, plan: BuildPlan, *,
                  no_cache: bool, network: str, progress: Progress, run_output, labels: Mapping[str, str],
-                 dockerfile_path: Path) -> None:
+                 dockerfile_path: Path, secrets=None) -> None:
         self.store = store
         self.context_dir = context_dir
         self.dockerfile = dockerfile
@@ -169,6 +169,8 @@ class Builder:
         self.digests = FileDigests((store.cache_get(self._digest_key) or {}).get("files"))
         #: COPY/ADD layers made by this build: diff_id -> plan (to make their snapshots by copy)
         self._copy_plans: dict[str, CopyPlan] = {}
+        #: ``--secret`` / ``--ssh`` (a :class:`~.secretmounts.BuildSecrets`, or None)
+        self.secrets = secrets
 
     # -- helpers -----------------------------------------------------------------------------
     def now(self) -> str:
@@ -561,7 +563,10 @@ class Builder:
 
         mounts = plan_mounts(ins.mounts, context_dir=str(self.context_dir), workdir=workdir,
                              scratch=scratch, cache_root=Path(self.store.path) / "build-cache-mounts",
-                             stage_lowers=stage_lowers, content_digest=content)
+                             stage_lowers=stage_lowers, content_digest=content, secrets=self.secrets)
+        if mounts.env:  # secrets given as variables, SSH_AUTH_SOCK: this step only, never in the key
+            env = [e for e in env if e.partition("=")[0] not in mounts.env]
+            env += [f"{k}={v}" for k, v in mounts.env.items()]
         try:
             if script is not None:
                 from part6_runtime import Mount
@@ -655,13 +660,18 @@ def build(
     explain: bool = False,
     log: Callable[[str], None] | None = None,
     run_output: int | IO | None = None,
+    secrets: Sequence = (),
+    ssh: Sequence = (),
 ) -> BuildResult:
     """Build the Dockerfile at ``dockerfile_path`` (default ``CONTEXT/Dockerfile``) with the
     build context ``context_dir`` into ``store``; tag the result with ``tags``.
 
     ``network``: ``private`` (outbound access through slirp4netns), ``host`` or ``none``, for
     RUN steps without ``--network``. ``outputs``: ``type=oci|oci-archive|docker-archive,dest=...``
-    or ``type=registry,name=...``. ``log`` receives the progress lines (None: silent);
+    or ``type=registry,name=...``. ``secrets``: ``--secret`` values (``id=ID,src=FILE``,
+    ``id=ID,env=VAR``) or :class:`~.secretmounts.SecretSource` s; ``ssh``: ``--ssh`` values
+    (``default``, ``ID=SOCKET``, ``ID=KEY``) or :class:`~.secretmounts.SSHSource` s, for
+    ``RUN --mount=type=secret|ssh``. ``log`` receives the progress lines (None: silent);
     ``run_output`` is where RUN's stdout and stderr go (a file descriptor or file; None: this
     process's own). Raises :class:`~capstone.errors.DockerfileError` (``Dockerfile:LINE: ...``)
     or :class:`BuildError`; the store's names are unchanged unless the build succeeds.
@@ -678,16 +688,23 @@ def build(
     specs = [o if isinstance(o, OutputSpec) else parse_output(o) for o in outputs]
     dockerfile = read_dockerfile(dockerfile_path)
     plan = make_plan(dockerfile, build_args or {}, target=target, platform=platform)
+    from .secretmounts import BuildSecrets
+
+    build_secrets = BuildSecrets(secrets, ssh) if secrets or ssh else None
     reporter = Progress(progress, log, explain, stages=len(plan.stages))
     for w in dockerfile.warnings:
         reporter.warning(f"{dockerfile.file}:{w.line}: warning: {w.message} ({w.rule})")
     builder = Builder(store, context_dir, dockerfile, plan, no_cache=no_cache, network=network,
                       progress=reporter, run_output=run_output, labels=labels or {},
-                      dockerfile_path=dockerfile_path)
-    with store.session():
-        image = builder.run()
-        reporter.commit([parse_name(n).short for n in names])
-        desc = store.commit(image, names)
+                      dockerfile_path=dockerfile_path, secrets=build_secrets)
+    try:
+        with store.session():
+            image = builder.run()
+            reporter.commit([parse_name(n).short for n in names])
+            desc = store.commit(image, names)
+    finally:
+        if build_secrets is not None:
+            build_secrets.close()
     image_id = _image_id(image)
     reporter.produced(image_id)
     for n in names:

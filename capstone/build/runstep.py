@@ -16,7 +16,10 @@ The command:
   user USER, network ``--network`` of the step or of the build;
 * ``--mount=type=bind`` (from the context, a stage or an image; read-only unless ``rw``, whose
   writes are thrown away), ``type=cache`` (a directory kept in the store between builds, never
-  part of the layer nor of the cache key), ``type=tmpfs``.
+  part of the layer nor of the cache key), ``type=tmpfs``;
+* ``--mount=type=secret`` and ``type=ssh`` (the build's ``--secret`` / ``--ssh``; see
+  :mod:`.secretmounts`): a read-only file or an environment variable, an agent socket; only the
+  secret's id is part of the cache key, never its value.
 
 A command that exits non-zero fails the build: ``Dockerfile:LINE: RUN ... returned N``. A step
 that changes nothing adds no layer (only a history entry), as BuildKit does.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +40,7 @@ if TYPE_CHECKING:  # imported where used: a fully cached build loads no runtime
     from part7_union import OverlayMount
 
 from ..dockerfile import Heredoc, Run
-from ..dockerfile.mounts import MountSyntaxError, mount_fields
+from ..dockerfile.mounts import MountSyntaxError, mount_fields, parse_mount
 
 
 class RunSetupError(ValueError):
@@ -89,10 +93,17 @@ class MountPlan:
     key: list[dict] = field(default_factory=list)
     #: overlays mounted for bind sources of multi-layer stages (unmounted after the step)
     overlays: list[OverlayMount] = field(default_factory=list)
-    #: temporary copies (rw binds) removed after the step
+    #: temporary copies (rw binds, secrets) removed after the step
     temps: list[Path] = field(default_factory=list)
+    #: environment the mounts add to the step (secrets with ``env=``, ``SSH_AUTH_SOCK``)
+    env: dict[str, str] = field(default_factory=dict)
+    #: ssh agent relays, closed after the step
+    relays: list = field(default_factory=list)
 
     def cleanup(self) -> None:
+        for relay in self.relays:
+            relay.close()
+        self.relays.clear()
         for ov in reversed(self.overlays):
             try:
                 ov.unmount()
@@ -105,85 +116,171 @@ class MountPlan:
 
 
 def plan_mounts(specs, *, context_dir: str, workdir: str, scratch: Path, cache_root: Path,
-                stage_lowers, content_digest) -> MountPlan:
+                stage_lowers, content_digest, secrets=None) -> MountPlan:
     """Turn ``--mount`` values into mounts. ``stage_lowers(name) -> (lowers, digest)`` gives a
-    stage's or image's snapshot dirs; ``content_digest(path) -> str`` hashes a bind source."""
+    stage's or image's snapshot dirs; ``content_digest(path) -> str`` hashes a bind source;
+    ``secrets`` is the build's :class:`~.secretmounts.BuildSecrets` (None: none given)."""
     plan = MountPlan()
     if not specs:
         return plan
     from part6_runtime import Mount
     from part7_union import OverlayMount
 
-    for n, spec in enumerate(specs):
-        try:
-            fields = dict(mount_fields(spec))
-        except MountSyntaxError as e:
-            raise RunSetupError(str(e)) from None
-        kind = (fields.pop("type", None) or "bind").lower()
-        target = fields.pop("target", None) or fields.pop("dst", None) or fields.pop("destination", None)
-        if not target:
-            raise RunSetupError(f"--mount={spec}: a target is required")
-        if not target.startswith("/"):
-            target = os.path.normpath(os.path.join(workdir or "/", target))
-        readonly = not ("rw" in fields or "readwrite" in fields)
-        if "ro" in fields or "readonly" in fields:
-            readonly = True
-        if kind == "tmpfs":
-            opts = ["nosuid", "nodev"]
-            if fields.get("size"):
-                opts.append(f"size={fields['size']}")
-            plan.mounts.append(Mount(target, "tmpfs", None, tuple(opts)))
-            plan.key.append({"type": "tmpfs", "target": target})
-            continue
-        if kind == "cache":
-            ident = fields.get("id") or target
-            directory = cache_root / hashlib.sha256(ident.encode()).hexdigest()[:32]
-            if not directory.exists():
-                directory.mkdir(parents=True, exist_ok=True)
-                os.chmod(directory, int(fields.get("mode") or "755", 8))
-                os.chown(directory, int(fields.get("uid") or 0), int(fields.get("gid") or 0))
-            plan.mounts.append(Mount(target, "bind", str(directory), ("rbind", "ro" if readonly and "ro" in fields else "rw")))
-            plan.key.append({"type": "cache", "target": target})  # contents never in the key
-            continue
-        if kind == "bind":
-            source = fields.get("source") or fields.get("src") or "/"
-            rel = source.lstrip("/")
-            origin = fields.get("from")
-            if origin:
-                lowers, digest = stage_lowers(origin)
-                if not lowers:
-                    raise RunSetupError(f"--mount={spec}: {origin} has no files")
-                if len(lowers) == 1:
-                    base = Path(lowers[0])
-                else:
-                    base = scratch / f"mount{n}"
-                    ov = OverlayMount(lowers, None, None, base)
-                    ov.mount()
-                    plan.overlays.append(ov)
-                host = base / rel if rel else base
-                key = {"type": "bind", "from": digest, "source": rel, "target": target, "rw": not readonly}
-            else:
-                host = Path(context_dir) / rel if rel else Path(context_dir)
-                key = {"type": "bind", "source": rel, "target": target, "rw": not readonly,
-                       "content": content_digest(str(host))}
-            if not os.path.lexists(host):
-                raise RunSetupError(f"--mount={spec}: source {source} not found")
-            if not readonly:  # writes are discarded: give the step a copy
-                copy = scratch / f"rw{n}"
-                if os.path.isdir(host):
-                    shutil.copytree(host, copy, symlinks=True)
-                else:
-                    copy.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(host, copy)
-                plan.temps.append(copy)
-                host = copy
-            plan.mounts.append(Mount(target, "bind", str(host), ("rbind", "ro" if readonly else "rw")))
-            plan.key.append(key)
-            continue
-        if kind in ("secret", "ssh"):
-            raise RunSetupError(f"--mount=type={kind} needs --secret/--ssh, which this builder does not take")
-        raise RunSetupError(f"--mount={spec}: unknown mount type {kind!r}")
+    ssh_count = 0
+    try:
+        for n, spec in enumerate(specs):
+            if (dict(_fields(spec)).get("type") or "").lower() in ("secret", "ssh"):
+                ssh_count = _secret_mount(plan, spec, workdir=workdir, scratch=scratch, secrets=secrets,
+                                          ssh_count=ssh_count)
+                continue
+            _other_mount(plan, n, spec, context_dir=context_dir, workdir=workdir, scratch=scratch, cache_root=cache_root,
+                         stage_lowers=stage_lowers, content_digest=content_digest, Mount=Mount,
+                         OverlayMount=OverlayMount)
+    except BaseException:
+        plan.cleanup()
+        raise
     return plan
+
+
+def _fields(spec: str):
+    try:
+        return mount_fields(spec)
+    except MountSyntaxError as e:
+        raise RunSetupError(str(e)) from None
+
+
+def _secret_mount(plan: MountPlan, spec: str, *, workdir: str, scratch: Path, secrets, ssh_count: int) -> int:
+    """A ``type=secret`` or ``type=ssh`` mount, as BuildKit's ``dispatchSecret``/``dispatchSSH``
+    read them; returns the number of ssh mounts so far (their default targets count up)."""
+    from part6_runtime import Mount
+
+    from .secretmounts import AgentRelay, private_dir, write_secret_file
+
+    try:
+        m = parse_mount(spec)
+    except MountSyntaxError as e:
+        raise RunSetupError(f"--mount={spec}: {e}") from None
+    uid = m.uid or 0
+    gid = m.gid or 0
+
+    def absolute(path: str) -> str:
+        return path if path.startswith("/") else os.path.normpath(os.path.join(workdir or "/", path))
+
+    if m.type == "secret":
+        ident = m.source or m.id or posixpath.basename(m.target or "")
+        target = absolute(m.target) if m.target else None
+        if target is None and m.env is None:
+            target = "/run/secrets/" + posixpath.basename(ident)
+        data = secrets.secret(ident) if secrets is not None else None
+        if data is None:
+            if m.required:
+                raise RunSetupError(f"--mount=type=secret: secret {ident} is required but was not given "
+                                    f"(build --secret id={ident},src=FILE)")
+            plan.key.append({"type": "secret", "id": ident, "missing": True})
+            return ssh_count
+        if m.env is not None:
+            plan.env[m.env] = data.decode("utf-8", "surrogateescape")
+        if target is not None:
+            directory = private_dir(scratch)
+            plan.temps.append(directory)
+            path = write_secret_file(directory, "secret", data, mode=0o400 if m.mode is None else m.mode,
+                                     uid=uid, gid=gid)
+            plan.mounts.append(Mount(target, "bind", str(path), ("rbind", "ro", "nosuid", "nodev", "noexec")))
+        plan.key.append({"type": "secret", "id": ident, "target": target, "env": m.env,
+                         "mode": m.mode, "uid": m.uid, "gid": m.gid})  # the id, never the value
+        return ssh_count
+    ident = m.id or "default"
+    target = absolute(m.target) if m.target else f"/run/buildkit/ssh_agent.{ssh_count}"
+    upstream = secrets.agent_socket(ident) if secrets is not None else None
+    if upstream is None:
+        if m.required:
+            raise RunSetupError(f"--mount=type=ssh: ssh agent {ident} is required but was not given "
+                                f"(build --ssh {ident}[=SOCKET])")
+        plan.key.append({"type": "ssh", "id": ident, "missing": True})
+        return ssh_count
+    directory = private_dir(scratch)
+    plan.temps.append(directory)
+    relay = AgentRelay(directory / "agent.sock", upstream, mode=0o600 if m.mode is None else m.mode,
+                       uid=uid, gid=gid)
+    plan.relays.append(relay)
+    # the directory is 0700 root: a step running as another user must be able to reach the socket
+    if uid or gid:
+        os.chmod(directory, 0o711)
+    plan.mounts.append(Mount(target, "bind", str(relay.path), ("rbind", "nosuid", "nodev", "noexec")))
+    plan.env.setdefault("SSH_AUTH_SOCK", target)
+    plan.key.append({"type": "ssh", "id": ident, "target": target, "mode": m.mode, "uid": m.uid, "gid": m.gid})
+    return ssh_count + 1
+
+
+def _other_mount(plan: MountPlan, n: int, spec: str, *, context_dir, workdir, scratch, cache_root,
+                 stage_lowers, content_digest, Mount, OverlayMount) -> None:
+    """A bind, cache or tmpfs mount."""
+    try:
+        fields = dict(mount_fields(spec))
+    except MountSyntaxError as e:
+        raise RunSetupError(str(e)) from None
+    kind = (fields.pop("type", None) or "bind").lower()
+    target = fields.pop("target", None) or fields.pop("dst", None) or fields.pop("destination", None)
+    if not target:
+        raise RunSetupError(f"--mount={spec}: a target is required")
+    if not target.startswith("/"):
+        target = os.path.normpath(os.path.join(workdir or "/", target))
+    readonly = not ("rw" in fields or "readwrite" in fields)
+    if "ro" in fields or "readonly" in fields:
+        readonly = True
+    if kind == "tmpfs":
+        opts = ["nosuid", "nodev"]
+        if fields.get("size"):
+            opts.append(f"size={fields['size']}")
+        plan.mounts.append(Mount(target, "tmpfs", None, tuple(opts)))
+        plan.key.append({"type": "tmpfs", "target": target})
+        return
+    if kind == "cache":
+        ident = fields.get("id") or target
+        directory = cache_root / hashlib.sha256(ident.encode()).hexdigest()[:32]
+        if not directory.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            os.chmod(directory, int(fields.get("mode") or "755", 8))
+            os.chown(directory, int(fields.get("uid") or 0), int(fields.get("gid") or 0))
+        plan.mounts.append(Mount(target, "bind", str(directory), ("rbind", "ro" if readonly and "ro" in fields else "rw")))
+        plan.key.append({"type": "cache", "target": target})  # contents never in the key
+        return
+    if kind == "bind":
+        source = fields.get("source") or fields.get("src") or "/"
+        rel = source.lstrip("/")
+        origin = fields.get("from")
+        if origin:
+            lowers, digest = stage_lowers(origin)
+            if not lowers:
+                raise RunSetupError(f"--mount={spec}: {origin} has no files")
+            if len(lowers) == 1:
+                base = Path(lowers[0])
+            else:
+                base = scratch / f"mount{n}"
+                ov = OverlayMount(lowers, None, None, base)
+                ov.mount()
+                plan.overlays.append(ov)
+            host = base / rel if rel else base
+            key = {"type": "bind", "from": digest, "source": rel, "target": target, "rw": not readonly}
+        else:
+            host = Path(context_dir) / rel if rel else Path(context_dir)
+            key = {"type": "bind", "source": rel, "target": target, "rw": not readonly,
+                   "content": content_digest(str(host))}
+        if not os.path.lexists(host):
+            raise RunSetupError(f"--mount={spec}: source {source} not found")
+        if not readonly:  # writes are discarded: give the step a copy
+            copy = scratch / f"rw{n}"
+            if os.path.isdir(host):
+                shutil.copytree(host, copy, symlinks=True)
+            else:
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(host, copy)
+            plan.temps.append(copy)
+            host = copy
+        plan.mounts.append(Mount(target, "bind", str(host), ("rbind", "ro" if readonly else "rw")))
+        plan.key.append(key)
+        return
+    raise RunSetupError(f"--mount={spec}: unknown mount type {kind!r}")
 
 
 __all__ = ["MountPlan", "NETWORKS", "RunSetupError", "SCRIPT_PATH", "plan_mounts", "run_argv"]
