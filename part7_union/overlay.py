@@ -38,8 +38,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-from part5_namespaces import MountFlags, UmountFlags, mount, syscalls, umount2
-
+# part 5's mount bindings are imported where a mount happens: the capstone's cached builds use
+# this part's LayerStack and never mount, and should not pay for loading the bindings.
 from .errors import OverlayError
 
 #: mount(2) copies at most one page of option data, the terminating NUL included
@@ -156,6 +156,8 @@ def mount_overlay(
 
 def unmount(target: str | os.PathLike, *, lazy: bool = False) -> None:
     """Unmount what is mounted at ``target`` (``lazy``: detach now, clean up when unused)."""
+    from part5_namespaces import UmountFlags, umount2
+
     try:
         umount2(target, UmountFlags.DETACH if lazy else UmountFlags.NONE)
     except OSError as e:
@@ -163,6 +165,8 @@ def unmount(target: str | os.PathLike, *, lazy: bool = False) -> None:
 
 
 def _mount(data: str, target: Path) -> None:
+    from part5_namespaces import MountFlags, mount
+
     try:
         mount("overlay", target, "overlay", MountFlags.NONE, data)
     except OSError as e:
@@ -171,6 +175,8 @@ def _mount(data: str, target: Path) -> None:
 
 def _mount_with_short_names(m: OverlayMount) -> None:
     """Mount with ``lowerdir=0:1:2...`` relative to a directory of symlinks, from a child."""
+    from part5_namespaces import MountFlags, mount, syscalls
+
     links = Path(tempfile.mkdtemp(prefix="part7-lowers-"))
     try:
         for i, lower in enumerate(m.lowers):
@@ -203,6 +209,8 @@ def _mount_with_short_names(m: OverlayMount) -> None:
 @lru_cache(maxsize=2)
 def overlay_supported(userxattr: bool = False) -> bool:
     """Can this process mount an overlay here? Tries a tiny one in a temporary directory."""
+    from part5_namespaces import MountFlags, UmountFlags, mount, umount2
+
     base = Path(tempfile.mkdtemp(prefix="part7-probe-"))
     try:
         dirs = [base / n for n in ("lower", "upper", "work", "merged")]
