@@ -27,11 +27,11 @@ dockerfile_like = st.lists(pieces, max_size=40).map("".join)
 def expand_everything(df) -> None:
     """Expand every stage as a build would: only DockerfileError may come out."""
     bv = BuildVariables(df, {"x": "1"})
-    for st in df.stages:
+    for stage in df.stages:
         try:
-            bv.expand_from(st)
+            bv.expand_from(stage)
             scope = bv.stage()
-            for ins in st.instructions:
+            for ins in stage.instructions:
                 ins = scope.apply(ins)
                 if isinstance(ins, Run):
                     for m in ins.mounts:

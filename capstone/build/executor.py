@@ -21,7 +21,7 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Callable, Mapping, Sequence
 
@@ -34,7 +34,6 @@ from ..dockerfile import (
     Arg,
     Copy,
     Dockerfile,
-    From,
     Instruction,
     Onbuild,
     Run,

@@ -23,7 +23,6 @@ import re
 import stat
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Iterator
 
 from ..context import PatternMatcher
