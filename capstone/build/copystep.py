@@ -13,7 +13,9 @@ The Dockerfile rules, as BuildKit applies them:
   image keep their owners; ``--chmod`` changes every copied entry's mode; mtimes are kept;
 * ``ADD`` unpacks a local tar archive (plain, gzip, bzip2, xz, zstd: recognised by content, not
   by name) into the destination directory, like ``tar -x`` over what is there; ``ADD URL``
-  downloads the file (mode 0600, mtime from ``Last-Modified``).
+  downloads the file (mode 0600, mtime from ``Last-Modified``); ``ADD`` of a git repository
+  (:mod:`.gitsource`) copies the checked-out tree's *contents* (or its subdir's) into the
+  destination directory, walked like a context directory.
 
 Planning (:func:`plan_copy`) decides every entry of the layer and the content digest of the
 selection (the step's cache key needs it) without writing anything. Writing
@@ -118,11 +120,14 @@ def plan_copy(
     staging: Path,
     made_mtime: float,
     downloads: dict[str, str] | None = None,
+    trees: dict[str, str] | None = None,
 ) -> CopyPlan:
     """Every entry the layer of ``ins`` (expanded) will hold, and their content digest.
 
     ``view`` is the image being built (for the destination); ``source`` where files come from;
-    ``staging`` a directory for heredoc files; ``downloads`` maps ADD URLs to downloaded files.
+    ``staging`` a directory for heredoc files; ``downloads`` maps ADD URLs to downloaded files;
+    ``trees`` maps ADD git sources to their checked-out directories (whose *contents* go to
+    the destination, a directory, as BuildKit copies a git source's ``/``).
     """
     is_add = isinstance(ins, Add)
     keyword = "ADD" if is_add else "COPY"
@@ -152,7 +157,8 @@ def plan_copy(
     dest = posixpath.normpath("/" + dest).lstrip("/")
 
     # -- the sources ---------------------------------------------------------------------
-    matched: list[tuple[str, SourceItem, bool]] = []  # (name at the destination, item, unpack)
+    # (name at the destination, item, unpack, the source it is walked in)
+    matched: list[tuple[str, SourceItem, bool, ContextSource | ImageSource]] = []
     parents = isinstance(ins, Copy) and ins.parents
     placed: dict[str, SourceItem] = {}  # --parents: path under DEST -> item, parents first
     for word in ins.sources:
@@ -161,9 +167,14 @@ def plan_copy(
                 raise CopyError(f"{keyword} failed: {word}: no source files were found in "
                                 f"{source.describe()}")
             continue
+        if trees is not None and word in trees:
+            root = trees[word]
+            matched.append(("", SourceItem("", root, os.lstat(root)), False, ContextSource(root)))
+            continue
         if downloads is not None and word in downloads:
             path = downloads[word]
-            matched.append((os.path.basename(path), SourceItem(os.path.basename(path), path, os.lstat(path)), False))
+            matched.append((os.path.basename(path), SourceItem(os.path.basename(path), path, os.lstat(path)), False,
+                            source))
             continue
         items = source.match(word)
         if not items:
@@ -179,13 +190,13 @@ def plan_copy(
             unpack = False
             if is_add and not item.is_dir and ins.unpack is not False and stat.S_ISREG(item.st.st_mode):
                 unpack = _is_tar(item.path)
-            matched.append((name, item, unpack))
+            matched.append((name, item, unpack, source))
     for doc in ins.heredocs:
         staging.mkdir(parents=True, exist_ok=True)
         path = staging / f"heredoc-{len(matched)}"
         path.write_text(doc.body)
         os.chmod(path, 0o644)
-        matched.append((doc.name, SourceItem(doc.name, str(path), os.lstat(path)), False))
+        matched.append((doc.name, SourceItem(doc.name, str(path), os.lstat(path)), False, source))
     if len(matched) > 1 and not dest_is_dir:
         raise CopyError(f"When using {keyword} with more than one source file, the destination must be "
                         "a directory and end with a /")
@@ -243,7 +254,7 @@ def plan_copy(
         top_dir = ensure_dir(dest)
         for rel, item in placed.items():
             add(f"{top_dir}/{rel}" if top_dir else rel, item)
-    for name, item, unpack in matched:
+    for name, item, unpack, item_source in matched:
         if item.is_dir:
             target = ensure_dir(dest)
             top = entries.get(target) if target else None
@@ -252,7 +263,7 @@ def plan_copy(
                 uid, gid = owner_of(item.st)
                 entries[target] = CopyEntry(target, item.path, item.st, uid, gid, mode_of(item.st))
                 made.pop(target, None)
-            for sub in source.walk(item):
+            for sub in item_source.walk(item):
                 if excludes is not None and excludes.matches(sub.rel):
                     continue
                 add(f"{target}/{sub.rel}" if target else sub.rel, sub)

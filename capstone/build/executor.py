@@ -46,6 +46,7 @@ from .cachekeys import base_key, cache_lookup, cache_record, make_key
 from .contenthash import FileDigests, entry_line, selection_digest
 from .copystep import CopyError, CopyPlan, made_time, materialize, plan_copy, write_copy
 from .errors import BuildError, StepError
+from .gitsource import GitSourceError, ResolvedGit, checkout, is_git_source, parse_git_source, resolve
 from .layers import write_blob, write_entries_layer
 from .metadata import CONFIG_INSTRUCTIONS, HISTORY_COMMENT, ConfigState, apply_config
 from .outputs import OutputSpec, parse_output, write_iidfile
@@ -479,14 +480,19 @@ class Builder:
         view = self.view(stage.image) if not ins.link else RootfsView([])
         workdir = stage.image.config.config.working_dir or "/"
         staging = self.temp("copy")
+        created_by = f"{ins.keyword} {' '.join(_short_text(raw).split()[1:])}"
         downloads = None
+        gits: dict[str, ResolvedGit] = {}
         if isinstance(ins, Add):
+            gits = self.resolve_git(ins)
+            if gits and len(gits) == len(ins.sources) and not ins.heredocs:
+                return self.add_git(stage, ins, gits, view, workdir, staging, created_by, facts)
             downloads = self.download(ins, staging)
+        trees = self.fetch_git(ins, gits) if gits else None
         plan = plan_copy(ins, source, view, workdir, digests=self.digests, staging=staging / "heredocs",
-                         made_mtime=made_time(self.source_date_epoch), downloads=downloads)
+                         made_mtime=made_time(self.source_date_epoch), downloads=downloads, trees=trees)
         key = make_key(stage.key, ins.keyword, ins=_fingerprint(ins), workdir=workdir,
                        content=plan.digest, **facts)
-        created_by = f"{ins.keyword} {' '.join(_short_text(raw).split()[1:])}"
         detail = (f"{plan.files} files, {plan.bytes} bytes from {label}; content {plan.digest[:19]}")
 
         def make():
@@ -497,11 +503,57 @@ class Builder:
 
         return self._layer_step(stage, key, make, ins.keyword, detail)
 
+    # -- ADD from git ------------------------------------------------------------------------
+    def resolve_git(self, ins: Add) -> dict[str, ResolvedGit]:
+        """The git sources of an ADD, each at the commit its ref names now (``git ls-remote``;
+        ``--checksum`` checked). BuildKit's rules for ``--checksum``: one source, http(s) or git."""
+        found = {}
+        for word in ins.sources:
+            src = parse_git_source(word)
+            if src is not None:
+                found[word] = src
+        if ins.checksum is not None:
+            if len(ins.sources) != 1 or ins.heredocs:
+                raise GitSourceError("ADD --checksum can't be specified for multiple sources")
+            word = ins.sources[0]
+            if not found and not word.startswith(("http://", "https://")):
+                raise GitSourceError("ADD --checksum requires HTTP(S) or Git sources")
+        return {word: resolve(src, ins.checksum) for word, src in found.items()}
+
+    def fetch_git(self, ins: Add, gits: Mapping[str, ResolvedGit]) -> dict[str, str]:
+        """Each git source checked out (depth 1, at its resolved commit) in the build's scratch
+        space: source word -> the directory to copy (the root, or the subdir)."""
+        return {word: checkout(r, self.temp("git") / "tree", keep_git_dir=ins.keep_git_dir).path
+                for word, r in gits.items()}
+
+    def add_git(self, stage: _Stage, ins: Add, gits: Mapping[str, ResolvedGit], view: RootfsView, workdir: str,
+                staging: Path, created_by: str, facts: dict):
+        """An ADD whose sources are all git repositories: the key is made from the commits (no
+        fetch for a cache hit), the files fetched only when the step runs."""
+        fp = _fingerprint(ins)
+        fp["sources"] = [gits[w].key_facts(ins.keep_git_dir) for w in ins.sources]
+        fp.pop("checksum", None)  # a check, not an input: the commit is in the key
+        fp["flags"] = [f for f in fp["flags"] if not f.startswith("--checksum")]
+        key = make_key(stage.key, ins.keyword, ins=fp, workdir=workdir, **facts)
+        detail = "git " + ", ".join(f"{r.source.remote}@{r.commit[:12]}" +
+                                    (f":{r.source.subdir}" if r.source.subdir else "") for r in gits.values())
+
+        def make():
+            trees = self.fetch_git(ins, gits)
+            plan = plan_copy(ins, self.context, view, workdir, digests=self.digests, staging=staging / "heredocs",
+                             made_mtime=made_time(self.source_date_epoch), trees=trees)
+            layer = write_entries_layer(self.store, lambda w: write_copy(plan, w, staging / "stage", view),
+                                        compression=COMPRESSION, source_date_epoch=self.source_date_epoch)
+            self._copy_plans[layer.diff_id] = plan
+            return layer, created_by, f"{plan.files} files, {plan.bytes} bytes from {detail}"
+
+        return self._layer_step(stage, key, make, ins.keyword, detail)
+
     def download(self, ins: Add, staging: Path) -> dict[str, str]:
         """ADD URL sources, fetched into ``staging`` (mode 0600, mtime from Last-Modified)."""
         out = {}
         for word in ins.sources:
-            if not word.startswith(("http://", "https://")):
+            if not word.startswith(("http://", "https://")) or is_git_source(word):
                 continue
             import email.utils
 

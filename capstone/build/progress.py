@@ -24,7 +24,7 @@ from typing import Callable
 PARTS = {
     "FROM": "part 3 (Image.load / scratch) over the store, an OCI layout (part 2)",
     "COPY": "capstone.context (.dockerignore) + part 4 (LayerWriter: tar, gzip, digest and diff_id in one pass)",
-    "ADD": "part 4 (archive unpacked by extract_layer, then LayerWriter)",
+    "ADD": "the context, a download or a git checkout + part 4 (local tar archives unpacked by extract_layer; LayerWriter)",
     "RUN": "part 7 (overlay over the layer snapshots) + part 6 (the container) + part 7 (upper dir -> layer)",
     "WORKDIR": "part 4 (a layer with the new directories) + part 3 (with_config)",
     "CONFIG": "part 3 (Image.with_config: a config change and an empty_layer history entry)",
