@@ -20,6 +20,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,6 +60,9 @@ from .sources import ContextSource, ImageSource
 
 COMPRESSION = "gzip"
 SCRATCH = "scratch"
+#: a COPY/ADD this big (entries, or bytes) makes its snapshot in a child process meanwhile
+PARALLEL_SNAPSHOT_ENTRIES = 1000
+PARALLEL_SNAPSHOT_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,10 @@ def _fingerprint(ins: Instruction) -> dict:
     return out
 
 
+def _stop_snapshot(signum, frame):  # in a snapshot child: unwind, remove the directory, exit
+    raise SystemExit(1)
+
+
 def _short_text(ins: Instruction) -> str:
     text = " ".join(ins.original.split("\n")[0].split())
     return text if len(text) <= 200 else text[:197] + "..."
@@ -169,6 +177,9 @@ class Builder:
         self.digests = FileDigests((store.cache_get(self._digest_key) or {}).get("files"))
         #: COPY/ADD layers made by this build: diff_id -> plan (to make their snapshots by copy)
         self._copy_plans: dict[str, CopyPlan] = {}
+        #: COPY/ADD snapshots being made by a child process: diff_id -> (pid, directory)
+        self._snapshot_jobs: dict[str, tuple[int, Path]] = {}
+        self._stopped_snapshots: list[tuple[int, Path]] = []
         #: ``--secret`` / ``--ssh`` (a :class:`~.secretmounts.BuildSecrets`, or None)
         self.secrets = secrets
 
@@ -183,6 +194,10 @@ class Builder:
         COPY layer of this build from its files, a RUN layer is its kept upper dir, any other
         is extracted by the store."""
         for layer in image.layers:
+            pending = self._snapshot_jobs.pop(layer.diff_id, None)
+            if pending is not None and self._finish_snapshot(layer.diff_id, pending):
+                self._copy_plans.pop(layer.diff_id, None)
+                continue
             plan = self._copy_plans.pop(layer.diff_id, None)
             if plan is not None and not self.store.has_snapshot(layer.diff_id):
                 tmp = Path(self.store.snapshots_dir) / f".tmp-copy-{secrets.token_hex(6)}"
@@ -192,6 +207,85 @@ class Builder:
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
         return self.store.lowers(image) if image.layers else []
+
+    def _write_copy_layer(self, plan: CopyPlan, staging: Path, view: RootfsView):
+        """The layer of a COPY/ADD; a big one gets its snapshot made at the same time by a
+        child process (the files are copied on the second core while this one tars and
+        compresses them), so a RUN after it finds its lower dir ready."""
+        job = self._fork_snapshot(plan)
+        try:
+            layer = write_entries_layer(self.store, lambda w: write_copy(plan, w, staging / "stage", view),
+                                        compression=COMPRESSION, source_date_epoch=self.source_date_epoch)
+        except BaseException:
+            if job is not None:
+                self._finish_snapshot("", job, keep=False)
+            raise
+        if job is not None:
+            if layer.diff_id in self._snapshot_jobs or self.store.has_snapshot(layer.diff_id):
+                self._finish_snapshot(layer.diff_id, job, keep=False)
+            else:
+                self._snapshot_jobs[layer.diff_id] = job
+        self._copy_plans[layer.diff_id] = plan
+        return layer
+
+    def _fork_snapshot(self, plan: CopyPlan) -> tuple[int, Path] | None:
+        """Start :func:`materialize` of ``plan`` in a child process: (pid, directory), or None
+        when the copy is small (a fork costs more than it saves) or forking is unsafe here."""
+        if len(plan.entries) < PARALLEL_SNAPSHOT_ENTRIES and plan.bytes < PARALLEL_SNAPSHOT_BYTES:
+            return None
+        if self.secrets is not None or any(e.archive for e in plan.entries) or (os.cpu_count() or 1) < 2:
+            return None  # a relay thread runs (no fork), an archive to unpack, or one core
+        tmp = Path(self.store.snapshots_dir) / f".tmp-copy-{secrets.token_hex(6)}"
+        try:
+            pid = os.fork()
+        except OSError:
+            return None
+        if pid == 0:  # the child: make the directory, report by exit status only
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, _stop_snapshot)
+                signal.signal(signal.SIGINT, _stop_snapshot)
+                materialize(plan, tmp, source_date_epoch=self.source_date_epoch)
+                code = 0
+            except BaseException:  # noqa: BLE001 - stopped, or failed: the parent falls back
+                shutil.rmtree(tmp, ignore_errors=True)
+            finally:
+                os._exit(code)
+        return pid, tmp
+
+    def _finish_snapshot(self, diff_id: str, job: tuple[int, Path], *, keep: bool = True) -> bool:
+        """Collect a snapshot child. ``keep``: wait for it and adopt its directory as the
+        snapshot of ``diff_id`` (when it succeeded; else the store extracts the layer when it
+        is needed). Not ``keep``: stop it; it removes what it made, and is reaped (and its
+        leftovers removed) when the build ends. Whether the snapshot is in place."""
+        pid, tmp = job
+        if not keep:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            self._stopped_snapshots.append(job)
+            return False
+        _, status = os.waitpid(pid, 0)
+        try:
+            if os.waitstatus_to_exitcode(status) == 0 and not self.store.has_snapshot(diff_id):
+                self._adopt_snapshot(diff_id, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return self.store.has_snapshot(diff_id)
+
+    def _reap_snapshots(self) -> None:
+        """At the end of the build: wait for every snapshot child (adopting what finished)."""
+        for diff_id, job in list(self._snapshot_jobs.items()):
+            self._finish_snapshot(diff_id, job)
+        self._snapshot_jobs.clear()
+        for pid, tmp in self._stopped_snapshots:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._stopped_snapshots.clear()
 
     def view(self, image: Image) -> RootfsView:
         key = tuple(layer.diff_id for layer in image.layers)
@@ -219,6 +313,7 @@ class Builder:
             final = self.stages[self.plan.target]
             return final.image
         finally:
+            self._reap_snapshots()
             shutil.rmtree(self.scratch, ignore_errors=True)
             self._save_digests()
 
@@ -496,9 +591,7 @@ class Builder:
         detail = (f"{plan.files} files, {plan.bytes} bytes from {label}; content {plan.digest[:19]}")
 
         def make():
-            layer = write_entries_layer(self.store, lambda w: write_copy(plan, w, staging / "stage", view),
-                                        compression=COMPRESSION, source_date_epoch=self.source_date_epoch)
-            self._copy_plans[layer.diff_id] = plan
+            layer = self._write_copy_layer(plan, staging, view)
             return layer, created_by, detail
 
         return self._layer_step(stage, key, make, ins.keyword, detail)
@@ -542,9 +635,7 @@ class Builder:
             trees = self.fetch_git(ins, gits)
             plan = plan_copy(ins, self.context, view, workdir, digests=self.digests, staging=staging / "heredocs",
                              made_mtime=made_time(self.source_date_epoch), trees=trees)
-            layer = write_entries_layer(self.store, lambda w: write_copy(plan, w, staging / "stage", view),
-                                        compression=COMPRESSION, source_date_epoch=self.source_date_epoch)
-            self._copy_plans[layer.diff_id] = plan
+            layer = self._write_copy_layer(plan, staging, view)
             return layer, created_by, f"{plan.files} files, {plan.bytes} bytes from {detail}"
 
         return self._layer_step(stage, key, make, ins.keyword, detail)
