@@ -154,6 +154,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise  # the reader went away: run_cli ends quietly
+    except Exception as exc:
+        if not isinstance(exc, _part_errors()):
+            raise  # a bug: the traceback is the useful report
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        text = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
+        print(f"capstone: {args.command}: {text}", file=sys.stderr)
+        return 1
+
+
+def _part_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the parts below, for every command one line each (they name blob and path).
+
+    Imported when an error is being reported: building the command line must not pay for them.
+    """
+    from part2_manual_oci import ArchiveError, DigestError, LayoutError, ModelError
+    from part3_go_style_builder import CbtError
+    from part4_tar import LayerError
+    from part6_runtime import ContainerError
+    from part7_union import UnionError
+
+    return (ArchiveError, DigestError, LayoutError, ModelError, CbtError, LayerError, ContainerError,
+            UnionError, OSError)
 
 
 def _has_location(exc: Exception) -> bool:

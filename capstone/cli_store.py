@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import functools
 import json
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -20,29 +19,6 @@ if TYPE_CHECKING:
 
 # The store and the parts below are imported by the commands that use them (lazily): building
 # the command line for ``capstone build`` must not pay for them.
-
-
-def _part_errors() -> tuple[type[BaseException], ...]:
-    """Errors of the parts below, shown as the store's one-line errors (they name blob and path)."""
-    from part2_manual_oci import ArchiveError, DigestError, LayoutError, ModelError
-    from part3_go_style_builder import CbtError
-    from part4_tar import LayerError
-    from part7_union import UnionError
-
-    return (ArchiveError, DigestError, LayoutError, ModelError, CbtError, LayerError, UnionError, OSError)
-
-
-def _one_line(run):
-    @functools.wraps(run)
-    def wrapper(args: argparse.Namespace, n: Narrator) -> int:
-        from .store import StoreError
-
-        try:
-            return run(args, n)
-        except _part_errors() as e:
-            text = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename else str(e)
-            raise StoreError(f"{args.command}: {text}") from e
-    return wrapper
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -118,7 +94,6 @@ def configure_images(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json lines")
 
 
-@_one_line
 def run_images(args: argparse.Namespace, n: Narrator) -> int:
     from .refs import parse_name
 
@@ -195,7 +170,6 @@ def configure_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="name, image id (prefix) or digest")
 
 
-@_one_line
 def run_inspect(args: argparse.Namespace, n: Narrator) -> int:
     store = _store(args)
     docs = [inspect_image(store, name) for name in args.images]
@@ -214,7 +188,6 @@ def configure_history(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
-@_one_line
 def run_history(args: argparse.Namespace, n: Narrator) -> int:
     from .store import StoreError
 
@@ -263,7 +236,6 @@ def configure_tag(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
 
 
-@_one_line
 def run_tag(args: argparse.Namespace, n: Narrator) -> int:
     from .store import StoreError
 
@@ -280,7 +252,6 @@ def configure_rmi(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true", help="remove every name of an image id")
 
 
-@_one_line
 def run_rmi(args: argparse.Namespace, n: Narrator) -> int:
     from .refs import InvalidName
     from .store import StoreError
@@ -306,7 +277,6 @@ def configure_prune(p: argparse.ArgumentParser) -> None:
                    help="also empty the build cache (and so the untagged images it keeps)")
 
 
-@_one_line
 def run_prune(args: argparse.Namespace, n: Narrator) -> int:
     removed, freed = _store(args).prune(all=args.all)
     n.out.write(f"Deleted blobs: {removed}\nTotal reclaimed space: {human_size(freed)}\n")
@@ -322,7 +292,6 @@ def configure_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME[:TAG]")
 
 
-@_one_line
 def run_import(args: argparse.Namespace, n: Narrator) -> int:
     store = _store(args)
     desc = store.import_rootfs(args.source, args.name)
@@ -337,7 +306,6 @@ def configure_save(p: argparse.ArgumentParser) -> None:
                    help="oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]")
 
 
-@_one_line
 def run_save(args: argparse.Namespace, n: Narrator) -> int:
     _store(args).export(args.image, args.dest)
     return 0
