@@ -61,8 +61,8 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 def run_build(args: argparse.Namespace, n) -> int:
-    from .build import build
     from .dockerfile import parse_build_args
+    from .engine import build
     from .store import Store
 
     progress = "quiet" if args.quiet else args.progress

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-from typing import TYPE_CHECKING, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from part1_overview import Narrator
@@ -51,7 +52,7 @@ def _parse_time(text: str | None) -> _dt.datetime | None:
         parsed = _dt.datetime.fromisoformat(t)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.UTC)
 
 
 def human_since(text: str | None, now: _dt.datetime | None = None) -> str:
@@ -59,7 +60,7 @@ def human_since(text: str | None, now: _dt.datetime | None = None) -> str:
     when = _parse_time(text)
     if when is None:
         return "N/A"
-    seconds = max(0, ((now or _dt.datetime.now(_dt.timezone.utc)) - when).total_seconds())
+    seconds = max(0, ((now or _dt.datetime.now(_dt.UTC)) - when).total_seconds())
     for limit, unit, div in ((60, "second", 1), (3600, "minute", 60), (86400, "hour", 3600),
                              (86400 * 14, "day", 86400), (86400 * 60, "week", 86400 * 7),
                              (86400 * 365 * 2, "month", 86400 * 30)):

@@ -38,8 +38,9 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import IO, BinaryIO
 
 from part2_manual_oci import env_to_dict
 from part4_tar import LayerInfo

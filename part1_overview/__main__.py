@@ -58,10 +58,14 @@ def tour(n: Narrator, report: HostReport | None = None) -> int:
     report = report if report is not None else doctor()
     checks = host_checks(report)
     n.fact("kernel", f"{report.kernel} ({report.machine})")
-    n.table(((c.name, "yes" if c.ok else "NO", c.needed_by, c.detail) for c in checks), ("check", "ok", "needed by", "detail"))
-    missing = [c for c in checks if not c.ok]
+    n.table(((c.name, "yes" if c.ok else ("-" if c.optional else "NO"), c.needed_by, c.detail) for c in checks),
+            ("check", "ok", "needed by", "detail"))
+    missing = [c for c in checks if c.failed]
     for c in missing:
         n.warn(f"no {c.name} here: {c.if_missing}")
+    for c in checks:
+        if c.optional and not c.ok:
+            n.say(f"{c.name} {c.if_missing}")
     if not missing:
         n.say("Everything the course uses is here: every part runs for real on this host.")
     n.step("where to start")

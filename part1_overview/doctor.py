@@ -21,6 +21,7 @@ TOOLS: dict[str, str] = {
     "runc": "the reference OCI runtime, to compare with part 6",
     "oci-image-tool": "validate an OCI image layout",
     "buildah": "the reference builder for the benchmarks",
+    "podman": "the reference engine for side-by-side runs in the benchmarks",
     "newuidmap": "map a range of uids into a user namespace (uidmap package)",
     "newgidmap": "map a range of gids into a user namespace (uidmap package)",
     "slirp4netns": "outbound network for rootless containers",
@@ -35,6 +36,7 @@ TOOL_PARTS: dict[str, str] = {
     "runc": "parts 2, 3, 6 (interop checks)",
     "oci-image-tool": "parts 2, 3, 4 (validation)",
     "buildah": "capstone benchmarks",
+    "podman": "capstone benchmarks",
     "newuidmap": "part 5 (rootless)",
     "newgidmap": "part 5 (rootless)",
     "slirp4netns": "part 6 (rootless network)",
@@ -63,7 +65,8 @@ IF_MISSING: dict[str, str] = {
     "and 6 fail",
     "oci-image-tool": "layouts are checked only by our own validate_layout, not by the "
     "spec's tool: the validation checks of parts 2-4 fail",
-    "buildah": "the capstone benchmarks have no reference builder to compare with",
+    "buildah": "not installed: benchmarks have no reference",
+    "podman": "not installed: benchmarks have no reference",
     "newuidmap": "a non-root user can map only its own uid into a user namespace, not its "
     "/etc/subuid range",
     "newgidmap": "a non-root user can map only its own gid into a user namespace, not its "
@@ -71,6 +74,10 @@ IF_MISSING: dict[str, str] = {
     "slirp4netns": "rootless containers get no outbound network",
     "docker-registry": "the capstone's push and pull tests have no local registry",
 }
+
+#: tools only the benchmarks use: a host without them runs every chapter and test, so their
+#: absence is reported, never counted as a failed check
+OPTIONAL_TOOLS = frozenset({"buildah", "podman"})
 
 #: the Debian package of each tool
 TOOL_PACKAGES: dict[str, str] = {
@@ -234,6 +241,12 @@ class HostCheck:
     detail: str
     needed_by: str
     if_missing: str = ""
+    #: a missing optional tool is reported but is not a failed check (see ``OPTIONAL_TOOLS``)
+    optional: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok and not self.optional
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -281,7 +294,8 @@ def host_checks(report: HostReport) -> list[HostCheck]:
     ]
     for name, path in report.tools.items():
         purpose = report.tool_purposes.get(name, "")
-        rows.append(HostCheck(name, path is not None, f"{path or 'not found on PATH'}: {purpose}", TOOL_PARTS.get(name, "")))
+        rows.append(HostCheck(name, path is not None, f"{path or 'not found on PATH'}: {purpose}", TOOL_PARTS.get(name, ""),
+                              optional=name in OPTIONAL_TOOLS))
     for i, row in enumerate(rows):
         effect = IF_MISSING.get(row.name, f"{row.needed_by} will not work")
         if row.name in report.tools:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import IO, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO
 
 
 class Narrator:

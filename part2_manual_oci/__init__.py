@@ -16,8 +16,8 @@ from . import mediatypes
 from .archive import extract_oci_archive, open_oci_archive, write_oci_archive
 from .busybox import build_busybox_image
 from .digest import DigestError, HashingWriter, check_digest, digest_hex, digest_stream, sha256_digest
-from .hostinfo import host_platform, rfc3339, source_date_epoch
 from .errors import ArchiveError, BlobCorrupt, BlobNotFound, LayoutError, ModelError
+from .hostinfo import host_platform, rfc3339, source_date_epoch
 from .layout import OCILayout, write_file_atomic
 from .models import ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest, Platform, canonical_json, env_to_dict
 from .validate import validate_layout

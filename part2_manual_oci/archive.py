@@ -13,8 +13,9 @@ import shutil
 import stat
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .errors import ArchiveError
 from .hostinfo import source_date_epoch as _source_date_epoch

@@ -25,15 +25,16 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from . import mediatypes as mt
 from .digest import HashingWriter
 from .errors import LayoutError
-from .layout import OCILayout
 from .hostinfo import host_platform, rfc3339, source_date_epoch
+from .layout import OCILayout
 from .models import ContainerConfig, Descriptor, History, ImageConfig, Manifest, Platform, canonical_json
 
 DEFAULT_BUSYBOX = "/usr/bin/busybox"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .errors import LayoutError
 from .models import Platform
@@ -50,4 +50,4 @@ def source_date_epoch(value: int | None = None) -> int:
 
 def rfc3339(epoch: int) -> str:
     """An image-spec timestamp (RFC 3339, UTC, seconds) for a Unix time."""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -21,9 +21,10 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 from . import mediatypes as mt
 from .digest import CHUNK, DigestError, HashingWriter, check_digest, digest_hex, sha256_digest

@@ -308,7 +308,7 @@ def _hash_layer(path: Path, alg: str, compression: str) -> tuple[str, str | None
                 while block := reader.read(CHUNK):
                     uncompressed.update(block)
                 diff_id = "sha256:" + uncompressed.hexdigest()
-            except Exception as e:  # BadGzipFile (OSError), EOFError, zstandard.ZstdError...
+            except Exception as e:  # noqa: BLE001 - BadGzipFile (OSError), EOFError, zstandard.ZstdError...
                 problem = f"cannot decompress as {compression}: {e}"
         while raw.read(CHUNK):  # the rest (trailing bytes, or all of it after a failure)
             pass

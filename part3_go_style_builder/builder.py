@@ -21,12 +21,12 @@ import re
 import shlex
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
-from part2_manual_oci import mediatypes as mt
 from part2_manual_oci import Descriptor, ImageConfig, rfc3339, write_file_atomic
+from part2_manual_oci import mediatypes as mt
 
 from .errors import AmbiguousImage, BuildError, CbtError, ImageNotFound, InvalidReference, WorkdirError
 from .image import Image, layer_from_directory, utc_now

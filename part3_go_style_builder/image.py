@@ -23,11 +23,11 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Union
+from typing import TYPE_CHECKING, BinaryIO
 
-from part2_manual_oci import mediatypes as mt
 from part2_manual_oci import (
     BlobCorrupt,
     BlobNotFound,
@@ -47,6 +47,7 @@ from part2_manual_oci import (
     sha256_digest,
     write_oci_archive,
 )
+from part2_manual_oci import mediatypes as mt
 from part4_tar import layer_info, write_layer
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ MAX_JSON_SIZE = 4 << 20
 
 def utc_now() -> str:
     """The current time as the image spec writes it (RFC 3339, UTC)."""
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # -- immutable JSON containers ---------------------------------------------------------------------
@@ -193,7 +194,7 @@ class ArchiveBlob:
         return f"{self.archive}:{self.member}"
 
 
-BlobSource = Union[FileBlob, ArchiveBlob]
+BlobSource = FileBlob | ArchiveBlob
 
 
 @dataclass(frozen=True)
@@ -555,11 +556,10 @@ class Image:
         if target.is_dir():
             raise CbtError(f"{target}: is a directory, not an oci-archive file")
         prefix = f"cbt-oci-archive-{os.getpid()}-"
-        with _removed_on_failure(target.parent):
-            with tempfile.TemporaryDirectory(prefix=prefix, dir=_tmp_root()) as tmp:
-                desc = self._write_layout(OCILayout.create(Path(tmp) / "layout"), ref_name)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_oci_archive(Path(tmp) / "layout", target)  # a temp file beside FILE, renamed
+        with _removed_on_failure(target.parent), tempfile.TemporaryDirectory(prefix=prefix, dir=_tmp_root()) as tmp:
+            desc = self._write_layout(OCILayout.create(Path(tmp) / "layout"), ref_name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_oci_archive(Path(tmp) / "layout", target)  # a temp file beside FILE, renamed
         return desc
 
     def _write_layout(self, layout: OCILayout, ref_name: str) -> Descriptor:

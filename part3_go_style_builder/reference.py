@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 from .errors import AmbiguousImage, ImageNotFound, InvalidReference
 

@@ -25,7 +25,8 @@ import os
 import stat
 import tarfile
 from collections import deque
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import BinaryIO
 
 from .compression import open_decompressed, read_head
 from .errors import LayerError, UnsafeArchiveError
@@ -144,10 +145,10 @@ class _Root:
                             os.close(fd)
                             return None
                         where = "/".join(names + [part])
-                        raise LayerError(f"layer entry {_show(entry)}: {_show(where)} is not a directory")
+                        raise LayerError(f"layer entry {_show(entry)}: {_show(where)} is not a directory") from None
                     follows += 1
                     if follows > MAX_SYMLINKS:
-                        raise UnsafeArchiveError(f"layer entry {_show(entry)}: too many levels of symbolic links (a symlink loop)")
+                        raise UnsafeArchiveError(f"layer entry {_show(entry)}: too many levels of symbolic links (a symlink loop)") from None
                     target = os.readlink(part, dir_fd=fd)
                     if target.startswith("/"):
                         # an absolute symlink means the root of the image, not of the host

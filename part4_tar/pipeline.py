@@ -106,7 +106,7 @@ class BlobPipeline:
             if self._error is None:
                 try:
                     self._compress(chunk)
-                except BaseException as exc:  # reported to the producer on its next write
+                except BaseException as exc:  # noqa: BLE001 - reported to the producer on its next write
                     self._error = exc
 
     def _stop_worker(self) -> None:

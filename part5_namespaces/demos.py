@@ -18,9 +18,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from . import syscalls
 from .idmap import current_user_mapping, subid_mapping

@@ -38,7 +38,7 @@ import resource
 import signal
 import sys
 import traceback
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from .errors import IdMapError, NamespaceError
 from .idmap import IdMap, write_id_maps

@@ -17,8 +17,9 @@ import os
 import pickle
 import pwd
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 from .errors import NamespaceError
 from .idmap import SUBGID_FILE, SUBUID_FILE, IdMap, _subid_ranges

@@ -100,7 +100,7 @@ def _spec(bundle: Path, config: dict, w: list[str]) -> ContainerSpec:
         capability_sets = CapabilitySets()  # the runtime spec: no capabilities listed, none kept
 
     rlimits = {}
-    for i, r in enumerate(process.get("rlimits") or ()):
+    for r in process.get("rlimits") or ():
         rlimits[r["type"]] = (int(r["soft"]), int(r["hard"]))
 
     root = config.get("root") or {}

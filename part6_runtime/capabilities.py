@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from part5_namespaces import prctl, syscalls
 

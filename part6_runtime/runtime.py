@@ -28,8 +28,9 @@ import tempfile
 import termios
 import threading
 import tty
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, IO
+from typing import IO
 
 from part5_namespaces import CloneFlags, NamespaceError, spawn, syscalls
 
@@ -339,7 +340,7 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
         relay = _ConsoleRelay(console_parent, in_fd, out_fd)
         relay.start()
 
-    with _forward_signals(child, relay):
+    with _SignalForwarding(child, relay):
         try:
             code = child.wait()
         except BaseException:
@@ -416,7 +417,7 @@ class _Reporter(threading.Thread):
                     self.failure = message
 
 
-class _forward_signals:
+class _SignalForwarding:
     """SIGINT/SIGTERM/SIGHUP/SIGQUIT to the runtime go to the container (main thread only)."""
 
     def __init__(self, child, relay: "_ConsoleRelay | None") -> None:
@@ -424,7 +425,7 @@ class _forward_signals:
         self.relay = relay
         self.saved: dict[int, object] = {}
 
-    def __enter__(self) -> "_forward_signals":
+    def __enter__(self) -> "_SignalForwarding":
         if threading.current_thread() is not threading.main_thread():
             return self
         for sig in FORWARDED_SIGNALS:

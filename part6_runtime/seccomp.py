@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-from typing import Iterable
+from collections.abc import Iterable
 
 # -- Docker's default profile, as data -------------------------------------------------------
 

@@ -19,9 +19,9 @@ import fcntl
 import glob
 import json
 import os
+import resource
 import signal
 import socket
-import resource
 import stat
 from dataclasses import dataclass, field
 

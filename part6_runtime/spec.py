@@ -8,9 +8,9 @@ OCI runtime bundle's config.json. Nothing here touches the kernel.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike, fspath
-from typing import Iterable, Mapping
 
 from part5_namespaces import IdMap
 

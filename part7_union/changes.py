@@ -21,9 +21,10 @@ import enum
 import filecmp
 import os
 import stat
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Sequence
+from typing import BinaryIO
 
 from part4_tar import LayerInfo, LayerWriter
 
@@ -90,9 +91,7 @@ def _upper_walk(d: Path, rel: str, lowers: LayerStack | None, lower: Node | None
         out.append(Change(kind, child_rel))
         if stat.S_ISDIR(st.st_mode):
             opaque = is_opaque(p)
-            if opaque and below is not None and below.is_dir:
-                out.append(Change(ChangeKind.OPAQUE, child_rel))
-            elif opaque and lowers is None:
+            if opaque and below is not None and below.is_dir or opaque and lowers is None:
                 out.append(Change(ChangeKind.OPAQUE, child_rel))
             _upper_walk(p, child_rel, lowers, None if opaque else below, out)
 

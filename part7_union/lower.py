@@ -43,7 +43,7 @@ def convert_whiteouts(root: str | os.PathLike, *, userxattr: bool = False) -> in
     """Turn the OCI whiteout files under ``root`` into overlay whiteouts; how many there were."""
     count = 0
     xattr = opaque_xattr(userxattr)
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             if not name.startswith(WHITEOUT_PREFIX):
                 continue

@@ -34,9 +34,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 # part 5's mount bindings are imported where a mount happens: the capstone's cached builds use
 # this part's LayerStack and never mount, and should not pay for loading the bindings.
@@ -193,7 +193,7 @@ def _mount_with_short_names(m: OverlayMount) -> None:
                 mount("overlay", m.target, "overlay", MountFlags.NONE, data)
             except OSError as e:
                 code = e.errno or 1
-            except BaseException:
+            except BaseException:  # noqa: BLE001 - a forked child reports by exit status only
                 code = 255
             finally:
                 os._exit(code)

@@ -18,9 +18,9 @@ import hashlib
 import os
 import shutil
 import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from .errors import SnapshotError
 from .whiteouts import is_opaque, is_whiteout, read_xattrs

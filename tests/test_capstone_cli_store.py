@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from part2_manual_oci import validate_layout
-
 from capstone.__main__ import main
 from capstone.cli_store import human_since, human_size
 from capstone.store import Store
+from part2_manual_oci import validate_layout
 
 
 def cli(capsys, store: Path, *argv: str) -> tuple[int, str, str]:

@@ -5,14 +5,44 @@ from __future__ import annotations
 import pytest
 
 from capstone.dockerfile import (
-    Add, Arg, ArgDecl, Cmd, CommandLine, Copy, Entrypoint, Env, Expose, From, Healthcheck,
-    Heredoc, KeyValue, Label, Maintainer, Onbuild, Run, Shell, SourceRange, Stopsignal, User,
-    Volume, Workdir, dump, go_quote, parse, parse_instructions, parse_syntax_tree,
+    Add,
+    Arg,
+    ArgDecl,
+    Cmd,
+    CommandLine,
+    Copy,
+    Entrypoint,
+    Env,
+    Expose,
+    From,
+    Healthcheck,
+    Heredoc,
+    KeyValue,
+    Label,
+    Maintainer,
+    Onbuild,
+    Run,
+    Shell,
+    SourceRange,
+    Stopsignal,
+    User,
+    Volume,
+    Workdir,
+    dump,
+    go_quote,
+    parse,
+    parse_instructions,
+    parse_syntax_tree,
 )
 from capstone.dockerfile.directives import parse_check
 from capstone.dockerfile.flags import parse_go_duration
 from capstone.dockerfile.mounts import (
-    Mount, MountSyntaxError, mount_fields, mount_from, parse_mount, ram_in_bytes,
+    Mount,
+    MountSyntaxError,
+    mount_fields,
+    mount_from,
+    parse_mount,
+    ram_in_bytes,
 )
 from capstone.dockerfile.nodes import extract_builder_flags, parse_words
 from capstone.errors import DockerfileError, ParseError
@@ -340,7 +370,7 @@ def test_chomp_heredoc_strips_leading_tabs_of_body_and_terminator():
 
 
 def test_several_heredocs_on_one_line_and_fd_prefixes():
-    r = one("RUN 3<<A 4<<-B cat /dev/fd/3 /dev/fd/4\none\nA\n\ttwo\n\tB\nRUN x" .split("\nRUN x")[0])
+    r = one(["RUN 3<<A 4<<-B cat /dev/fd/3 /dev/fd/4\none\nA\n\ttwo\n\tB", ""][0])
     assert [(h.name, h.fd, h.content) for h in r.heredocs] == [("A", 3, "one\n"), ("B", 4, "\ttwo\n")]
     assert r.location == SourceRange(1, 5)
 

@@ -30,7 +30,6 @@ import pytest
 from capstone.dockerfile import dump, parse_syntax_tree
 from capstone.errors import ParseError
 
-
 # -- docker, influxdb (BuildKit's own copies) --------------------------------------------------
 
 DOCKER_DOCKERFILE = """\

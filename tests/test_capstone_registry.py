@@ -25,12 +25,11 @@ import httpx
 import pytest
 from support import capstone, in_child
 
-from part2_manual_oci import Index, Platform, validate_layout
-from part2_manual_oci import mediatypes as mt
-
 from capstone.registry import ManifestUnknown, RegistryAuthError, RegistryClient, pull, push
 from capstone.runner import run_image
 from capstone.store import Store
+from part2_manual_oci import Index, Platform, validate_layout
+from part2_manual_oci import mediatypes as mt
 
 BUSYBOX = "capstone/busybox"
 REPO = Path(__file__).resolve().parent.parent
@@ -223,7 +222,7 @@ class TokenService:
 
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "capstone test token signer")])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                 .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))

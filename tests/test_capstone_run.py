@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 from support import capstone, in_child
 
-from part3_go_style_builder import layer_from_directory
-from part7_union import describe_tree
-
 from capstone.runner import Container, ContainerRunError, container_command, merge_env, run_image
 from capstone.store import Store
+from part3_go_style_builder import layer_from_directory
+from part7_union import describe_tree
 
 BUSYBOX = "capstone/busybox"
 APP = "test/app:1"

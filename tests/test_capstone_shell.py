@@ -269,7 +269,7 @@ a$                        |     a$
 $ PWD                     |     $ PWD
 ${PWD}${SHELL}            |     /homebash
 $PWD$SHELL                |     /homebash
-$PWD_x                    |     
+$PWD_x                    |
 ${PWD}_x                  |     /home_x
 $PWD-x                    |     /home-x
 $KOREAN한                  |

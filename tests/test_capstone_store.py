@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 from support import runc_run
 
+from capstone.refs import InvalidName
+from capstone.store import EMBEDDED_BUSYBOX, AmbiguousImage, ImageInUse, ImageNotFound, Store, StoreError
 from part2_manual_oci import OCILayout, validate_layout
 from part3_go_style_builder import Image, Layer, layer_from_directory
 from part5_namespaces import CloneFlags, MountFlags, call_in_namespaces, mount
 from part7_union import OverlayMount
-
-from capstone.refs import InvalidName
-from capstone.store import EMBEDDED_BUSYBOX, AmbiguousImage, ImageInUse, ImageNotFound, Store, StoreError
 
 
 def run(argv, **kw):

@@ -18,9 +18,11 @@ from part2_manual_oci import (
     Manifest,
     OCILayout,
     canonical_json,
-    mediatypes as mt,
     sha256_digest,
     validate_layout,
+)
+from part2_manual_oci import (
+    mediatypes as mt,
 )
 
 
@@ -152,10 +154,9 @@ def test_open_blob_verifies_digest_and_size_at_eof(tmp_path):
         assert r.read() == b"0123456789"
         assert r.verified
     layout.blob_path(desc.digest).write_bytes(b"0123456780")  # same size, one byte changed
-    with pytest.raises(BlobCorrupt, match=f"blob {desc.digest}: content hashes to sha256:"):
-        with layout.open_blob(desc) as r:
-            while r.read(3):
-                pass
+    with pytest.raises(BlobCorrupt, match=f"blob {desc.digest}: content hashes to sha256:"), layout.open_blob(desc) as r:
+        while r.read(3):
+            pass
     layout.blob_path(desc.digest).write_bytes(b"0123456789")
     with pytest.raises(BlobCorrupt, match="10 bytes, its descriptor says 11"):
         layout.open_blob(Descriptor(mt.OCI_LAYER, desc.digest, 11)).read()

@@ -19,8 +19,10 @@ from part2_manual_oci import (
     ModelError,
     Platform,
     canonical_json,
-    mediatypes as mt,
     sha256_digest,
+)
+from part2_manual_oci import (
+    mediatypes as mt,
 )
 
 D1 = sha256_digest(b"one")

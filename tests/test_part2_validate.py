@@ -19,9 +19,11 @@ from part2_manual_oci import (
     OCILayout,
     build_busybox_image,
     canonical_json,
-    mediatypes as mt,
     sha256_digest,
     validate_layout,
+)
+from part2_manual_oci import (
+    mediatypes as mt,
 )
 
 

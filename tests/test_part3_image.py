@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from part2_manual_oci import mediatypes as mt
-from part2_manual_oci.busybox import build_busybox_image
 from part2_manual_oci import ContainerConfig
+from part2_manual_oci import mediatypes as mt
+from part2_manual_oci.busybox import build_busybox_image, host_platform
 from part2_manual_oci.errors import BlobCorrupt, BlobNotFound, LayoutError
 from part2_manual_oci.layout import OCILayout
 from part2_manual_oci.models import Index, Platform
 from part2_manual_oci.validate import validate_layout
 from part3_go_style_builder import AmbiguousImage, CbtError, Image, ImageNotFound, Layer, layer_from_directory
-from part2_manual_oci.busybox import host_platform
 from part4_tar import write_layer
 
 

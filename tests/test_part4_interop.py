@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 
+from test_part4_roundtrip import CAP_NET_RAW, build_every_type, snapshot
+
 from part2_manual_oci import ImageConfig, Manifest, OCILayout, mediatypes, validate_layout
 from part4_tar import apply_layers, layer_info, write_layer
-
-from test_part4_roundtrip import CAP_NET_RAW, build_every_type, snapshot
 
 
 def image_of(layout_dir, layer_paths, tag="t"):

@@ -44,7 +44,7 @@ def build_every_type(root: str) -> None:
     os.chmod(os.path.join(root, "etc/sub"), 0o750)
     os.setxattr(os.path.join(root, "etc/sub"), "user.dir", b"\x00\xffbinary")
     write(os.path.join(LONG_DIR, LONG_NAME), b"a long path needs a PAX header\n", 0o644)
-    write("caf\u00e9.txt", "non-ASCII name\n".encode(), 0o644)
+    write("caf\u00e9.txt", b"non-ASCII name\n", 0o644)
     write(os.fsdecode(b"raw-\xff-name"), b"a name that is not UTF-8\n", 0o644)
     big_ids = write("big-ids", b"owned by an id too large for ustar\n", 0o644)
     os.chown(big_ids, 3_000_000, 3_000_001)

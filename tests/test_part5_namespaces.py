@@ -94,7 +94,7 @@ def test_ipc_objects_of_the_host_are_invisible_inside():
     assert host.startswith("queue id") and inside == "No such file or directory"
     # removed afterwards (/proc/sysvipc lists keys in decimal)
     key_hex = key.split("(")[1].split(",")[0]
-    assert str(int(key_hex, 16)) not in [l.split()[0] for l in Path("/proc/sysvipc/msg").read_text().splitlines()[1:]]
+    assert str(int(key_hex, 16)) not in [row.split()[0] for row in Path("/proc/sysvipc/msg").read_text().splitlines()[1:]]
 
 
 def test_cgroup_namespace_makes_the_current_group_the_root():

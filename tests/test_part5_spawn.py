@@ -101,7 +101,7 @@ def test_sigkill_of_the_middle_process_takes_pid_1_with_it():
     ready_r, ready_w = os.pipe()
 
     def report_host_pid_and_wait():
-        nspid = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("NSpid:"))
+        nspid = next(row for row in Path("/proc/self/status").read_text().splitlines() if row.startswith("NSpid:"))
         os.write(ready_w, f"{nspid.split()[1]}\n".encode())
         while True:
             time.sleep(10)
@@ -181,7 +181,7 @@ def test_target_pid_is_the_host_pid_of_pid_1():
     ready_r, ready_w = os.pipe()
 
     def report():
-        nspid = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("NSpid:"))
+        nspid = next(row for row in Path("/proc/self/status").read_text().splitlines() if row.startswith("NSpid:"))
         os.write(ready_w, f"{nspid.split()[1]}\n".encode())
         return 0
 

@@ -311,7 +311,7 @@ def test_missing_command_fails_the_exec_step(rootfs):
 
 def test_private_network_reaches_the_host_through_slirp4netns(rootfs):
     class Hello(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the stdlib's name
+        def do_GET(self):
             body = b"hello from the host\n"
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))

@@ -12,10 +12,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
-from part7_union import ChangeKind, LayerStack, OverlayMount, describe_tree, upper_changes, write_changes
 from test_part7_support import applied, hash_tree, in_mount_namespace, make_base_layers, make_lowers, tar_entries, write
 
+from part7_union import ChangeKind, LayerStack, OverlayMount, describe_tree, upper_changes, write_changes
 
 # -- the scenarios: what a RUN step does to the merged root ------------------------------------
 

@@ -7,10 +7,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from test_part7_support import hash_tree, in_mount_namespace, write
 
 from part7_union import OverlayError, OverlayMount, mount_overlay, unmount
 from part7_union.overlay import OPTIONS_LIMIT, overlay_options
-from test_part7_support import hash_tree, in_mount_namespace, write
 
 
 def _mountinfo(target: Path) -> str:
@@ -168,7 +168,7 @@ def test_sixty_lowers_with_long_paths_mount(tmp_path):
     # 60 layers whose paths are ~190 bytes: the options would be ~11 KiB, far over one page
     lowers = []
     for i in range(60):
-        d = tmp_path / ("sha256-" + "%02d" % i * 32) / "fs"
+        d = tmp_path / ("sha256-" + f"{i:02d}" * 32) / "fs"
         write(d / f"only-in-{i}", str(i))
         write(d / "shared", f"layer {i}\n")
         lowers.append(d)

@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_part7_changes import SCENARIOS, everything
+from test_part7_support import applied, hash_tree, in_mount_namespace, make_base_layers, make_lowers, write
 
 from part7_union import (
     ChangeKind,
@@ -21,8 +25,6 @@ from part7_union import (
     snapshotter,
     write_dir_diff,
 )
-from test_part7_changes import SCENARIOS, everything
-from test_part7_support import applied, hash_tree, in_mount_namespace, make_base_layers, make_lowers, write
 
 
 def _described(root: Path) -> dict:
@@ -197,8 +199,6 @@ def test_chapter_script_runs_and_narrates(tmp_path):
 
 # -- property: for any two small trees, old + diff layer == new ------------------------------
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 _leaf = st.one_of(
     st.tuples(st.just("file"), st.sampled_from(["x", "y", "xx", ""]), st.sampled_from([0o644, 0o600, 0o755])),

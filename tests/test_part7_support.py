@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from part5_namespaces import CloneFlags, MountFlags, call_in_namespaces, mount
 

@@ -17,12 +17,37 @@ Modules: ``parser`` (lines, continuations, comments, heredoc bodies), ``directiv
 from .args import BuildVariables, StageVariables, parse_build_args
 from .dump import dump, go_quote
 from .instructions import (
-    Add, Arg, ArgDecl, Cmd, CommandLine, Copy, Directive, Dockerfile, Entrypoint, Env, Expose,
-    From, Healthcheck, Heredoc, Instruction, KeyValue, Label, Maintainer, Onbuild, ParseWarning,
-    Run, Shell, SourceRange, Stage, Stopsignal, User, Volume, Workdir,
+    Add,
+    Arg,
+    ArgDecl,
+    Cmd,
+    CommandLine,
+    Copy,
+    Directive,
+    Dockerfile,
+    Entrypoint,
+    Env,
+    Expose,
+    From,
+    Healthcheck,
+    Heredoc,
+    Instruction,
+    KeyValue,
+    Label,
+    Maintainer,
+    Onbuild,
+    ParseWarning,
+    Run,
+    Shell,
+    SourceRange,
+    Stage,
+    Stopsignal,
+    User,
+    Volume,
+    Workdir,
 )
-from .shell import Expansion, Lexer
 from .parser import parse, parse_file, parse_instructions, parse_syntax_tree
+from .shell import Expansion, Lexer
 from .stages import StageGraph, StagePlan, build_stage_graph
 
 __all__ = [

@@ -18,12 +18,34 @@ import re
 from . import flags as fl
 from .flags import BOOL, STRING, STRINGS, FlagError, FlagSet
 from .heredoc import parse_heredoc_word
-from .mounts import MountSyntaxError, check_mount
 from .instructions import (
-    INSTRUCTION_TYPES, Add, Arg, ArgDecl, Cmd, CommandLine, Copy, Entrypoint, Env, Expose, From,
-    Healthcheck, Heredoc, Instruction, KeyValue, Label, Maintainer, Onbuild, Run, Shell,
-    SourceRange, Stopsignal, User, Volume, Workdir,
+    INSTRUCTION_TYPES,
+    Add,
+    Arg,
+    ArgDecl,
+    Cmd,
+    CommandLine,
+    Copy,
+    Entrypoint,
+    Env,
+    Expose,
+    From,
+    Healthcheck,
+    Heredoc,
+    Instruction,
+    KeyValue,
+    Label,
+    Maintainer,
+    Onbuild,
+    Run,
+    Shell,
+    SourceRange,
+    Stopsignal,
+    User,
+    Volume,
+    Workdir,
 )
+from .mounts import MountSyntaxError, check_mount
 from .nodes import Node, go_trim_space
 
 _STAGE_NAME_RE = re.compile(r"[a-z][a-z0-9\-_.]*")

@@ -12,7 +12,7 @@ heredoc shows as the ``<<EOF`` word among the arguments.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .nodes import Node
 

@@ -11,8 +11,8 @@ Also here: Go's ``time.ParseDuration`` (HEALTHCHECK ``--interval=30s``) and ``Pa
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 BOOL, STRING, STRINGS = "bool", "string", "strings"
 

@@ -20,8 +20,9 @@ Instructions are grouped into stages by :class:`Dockerfile`: ARGs before the fir
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 
 @dataclass(frozen=True)

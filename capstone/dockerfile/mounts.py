@@ -25,8 +25,8 @@ value. Messages are BuildKit's.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .flags import with_suggestion
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 from .instructions import Heredoc
 
@@ -63,7 +63,7 @@ class Node:
     """
 
     keyword: str
-    args: tuple[Union[str, "Node"], ...] = ()
+    args: tuple[str | "Node", ...] = ()
     flags: tuple[str, ...] = ()
     json: bool = False
     original: str = ""

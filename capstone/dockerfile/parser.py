@@ -31,7 +31,13 @@ from .directives import DirectiveError, DirectiveScanner, detect_directives, par
 from .flags import FlagError
 from .heredoc import heredocs_in_line
 from .instructions import (
-    Arg, Directive, Dockerfile, From, Heredoc, Instruction, ParseWarning,
+    Arg,
+    Directive,
+    Dockerfile,
+    From,
+    Heredoc,
+    Instruction,
+    ParseWarning,
 )
 from .nodes import GO_SPACE_CHARS, LineError, Node, node_from_line
 

@@ -20,14 +20,17 @@ line, which sees only the global ARGs); the default leaves words as written.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..errors import StageError
 from .instructions import Copy, Dockerfile, Instruction, Run, Stage
 from .mounts import MountSyntaxError, mount_from
 
 SCRATCH = "scratch"
+#: depth-first search colours: not seen, on the current path, finished
+_WHITE, _GREY, _BLACK = 0, 1, 2
 
 
 class Expander(Protocol):
@@ -112,28 +115,27 @@ class StageGraph:
 
     def _reachable(self, target: int) -> set[int]:
         # iterative DFS with colours: a grey node met again is a cycle
-        WHITE, GREY, BLACK = 0, 1, 2
-        colour = [WHITE] * len(self.nodes)
+        colour = [_WHITE] * len(self.nodes)
         stack: list[tuple[int, list[StageRef]]] = [(target, list(self.nodes[target].refs))]
-        colour[target] = GREY
+        colour[target] = _GREY
         while stack:
             idx, pending = stack[-1]
             while pending:
                 ref = pending.pop(0)
                 if ref.stage is None:
                     continue
-                if colour[ref.stage] == GREY:
+                if colour[ref.stage] == _GREY:
                     raise StageError(
                         f"circular dependency detected on stage: {self.nodes[ref.stage].display_name}",
                         file=self.file, line=ref.line)
-                if colour[ref.stage] == WHITE:
-                    colour[ref.stage] = GREY
+                if colour[ref.stage] == _WHITE:
+                    colour[ref.stage] = _GREY
                     stack.append((ref.stage, list(self.nodes[ref.stage].refs)))
                     break
             else:
-                colour[idx] = BLACK
+                colour[idx] = _BLACK
                 stack.pop()
-        return {i for i, c in enumerate(colour) if c == BLACK}
+        return {i for i, c in enumerate(colour) if c == _BLACK}
 
     def _toposort(self, needed: set[int]) -> tuple[int, ...]:
         # Kahn's algorithm, lowest index first among the ready stages: file order when possible

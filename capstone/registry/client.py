@@ -30,8 +30,8 @@ import io
 import json
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import quote, urljoin
 
 import httpx

@@ -20,7 +20,7 @@ destination may also be ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from part2_manual_oci import BlobCorrupt, Descriptor, Index, Manifest, Platform, host_platform
 from part2_manual_oci import mediatypes as mt

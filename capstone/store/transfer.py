@@ -272,7 +272,7 @@ def load_archive(store: "Store", src: str) -> Image:
         ref = f"oci-archive:{source.path}" + (f":{source.ref}" if source.ref else "")
         try:
             return Image.load(ref)
-        except Exception as e:  # part 3's errors are not CapstoneErrors: one line, with the reference
+        except Exception as e:  # noqa: BLE001 - part 3's errors are not CapstoneErrors: one line, with the reference
             raise ImageNotFound(f"{src}: {e}") from None
     if source.transport == DOCKER_ARCHIVE:
         return _load_docker_archive(Path(source.path), source.ref)
@@ -313,7 +313,7 @@ def _load_docker_archive(path: Path, ref: str | None) -> Image:
             raise ExportError(f"{path}: {len(entries)} images in the archive: name one (docker-archive:FILE:NAME:TAG)")
         config = ImageConfig.from_json(json.loads(read(entry["Config"])), f"{path}:{entry['Config']}")
         layers = []
-        for name, diff_id in zip(entry.get("Layers") or [], config.rootfs_diff_ids):
+        for name in entry.get("Layers") or []:
             if name not in members:
                 raise ExportError(f"{path}: no member {name}")
             info = layer_info(tf.extractfile(members[name]))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import stat
-from typing import Callable
+from collections.abc import Callable
 
 _SYMBOLIC = re.compile(r"^[ugoa]*[-+=][rwxXst]*$")
 

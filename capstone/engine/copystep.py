@@ -38,7 +38,6 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # part 4 is imported where a layer is read or written (not on a cache hit)
@@ -321,7 +320,7 @@ def select_parents(source, word: str, excludes, placed: dict[str, SourceItem]) -
         if not base.is_dir:
             continue
 
-        def item_at(rel: str) -> SourceItem | None:
+        def item_at(rel: str, base: SourceItem = base) -> SourceItem | None:
             items = source.match(f"{base.rel}/{rel}" if base.rel else rel) if rel else [base]
             return items[0] if items else None
 
@@ -456,7 +455,6 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
     links: dict[tuple[int, int], str] = {}
     dirs: list[tuple[str, int]] = []
     epoch = source_date_epoch
-    S_ISDIR, S_ISREG, S_ISLNK = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
     read_flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     write_flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -495,7 +493,7 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
         st = e.st
         mode = st.st_mode
         direct = _matches(e)
-        if S_ISDIR(mode):
+        if stat.S_ISDIR(mode):
             make_dir(target, e)
             if direct:
                 _copy_xattrs(e.src, target)
@@ -509,7 +507,7 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
                 continue
             links[(st.st_dev, st.st_ino)] = target
         ns = mtime_ns(st.st_mtime)
-        if S_ISREG(mode):
+        if stat.S_ISREG(mode):
             src_fd = os.open(e.src, read_flags)
             try:
                 try:
@@ -530,12 +528,12 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
                 os.close(src_fd)
             continue
         _unlink_existing(target)
-        if S_ISLNK(mode):
+        if stat.S_ISLNK(mode):
             os.symlink(os.readlink(e.src), target)
         else:
             os.mknod(target, mode, st.st_rdev)
         os.chown(target, e.uid, e.gid, follow_symlinks=False)
-        if not S_ISLNK(mode):
+        if not stat.S_ISLNK(mode):
             os.chmod(target, e.mode)
             if direct:
                 _copy_xattrs(e.src, target)

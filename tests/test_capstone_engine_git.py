@@ -1,4 +1,4 @@
-"""capstone.build ADD from git: a real repository made here (commits, an annotated and a
+"""capstone.engine ADD from git: a real repository made here (commits, an annotated and a
 lightweight tag, a subdir, files with modes 0755 and 0600), served on 127.0.0.1 by ``git daemon``
 (git://) and by ``git http-backend`` behind a small HTTP server (smart HTTP, http://...git).
 Checked on the built images' files: refs by branch, tag and commit, ``#ref:subdir``, ``.git``
@@ -20,8 +20,8 @@ from typing import ClassVar
 import pytest
 from support import make_context
 
-from capstone.build import build
-from capstone.build.gitsource import parse_git_source
+from capstone.engine import build
+from capstone.engine.gitsource import parse_git_source
 from capstone.errors import DockerfileError
 from capstone.store import Store
 from part4_tar import apply_layers

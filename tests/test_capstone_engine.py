@@ -1,4 +1,4 @@
-"""capstone.build: Dockerfiles shaped like the benchmarks, built for real (RUN steps run in
+"""capstone.engine: Dockerfiles shaped like the benchmarks, built for real (RUN steps run in
 part 6 containers over part 7 overlays), each image checked: config, history, layer content,
 cache behaviour, failures that leave the store as it was."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from support import make_context
 
-from capstone.build import BuildResult, build
+from capstone.engine import BuildResult, build
 from capstone.errors import DockerfileError
 from capstone.store import Store
 from part2_manual_oci import validate_layout

@@ -1,4 +1,4 @@
-"""capstone.build COPY/ADD rules, checked on the built images' files: .dockerignore, --chown
+"""capstone.engine COPY/ADD rules, checked on the built images' files: .dockerignore, --chown
 and --chmod, wildcards and destinations, ADD's archive unpacking and URLs, symlinks on the way
 to the destination, --exclude."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from support import make_context
 
-from capstone.build import build
+from capstone.engine import build
 from capstone.errors import DockerfileError
 from capstone.store import Store
 from part4_tar import apply_layers
@@ -210,7 +210,7 @@ COPY tree/ /data/
 RUN find /data -type f | wc -l > /count && cat /data/d11/f1199.txt >> /count
 COPY tree/ /again/
 """, files)
-    import capstone.build.executor as executor
+    import capstone.engine.executor as executor
 
     children = []
     real = executor.Builder._fork_snapshot

@@ -21,9 +21,9 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
 
 from ..context import PatternMatcher
 from .rootfs import RootfsView, split_path
@@ -176,7 +176,7 @@ class ContextSource:
     def match(self, word: str) -> list[SourceItem]:
         parts = clean_source(word)
         candidates: list[list[str]] = [[]]
-        for i, seg in enumerate(parts):
+        for seg in parts:
             nxt: list[list[str]] = []
             for cand in candidates:
                 if not has_wildcards(seg):

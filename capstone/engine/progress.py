@@ -18,7 +18,7 @@ prints.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 #: which part of the course does each kind of step
 PARTS = {

@@ -1,4 +1,4 @@
-"""Images built by capstone.build, read by the real tools: oci-image-tool validates the
+"""Images built by capstone.engine, read by the real tools: oci-image-tool validates the
 ``--output type=oci`` layout, umoci unpacks it and runc runs it, skopeo reads the store's own
 layout, and the archive outputs are what skopeo expects."""
 
@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from support import runc_run
 
-from capstone.build import build
+from capstone.engine import build
 from capstone.store import Store
 from part2_manual_oci import validate_layout
 

@@ -22,9 +22,10 @@ import secrets
 import shutil
 import signal
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Callable, Mapping, Sequence
+from typing import IO
 
 from part2_manual_oci import digest_hex, rfc3339
 from part3_go_style_builder import Image, parse_reference
@@ -405,7 +406,7 @@ class Builder:
             raise
         except CapstoneError as e:
             raise self.fail(where, f"{where.keyword} {name}: {e}") from None
-        except Exception as e:  # part 2/3 errors (a bad layout or archive)
+        except Exception as e:  # noqa: BLE001 - part 2/3 errors (a bad layout or archive)
             raise self.fail(where, f"{where.keyword} {name}: {e}") from None
 
     # -- one step ----------------------------------------------------------------------------

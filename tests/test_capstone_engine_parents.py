@@ -1,4 +1,4 @@
-"""capstone.build ``COPY --parents`` as BuildKit 1.20 does it: source paths kept below the
+"""capstone.engine ``COPY --parents`` as BuildKit 1.20 does it: source paths kept below the
 destination, the ``/./`` pivot (rsync ``--relative`` style), ``**`` for any depth, parent
 directories copied with their own metadata, from the context and from a stage."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support import make_context
 
-from capstone.build import build
+from capstone.engine import build
 from capstone.errors import DockerfileError
 from capstone.store import Store
 from part4_tar import apply_layers

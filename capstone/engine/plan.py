@@ -10,9 +10,9 @@ lines say ``STEP 3/7`` with 7 the steps that will run.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from ..dockerfile import (
     BuildVariables,

@@ -9,7 +9,8 @@ once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, BinaryIO, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, BinaryIO
 
 from part3_go_style_builder import Layer, write_layer_blob
 

@@ -123,8 +123,6 @@ def plan_mounts(specs, *, context_dir: str, workdir: str, scratch: Path, cache_r
     plan = MountPlan()
     if not specs:
         return plan
-    from part6_runtime import Mount
-    from part7_union import OverlayMount
 
     ssh_count = 0
     try:
@@ -134,8 +132,7 @@ def plan_mounts(specs, *, context_dir: str, workdir: str, scratch: Path, cache_r
                                           ssh_count=ssh_count)
                 continue
             _other_mount(plan, n, spec, context_dir=context_dir, workdir=workdir, scratch=scratch, cache_root=cache_root,
-                         stage_lowers=stage_lowers, content_digest=content_digest, Mount=Mount,
-                         OverlayMount=OverlayMount)
+                         stage_lowers=stage_lowers, content_digest=content_digest)
     except BaseException:
         plan.cleanup()
         raise
@@ -213,8 +210,11 @@ def _secret_mount(plan: MountPlan, spec: str, *, workdir: str, scratch: Path, se
 
 
 def _other_mount(plan: MountPlan, n: int, spec: str, *, context_dir, workdir, scratch, cache_root,
-                 stage_lowers, content_digest, Mount, OverlayMount) -> None:
+                 stage_lowers, content_digest) -> None:
     """A bind, cache or tmpfs mount."""
+    from part6_runtime import Mount
+    from part7_union import OverlayMount
+
     try:
         fields = dict(mount_fields(spec))
     except MountSyntaxError as e:

@@ -1,4 +1,4 @@
-"""capstone.build secrets and SSH forwarding: ``--secret``/``RUN --mount=type=secret`` and
+"""capstone.engine secrets and SSH forwarding: ``--secret``/``RUN --mount=type=secret`` and
 ``--ssh``/``RUN --mount=type=ssh``. A step sees the secret; the store (layers, configs,
 snapshots, cache index) never holds its bytes; the mount points leave no trace in the layer."""
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from support import capstone, make_context
 
-from capstone.build import BuildError, build
-from capstone.build.secretmounts import SecretSource, parse_secret, parse_ssh
+from capstone.engine import BuildError, build
+from capstone.engine.secretmounts import SecretSource, parse_secret, parse_ssh
 from capstone.errors import DockerfileError
 from capstone.store import Store
 

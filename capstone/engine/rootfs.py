@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 #: the Linux limit on symlinks followed in one path lookup
 MAX_SYMLINKS = 40

@@ -1,4 +1,4 @@
-"""capstone.build.sources: the build context's paths resolve exactly as part 6's resolve_in_root
+"""capstone.engine.sources: the build context's paths resolve exactly as part 6's resolve_in_root
 resolves them (symlinks followed inside the context), and a context without symlinks on the
 way resolves without loading the runtime at all (what a cached build relies on)."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from capstone.build.sources import ContextSource, clean_source
+from capstone.engine.sources import ContextSource, clean_source
 from part6_runtime import SpecError, resolve_in_root
 
 
@@ -85,7 +85,7 @@ def test_symlinks_resolve_inside_the_context(ctx):
 def test_a_context_without_symlinks_on_the_way_does_not_load_the_runtime(ctx):
     code = (
         "import sys\n"
-        "from capstone.build.sources import ContextSource\n"
+        "from capstone.engine.sources import ContextSource\n"
         f"s = ContextSource({str(ctx)!r})\n"
         "found = [i.rel for w in ('.', 'dir/sub/f.txt', 'di*/*', 'missing/x') for i in s.match(w)]\n"
         "assert found == ['', 'dir/sub/f.txt', 'dir/sub'], found\n"
