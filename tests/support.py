@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -38,10 +39,30 @@ def in_child(fn):
     return call_in_namespaces(body, CloneFlags.NEWNS)
 
 
-def capstone(store_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m capstone --store STORE_DIR ARGS...``, output captured."""
+def capstone(store_dir: Path, *args: str, env: dict[str, str | None] | None = None,
+             timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python -m capstone --store STORE_DIR ARGS...``, output captured; ``env`` changes this
+    process's environment for the command (a None value removes the variable)."""
+    environ = None
+    if env is not None:
+        environ = dict(os.environ)
+        for key, value in env.items():
+            if value is None:
+                environ.pop(key, None)
+            else:
+                environ[key] = value
     return subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=environ)
+
+
+def image_rootfs(store_dir: Path, ref: str, dest: Path) -> Path:
+    """The root filesystem of image ``ref`` in the store at ``store_dir``, extracted to ``dest``."""
+    from capstone.store import Store
+    from part4_tar import apply_layers
+
+    dest.mkdir(parents=True)
+    apply_layers([layer.open() for layer in Store.open(store_dir).load(ref).layers], dest)
+    return dest
 
 
 def make_context(root: Path, dockerfile: str, files: dict[str, str | bytes] | None = None) -> Path:

@@ -7,8 +7,10 @@ The Dockerfile rules, as BuildKit applies them:
 * the destination is relative to WORKDIR; it is a directory when it ends with ``/`` (or is
   ``.``), or when the image already has a directory there; several sources need a directory
   destination written with a trailing ``/``;
-* missing parent directories are created (0755, owned by the ``--chown`` owner or root);
-  symlinks on the way to the destination are followed inside the image's root;
+* missing directories are created (0755, owned by the ``--chown`` owner or root, dated by the
+  copy): the parents of the destination, and the destination of a directory's contents (the
+  source directory's own mode and owner are never copied onto it); symlinks on the way to the
+  destination are followed inside the image's root;
 * files from the build context are owned by 0:0 unless ``--chown``; files from a stage or an
   image keep their owners; ``--chmod`` changes every copied entry's mode; mtimes are kept;
 * ``ADD`` unpacks a local tar archive (plain, gzip, bzip2, xz, zstd: recognised by content, not
@@ -256,13 +258,12 @@ def plan_copy(
             add(f"{top_dir}/{rel}" if top_dir else rel, item)
     for name, item, unpack, item_source in matched:
         if item.is_dir:
+            # the destination of a directory's contents, when the image lacks it, is made like
+            # every directory on the way (0755, the --chown owner or root, the copy's time),
+            # never from the source directory: fsutil's copy makes it with MkdirAll(dest,
+            # 0755, chown) before copying the contents into it, and a directory it did not
+            # create keeps its own metadata
             target = ensure_dir(dest)
-            top = entries.get(target) if target else None
-            if target and top is not None and top.src is None:
-                # a directory the copy creates takes the source directory's mode and mtime
-                uid, gid = owner_of(item.st)
-                entries[target] = CopyEntry(target, item.path, item.st, uid, gid, mode_of(item.st))
-                made.pop(target, None)
             for sub in item_source.walk(item):
                 if excludes is not None and excludes.matches(sub.rel):
                     continue
