@@ -4,15 +4,69 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 import uuid
 from pathlib import Path
 
 from part5_namespaces import CloneFlags, MountFlags, call_in_namespaces, mount
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+# -- what a test may compare: only its own state --------------------------------------------------
+# Other builds, containers and test suites run on the same host at the same time: a test looks
+# at the mounts under its own directories and at its own processes, never at the whole host's.
+
+
+def mount_points_under(*roots: str | os.PathLike) -> list[str]:
+    """Mount points of this process's mount table at or under one of ``roots`` (a leak there is
+    a test's own; the rest of the table changes with whatever else the host runs)."""
+    prefixes = [os.path.realpath(r) for r in roots]
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            # field 5 is the mount point, with space, tab, newline and backslash octal-escaped
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if any(point == p or point.startswith(p.rstrip("/") + "/") for p in prefixes):
+                found.append(point)
+    return sorted(found)
+
+
+def descendants() -> dict[int, str]:
+    """Every process below this one, at any depth: pid -> command name (comm)."""
+    found: dict[int, str] = {}
+    todo = ["self"]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue  # gone meanwhile
+        for task in tasks:
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                try:
+                    found[child] = Path(f"/proc/{child}/comm").read_text().strip()
+                except OSError:
+                    continue
+                todo.append(str(child))
+    return found
+
+
+def use_own_tempdir(monkeypatch, path: Path) -> Path:
+    """Make ``path`` the temporary directory of the code under test (``tempfile`` and, for
+    children, ``TMPDIR``), so what it leaves behind is counted there and nowhere else."""
+    path.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(path))
+    monkeypatch.setenv("TMPDIR", str(path))
+    return path
 
 
 # -- tar entries built by hand: (TarInfo, data or None) ------------------------------------------

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -152,10 +153,14 @@ def _special(name: str, kind: bytes, linkname: str = ""):
     return add
 
 
+#: where an absolute member name points: unique to this run, so no other suite on the host makes it
+ESCAPE_ABSOLUTE = f"/tmp/part2-escape-{uuid.uuid4().hex[:12]}"
+
+
 @pytest.mark.parametrize(
     "name, make, message",
     [
-        ("absolute", _file("/tmp/part2-escape-abs"), "absolute name"),
+        ("absolute", _file(ESCAPE_ABSOLUTE), "absolute name"),
         ("dotdot", _file("blobs/../../part2-escape"), "'..' in name"),
         ("symlink", _special("blobs", tarfile.SYMTYPE, "/tmp"), "symlink not allowed"),
         ("hardlink", _special("index.json", tarfile.LNKTYPE, "/etc/passwd"), "hard link not allowed"),
@@ -171,7 +176,7 @@ def test_extract_oci_archive_refuses_unsafe_members(tmp_path, name, make, messag
     dest = tmp_path / "dest"
     with pytest.raises(ArchiveError, match=message):
         extract_oci_archive(archive, dest)
-    assert not Path("/tmp/part2-escape-abs").exists()
+    assert not Path(ESCAPE_ABSOLUTE).exists()
     assert not (tmp_path / "part2-escape").exists()
     assert not dest.exists()  # made by the call, removed with what it held when it failed
 

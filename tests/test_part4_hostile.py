@@ -15,11 +15,16 @@ import stat
 import subprocess
 import sys
 import tarfile
+import uuid
 
 import pytest
 from support import hard, sym
 
 from part4_tar import LayerError, UnsafeArchiveError, apply_layers, extract_layer
+
+#: the name of a file hostile archives try to write outside the root: unique to this run, so
+#: another suite on the same host cannot make it appear (or vanish)
+CANARY = f"part4-hostile-{uuid.uuid4().hex[:12]}"
 
 
 # -- building archives -----------------------------------------------------------------------
@@ -103,8 +108,8 @@ def world(tmp_path):
 
 def check_untouched(tmp_path, root, before):
     assert snapshot(tmp_path, root) == before
-    assert not os.path.exists("/etc/part4-hostile")
-    assert not os.path.exists("/tmp/part4-hostile")
+    assert not os.path.exists(f"/etc/{CANARY}")
+    assert not os.path.exists(f"/tmp/{CANARY}")
 
 
 # -- the cases -------------------------------------------------------------------------------
@@ -127,7 +132,7 @@ def is_plain(rel, kind):
 
 CASES = [
     ("absolute-name", lambda t, s: [reg(f"{s}/file.txt")], inside("{tmp}/sibling/file.txt")),
-    ("absolute-etc", lambda t, s: [reg("/etc/part4-hostile")], inside("etc/part4-hostile")),
+    ("absolute-etc", lambda t, s: [reg(f"/etc/{CANARY}")], inside(f"etc/{CANARY}")),
     ("dotdot-name", lambda t, s: [reg("../sibling/file.txt")], (UnsafeArchiveError, "'..' would escape the root")),
     ("dotdot-nested", lambda t, s: [dir_("a"), reg("a/b/../../../sibling/file.txt")], (UnsafeArchiveError, "'..'")),
     ("dotdot-long-pax-name", lambda t, s: [reg("../" + "x" * 150)], (UnsafeArchiveError, "'..'")),
@@ -141,9 +146,9 @@ CASES = [
      lambda t, s: [sym("a", "/b"), sym("b", "../../../../sibling"), reg("a/x")], inside("sibling/x")),
     # inside the root, /etc is the root's etc: the symlink itself, so this is a loop
     ("symlink-to-host-etc-then-write",
-     lambda t, s: [sym("etc", "/etc"), reg("etc/part4-hostile")], (UnsafeArchiveError, "symlink loop")),
+     lambda t, s: [sym("etc", "/etc"), reg(f"etc/{CANARY}")], (UnsafeArchiveError, "symlink loop")),
     ("symlink-to-host-etc-via-usr",
-     lambda t, s: [sym("etc", "/usr/etc"), reg("etc/part4-hostile")], inside("usr/etc/part4-hostile")),
+     lambda t, s: [sym("etc", "/usr/etc"), reg(f"etc/{CANARY}")], inside(f"usr/etc/{CANARY}")),
     ("existing-symlink-replaced-not-written-through",
      lambda t, s: [sym("link", "../sibling/file.txt"), reg("link", b"replaced\n")], inside("link", b"replaced\n")),
     ("symlink-replaced-by-directory",

@@ -1,8 +1,9 @@
 """uid/gid maps: the model, /etc/subuid parsing, and both unprivileged paths run for real.
 
 The machine runs the tests as root, so the unprivileged paths are exercised by a child that
-drops to the user ``alice`` (created by the session fixture when missing, with a subordinate
-range, and removed afterwards only if the fixture created it).
+drops to an ordinary user, ``alice-PID`` (PID: this test run's), which the session fixture
+creates with a subordinate range and removes afterwards. The name is the run's own: another
+suite on the same host creates and removes its own user, never this one.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from part5_namespaces import (
 from part5_namespaces.idmap import format_map, parse_map
 
 F = CloneFlags
-USER = "alice"
+USER = f"alice-{os.getpid()}"
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import mount_points_under, use_own_tempdir
 
 from part5_namespaces import (
     CloneFlags,
@@ -63,15 +64,17 @@ def test_pid_namespace_child_sees_itself_as_pid_1_and_nothing_else():
     assert inside_one == "1" and int(host_view) != 1
 
 
-def test_mount_made_inside_does_not_reach_the_host():
-    host_mounts_before = Path("/proc/self/mountinfo").read_text()
+def test_mount_made_inside_does_not_reach_the_host(tmp_path, monkeypatch):
+    # the demo mounts in a directory of its temporary directory: this test's own, so the host's
+    # mount table is looked at there only (other work on the host mounts elsewhere at any time)
+    tmp = use_own_tempdir(monkeypatch, tmp_path / "tmp")
     result = demo_mount()
     assert result.isolated
-    where = next(label for label, *_ in result.rows if label.startswith("/tmp/"))
+    where = next(label for label, *_ in result.rows if label.startswith(f"{tmp}/"))
     host, inside = result.row(where)
     assert host == "(not a mount point)" and inside.startswith("tmpfs on ")
     assert result.row(f"ls {where}") == ("(empty)", "only-in-the-mount-namespace")
-    assert Path("/proc/self/mountinfo").read_text() == host_mounts_before
+    assert mount_points_under(tmp) == []
     assert not Path(where).exists()  # the demo cleaned up
 
 

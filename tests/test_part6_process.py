@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import descendants, mount_points_under, use_own_tempdir
 
 from part5_namespaces import IdMap
 from part6_runtime import ContainerSpec, Limits, Mount, RuntimeSetupError, make_busybox_rootfs, run
@@ -165,27 +166,19 @@ def test_init_reaps_orphans_and_runs_the_command_as_pid_2(rootfs):
 # -- nothing left behind when a step fails -------------------------------------------------------
 
 
-def _host_state(rootfs: Path) -> dict:
-    tmp = Path(tempfile.gettempdir())
-    children = set()
-    for task in Path("/proc/self/task").iterdir():
-        children |= set((task / "children").read_text().split())
+def _host_state(rootfs: Path, tmp: Path) -> dict:
+    """What the runtime could leave behind, each limited to what is this test's own: its temp
+    directory, its cgroups (named after this process), mounts under its directories, its
+    descendants (slirp4netns among them) and descriptors. Other work on the host changes the
+    rest at any time."""
     return {
-        "temp dirs": sorted(p.name for p in tmp.iterdir() if p.name.startswith("part6-") and p.is_dir()),
-        "cgroups": sorted(str(p) for c in ("memory", "pids", "cpu") for p in (CGROUP_ROOT / c).rglob("part6-*") if p.is_dir()),
-        "mounts": Path("/proc/self/mountinfo").read_text(),
-        "children": children,
+        "temp dirs": sorted(p.name for p in tmp.iterdir()),
+        "cgroups": sorted(str(p) for c in ("memory", "pids", "cpu") for p in (CGROUP_ROOT / c).rglob(f"part6-{os.getpid()}-*") if p.is_dir()),
+        "mounts": mount_points_under(rootfs, tmp),
+        "processes": descendants(),
         "fds": sorted(os.listdir("/proc/self/fd")),
         "rootfs": sorted(str(p.relative_to(rootfs)) for p in rootfs.rglob("*")),
-        "slirp4netns": sorted(p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _comm(p) == "slirp4netns"),
     }
-
-
-def _comm(p: Path) -> str:
-    try:
-        return (p / "comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 FAILURES = [
@@ -199,8 +192,9 @@ FAILURES = [
 
 
 @pytest.mark.parametrize("step,changes", FAILURES, ids=[f[0] for f in FAILURES])
-def test_a_failed_step_is_named_and_leaves_nothing_behind(rootfs, step, changes):
-    before = _host_state(rootfs)
+def test_a_failed_step_is_named_and_leaves_nothing_behind(rootfs, step, changes, tmp_path, monkeypatch):
+    tmp = use_own_tempdir(monkeypatch, tmp_path / "tmp")
+    before = _host_state(rootfs, tmp)
     spec = dict(
         rootfs=str(rootfs), args=("true",), limits=Limits(memory=64 << 20, pids=20, cpus=0.5), network="private",
         mounts=(Mount("/data/in", "bind", str(rootfs / "etc"), ("ro",)),),
@@ -212,4 +206,4 @@ def test_a_failed_step_is_named_and_leaves_nothing_behind(rootfs, step, changes)
         run(ContainerSpec(**spec), stdin=null)
     assert info.value.step == step, info.value
     assert str(info.value).startswith(f"setup step {step!r} failed: ")
-    assert _host_state(rootfs) == before
+    assert _host_state(rootfs, tmp) == before
