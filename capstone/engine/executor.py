@@ -642,39 +642,28 @@ class Builder:
         return self._layer_step(stage, key, make, ins.keyword, detail)
 
     def download(self, ins: Add, staging: Path) -> dict[str, str]:
-        """ADD URL sources, fetched into ``staging`` (mode 0600, mtime from Last-Modified)."""
+        """ADD URL sources, fetched into ``staging`` (mode 0600, mtime from Last-Modified),
+        bounded by ``capstone.download`` (declared size, timeouts, minimum rate)."""
         out = {}
         for word in ins.sources:
             if not word.startswith(("http://", "https://")) or is_git_source(word):
                 continue
             import email.utils
 
-            import httpx
+            from ..download import download
 
             name = word.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "download"
             target = staging / "downloads" / f"{len(out)}" / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            h = hashlib.sha256()
-            try:
-                with httpx.stream("GET", word, follow_redirects=True, timeout=60) as r:
-                    if r.status_code != 200:
-                        raise CopyError(f"ADD {word}: HTTP {r.status_code}")
-                    with open(target, "wb") as f:
-                        for chunk in r.iter_bytes(1 << 20):
-                            f.write(chunk)
-                            h.update(chunk)
-                    modified = r.headers.get("last-modified")
-            except httpx.HTTPError as e:
-                raise CopyError(f"ADD {word}: {e}") from None
-            if ins.checksum and ins.checksum != "sha256:" + h.hexdigest():
-                raise CopyError(f"ADD {word}: checksum mismatch: expected {ins.checksum}, "
-                                f"got sha256:{h.hexdigest()}")
-            os.chmod(target, 0o600)
-            if modified:
+            algorithm = ins.checksum.partition(":")[0] if ins.checksum else "sha256"
+            got = download(word, target, algorithm=algorithm)
+            if ins.checksum and ins.checksum != got.digest:
+                raise CopyError(f"ADD {word}: checksum mismatch: expected {ins.checksum}, got {got.digest}")
+            if got.last_modified:
                 try:
-                    when = email.utils.parsedate_to_datetime(modified).timestamp()
+                    when = email.utils.parsedate_to_datetime(got.last_modified).timestamp()
                     os.utime(target, (when, when))
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     pass
             out[word] = str(target)
         return out

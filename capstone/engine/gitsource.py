@@ -28,18 +28,28 @@ How a source becomes files:
 
 Git runs without the user's or the system's configuration (so no ``url.insteadOf`` or hooks
 change what is fetched), never prompts, and may only speak http(s), ssh and git.
+
+Git's transfers are bounded as every other download (``capstone.download.Limits``): over http(s)
+``http.lowSpeedLimit``/``http.lowSpeedTime`` are the minimum rate and its window, over ssh
+``ConnectTimeout`` is the connect timeout and keep-alives end a silent connection after the read
+timeout; each git command also has a deadline, after which its whole process group (git and its
+``git-remote-https`` or ``ssh`` helpers) is killed.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from ..download import Limits
 
 #: how long one ``git ls-remote`` / ``git fetch`` may take (seconds)
 LS_REMOTE_TIMEOUT = 60
@@ -157,7 +167,7 @@ def is_git_source(word: str) -> bool:
 # -- running git ---------------------------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
+def _env(limits: Limits) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update({
         "GIT_CONFIG_NOSYSTEM": "1",
@@ -166,19 +176,46 @@ def _env() -> dict[str, str]:
         "GIT_ALLOW_PROTOCOL": "http:https:ssh:git",
         "LC_ALL": "C",
     })
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    alive = max(1, math.ceil(limits.read_timeout / 3))
+    env["GIT_SSH_COMMAND"] = (f"ssh -o BatchMode=yes -o ConnectTimeout={max(1, math.ceil(limits.connect_timeout))} "
+                              f"-o ServerAliveInterval={alive} -o ServerAliveCountMax=3")
     return env
 
 
+def _limit_options(limits: Limits) -> list[str]:
+    """git's own minimum rate for http(s): below ``lowSpeedLimit`` bytes/s for ``lowSpeedTime``
+    seconds ends the transfer (curl's CURLOPT_LOW_SPEED_*)."""
+    return ["-c", f"http.lowSpeedLimit={max(1, limits.min_rate)}",
+            "-c", f"http.lowSpeedTime={max(1, math.ceil(limits.rate_window))}"]
+
+
 def _git(args: list[str], *, cwd: str | os.PathLike | None = None, timeout: float) -> subprocess.CompletedProcess:
+    limits = Limits.from_environment()
+    argv = ["git", "-c", "advice.detachedHead=false", "-c", "init.defaultBranch=main", "-c", "protocol.version=2",
+            *_limit_options(limits), *args]
     try:
-        return subprocess.run(["git", "-c", "advice.detachedHead=false", "-c", "init.defaultBranch=main",
-                               "-c", "protocol.version=2", *args], cwd=cwd, env=_env(), stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        # a session of its own: at the deadline git and every helper it started are killed
+        proc = subprocess.Popen(argv, cwd=cwd, env=_env(limits), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     except FileNotFoundError:
         raise GitSourceError("ADD from a git repository needs the git program, which is not installed") from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        _kill_group(proc)
         raise GitSourceError(f"git {args[0]} took longer than {timeout:.0f}s") from None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
 
 
 def _why(proc: subprocess.CompletedProcess) -> str:

@@ -19,6 +19,12 @@ the request with ``Authorization: Bearer <token>``; tokens are kept per scope. `
 challenges are answered with the credentials directly. Credentials come from the caller, or
 from ``auths`` in ``$DOCKER_CONFIG/config.json`` / ``~/.docker/config.json`` /
 ``$REGISTRY_AUTH_FILE`` (podman's), base64 ``user:password`` as ``docker login`` stores them.
+
+**Bounds.** Every request and every body goes through ``capstone.download``: the client's
+timeouts and minimum rate are its :class:`~capstone.download.Limits`, a blob is read as exactly
+its descriptor's size, a manifest as at most 4 MiB (its descriptor's size when it has one),
+tokens, tag lists and error bodies as small bodies; a network failure is one
+:class:`~capstone.download.DownloadError` line.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ import httpx
 
 from part2_manual_oci import mediatypes as mt
 
+from ..download import MAX_ERROR_BODY, Body, Limits, http_client, network_errors, read_body
+from ..errors import CapstoneError
 from .errors import BlobUnknown, DigestMismatch, ManifestUnknown, RegistryAuthError, RegistryError
 
 #: registries whose API lives on another host than their name says
@@ -48,6 +56,8 @@ MANIFEST_ACCEPT = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST, mt.OCI_MANIFEST, mt.DO
 
 #: a manifest bigger than this is refused (distribution's own limit is 4 MiB)
 MAX_MANIFEST = 4 * 1024 * 1024
+#: a token service's answer or a tag list bigger than this is refused
+MAX_SMALL_BODY = 1 << 20
 
 CHUNK = 1 << 20
 
@@ -99,7 +109,8 @@ class RegistryClient:
     """One registry (``host[:port]``), e.g. ``RegistryClient("127.0.0.1:5000")``.
 
     A context manager (closes the connection pool). ``insecure``: None decides by
-    :func:`is_insecure`; ``credentials``: ``(user, password)``, None reads the auth files.
+    :func:`is_insecure`; ``credentials``: ``(user, password)``, None reads the auth files;
+    ``limits``: timeouts and minimum rate (None: ``Limits.from_environment()``).
     """
 
     def __init__(
@@ -108,7 +119,7 @@ class RegistryClient:
         *,
         insecure: bool | None = None,
         credentials: tuple[str, str] | None = None,
-        timeout: float = 60.0,
+        limits: Limits | None = None,
     ) -> None:
         self.registry = registry
         self.host = API_HOSTS.get(registry, registry)
@@ -117,7 +128,8 @@ class RegistryClient:
         self.credentials = credentials if credentials is not None else stored_credentials(registry)
         self._tokens: dict[str, str] = {}
         self._basic = False
-        self._http = httpx.Client(follow_redirects=True, timeout=httpx.Timeout(timeout, connect=15.0))
+        self.limits = limits or Limits.from_environment()
+        self._http = http_client(self.limits)
 
     def close(self) -> None:
         self._http.close()
@@ -157,11 +169,19 @@ class RegistryClient:
         url = self._url(path_or_url)
         for attempt in (1, 2):
             hdrs = {**(headers or {}), **self._auth_headers(scope)}
-            request = self._http.build_request(method, url, headers=hdrs, content=body() if body else None)
-            try:
-                response = self._http.send(request, stream=stream)
-            except httpx.HTTPError as e:
-                raise RegistryError(f"{method} {url}: {_describe(e)}") from None
+            with network_errors(f"{method} {url}"):
+                request = self._http.build_request(method, url, headers=hdrs, content=body() if body else None)
+                response = self._http.send(request, stream=True)
+            if not stream and (response.status_code != 401 or attempt == 2):
+                # a body nobody streams is small (an upload's answer): read it, bounded
+                try:
+                    # a HEAD's Content-Length is the size of what a GET would send: no body
+                    data = b"" if method == "HEAD" or response.status_code in (204, 304) else \
+                        read_body(response, what=f"{method} {url}", limit=MAX_SMALL_BODY, limits=self.limits)
+                finally:
+                    response.close()
+                response = httpx.Response(response.status_code, headers=response.headers, content=data,
+                                          request=response.request)
             if response.status_code != 401 or attempt == 2:
                 return response
             challenge = response.headers.get("www-authenticate", "")
@@ -182,17 +202,21 @@ class RegistryClient:
             raise RegistryAuthError(f"{url}: unsupported auth challenge {challenge!r}")
         query = {k: v for k, v in (("service", params.get("service")), ("scope", scope or params.get("scope"))) if v}
         auth = httpx.BasicAuth(*self.credentials) if self.credentials else None
+        where = f"token service {params['realm']}"
+        with network_errors(where):
+            request = self._http.build_request("GET", params["realm"], params=query)
+            r = self._http.send(request, auth=auth, stream=True)
         try:
-            r = self._http.get(params["realm"], params=query, auth=auth)
-        except httpx.HTTPError as e:
-            raise RegistryAuthError(f"token service {params['realm']}: {_describe(e)}") from None
-        if r.status_code != 200:
-            raise RegistryAuthError(f"token service {params['realm']}: {r.status_code} {r.reason_phrase}{_error_text(r)}")
+            if r.status_code != 200:
+                raise RegistryAuthError(f"{where}: {r.status_code} {r.reason_phrase}{_error_text(r, where)}")
+            text = read_body(r, what=where, limit=MAX_SMALL_BODY, limits=self.limits)
+        finally:
+            r.close()
         try:
-            data = r.json()
+            data = json.loads(text)
         except ValueError:
             raise RegistryAuthError(f"token service {params['realm']}: the answer is not JSON") from None
-        token = data.get("token") or data.get("access_token")
+        token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
         if not token:
             raise RegistryAuthError(f"token service {params['realm']}: no token in the answer")
         self._tokens[scope] = token
@@ -200,10 +224,8 @@ class RegistryClient:
     def _check(self, response: httpx.Response, expected: tuple[int, ...], what: str, unknown=RegistryError) -> None:
         if response.status_code in expected:
             return
-        if response.is_stream_consumed is False and not response.is_closed:
-            response.read()
         status = response.status_code
-        text = f"{what}: {status} {response.reason_phrase}{_error_text(response)}"
+        text = f"{what}: {status} {response.reason_phrase}{_error_text(response, what)}"
         response.close()
         if status in (401, 403):
             raise RegistryAuthError(text)
@@ -219,21 +241,19 @@ class RegistryClient:
         if r.status_code not in (200, 401):
             raise RegistryError(f"GET {self.base}/v2/: {r.status_code} {r.reason_phrase}: not a v2 registry")
 
-    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
+    def get_manifest(self, repository: str, reference: str, size: int | None = None) -> tuple[bytes, str, str]:
         """``(bytes, media type, digest)`` of a manifest or index, by tag or digest. Fetched by
-        digest, the bytes are checked against it."""
+        digest, the bytes are checked against it; ``size`` (a descriptor's) is the exact size
+        that must arrive, else at most 4 MiB are read."""
         url = f"/v2/{repository}/manifests/{reference}"
+        if size is not None and size > MAX_MANIFEST:
+            raise RegistryError(f"manifest {repository}@{reference}: {size} bytes, more than the limit of {MAX_MANIFEST}")
         r = self._send("GET", url, scope=pull_scope(repository), headers={"Accept": ", ".join(MANIFEST_ACCEPT)}, stream=True)
         try:
             self._check(r, (200,), f"GET {self._url(url)}", ManifestUnknown)
-            data = bytearray()
-            for block in r.iter_bytes():
-                data += block
-                if len(data) > MAX_MANIFEST:
-                    raise RegistryError(f"GET {self._url(url)}: manifest larger than {MAX_MANIFEST} bytes")
+            data = read_body(r, what=f"GET {self._url(url)}", limit=MAX_MANIFEST, expected=size, limits=self.limits)
         finally:
             r.close()
-        data = bytes(data)
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise DigestMismatch(f"manifest {repository}@{reference}: the registry sent bytes hashing to {digest}")
@@ -261,14 +281,15 @@ class RegistryClient:
         return False
 
     @contextlib.contextmanager
-    def open_blob(self, repository: str, digest: str) -> Iterator[io.RawIOBase]:
-        """A readable stream of the blob's bytes (not verified here: ``put_blob`` with
-        ``expected_digest`` hashes while it stores)."""
+    def open_blob(self, repository: str, digest: str, size: int) -> Iterator[Body]:
+        """A readable stream of the blob's bytes, exactly ``size`` of them (the descriptor's:
+        one byte more stops the transfer); not hashed here: ``put_blob`` with
+        ``expected_digest`` hashes while it stores."""
         url = f"/v2/{repository}/blobs/{digest}"
         r = self._send("GET", url, scope=pull_scope(repository), stream=True)
         try:
             self._check(r, (200,), f"GET {self._url(url)}", BlobUnknown)
-            yield _ResponseReader(r)
+            yield Body(r, what=f"GET {self._url(url)}", expected=size, limits=self.limits)
         finally:
             r.close()
 
@@ -302,8 +323,6 @@ class RegistryClient:
         """``PUT`` a manifest (or index) under a tag or its digest; returns its digest."""
         url = f"/v2/{repository}/manifests/{reference}"
         r = self._send("PUT", url, scope=push_scope(repository), headers={"Content-Type": media_type}, body=lambda: data)
-        r.read()
-        r.close()
         self._check(r, (201,), f"PUT {self._url(url)}", ManifestUnknown)
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         sent = r.headers.get("docker-content-digest")
@@ -315,9 +334,13 @@ class RegistryClient:
         """``GET /v2/<name>/tags/list`` (first page)."""
         url = f"/v2/{repository}/tags/list"
         r = self._send("GET", url, scope=pull_scope(repository))
-        r.read()
         self._check(r, (200,), f"GET {self._url(url)}", ManifestUnknown)
-        return list(r.json().get("tags") or [])
+        try:
+            doc = json.loads(r.content)
+        except ValueError:
+            raise RegistryError(f"GET {self._url(url)}: the answer is not JSON") from None
+        tags = doc.get("tags") if isinstance(doc, dict) else None
+        return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
 
 def pull_scope(repository: str) -> str:
@@ -332,38 +355,19 @@ def _basic(credentials: tuple[str, str]) -> str:
     return "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
 
 
-def _describe(e: httpx.HTTPError) -> str:
-    text = str(e) or type(e).__name__
-    return text.splitlines()[0]
-
-
-def _error_text(r: httpx.Response) -> str:
-    """The registry's own words: ``{"errors": [{"code": ..., "message": ...}]}``."""
+def _error_text(r: httpx.Response, what: str) -> str:
+    """The registry's own words: ``{"errors": [{"code": ..., "message": ...}]}`` (the body is
+    read when it was streamed: at most 64 KiB, and a failure to read it only loses the
+    detail)."""
+    if r.request.method == "HEAD":
+        return ""
     try:
-        errors = r.json().get("errors") or []
-    except Exception:  # noqa: BLE001 - not JSON, not read: no detail
+        data = r.content if r.is_stream_consumed else read_body(r, what=what, limit=MAX_ERROR_BODY)
+        doc = json.loads(data)
+    except (ValueError, CapstoneError, httpx.StreamError):
+        return ""
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    if not isinstance(errors, list):
         return ""
     words = [f"{e.get('code', '')} {e.get('message', '')}".strip() for e in errors if isinstance(e, dict)]
-    return f" ({'; '.join(words)})" if words else ""
-
-
-class _ResponseReader(io.RawIOBase):
-    """A streamed httpx response as a file object with ``read``/``readinto``."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._blocks = response.iter_bytes(CHUNK)
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            try:
-                self._pending = next(self._blocks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+    return f" ({'; '.join(w for w in words if w)[:500]})" if any(words) else ""

@@ -62,7 +62,7 @@ def _pull(store, client: RegistryClient, ref: NameRef, platform: Platform | None
         index = Index.from_json(_json(data, f"{ref.name}: index"), f"{ref.name}: index")
         entry = select_platform(index.manifests, platform or host_platform(), ref.name)
         say(f"{ref.short}: index {digest[:19]}, picked {entry.platform or 'the only entry'}: {entry.digest[:19]}")
-        data, media_type, digest = client.get_manifest(ref.repository, entry.digest)
+        data, media_type, digest = client.get_manifest(ref.repository, entry.digest, entry.size)
     if media_type not in mt.MANIFEST_TYPES:
         raise RegistryError(f"{ref.name}: unsupported manifest type {media_type!r}")
     manifest = Manifest.from_json(_json(data, f"{ref.name}: manifest"), f"{ref.name}: manifest {digest}")
@@ -81,7 +81,7 @@ def _fetch_blob(store, client: RegistryClient, ref: NameRef, desc: Descriptor, s
         return
     if desc.urls and not desc.media_type.startswith(("application/vnd.oci", "application/vnd.docker.container")):
         raise RegistryError(f"{ref.name}: layer {desc.digest} is a foreign layer (urls), not supported")
-    with client.open_blob(ref.repository, desc.digest) as stream:
+    with client.open_blob(ref.repository, desc.digest, desc.size) as stream:
         try:
             got = layout.put_blob(stream, desc.media_type, expected_digest=desc.digest)
         except BlobCorrupt as e:
