@@ -288,12 +288,14 @@ def _middle(target: Callable[[], int | None], status_w: int) -> None:
         except BaseException as e:  # noqa: BLE001
             _report_and_exit(status_w, "set up PID 1", e)
         _run_target(target, status_w)
+    # forward before reporting: once the caller hears from us it may signal at once, and a
+    # signal that came first would end this process with its default action instead
+    forward_signals(pid1, FORWARDED_SIGNALS)
     try:
         _send(status_w, {"pid1": pid1})
     finally:
         os.close(status_w)
 
-    forward_signals(pid1, FORWARDED_SIGNALS)
     while True:
         try:
             _, status = os.waitpid(pid1, 0)
