@@ -6,6 +6,9 @@
 [--progress auto|plain|quiet] [--secret id=ID[,src=PATH|,env=VAR]]... [--ssh default|ID[=SOCKET|KEY]]...
 [--explain] CONTEXT``
 
+``SOURCE_DATE_EPOCH`` in the environment is the build argument of that name unless
+``--build-arg`` sets it (as docker buildx passes it).
+
 Progress lines and the RUN steps' output go to stderr; stdout gets only the image id
 (``sha256:...``) at the end, so ``id=$(capstone build -q .)`` works. With ``--progress quiet``
 the RUN output is kept aside and shown only when the build fails.
@@ -14,6 +17,7 @@ the RUN output is kept aside and shown only when the build fails.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -67,6 +71,10 @@ def run_build(args: argparse.Namespace, n) -> int:
 
     progress = "quiet" if args.quiet else args.progress
     build_args = parse_build_args(args.build_arg)
+    # as docker buildx does: SOURCE_DATE_EPOCH in the environment becomes the build argument,
+    # unless --build-arg gives one (an empty value unsets it)
+    if "SOURCE_DATE_EPOCH" in os.environ and "SOURCE_DATE_EPOCH" not in build_args:
+        build_args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]
     labels = _labels(args.label)
     store = Store.open(args.store)
 

@@ -172,8 +172,7 @@ class Builder:
         self.scratch: Path | None = None
         self._views: dict[tuple, RootfsView] = {}
         self._counter = 0
-        epoch = plan.variables.build_args.get("SOURCE_DATE_EPOCH")
-        self.source_date_epoch = int(epoch) if epoch and epoch.isdigit() else None
+        self.source_date_epoch = plan.source_date_epoch
         self._digest_key = "contenthash:" + hashlib.sha256(str(context_dir).encode()).hexdigest()
         self.digests = FileDigests((store.cache_get(self._digest_key) or {}).get("files"))
         #: COPY/ADD layers made by this build: diff_id -> plan (to make their snapshots by copy)

@@ -55,6 +55,8 @@ class BuildPlan:
     target: int
     skipped: tuple[int, ...]
     platform: PlatformSpec | None
+    #: the build's one timestamp (seconds), or None: see :func:`source_date_epoch`
+    source_date_epoch: int | None = None
 
     @property
     def total_steps(self) -> int:
@@ -75,6 +77,28 @@ def read_dockerfile(path: str | os.PathLike) -> Dockerfile:
     except OSError as e:
         raise BuildError(f"cannot read the Dockerfile {path}: {e.strerror}") from None
     return parse(data, file=path.name)
+
+
+#: the last second RFC 3339 can write (9999-12-31T23:59:59Z): image ``created`` must be one
+MAX_EPOCH = 253402300799
+
+
+def source_date_epoch(variables: BuildVariables) -> int | None:
+    """``SOURCE_DATE_EPOCH`` of a build, as BuildKit's Dockerfile frontend reads it: the build
+    argument, else the default of a global ``ARG SOURCE_DATE_EPOCH=...``; empty means unset.
+
+    When set, it dates the image config, every history entry and the files of every layer the
+    build writes (mtimes clamped to it), so a build is reproducible. A value that is not a
+    whole number of seconds since 1970 fails the build before any step, with BuildKit's words.
+    """
+    name = "SOURCE_DATE_EPOCH"
+    value = variables.build_args.get(name, variables.global_env.get(name, ""))
+    if value == "":
+        return None
+    digits = value[1:] if value[:1] == "+" else value  # Go's strconv.ParseInt takes a sign
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > MAX_EPOCH:
+        raise BuildError(f"invalid SOURCE_DATE_EPOCH: {value}")
+    return int(digits)
 
 
 def make_plan(dockerfile: Dockerfile, build_args: Mapping[str, str] | None = None, *,
@@ -105,7 +129,8 @@ def make_plan(dockerfile: Dockerfile, build_args: Mapping[str, str] | None = Non
         stages.append(PlannedStage(index, node.display_name, from_, node.stage.instructions,
                                    node.base_stage, step))
         step += 1 + len(node.stage.instructions)
-    return BuildPlan(dockerfile, variables, graph, tuple(stages), plan.target, plan.skipped, spec)
+    return BuildPlan(dockerfile, variables, graph, tuple(stages), plan.target, plan.skipped, spec,
+                     source_date_epoch(variables))
 
 
-__all__ = ["BuildPlan", "PlannedStage", "make_plan", "read_dockerfile"]
+__all__ = ["BuildPlan", "PlannedStage", "make_plan", "read_dockerfile", "source_date_epoch"]
