@@ -1,6 +1,7 @@
 """``python -m part1_overview``: the map of the course, the pipeline, and the host check.
 
-``--json`` prints the same facts as one JSON document for scripts. Exit code 0, also when a
+``--json`` prints the same facts as one JSON document for scripts; ``lab start DIR`` and
+``lab check DIR`` are the chapter's quiz (see labkit.py). Exit code 0, also when a
 check fails (the report says what will not work); 141 when the reader of stdout went away.
 """
 
@@ -12,6 +13,7 @@ import sys
 
 from .course import PARTS, PIPELINE
 from .doctor import HostReport, doctor, host_checks
+from .labkit import lab_main
 from .narrate import Narrator, run_cli
 
 
@@ -78,6 +80,11 @@ def tour(n: Narrator, report: HostReport | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """The tour (or ``--json``). Exit code 0 even when a check fails: the report says what is
     missing; scripts read the ``ok`` fields of ``--json``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:
+        from .lab import LAB
+
+        return lab_main(LAB, argv[1:])
     parser = argparse.ArgumentParser(prog="python -m part1_overview", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the course, pipeline and host check as JSON")
     parser.add_argument("--plain", action="store_true", help="plain text even on a terminal")

@@ -1,6 +1,7 @@
 """Chapter script: ``python -m part2_manual_oci --out DIR [--tag TAG] [--archive FILE]``.
 
 Builds a runnable busybox image by hand and narrates every step with the digests it computes.
+``lab start DIR`` / ``lab check DIR`` are the chapter's lab (part1_overview.labkit).
 Errors are one line on stderr and exit code 1 (2 for usage errors); outputs that cannot be
 written are refused before any work is done.
 """
@@ -14,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from part1_overview import Narrator, run_cli
+from part1_overview import Narrator, lab_main, run_cli
 
 from .archive import write_oci_archive
 from .busybox import DEFAULT_BUSYBOX, build_busybox_image
@@ -155,6 +156,11 @@ def check_outputs(out: Path, archive: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:
+        from .lab import LAB
+
+        return lab_main(LAB, argv[1:])
     parser = argparse.ArgumentParser(prog=PROG, description="Build a runnable busybox OCI image by hand, narrating each step.")
     parser.add_argument("--out", required=True, type=Path, help="the OCI image layout directory to write (created or added to)")
     parser.add_argument("--tag", default="latest", help="the ref name in index.json (default: latest)")
