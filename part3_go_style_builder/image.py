@@ -23,7 +23,7 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -477,6 +477,7 @@ class Image:
         created_by: str | None = None,
         comment: str | None = None,
         created: str | None = None,
+        history: "Sequence[History] | None" = None,
         **changes,
     ) -> "Image":
         """A new image with config changes and an ``empty_layer`` history entry.
@@ -485,6 +486,11 @@ class Image:
         ``working_dir``, ``user``, ``exposed_ports``, ``labels``, ...), ``config`` (a whole
         ``ContainerConfig``), or top-level ``os``, ``architecture``, ``variant``,
         ``os_version``, ``author``. A value of None clears the field.
+
+        ``history``: the entries to add instead of the one made from ``created_by`` and
+        ``comment``, for the changes of several steps made in one go. Making an image copies
+        its config (every label, every history entry): a builder that records a run of config
+        steps and makes one image from them pays that once, not once per step.
         """
         given = set(changes)
         container = changes.pop("config", self.config.config)
@@ -501,19 +507,23 @@ class Image:
                 inner[key] = value
             else:
                 raise TypeError(f"with_config() got an unknown field {key!r}")
-        created = created or utc_now()
-        if created_by is None:
-            described = {**top, **inner}
-            if described:
-                created_by = "config " + ", ".join(f"{k}={_show(v)}" for k, v in described.items())
-            else:
-                created_by = "config (replaced)" if "config" in given else "config (unchanged)"
-        entry = History(created=created, created_by=created_by, comment=comment, empty_layer=True)
+        if history is not None:
+            entries = tuple(history)
+            created = created or (entries[-1].created if entries else None) or utc_now()
+        else:
+            created = created or utc_now()
+            if created_by is None:
+                described = {**top, **inner}
+                if described:
+                    created_by = "config " + ", ".join(f"{k}={_show(v)}" for k, v in described.items())
+                else:
+                    created_by = "config (replaced)" if "config" in given else "config (unchanged)"
+            entries = (History(created=created, created_by=created_by, comment=comment, empty_layer=True),)
         config = replace(
             self.config,
             **top,
             config=replace(container, **inner),
-            history=tuple(self.config.history) + (entry,),
+            history=tuple(self.config.history) + entries,
             created=created,
         )
         return Image(config, self.layers)

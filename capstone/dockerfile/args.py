@@ -24,6 +24,12 @@ Expansion
 
 A build arg that no built stage declares (and that is not predefined) is reported:
 ``[Warning] One or more build-args [FOO] were not consumed``.
+
+Sizes are bounded: one word expands to at most ``MAX_EXPANSION`` characters (the lexer's
+limit) and the variables of one scope (a stage's, or the global ones) take at most
+:data:`MAX_VARIABLES` bytes together, so ``ARG A$N=$A...`` line after line ends with an
+:class:`ExpansionError` naming its line instead of exhausting memory. (A RUN step's whole
+environment must fit in the kernel's 2 MiB for exec anyway.)
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from .shell import Lexer, env_from_list
 
 __all__ = [
     "BUILTIN_ARGS",
+    "MAX_VARIABLES",
     "PLATFORM_ARGS",
     "PROXY_ARGS",
     "BuildArgError",
@@ -86,6 +93,8 @@ BUILTIN_ARGS = (
     "BUILDKIT_MULTI_PLATFORM", "BUILDKIT_SANDBOX_HOSTNAME", "BUILDKIT_SYNTAX",
     "BUILDKIT_BUILD_NAME", "SOURCE_DATE_EPOCH",
 )
+#: the most the variables of one scope may take together (names and values, in bytes)
+MAX_VARIABLES = 4 << 20
 #: what BuildKit puts in a stage's environment when the base image sets no PATH
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -228,6 +237,25 @@ def _located(err: DockerfileError, file: str, ins: Instruction) -> DockerfileErr
     return err.located(file, ins.location.start, ins.location.end)
 
 
+def _entry_size(name: str, value: str | None) -> int:
+    return 0 if value is None else len(name) + len(value) + 2
+
+
+class _Scope:
+    """Names -> values with a running total of their size, refused past :data:`MAX_VARIABLES`."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.size = sum(_entry_size(k, v) for k, v in env.items())
+
+    def set(self, name: str, value: str) -> None:
+        size = self.size + _entry_size(name, value) - _entry_size(name, self.env.get(name))
+        if size > MAX_VARIABLES:
+            raise ExpansionError(f"setting {name} would make the variables take more than {MAX_VARIABLES} bytes")
+        self.size = size
+        self.env[name] = value
+
+
 def _split_csv(text: str) -> list[str]:
     return next(csv.reader([text]), []) if text else []
 
@@ -264,6 +292,7 @@ class StageVariables:
             self.env = dict(env)
             self.image_env = dict(env)
             self.declared = {}
+        self._scope = _Scope(self.env)
 
     # -- words ---------------------------------------------------------------------------
     def expand(self, word: str, env: Mapping[str, str] | None = None) -> str:
@@ -283,8 +312,10 @@ class StageVariables:
             raise _located(e, self.file, ins) from None
 
     def _apply(self, ins: Instruction) -> Instruction:
-        # every word of one instruction sees the same snapshot (ARG excepted, see _arg)
-        snap = dict(self.env)
+        # every word of one instruction sees the same variables (ARG excepted, see _arg): ENV
+        # expands all its pairs before it sets any, so no copy of the environment is needed
+        # (a copy per instruction would make a stage of N ENV lines cost N²)
+        snap = self.env
 
         def w(word: str | None) -> str | None:
             return None if word is None else self.lexer.process_word(word, snap)
@@ -294,7 +325,7 @@ class StageVariables:
         if isinstance(ins, Env):
             pairs = tuple(replace(p, key=w(p.key), value=w(p.value)) for p in ins.pairs)
             for p in pairs:
-                self.env[p.key] = p.value
+                self._scope.set(p.key, p.value)
                 self.image_env[p.key] = p.value
             return replace(ins, pairs=pairs)
         if isinstance(ins, Label):
@@ -361,7 +392,7 @@ class StageVariables:
             else:
                 value = self.build.global_env.get(name)
             if value is not None:
-                self.env[name] = value
+                self._scope.set(name, value)
             self.declared[name] = value
             self.build.consumed.add(name)
             decls.append(replace(decl, default=value))
@@ -407,6 +438,7 @@ class BuildVariables:
         for key in env:
             if key in self.build_args:
                 env[key] = self.build_args[key]
+        scope = _Scope(env)
         for ins in dockerfile.meta_args:
             try:
                 for decl in ins.args:
@@ -417,7 +449,7 @@ class BuildVariables:
                     else:
                         value = None
                     if value is not None:
-                        env[decl.name] = value
+                        scope.set(decl.name, value)
             except DockerfileError as e:
                 raise _located(e, self.file, ins) from None
         self.global_env: dict[str, str] = env

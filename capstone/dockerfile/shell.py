@@ -23,6 +23,10 @@ characters never split, expanded values do.
 
 Everything else (``${v=w}``, ``${#v}``, ``${v:1:2}``, ``${}``, ``${v:#p}``...) is an
 :class:`ExpansionError` whose message is BuildKit's: ``failed to process "<word>": <reason>``.
+
+An expansion may not grow past :data:`MAX_EXPANSION` bytes (``ARG A=$A$A`` line after line
+doubles a value: BuildKit would go on until memory runs out). The size is counted while the
+result is made, at every level of nesting and inside ``${v//p/r}``, so the work stops there.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ from dataclasses import dataclass
 from ..errors import ExpansionError
 from .dump import go_quote
 
-__all__ = ["ExpansionError", "Expansion", "Lexer", "env_from_list"]
+__all__ = ["MAX_EXPANSION", "ExpansionError", "Expansion", "Lexer", "env_from_list"]
+
+#: the longest result one word may expand to (characters)
+MAX_EXPANSION = 1 << 20
 
 
 class _Failure(Exception):
@@ -130,7 +137,7 @@ class _Words:
 class _Run:
     """One expansion of one word: the scanner position, the environment, the variables used."""
 
-    __slots__ = ("lex", "src", "pos", "end", "env", "raw_escapes", "matched", "unmatched")
+    __slots__ = ("lex", "src", "pos", "end", "env", "raw_escapes", "matched", "unmatched", "limit")
 
     def __init__(self, lex: "Lexer", word: str, env: Mapping[str, str]) -> None:
         self.lex = lex
@@ -142,6 +149,13 @@ class _Run:
         self.raw_escapes = lex.raw_escapes
         self.matched: set[str] = set()
         self.unmatched: set[str] = set()
+        self.limit = lex.max_length
+
+    def grown(self, size: int) -> int:
+        """``size`` (of a result being made), refused past the limit."""
+        if size > self.limit:
+            raise _Failure(f"the expansion is longer than {self.limit} characters")
+        return size
 
     # -- scanner ---------------------------------------------------------------------------
     def peek(self) -> str | None:
@@ -178,6 +192,7 @@ class _Run:
         quotes = not lex.skip_process_quotes
         result: list[str] = []
         words = _Words()
+        size = 0  # of what expansions added (the word's own characters are bounded by it)
         while self.pos < self.end:
             ch = self.src[self.pos]
             if ch == stop:
@@ -185,6 +200,7 @@ class _Run:
                 return "".join(result), words.get()
             if ch == "$":
                 value = self.dollar()
+                size = self.grown(size + len(value))
                 result.append(value)
                 words.add_string(value)
             elif quotes and ch == "'":
@@ -193,6 +209,7 @@ class _Run:
                 words.add_raw_string(value)
             elif quotes and ch == '"':
                 value = self.double_quote()
+                size = self.grown(size + len(value))
                 result.append(value)
                 words.add_raw_string(value)
             else:
@@ -237,6 +254,7 @@ class _Run:
         raw = self.lex.raw_quotes
         escape = self.lex.escape
         result = []
+        size = 0
         ch = self.next()
         if raw:
             result.append(ch)
@@ -250,7 +268,9 @@ class _Run:
                     result.append(ch)
                 return "".join(result)
             if ch == "$":
-                result.append(self.dollar())
+                value = self.dollar()
+                size = self.grown(size + len(value))
+                result.append(value)
                 continue
             self.pos += 1
             if ch == escape:
@@ -379,7 +399,7 @@ class _Run:
             return "${" + name + "/" + pattern + "/" + replacement + "}"
         rx = _pattern_regex(pattern, greedy=True, anchored=False)
         if replace_all:
-            return _go_replace_all(rx, value, replacement)
+            return _go_replace_all(rx, value, replacement, self)
         m = rx.search(value)
         if m is None:
             return value
@@ -469,9 +489,11 @@ def _go_template(template: str, match: "re.Match[str]") -> str:
     return "".join(out)
 
 
-def _go_replace_all(rx: "re.Pattern[str]", value: str, template: str) -> str:
-    """Regexp.ReplaceAllString: an empty match right after a match is not replaced again."""
+def _go_replace_all(rx: "re.Pattern[str]", value: str, template: str, run: _Run) -> str:
+    """Regexp.ReplaceAllString: an empty match right after a match is not replaced again.
+    (``run`` bounds the result: each character of ``value`` may become a whole template.)"""
     out: list[str] = []
+    size = 0
     last_end = 0
     search = 0
     n = len(value)
@@ -481,8 +503,10 @@ def _go_replace_all(rx: "re.Pattern[str]", value: str, template: str) -> str:
             break
         a0, a1 = m.span()
         out.append(value[last_end:a0])
+        size = run.grown(size + a0 - last_end)
         if a1 > last_end or a0 == 0:
             out.append(_go_template(template, m))
+            size = run.grown(size + len(out[-1]))
         last_end = a1
         if search + 1 > a1:
             search += 1
@@ -499,6 +523,7 @@ class Lexer:
     BuildKit's: ``raw_quotes`` keeps quote characters in the result, ``raw_escapes`` keeps
     escape characters, ``skip_process_quotes`` treats quotes as ordinary characters and
     ``skip_unset_env`` leaves references to unset variables as they were written.
+    ``max_length``: the longest result a word may expand to (an :class:`ExpansionError` past it).
 
     ``env`` is a mapping (or a list of ``"K=V"`` strings, the later winning). Names are
     case-sensitive, as on Linux.
@@ -512,6 +537,7 @@ class Lexer:
         raw_escapes: bool = False,
         skip_process_quotes: bool = False,
         skip_unset_env: bool = False,
+        max_length: int = MAX_EXPANSION,
     ) -> None:
         if len(escape) != 1:
             raise ValueError(f"escape must be one character, not {escape!r}")
@@ -520,6 +546,7 @@ class Lexer:
         self.raw_escapes = raw_escapes
         self.skip_process_quotes = skip_process_quotes
         self.skip_unset_env = skip_unset_env
+        self.max_length = max_length
 
     def __repr__(self) -> str:
         return f"Lexer(escape={self.escape!r})"

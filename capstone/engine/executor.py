@@ -37,7 +37,6 @@ from ..dockerfile import (
     Copy,
     Dockerfile,
     Instruction,
-    Onbuild,
     Run,
     StageVariables,
     Workdir,
@@ -50,7 +49,7 @@ from .copystep import CopyError, CopyPlan, made_time, materialize, plan_copy, wr
 from .errors import BuildError, StepError
 from .gitsource import GitSourceError, ResolvedGit, checkout, is_git_source, parse_git_source, resolve
 from .layers import write_blob, write_entries_layer
-from .metadata import CONFIG_INSTRUCTIONS, HISTORY_COMMENT, ConfigState, apply_config
+from .metadata import CONFIG_INSTRUCTIONS, HISTORY_COMMENT, MAX_CONFIG_SIZE, ConfigState, ConfigTooLarge, record_config
 from .outputs import OutputSpec, parse_output, write_iidfile
 from .owners import parse_chown
 from .plan import BuildPlan, PlannedStage, make_plan, read_dockerfile
@@ -105,17 +104,38 @@ class BuildResult:
         return tuple(s for s in self.steps if s.cached is False)
 
 
-@dataclass
 class _Stage:
-    """The state of a stage while it is built."""
+    """The state of a stage while it is built.
 
-    planned: PlannedStage
-    image: Image
-    variables: StageVariables
-    config: ConfigState
-    key: str
-    base_label: str
-    digest: str = ""
+    ``image`` is the stage's image so far. Config instructions only record their changes in
+    ``config`` (a :class:`~.metadata.ConfigState`); reading ``image`` makes the image with them
+    first, and setting it (a cache hit, which has them) forgets them.
+    """
+
+    def __init__(self, planned: PlannedStage, image: Image, variables: StageVariables, key: str,
+                 base_label: str) -> None:
+        self.planned = planned
+        self._image = image
+        self.variables = variables
+        self.config = ConfigState(image)
+        self.key = key
+        self.base_label = base_label
+        self.digest = ""
+
+    @property
+    def image(self) -> Image:
+        if self.config.pending:
+            self._image = self.config.apply(self._image)
+        return self._image
+
+    @image.setter
+    def image(self, value: Image) -> None:
+        self.config.discard()
+        self._image = value
+
+    def record(self, ins: Instruction, created: str) -> None:
+        """Record the change of a config instruction (see :func:`~.metadata.record_config`)."""
+        record_config(self._image, ins, self.config, created=created)
 
 
 def _image_digest(image: Image) -> str:
@@ -336,7 +356,7 @@ class Builder:
         self.progress.step(pos, number, self.total(), planned.from_.original.strip())
         image, key, label, base_vars = self.resolve_base(planned)
         variables = self.plan.variables.stage(image_env=image.config.config.env or (), base=base_vars)
-        stage = _Stage(planned, image, variables, ConfigState(image), key, label)
+        stage = _Stage(planned, image, variables, key, label)
         self.stages[planned.index] = stage
         self.steps.append(StepResult(number, planned.name, planned.from_.line, planned.from_.original.strip(),
                                      "FROM", None, seconds=time.monotonic() - t0))
@@ -420,14 +440,9 @@ class Builder:
                 stage.key = make_key(stage.key, "ARG", ins=_fingerprint(expanded))
                 self.progress.explain("ARG", hit=None, detail="declared: " + ", ".join(
                     f"{d.name}={d.default}" if d.default is not None else d.name for d in expanded.args))
-            elif isinstance(expanded, Onbuild):
-                stage.key = make_key(stage.key, "ONBUILD", ins=_fingerprint(expanded))
-                stage.image = apply_config(stage.image, expanded, stage.config, created=self.now())
-                cached, layer = self._maybe_cache_end(stage, last)
-                self.progress.explain("CONFIG", hit=cached)
             elif isinstance(expanded, CONFIG_INSTRUCTIONS):
                 stage.key = make_key(stage.key, kind, ins=_fingerprint(expanded))
-                stage.image = apply_config(stage.image, expanded, stage.config, created=self.now())
+                stage.record(expanded, self.now())
                 cached, _ = self._maybe_cache_end(stage, last)
                 self.progress.explain("CONFIG", hit=cached)
             elif isinstance(expanded, Workdir):
@@ -461,6 +476,10 @@ class Builder:
         return cache_lookup(self.store, key)
 
     def _record(self, stage: _Stage, key: str) -> None:
+        size = stage.image.config_descriptor.size
+        if size > MAX_CONFIG_SIZE:  # config steps are refused before; this is a layer step's entry
+            raise ConfigTooLarge(f"the image config would be {size} bytes, more than {MAX_CONFIG_SIZE} (the limit "
+                                 "registries and clients such as podman and skopeo apply)")
         desc = cache_record(self.store, key, stage.image)
         stage.image = replace(stage.image, loaded_from=desc)
 
