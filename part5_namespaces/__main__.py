@@ -39,8 +39,8 @@ spawn() follows the kernel's ordering rules:
 def show(n: Narrator, name: str, result: Comparison) -> None:
     n.command(result.command)
     n.table(result.rows, result.headers)
-    for note in result.notes:
-        n.say(note)
+    if result.notes:
+        n.say("\n".join(result.notes))  # one paragraph: a terminal fills the notes' lines again
     verdict = "yes: the namespace inode differs" if result.isolated else "NO: same namespace inode"
     n.fact("isolated", verdict)
 

@@ -133,8 +133,8 @@ def run_chapter(n: Narrator, work: Path) -> bool:
         before = _sha(work / "lowers/base/etc/motd")
         n.fact("upper before", sorted(os.listdir(upper)) or "(empty)")
         make_changes(merged)
-        n.say("Appending to etc/motd made overlayfs copy the whole file up into the upper directory")
-        n.say("first (copy-up), then write there; the lower file is untouched:")
+        n.say("Appending to etc/motd made overlayfs copy the whole file up into the upper directory\n"
+              "first (copy-up), then write there; the lower file is untouched:")
         n.fact("lowers/base/etc/motd sha256", f"{before} before, {_sha(work / 'lowers/base/etc/motd')} after")
         n.output((upper / "etc/motd").read_text())
 

@@ -8,6 +8,8 @@ import importlib.util
 import io
 import json
 import os
+import pty
+import re
 import shlex
 import shutil
 import subprocess
@@ -361,3 +363,77 @@ def test_part1_passes_on_a_host_without_the_benchmark_tools(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = proc.stdout.strip().splitlines()[-1]
     assert " passed" in summary and not any(word in summary for word in ("failed", "error", "skipped")), summary
+
+
+# -- narration at the terminal's width -------------------------------------------------------------
+
+PROSE = (  # written at about 95 columns, as chapter scripts write
+    "An image is a tar archive plus JSON: layers are tar streams of files, the config says what to\n"
+    "run (Cmd, Env, WorkingDir) and lists the layers' diff_ids, the manifest points at the config and\n"
+    "the layer blobs, and index.json names the manifests, so that every piece is named by its digest:\n"
+    "- a first item that is long enough to need more than one line at eighty columns, surely, it is;\n"
+    "  its second line\n"
+    "- a second item\n"
+    "\n"
+    "A new paragraph."
+)
+
+
+def test_narration_fills_paragraphs_to_the_terminal_width(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    out = io.StringIO()
+    n = Narrator(out, plain=False)  # rich, as on a terminal; COLUMNS sets its width
+    n.say(PROSE)
+    n.fact("digest", "sha256:" + "a" * 64)
+    n.warn("a warning that is long enough to wrap onto a second line at eighty columns, as this one does")
+    lines = out.getvalue().splitlines()
+    assert max(map(len, lines)) <= 80, lines
+    # the paragraph's words in order, filled: no line is left short before a word that fits
+    first = lines[: next(i for i, line in enumerate(lines) if line.startswith("   - "))]
+    assert " ".join(w for line in first for w in line.split()) == " ".join(PROSE.split("\n- ")[0].split())
+    assert all(line.startswith("   ") and not line.startswith("    ") for line in first)
+    assert all(len(a) + 1 + len(b.split()[0]) > 79 for a, b in zip(first, first[1:]))
+    item = next(i for i, line in enumerate(lines) if line.startswith("   - a first item"))
+    assert lines[item + 1].startswith("     ") and "its second line" in " ".join(lines[item: item + 3])
+    assert lines[lines.index("   - a second item") + 1] == "" and "   A new paragraph." in lines
+    # a value too long for the line moves to the next one whole, under its label
+    digest = lines.index("   digest:")
+    assert lines[digest + 1] == "     sha256:" + "a" * 64
+    warning = next(i for i, line in enumerate(lines) if line.startswith("   ! a warning"))
+    assert lines[warning + 1].startswith("     ")
+
+
+def test_narration_off_a_terminal_keeps_the_lines_as_written():
+    out = io.StringIO()
+    n = Narrator(out, plain=True)
+    n.say(PROSE)
+    assert out.getvalue().splitlines() == [f"   {line}" for line in PROSE.splitlines()]
+
+
+def test_every_chapter_line_fits_80_columns_on_a_terminal():
+    # the tour on a real terminal (a pty) at COLUMNS=80: narration, tables and rules all fit
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.chdir(ROOT)
+            os.environ.update(COLUMNS="80", LINES="24")
+            os.environ.pop("NO_COLOR", None)
+            os.execv(sys.executable, [sys.executable, "-m", "part1_overview"])
+        finally:
+            os._exit(127)
+    seen = b""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the child is gone
+            break
+        if not data:
+            break
+        seen += data
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen.decode(errors="replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r", "")
+    lines = text.splitlines()
+    assert any(line.startswith("   An image is a tar archive plus JSON") for line in lines)
+    assert max(map(len, lines)) <= 80, [line for line in lines if len(line) > 80]
