@@ -45,7 +45,8 @@ def demo(n: Narrator) -> int:
 
         n.step("what the container sees")
         probes = [
-            ("its processes (/proc)", "ls /proc | grep '^[0-9]' | tr '\\n' ' '"),
+            # the shell expands the glob itself: no other process (ls, grep) runs to be seen
+            ("its processes (/proc)", "cd /proc && echo [0-9]*"),
             ("network interfaces", "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; ip link show lo | head -1"),
             ("capabilities", "grep -E '^Cap(Eff|Bnd)' /proc/self/status"),
             ("no_new_privs and seccomp", "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"),
@@ -55,7 +56,8 @@ def demo(n: Narrator) -> int:
         ]
         for label, command in probes:
             code, out = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", command)))
-            n.say(f"{label}:  $ {command}")
+            n.say(f"{label}:")
+            n.command(command)
             n.output(out or "(no output)")
 
         n.step("limits through cgroups: 32 MiB of memory, 10 processes")

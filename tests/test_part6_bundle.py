@@ -247,3 +247,5 @@ def test_chapter_script_narrates_the_setup_steps():
     assert r.returncode == 0, r.stderr
     assert "=> namespaces => cgroup namespace" in r.stdout and "pivot_root" in r.stdout
     assert "PID 1" in r.stdout and "137" in r.stdout and "00000000a80425fb" in r.stdout
+    # the container's processes, seen by its shell alone: the same on every run
+    assert "   its processes (/proc):\n   $ cd /proc && echo [0-9]*\n     1\n" in r.stdout
