@@ -11,7 +11,7 @@ ran our packer (target: under 150 MB), measured with wait4's rusage of that one 
 
     python tests/bench_part4_pack.py [--dir DIR] [--compression gzip|zstd|none] [--repeat N]
 
-The context is created if missing, with the same content as ../shared/bench/make_contexts.sh:
+The context is created if missing, with the same content as bench/make_contexts.sh:
 256 MiB of random bytes (seeded) then 256 MiB of repeated text.
 """
 
@@ -53,7 +53,7 @@ def make_context(directory: str) -> None:
     dockerfile = os.path.join(directory, "Dockerfile")
     if not os.path.exists(dockerfile):
         with open(dockerfile, "w") as f:
-            f.write("FROM scratch\nCOPY blob.bin /data/blob.bin\n")  # as in shared/bench/dockerfiles
+            f.write("FROM scratch\nCOPY blob.bin /data/blob.bin\n")  # as in bench/dockerfiles/bigfile
 
 
 def timed(argv: list[str]) -> tuple[float, int, str]:
