@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md §1, and no work at import time.
+"""The import rules of docs/architecture.md §1, and no work at import time.
 
 Imports are read with ``ast``, never by importing, so a violation is reported with its file and
 line even when the module would fail to import.
@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: DESIGN.md §1: which of our packages each package may import
+#: docs/architecture.md §1: which of our packages each package may import
 ALLOWED: dict[str, set[str]] = {
     "part1_overview": set(),
     "part2_manual_oci": {"part1_overview"},
@@ -85,7 +85,7 @@ def import_violations() -> list[str]:
                 if target == package:
                     continue  # absolute imports inside a package are its own business
                 if target not in ALLOWED[package]:
-                    problems.append(f"{where}:{line}: {package} may not import {target} (DESIGN.md §1)")
+                    problems.append(f"{where}:{line}: {package} may not import {target} (docs/architecture.md §1)")
                     continue
                 public = _public_names(target)
                 if submodule:

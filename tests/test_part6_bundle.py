@@ -197,7 +197,7 @@ def _umoci_bundle(tmp_path: Path) -> Path:
     bundle = tmp_path / "bundle"
     subprocess.run(["umoci", "unpack", "--image", f"{tmp_path / 'image'}:latest", str(bundle)], check=True, capture_output=True)
     config = json.loads((bundle / "config.json").read_text())
-    config["process"]["terminal"] = False  # not on a terminal here (MACHINE.md)
+    config["process"]["terminal"] = False  # not on a terminal here
     config["process"]["args"] = ["sh", "-c", PROBE]
     (bundle / "config.json").write_text(json.dumps(config))
     return bundle
