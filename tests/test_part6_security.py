@@ -71,14 +71,14 @@ def python_rootfs():
         for link in ("lib", "lib64"):
             if os.path.islink("/" + link):
                 os.symlink(os.readlink("/" + link), root / link)
-        (root / PREFIX.lstrip("/")).mkdir(parents=True)
+        (root / PREFIX.lstrip("/")).mkdir(parents=True, exist_ok=True)  # /usr itself for Debian's python3
         yield root
     finally:
         shutil.rmtree(top)
 
 
 def _binds() -> list[tuple[str, str]]:
-    return [("/usr", "/usr"), (PREFIX, PREFIX)]
+    return [("/usr", "/usr")] + ([(PREFIX, PREFIX)] if PREFIX != "/usr" else [])
 
 
 def _ours(root: Path) -> tuple[int, str]:
