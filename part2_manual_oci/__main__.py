@@ -203,11 +203,13 @@ def main(argv: list[str] | None = None) -> int:
 
     n.step("check it with real tools")
     out, tag = args.out, args.tag
+    # the bundle goes beside what the reader asked to keep: the work directory, else the layout
+    bundle = args.workdir / "bundle" if args.workdir else Path(f"{out}-bundle")
     n.command(f"skopeo inspect oci:{out}:{tag}")
     n.command(f"oci-image-tool validate --type image --ref name={tag} {out}")
-    n.command(f"umoci unpack --image {out}:{tag} /tmp/bundle")
+    n.command(f"umoci unpack --image {out}:{tag} {bundle}")
     n.say("umoci's config.json asks for a terminal; off a terminal set process.terminal to false, then:")
-    n.command("runc run -b /tmp/bundle part2-demo    # a busybox shell; `exit` to leave")
+    n.command(f"runc run -b {bundle} part2-demo    # a busybox shell; `exit` to leave")
     n.done(f"image {tag} is {desc.digest}")
     return 0
 

@@ -177,8 +177,9 @@ def demo(n: Narrator, workdir: str, *, keep: bool = True) -> None:
           "the same pass:")
     n.output(_tree(rootfs))
     if keep:
-        n.say("Unpack the two layers yourself:")
-        n.command(f"python -m part4_tar unpack {gz} {gz2} /tmp/rootfs")
+        mine = os.path.join(workdir, "my-rootfs")
+        n.say("Unpack the two layers yourself, and compare with the demo's root filesystem:")
+        n.command(f"python -m part4_tar unpack {gz} {gz2} {mine} && diff -r --no-dereference {rootfs} {mine}")
     else:
         n.say("These files live in a temporary directory removed at the end; keep them with:")
         n.command("python -m part4_tar demo --workdir DIR")
