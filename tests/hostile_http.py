@@ -38,6 +38,12 @@ class HostileServer:
     def __init__(self, routes: dict[str, str | dict | tuple[bytes, str]], *, greeting: bytes = b"") -> None:
         self.greeting = greeting
         self.routes = {path: fixture(r) if isinstance(r, str) else r for path, r in routes.items()}
+        # a gzip bomb is compressed now, not while a client waits: 64 MiB at level 9 takes over a
+        # second on a busy host, longer than the read timeout the tests give the client
+        self._gzip_of_zeros = {
+            n: gzip.compress(bytes(n), 9)
+            for n in {r["body"]["gzip_of_zeros"] for r in self.routes.values() if isinstance(r, dict) and "gzip_of_zeros" in r.get("body", {})}
+        }
         self.requests: list[str] = []
         self._stop = threading.Event()
         self._conns: list[socket.socket] = []
@@ -126,7 +132,7 @@ class HostileServer:
         conn.sendall(head.encode() + b"\r\n")
         body = route.get("body", {})
         if "gzip_of_zeros" in body:
-            conn.sendall(gzip.compress(bytes(body["gzip_of_zeros"]), 9))
+            conn.sendall(self._gzip_of_zeros[body["gzip_of_zeros"]])
             conn.shutdown(socket.SHUT_WR)
             return False
         fill = body.get("fill", "x").encode()
