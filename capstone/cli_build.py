@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
+
+from part1_overview import Narrator
 
 from .errors import BuildArgError
 
@@ -78,8 +81,12 @@ def run_build(args: argparse.Namespace, n) -> int:
     labels = _labels(args.label)
     store = Store.open(args.store)
 
+    err = Narrator(sys.stderr, plain=True)
+
     def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        # on a terminal a long line wraps under its text: "    explain: " or the step's indent
+        lead = re.match(r"\s*(?:explain: )?", line).end()
+        err.line(line, hang=lead or 4)
 
     with tempfile.TemporaryFile() as captured:
         run_output = captured if progress == "quiet" else sys.stderr

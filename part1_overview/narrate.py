@@ -119,6 +119,19 @@ class Narrator:
         for line in text.rstrip("\n").splitlines():
             self._line(f"     {line}", style="dim")
 
+    def line(self, text: str, hang: int = 0) -> None:
+        """A line of a command's own output (a build's progress): printed as it is off a
+        terminal; on one, filled to its width with ``hang`` spaces before each later line."""
+        width = max(self.width - 1, 40) if self.width is not None else 0
+        if len(text) <= width or not width:
+            self._line(text)
+            return
+        # a word too long to sit under the text (a digest) moves left as far as it must
+        hang = max(0, min(hang, width - max(map(len, text.split()))))
+        for line in textwrap.wrap(text, width=width, subsequent_indent=" " * hang,
+                                  break_long_words=False, break_on_hyphens=False):
+            self._line(line)
+
     def table(self, rows: Iterable[Sequence[object]], headers: Sequence[str]) -> None:
         """A table (tabulate in plain mode, rich otherwise)."""
         rows = [list(map(str, r)) for r in rows]

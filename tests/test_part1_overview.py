@@ -437,3 +437,17 @@ def test_every_chapter_line_fits_80_columns_on_a_terminal():
     lines = text.splitlines()
     assert any(line.startswith("   An image is a tar archive plus JSON") for line in lines)
     assert max(map(len, lines)) <= 80, [line for line in lines if len(line) > 80]
+
+
+def test_a_command_output_line_wraps_under_its_text_on_a_terminal_only(monkeypatch):
+    line = "    explain: layer sha256:" + "b" * 64 + " (98 B gzip), diff_id sha256:" + "c" * 64
+    out = io.StringIO()
+    Narrator(out, plain=True).line(line, hang=13)  # off a terminal: as it is
+    assert out.getvalue() == line + "\n"
+    monkeypatch.setenv("COLUMNS", "80")
+    out = io.StringIO()
+    Narrator(out, plain=False).line(line, hang=13)
+    lines = out.getvalue().splitlines()
+    assert max(map(len, lines)) <= 80 and len(lines) > 1
+    assert " ".join(" ".join(lines).split()) == " ".join(line.split())
+    assert all(later.startswith("        sha256:") or later.startswith("        (") for later in lines[1:]), lines
