@@ -77,7 +77,7 @@ PARTS: tuple[Part, ...] = (
         "A mini container runtime",
         "pivot_root, /proc and /dev, capabilities, no_new_privs, cgroup limits, exit codes",
         "python -m part6_runtime",
-        ("part1_overview", "part5_namespaces"),
+        ("part1_overview", "part4_tar", "part5_namespaces"),
     ),
     Part(
         "7",

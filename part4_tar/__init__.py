@@ -8,23 +8,34 @@ needs: the blob's ``digest`` (compressed bytes, in the manifest) and its ``diff_
 (uncompressed tar, in the config). It reads layers back safely: nothing outside the root is
 ever created, changed or followed, and whiteouts (``.wh.name``, ``.wh..wh..opq``) delete what
 lower layers put there.
+
+The mechanism behind safe extraction is public, since every write into a root filesystem needs
+it: :class:`RootDir` resolves paths inside a root directory the way ``openat2(RESOLVE_IN_ROOT)``
+does (symlinks followed as if the root were ``/``, ``..`` stopping at it), from a descriptor of
+the root, and never follows the last component of a name it writes.
 """
 
 from .blobinfo import layer_info
 from .compression import detect_compression, open_decompressed
-from .errors import LayerError, UnsafeArchiveError
+from .errors import LayerError, UnsafeArchiveError, UnsafePathError
 from .extract import apply_layers, extract_layer
+from .rootdir import Parent, RootDir, fd_path, split_name
 from .writer import LayerInfo, LayerWriter, write_layer
 
 __all__ = [
     "LayerError",
     "LayerInfo",
     "LayerWriter",
+    "Parent",
+    "RootDir",
     "UnsafeArchiveError",
+    "UnsafePathError",
     "apply_layers",
     "detect_compression",
     "extract_layer",
+    "fd_path",
     "layer_info",
     "open_decompressed",
+    "split_name",
     "write_layer",
 ]

@@ -11,7 +11,6 @@ its own PID namespace and returns its exit code (128+N when signal N killed it).
 
 from .bundle import BundleWarning, load_bundle, run_bundle, spec_from_bundle
 from .errors import BundleError, ContainerError, RuntimeSetupError, SpecError
-from .paths import resolve_in_root
 from .rootfs import make_busybox_rootfs
 from .runtime import run
 from .setup import SETUP_STEPS
@@ -39,7 +38,6 @@ __all__ = [
     "load_bundle",
     "make_busybox_rootfs",
     "parse_size",
-    "resolve_in_root",
     "run",
     "run_bundle",
     "spec_from_bundle",

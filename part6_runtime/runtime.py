@@ -24,14 +24,15 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 import termios
 import threading
 import tty
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO
 
+from part4_tar import LayerError, RootDir
 from part5_namespaces import CloneFlags, NamespaceError, spawn, syscalls
 
 from . import capabilities as caps
@@ -39,7 +40,6 @@ from . import seccomp
 from .cgroups import Cgroup
 from .errors import ContainerError, RuntimeSetupError, SpecError
 from .network import SLIRP_DNS, Slirp
-from .paths import resolve_in_root
 from .setup import Plan, container_main
 from .spec import DEFAULT_PATH, CapabilitySets, ContainerSpec
 from .users import check_ids, resolve_user
@@ -227,7 +227,10 @@ def _read_host_file(path: str) -> str:
 
 def _make_mountpoints(rootfs: str, spec: ContainerSpec, etc_files: list[str], res: _Resources) -> None:
     """Create the mount points the image lacks; they are removed after the run (if still
-    empty), so the rootfs, an overlay's upper dir for example, keeps no trace of them."""
+    empty), so the rootfs, an overlay's upper dir for example, keeps no trace of them.
+
+    Paths resolve inside the rootfs (part 4's RootDir: an image's ``/etc/resolv.conf ->
+    /run/...`` means the rootfs' /run); nothing that exists is replaced."""
     wanted: list[tuple[str, bool]] = [("/proc", True), ("/dev", True), ("/sys", True)]
     wanted += [(inside, False) for inside in etc_files]
     for m in spec.mounts:
@@ -237,36 +240,47 @@ def _make_mountpoints(rootfs: str, spec: ContainerSpec, etc_files: list[str], re
                 raise SpecError(f"bind mount source {m.source} does not exist")
             is_dir = os.path.isdir(m.source)
         wanted.append((m.destination, is_dir))
-    for inside, is_dir in wanted:
-        target = resolve_in_root(rootfs, inside)
-        if os.path.lexists(target):
-            continue
-        missing = []
-        parent = target.parent
-        while not parent.exists():
-            missing.append(parent)
-            parent = parent.parent
-        try:
-            for d in reversed(missing):
-                d.mkdir(mode=0o755)
-                res.undo.append(functools.partial(_remove_if_empty, d))
-            if is_dir:
-                target.mkdir(mode=0o755)
-            else:
-                target.touch(mode=0o644)
-        except OSError as e:
-            raise RuntimeSetupError("mount points", OSError(e.errno, f"creating mount point {inside}: {e.strerror}", str(target))) from None
-        res.undo.append(functools.partial(_remove_if_empty, target))
+    with RootDir(rootfs) as rd:
+        for inside, is_dir in wanted:
+            made: list[str] = []
+            try:
+                real = rd.resolve(inside)
+                if rd.lstat(real) is not None:
+                    continue
+                parts = real.split("/")
+                for i in range(1, len(parts) + 1):
+                    sub = "/".join(parts[:i])
+                    st = rd.lstat(sub)
+                    if st is not None:
+                        if not stat.S_ISDIR(st.st_mode):
+                            raise NotADirectoryError(errno_.ENOTDIR, f"/{sub} is not a directory")
+                        continue
+                    if i < len(parts) or is_dir:
+                        os.close(rd.make_dir(sub, 0o755))
+                    else:
+                        os.close(rd.create_file(sub, 0o644))
+                    made.append(sub)
+            except (OSError, LayerError) as e:
+                detail = getattr(e, "strerror", None) or str(e)
+                raise RuntimeSetupError("mount points", OSError(getattr(e, "errno", None) or errno_.EINVAL,
+                                        f"creating mount point {inside}: {detail}", rootfs)) from None
+            finally:
+                res.undo.extend(functools.partial(_remove_if_empty, rootfs, sub) for sub in made)
 
 
-def _remove_if_empty(path: Path) -> None:
+def _remove_if_empty(rootfs: str, real: str) -> None:
+    """Remove the mount point ``real`` (below ``rootfs``) we made, unless the container put
+    something there."""
     try:
-        if path.is_dir() and not path.is_symlink():
-            path.rmdir()
-        elif path.stat().st_size == 0:
-            path.unlink()
-    except OSError:
-        pass  # not empty any more: the container put something there, keep it
+        with RootDir(rootfs) as rd:
+            p = rd.parent(real, create=False)
+            st = os.stat(p.name, dir_fd=p.fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(p.name, dir_fd=p.fd)
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(p.name, dir_fd=p.fd)
+    except (OSError, LayerError):
+        pass  # not empty any more, or gone: keep what is there
 
 
 # -- start, relay, wait ----------------------------------------------------------------------

@@ -25,6 +25,7 @@ import socket
 import stat
 from dataclasses import dataclass, field
 
+from part4_tar import RootDir
 from part5_namespaces import (
     CloneFlags,
     MountFlags,
@@ -41,7 +42,6 @@ from part5_namespaces import (
 from . import capabilities as caps
 from . import seccomp
 from .network import interface_up
-from .paths import resolve_in_root
 from .spec import CapabilitySets, ContainerSpec, Mount
 from .users import ResolvedUser
 
@@ -115,8 +115,11 @@ class Context:
         return "user" in self.namespaces
 
     def path(self, inside: str) -> str:
-        """A container path as a host path, before pivot_root."""
-        return str(resolve_in_root(self.root, inside))
+        """A container path as a host path, before pivot_root (resolved inside the rootfs by
+        part 4's RootDir: an image's symlinks never lead to the host's files)."""
+        with RootDir(self.root) as rd:
+            real = rd.resolve(inside)
+        return os.path.join(self.root, real) if real else self.root
 
 
 # -- the steps ---------------------------------------------------------------------------------

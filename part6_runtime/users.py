@@ -7,10 +7,16 @@ of /etc/group that list the user's name; ``user:group`` takes the group from /et
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 
+from part4_tar import RootDir, UnsafePathError
+
 from .errors import SpecError
-from .paths import resolve_in_root
+
+#: /etc/passwd and /etc/group are read up to this size (a hostile image's are not read whole)
+MAX_DB_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -23,13 +29,23 @@ class ResolvedUser:
 
 
 def _read_db(rootfs: str, name: str) -> list[list[str]]:
-    """The colon-separated lines of /etc/passwd or /etc/group in the rootfs ([] if absent)."""
-    path = resolve_in_root(rootfs, f"/etc/{name}")
+    """The colon-separated lines of /etc/passwd or /etc/group in the rootfs ([] if absent).
+
+    Read through part 4's RootDir: symlinks resolve inside the rootfs, never to the host's
+    files, and only a regular file is read (an image's ``/etc/passwd -> /dev/sda`` or a fifo
+    there is no user database)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+        with RootDir(rootfs) as rd:
+            fd = rd.open(f"/etc/{name}", os.O_RDONLY | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except UnsafePathError as e:
+        raise SpecError(f"{rootfs}/etc/{name}: {e.reason}") from None
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        text = f.read(MAX_DB_BYTES).decode("utf-8", "replace")
+    return [line.split(":") for line in text.split("\n") if line.strip() and not line.startswith("#")]
 
 
 def resolve_user(rootfs: str, user: str | None, additional_gids: tuple[int, ...] = ()) -> ResolvedUser:

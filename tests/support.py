@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import tarfile
@@ -80,6 +82,27 @@ def hard(name, target):
     ti = tarfile.TarInfo(name)
     ti.type, ti.linkname = tarfile.LNKTYPE, target
     return ti, None
+
+
+def outside_state(top, skip):
+    """Every path under ``top`` (but not under ``skip``) with type, mode, owner, mtime, content:
+    compared before and after a hostile input, it shows that nothing outside ``skip`` changed."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        if os.path.abspath(dirpath) == os.path.abspath(skip):
+            dirnames[:] = []
+            continue
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) != str(skip)]
+        for name in [dirpath] + [os.path.join(dirpath, f) for f in filenames + dirnames]:
+            st = os.lstat(name)
+            item = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_nlink)
+            if stat.S_ISREG(st.st_mode):
+                with open(name, "rb") as f:
+                    item += (hashlib.sha256(f.read()).hexdigest(),)
+            elif stat.S_ISLNK(st.st_mode):
+                item += (os.readlink(name),)
+            out[name] = item
+    return out
 
 
 # -- the capstone ---------------------------------------------------------------------------------

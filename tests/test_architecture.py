@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "part4_tar": {"part1_overview", "part2_manual_oci"},
     "part3_go_style_builder": {"part1_overview", "part2_manual_oci", "part4_tar"},
     "part5_namespaces": {"part1_overview"},
-    "part6_runtime": {"part1_overview", "part5_namespaces"},
+    "part6_runtime": {"part1_overview", "part4_tar", "part5_namespaces"},
     "part7_union": {"part1_overview", "part2_manual_oci", "part4_tar", "part5_namespaces"},
     "capstone": {
         "part1_overview",

@@ -1,18 +1,16 @@
-"""capstone.engine.sources: the build context's paths resolve exactly as part 6's resolve_in_root
+"""capstone.engine.sources: the build context's paths resolve exactly as part 4's RootDir
 resolves them (symlinks followed inside the context), and a context without symlinks on the
-way resolves without loading the runtime at all (what a cached build relies on)."""
+way resolves without loading part 4 or the runtime at all (what a cached build relies on)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from capstone.engine.sources import ContextSource, clean_source
-from part6_runtime import SpecError, resolve_in_root
+from part4_tar import RootDir, UnsafePathError
 
 
 @pytest.fixture
@@ -42,18 +40,18 @@ WORDS = [
 
 
 def _oracle(root: Path, parts: list[str]):
-    """What the context resolved to before the fast path: resolve_in_root for every path."""
+    """What the context resolves to without the fast path: part 4's RootDir for every path."""
     try:
-        path = resolve_in_root(root, "/".join(parts))
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError, SpecError):
+        with RootDir(root) as rd:
+            rel = rd.resolve("/".join(parts))
+        st = os.lstat(root / rel if rel else root)
+    except (FileNotFoundError, NotADirectoryError, UnsafePathError):
         return None
-    rel = os.path.relpath(path, root)
-    return ("" if rel == "." else rel), st
+    return rel, st
 
 
 @pytest.mark.parametrize("word", [w for w in WORDS if "*" not in w])
-def test_context_paths_resolve_as_resolve_in_root_does(ctx, word):
+def test_context_paths_resolve_as_rootdir_does(ctx, word):
     parts = clean_source(word)
     got = ContextSource(ctx)._resolve(parts)
     want = _oracle(ctx, parts)
@@ -64,12 +62,12 @@ def test_context_paths_resolve_as_resolve_in_root_does(ctx, word):
 
 
 @pytest.mark.parametrize("word", WORDS)
-def test_matches_are_the_files_resolve_in_root_names(ctx, word):
+def test_matches_are_the_files_rootdir_names(ctx, word):
     items = ContextSource(ctx).match(word)
     for item in items:
         want = _oracle(ctx, item.rel.split("/") if item.rel else [])
         assert want is not None and want[0] == item.rel
-        assert os.path.samefile(item.path, resolve_in_root(ctx, item.rel)) or os.path.islink(item.path)
+        assert os.path.samefile(item.path, ctx / want[0] if want[0] else ctx) or os.path.islink(item.path)
 
 
 def test_symlinks_resolve_inside_the_context(ctx):
@@ -82,16 +80,20 @@ def test_symlinks_resolve_inside_the_context(ctx):
     assert source.match("file.txt/below") == []
 
 
-def test_a_context_without_symlinks_on_the_way_does_not_load_the_runtime(ctx):
-    code = (
-        "import sys\n"
-        "from capstone.engine.sources import ContextSource\n"
-        f"s = ContextSource({str(ctx)!r})\n"
-        "found = [i.rel for w in ('.', 'dir/sub/f.txt', 'di*/*', 'missing/x') for i in s.match(w)]\n"
-        "assert found == ['', 'dir/sub/f.txt', 'dir/sub'], found\n"
-        "assert 'part6_runtime' not in sys.modules\n"
-        "s.match('rel-dir/sub/f.txt')\n"
-        "assert 'part6_runtime' in sys.modules\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+def test_a_context_without_symlinks_on_the_way_resolves_by_lstat_alone(ctx, monkeypatch):
+    import part4_tar
+
+    opened = []
+
+    class Counting(part4_tar.RootDir):
+        def __init__(self, *a, **kw):
+            opened.append(a)
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(part4_tar, "RootDir", Counting)
+    s = ContextSource(ctx)
+    found = [i.rel for w in (".", "dir/sub/f.txt", "di*/*", "missing/x") for i in s.match(w)]
+    assert found == ["", "dir/sub/f.txt", "dir/sub"]
+    assert opened == []
+    assert [i.rel for i in s.match("rel-dir/sub/f.txt")] == ["dir/sub/f.txt"]
+    assert len(opened) == 1

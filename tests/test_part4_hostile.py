@@ -8,7 +8,6 @@ under the host's /etc.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -18,7 +17,7 @@ import tarfile
 import uuid
 
 import pytest
-from support import hard, sym
+from support import hard, outside_state, sym
 
 from part4_tar import LayerError, UnsafeArchiveError, apply_layers, extract_layer
 
@@ -73,26 +72,6 @@ def archive(entries) -> bytes:
 
 
 # -- the world outside the root --------------------------------------------------------------
-def snapshot(top, skip):
-    """Every path under ``top`` (but not under ``skip``) with type, mode, owner, mtime, content."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        if os.path.abspath(dirpath) == os.path.abspath(skip):
-            dirnames[:] = []
-            continue
-        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) != str(skip)]
-        for name in [dirpath] + [os.path.join(dirpath, f) for f in filenames + dirnames]:
-            st = os.lstat(name)
-            item = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_nlink)
-            if stat.S_ISREG(st.st_mode):
-                with open(name, "rb") as f:
-                    item += (hashlib.sha256(f.read()).hexdigest(),)
-            elif stat.S_ISLNK(st.st_mode):
-                item += (os.readlink(name),)
-            out[name] = item
-    return out
-
-
 @pytest.fixture
 def world(tmp_path):
     sibling = tmp_path / "sibling"
@@ -107,7 +86,7 @@ def world(tmp_path):
 
 
 def check_untouched(tmp_path, root, before):
-    assert snapshot(tmp_path, root) == before
+    assert outside_state(tmp_path, root) == before
     assert not os.path.exists(f"/etc/{CANARY}")
     assert not os.path.exists(f"/tmp/{CANARY}")
 
@@ -207,7 +186,7 @@ def test_hostile_archive_is_refused_or_contained(world, case_id, build, expected
         blob = archive([reg("big", b"x" * 5000)])[:512 + 1000]  # the header promises 5000 bytes
     else:
         blob = archive(build(tmp_path, sibling))
-    before = snapshot(tmp_path, root)
+    before = outside_state(tmp_path, root)
     if isinstance(expected, tuple):
         error, fragment = expected
         with pytest.raises(error) as info:
@@ -224,7 +203,7 @@ def test_symlink_planted_by_a_lower_layer_is_followed_inside_the_root(world):
     tmp_path, root, sibling = world
     lower = archive([sym("etc", str(sibling)), sym("bin", "../sibling")])
     upper = archive([reg("etc/file.txt"), reg("bin/file.txt")])
-    before = snapshot(tmp_path, root)
+    before = outside_state(tmp_path, root)
     apply_layers([io.BytesIO(lower), io.BytesIO(upper)], root)
     inside("{tmp}/sibling/file.txt")(root, tmp_path)
     inside("sibling/file.txt")(root, tmp_path)
@@ -236,7 +215,7 @@ def test_chmod_and_chown_of_an_entry_never_reach_a_symlink_target(world):
     os.symlink(sibling / "file.txt", root / "victim")  # already in the root, pointing out
     ti, data = reg("victim", b"new\n", mode=0o4777)
     ti.uid = ti.gid = 4242
-    before = snapshot(tmp_path, root)
+    before = outside_state(tmp_path, root)
     extract_layer(io.BytesIO(archive([(ti, data)])), root)
     st = os.lstat(root / "victim")
     assert stat.S_ISREG(st.st_mode) and (st.st_uid, stat.S_IMODE(st.st_mode)) == (4242, 0o4777)
@@ -246,12 +225,12 @@ def test_chmod_and_chown_of_an_entry_never_reach_a_symlink_target(world):
 def test_existing_hard_link_is_not_written_through(world):
     tmp_path, root, sibling = world
     os.link(sibling / "file.txt", root / "shared")  # a hard link to a file outside the root
-    before = snapshot(tmp_path, root)
+    before = outside_state(tmp_path, root)
     extract_layer(io.BytesIO(archive([reg("shared", b"layer content\n")])), root)
     assert (root / "shared").read_bytes() == b"layer content\n"
     # the outside file kept its content; only its link count dropped back
     assert (sibling / "file.txt").read_text() == "precious\n"
-    after = snapshot(tmp_path, root)
+    after = outside_state(tmp_path, root)
     key = str(sibling / "file.txt")
     assert after[key][:4] + after[key][5:] == before[key][:4] + before[key][5:]
     assert after[key][4] == before[key][4] - 1
@@ -281,7 +260,7 @@ def removes_deep_trees(world):
 def test_a_tree_nested_thousands_deep_is_written_and_whited_out_without_recursion(world, removes_deep_trees):
     tmp_path, root, sibling = world
     deep = "/".join(["d"] * 2000)  # twice Python's recursion limit
-    before = snapshot(tmp_path, root)
+    before = outside_state(tmp_path, root)
     extract_layer(io.BytesIO(archive([reg(deep + "/f", b"bottom")])), root)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -304,7 +283,7 @@ def test_opaque_marker_in_the_root_clears_only_the_roots_lower_content(world, re
     (root / "lower.txt").write_text("from a lower layer")
     os.symlink(sibling, root / "out")  # a lower symlink pointing out: removed, never followed
     _deep_dirs(str(root), 1500)
-    before = snapshot(tmp_path, root)
+    before = outside_state(tmp_path, root)
     extract_layer(io.BytesIO(archive([reg("new.txt", b"mine"), reg(".wh..wh..opq", b""), reg("z.txt", b"late")])), root)
     assert sorted(os.listdir(root)) == ["new.txt", "z.txt"]
     assert root.is_dir() and (sibling / "file.txt").read_text() == "precious\n"

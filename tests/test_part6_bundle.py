@@ -29,7 +29,6 @@ from part6_runtime import (
     run_bundle,
     spec_from_bundle,
 )
-from part6_runtime.paths import resolve_in_root
 from part6_runtime.seccomp import ENOSYS, SCMP_ACT_ERRNO, policy_rules
 from part6_runtime.users import resolve_user
 
@@ -86,14 +85,6 @@ def test_user_resolution_in_the_containers_files(tmp_path):
     assert resolve_user(str(root), "1234").gid == 0 and resolve_user(str(root), "1234").home == "/"
     with pytest.raises(SpecError):
         resolve_user(str(root), "root:nogroup-here")
-
-
-def test_paths_resolve_symlinks_inside_the_root(tmp_path):
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc/resolv.conf").symlink_to("/run/resolv.conf")
-    (tmp_path / "up").symlink_to("../../..")
-    assert resolve_in_root(tmp_path, "/etc/resolv.conf") == tmp_path / "run/resolv.conf"
-    assert resolve_in_root(tmp_path, "/up/etc") == tmp_path / "etc"
 
 
 def test_seccomp_policy_has_dockers_special_rules():

@@ -136,9 +136,9 @@ class ContextSource:
     def _resolve(self, parts: list[str]) -> tuple[str, os.stat_result] | None:
         """Follow ``parts`` from the root, symlinks resolved inside the root; (rel, lstat)."""
         # The common case first: no component is a symlink, so the path is the root joined
-        # with ``parts`` as it stands (what resolve_in_root would return), and the lstat of
-        # the last component is the answer. One lstat per component, as resolve_in_root does.
-        # A missing component (none before it being a symlink) means a missing path, as there.
+        # with ``parts`` as it stands (what part 4's RootDir would resolve it to), and the
+        # lstat of the last component is the answer: one lstat per component. A missing
+        # component (none before it being a symlink) means a missing path, as there.
         path = self.root
         st = None
         for part in parts:
@@ -150,7 +150,7 @@ class ContextSource:
             except (FileNotFoundError, NotADirectoryError):
                 return None
             except OSError:
-                break  # let part 6 decide
+                break  # let part 4 decide
             if stat.S_ISLNK(st.st_mode):
                 break
         else:
@@ -161,17 +161,9 @@ class ContextSource:
                     return None
             rel = os.path.relpath(path, self.root)
             return ("" if rel == "." else rel), st
-        # a symlink (or an error) on the way: part 6 resolves paths in a root filesystem
-        # (imported here: a build whose context paths hold no symlinks never loads the runtime)
-        from part6_runtime import SpecError, resolve_in_root
-
-        try:
-            path = resolve_in_root(self.root, "/".join(parts))
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError, SpecError):  # missing, or a symlink loop
-            return None
-        rel = os.path.relpath(path, self.root)
-        return ("" if rel == "." else rel), st
+        # a symlink (or an error) on the way: resolved inside the context by part 4's RootDir
+        # (imported here: a build whose context paths hold no symlinks never loads it)
+        return resolve_in(self.root, "/".join(parts))
 
     def match(self, word: str) -> list[SourceItem]:
         parts = clean_source(word)
@@ -243,6 +235,20 @@ class ContextSource:
                 stack.append((entry.path, crel, iter(_scan(entry.path)), chits))
 
 
+def resolve_in(root: str, path: str) -> tuple[str, os.stat_result] | None:
+    """``path`` resolved inside the directory ``root`` (symlinks followed as if ``root`` were
+    ``/``): (its real path below ``root``, its lstat), or None when it is missing or a loop."""
+    from part4_tar import RootDir, UnsafePathError
+
+    try:
+        with RootDir(root) as rd:
+            real = rd.resolve(path)
+            st = rd.lstat(real)
+    except (FileNotFoundError, NotADirectoryError, UnsafePathError):
+        return None
+    return (real, st) if st is not None else None
+
+
 def _scan(path: str) -> list[os.DirEntry]:
     with os.scandir(path) as it:
         entries = list(it)
@@ -303,4 +309,4 @@ class ImageSource:
 Source = ContextSource | ImageSource
 
 __all__ = ["ContextSource", "ImageSource", "Source", "SourceItem", "clean_source", "has_wildcards",
-           "match_segment"]
+           "match_segment", "resolve_in"]
