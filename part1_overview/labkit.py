@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import traceback
+import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,6 +256,8 @@ def tasks_markdown(lab: Lab) -> str:
     """The lab's ``TASKS.md``."""
     files = ", ".join(f"`{m}`" for m in lab.modules)
     holes = sum(len(t.holes) for t in lab.tasks)
+    files_are = (f"Your file {files} is a copy of the course's module" if len(lab.modules) == 1
+                 else f"Your files, {files}, are copies of the course's modules")
     out = [
         f"# Lab: {lab.title}",
         "",
@@ -262,12 +265,13 @@ def tasks_markdown(lab: Lab) -> str:
         "",
         "## How this lab works",
         "",
-        f"Your files, {files}, are copies of the course's modules in `{lab.package}/`: everything in",
-        f"them is the real code, except the bodies of {holes} function(s), which now raise",
-        '`NotImplementedError("lab task N: ...")`. Each function still has its signature and its',
-        "docstring: they say what it takes and what it must return. Fill the holes, task by task.",
-        "Your modules import the rest of the course from the installed packages (the `from "
-        f"{lab.package}... import` lines at the top), so each task can be checked on its own, in any order.",
+        f"{files_are} in `{lab.package}/`: all of it is the real code, except the bodies of {holes}",
+        f"function{'s' if holes > 1 else ''}, which now raise `NotImplementedError(\"lab task N: ...\")`. Each",
+        "function still has its signature (and its docstring, when it has one): with the task below, they say",
+        "what it takes and what it must do. Fill the holes, task by task. Your code imports the rest of the",
+        f"course from the installed packages (the `from {lab.package}... import` lines at the top), so each task",
+        "is checked on its own, in any order: while one task is checked, the others' holes are filled with the",
+        "course's code.",
         "",
         "Check your work at any time:",
         "",
@@ -359,6 +363,19 @@ def _attribute(module: ModuleType, qualname: str) -> tuple[object, str]:
     return owner, name
 
 
+def _rebound(function, module: ModuleType):
+    """``function``'s code with ``module``'s globals: the course's body, running among the
+    student's own classes and helpers, exactly as if its text had been left in the file."""
+    if isinstance(function, (staticmethod, classmethod)):
+        return type(function)(_rebound(function.__func__, module))
+    if not isinstance(function, types.FunctionType):
+        return function
+    copy = types.FunctionType(function.__code__, vars(module), function.__name__, function.__defaults__, function.__closure__)
+    copy.__kwdefaults__ = function.__kwdefaults__
+    copy.__qualname__, copy.__doc__, copy.__annotations__ = function.__qualname__, function.__doc__, function.__annotations__
+    return copy
+
+
 def fill_other_holes(lab: Lab, number: int, modules: dict[str, ModuleType], reference: dict[str, ModuleType]) -> None:
     """Put the course's functions in place of the holes of every task but ``number``."""
     for task in lab.tasks:
@@ -366,24 +383,31 @@ def fill_other_holes(lab: Lab, number: int, modules: dict[str, ModuleType], refe
             continue
         for hole in task.holes:
             filename, qualname = _split_hole(hole)
-            owner, name = _attribute(modules[_stem(filename)], qualname)
+            module = modules[_stem(filename)]
+            owner, name = _attribute(module, qualname)
             ref_owner, _ = _attribute(reference[_stem(filename)], qualname)
             value = vars(ref_owner)[name] if isinstance(ref_owner, type) else getattr(ref_owner, name)
-            setattr(owner, name, value)
+            setattr(owner, name, _rebound(value, module))
 
 
 # -- running one task -----------------------------------------------------------------------------
 
 
 def _hole_in(exc: BaseException) -> int | None:
-    """The task number of an untouched hole that ``exc`` (or what caused it) comes from."""
+    """The task number of an untouched hole that ``exc`` comes from: the exception itself, one
+    it was raised from or during (a check that turned it into an AssertionError), or the text
+    of an error that crossed a process boundary (a container's setup step, a namespace child)."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        match = _HOLE_RE.search(str(exc))
-        if match and (isinstance(exc, NotImplementedError) or "NotImplementedError" in str(exc)):
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        match = _HOLE_RE.search(str(e))
+        if match and (isinstance(e, NotImplementedError) or "NotImplementedError" in str(e)):
             return int(match.group(1))
-        exc = exc.__cause__ or exc.__context__
+        todo += [e.__cause__, e.__context__]
     return None
 
 
@@ -419,14 +443,14 @@ def run_task(lab: Lab, task: Task, directory: Path | None) -> TaskResult:
         ctx = LabContext(modules, reference, tmp, directory is None)
         try:
             task.check(ctx)
-        except AssertionError as e:
-            return TaskResult(task.number, task.title, FAILED, _first_line(str(e)) or f"an assertion failed{_where(e, directory)}",
-                              traceback.format_exc())
         except BaseException as e:  # noqa: BLE001 - whatever the student's code raises is the result
             hole = _hole_in(e)
             if hole is not None:
                 what = "the hole is still there" if hole == task.number else f"it needs lab task {hole}"
                 return TaskResult(task.number, task.title, NOT_STARTED, what, traceback.format_exc())
+            if isinstance(e, AssertionError):
+                return TaskResult(task.number, task.title, FAILED, _first_line(str(e)) or f"an assertion failed{_where(e, directory)}",
+                                  traceback.format_exc())
             return TaskResult(task.number, task.title, FAILED, f"{type(e).__name__}: {_first_line(str(e))}{_where(e, directory)}",
                               traceback.format_exc())
         return TaskResult(task.number, task.title, PASSED)

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from part1_overview import Narrator, run_cli
+from part1_overview import Narrator, lab_main, run_cli
 from part2_manual_oci import LayoutError, build_busybox_image, validate_layout
 from part4_tar import LayerError
 
@@ -259,6 +259,10 @@ def demo(n: Narrator, workspace: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:
+        from .lab import LAB
+
+        return lab_main(LAB, argv[1:])
     out = Narrator()
     try:
         args = _parser().parse_args(argv)

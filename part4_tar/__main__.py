@@ -20,7 +20,7 @@ import sys
 import tarfile
 import tempfile
 
-from part1_overview import Narrator, run_cli
+from part1_overview import Narrator, lab_main, run_cli
 
 from .blobinfo import layer_info
 from .compression import gzip_backend
@@ -266,6 +266,11 @@ def unpack(layers: list[str], dest: str, *, whiteouts: bool = True) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:
+        from .lab import LAB
+
+        return lab_main(LAB, argv[1:])
     p = argparse.ArgumentParser(prog=PROG, description="Layers as tar streams.")
     sub = p.add_subparsers(dest="command")
     d = sub.add_parser("demo", help="the narrated chapter demo (the default)")

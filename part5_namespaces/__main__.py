@@ -11,7 +11,7 @@ import platform
 import pwd
 import sys
 
-from part1_overview import Narrator, run_cli
+from part1_overview import Narrator, lab_main, run_cli
 
 from .demos import DEMO_USER, DEMOS, Comparison
 
@@ -46,6 +46,11 @@ def show(n: Narrator, name: str, result: Comparison) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:
+        from .lab import LAB
+
+        return lab_main(LAB, argv[1:])
     parser = argparse.ArgumentParser(prog="python -m part5_namespaces", description=__doc__.splitlines()[0])
     parser.add_argument("namespace", nargs="?", default="all", choices=[*DEMOS, "all"])
     args = parser.parse_args(argv)

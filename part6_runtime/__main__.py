@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 
-from part1_overview import Narrator, run_cli
+from part1_overview import Narrator, lab_main, run_cli
 
 from . import ContainerSpec, Limits, Mount, RuntimeSetupError, load_bundle, make_busybox_rootfs, parse_size, run
 from .errors import ContainerError
@@ -139,6 +139,11 @@ def _spec_from_args(a: argparse.Namespace) -> ContainerSpec:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:
+        from .lab import LAB
+
+        return lab_main(LAB, argv[1:])
     args = _parser().parse_args(argv)
     if args.command is None:
         return demo(Narrator())

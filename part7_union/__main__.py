@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from part1_overview import Narrator, run_cli
+from part1_overview import Narrator, lab_main, run_cli
 from part4_tar import LayerError
 
 from .chapter import run_chapter
@@ -16,6 +16,11 @@ from .errors import UnionError
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:
+        from .lab import LAB
+
+        return lab_main(LAB, argv[1:])
     parser = argparse.ArgumentParser(prog="python -m part7_union", description=__doc__)
     parser.add_argument("--workdir", type=Path, help="an empty (or new) directory for the demonstration; kept afterwards")
     args = parser.parse_args(argv)
