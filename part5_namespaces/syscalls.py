@@ -8,7 +8,6 @@ the C prototype as a comment. Every failure goes through :func:`_check`, which r
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import enum
 import os
 import platform
@@ -18,10 +17,12 @@ _libc = None
 
 
 def libc() -> ctypes.CDLL:
-    """glibc, loaded on first use (no work at import time)."""
+    """The C library, loaded on first use (no work at import time): the symbols the running
+    interpreter already has (dlopen(NULL)), so that no ``ldconfig`` is run to find it (a
+    container's fresh init must not start a host program)."""
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 
@@ -208,3 +209,121 @@ def shmget(key: int, size: int, flags: int = IPC_CREAT | 0o600) -> int:
 def shm_remove(shmid: int) -> None:
     """shmctl(shmid, IPC_RMID, NULL): delete a shared memory segment."""
     _check(libc().shmctl(ctypes.c_int(shmid), ctypes.c_int(IPC_RMID), None), f"shmctl({shmid}, IPC_RMID)")
+
+
+# -- descriptors, mount attributes and eBPF: what a runtime needs beyond namespaces ----------------
+#: syscall numbers shared by every architecture (asm-generic/unistd.h, from 424 on)
+_UNIFIED = {"open_tree": 428, "move_mount": 429, "close_range": 436, "mount_setattr": 442}
+#: bpf(2) predates the shared numbering
+_BPF = {"x86_64": 321, "aarch64": 280}
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+
+CLOSE_RANGE_UNSHARE = 1 << 1
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+
+class MountAttr(enum.IntFlag):
+    """MOUNT_ATTR_* of mount_setattr(2) (linux/mount.h)."""
+
+    NONE = 0
+    RDONLY = 0x00000001
+    NOSUID = 0x00000002
+    NODEV = 0x00000004
+    NOEXEC = 0x00000008
+    NOATIME = 0x00000010
+    STRICTATIME = 0x00000020
+    NODIRATIME = 0x00000080
+    NOSYMFOLLOW = 0x00200000
+
+
+def _syscall(name: str, *args) -> int:
+    number = _UNIFIED.get(name) if name in _UNIFIED else _BPF.get(platform.machine()) if name == "bpf" else None
+    if number is None:
+        raise OSError(38, f"no syscall number for {name} on {platform.machine()}")
+    libc().syscall.restype = ctypes.c_long
+    return libc().syscall(ctypes.c_long(number), *args)
+
+
+# int syscall(SYS_close_range, unsigned int first, unsigned int last, unsigned int flags);
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    """Close (or with CLOSE_RANGE_CLOEXEC, mark close-on-exec) every descriptor in
+    [first, last]: one call, however many descriptors the process holds."""
+    _check(_syscall("close_range", ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags)), f"close_range({first})")
+
+
+class _MountAttrStruct(ctypes.Structure):
+    # struct mount_attr { __u64 attr_set; __u64 attr_clr; __u64 propagation; __u64 userns_fd; };
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+# int syscall(SYS_mount_setattr, int dirfd, const char *pathname, unsigned int flags,
+#             struct mount_attr *attr, size_t size);
+def mount_setattr(path: str | os.PathLike, attr_set: MountAttr | int = 0, attr_clr: MountAttr | int = 0, *,
+                  recursive: bool = True, dirfd: int = AT_FDCWD) -> None:
+    """Set and clear mount attributes of the mount at ``path`` and, with ``recursive``
+    (AT_RECURSIVE), of every mount below it in one call (read-only that covers submounts).
+    ``path`` "" with ``dirfd`` an open mount (open_tree) changes that mount."""
+    attr = _MountAttrStruct(int(attr_set), int(attr_clr), 0, 0)
+    flags = (AT_RECURSIVE if recursive else 0) | (AT_EMPTY_PATH if os.fspath(path) == "" else 0)
+    _check(
+        _syscall("mount_setattr", ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags), ctypes.byref(attr),
+                 ctypes.c_size_t(ctypes.sizeof(attr))),
+        f"mount_setattr({MountAttr(int(attr_set))!r})",
+        os.fspath(path),
+    )
+
+
+# -- eBPF: the device filter of a cgroup v2 -----------------------------------------------------
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_MULTI = 2
+
+
+class _BpfProgLoad(ctypes.Structure):
+    # union bpf_attr, BPF_PROG_LOAD: { __u32 prog_type; __u32 insn_cnt; __aligned_u64 insns;
+    #   __aligned_u64 license; __u32 log_level; __u32 log_size; __aligned_u64 log_buf;
+    #   __u32 kern_version; __u32 prog_flags; ... }
+    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32), ("insns", ctypes.c_uint64),
+                ("license", ctypes.c_uint64), ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32)]
+
+
+class _BpfProgAttach(ctypes.Structure):
+    # union bpf_attr, BPF_PROG_ATTACH/DETACH: { __u32 target_fd; __u32 attach_bpf_fd;
+    #   __u32 attach_type; __u32 attach_flags; __u32 replace_bpf_fd; }
+    _fields_ = [("target_fd", ctypes.c_uint32), ("attach_bpf_fd", ctypes.c_uint32), ("attach_type", ctypes.c_uint32),
+                ("attach_flags", ctypes.c_uint32), ("replace_bpf_fd", ctypes.c_uint32)]
+
+
+# int syscall(SYS_bpf, int cmd, union bpf_attr *attr, unsigned int size);  -- BPF_PROG_LOAD
+def bpf_prog_load(prog_type: int, instructions: bytes, license: str = "Apache") -> int:
+    """Load an eBPF program (``instructions``: struct bpf_insn, 8 bytes each); returns its fd.
+    A refusal by the verifier raises OSError with the verifier's log as the message."""
+    code = ctypes.create_string_buffer(instructions, len(instructions))
+    lic = ctypes.create_string_buffer(license.encode())
+    log = ctypes.create_string_buffer(65536)
+    attr = _BpfProgLoad(prog_type, len(instructions) // 8, ctypes.addressof(code), ctypes.addressof(lic),
+                        1, len(log), ctypes.addressof(log), 0, 0)
+    fd = _syscall("bpf", ctypes.c_int(BPF_PROG_LOAD), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr)))
+    if fd == -1:
+        err = ctypes.get_errno()
+        detail = log.value.decode(errors="replace").strip().replace("\n", "; ")
+        raise OSError(err, f"bpf(BPF_PROG_LOAD): {os.strerror(err)}" + (f": {detail}" if detail else ""))
+    os.set_inheritable(fd, False)
+    return fd
+
+
+# int syscall(SYS_bpf, int cmd, union bpf_attr *attr, unsigned int size);  -- BPF_PROG_ATTACH
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = BPF_F_ALLOW_MULTI) -> None:
+    """Attach program ``prog_fd`` to ``target_fd`` (an open cgroup v2 directory)."""
+    attr = _BpfProgAttach(target_fd, prog_fd, attach_type, flags, 0)
+    _check(_syscall("bpf", ctypes.c_int(BPF_PROG_ATTACH), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr))),
+           "bpf(BPF_PROG_ATTACH)")
