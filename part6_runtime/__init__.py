@@ -10,6 +10,8 @@ its own PID namespace and returns its exit code (128+N when signal N killed it).
 """
 
 from .bundle import BundleWarning, load_bundle, run_bundle, spec_from_bundle
+from .capabilities import current_capabilities
+from .devices import DOCKER_DEVICE_RULES, RUNC_ALLOWED_DEVICES, DeviceRule
 from .errors import BundleError, ContainerError, RuntimeSetupError, SpecError
 from .rootfs import make_busybox_rootfs
 from .runtime import run
@@ -30,11 +32,15 @@ __all__ = [
     "ContainerError",
     "ContainerSpec",
     "DOCKER_DEFAULT_CAPABILITIES",
+    "DOCKER_DEVICE_RULES",
+    "DeviceRule",
     "Limits",
     "Mount",
+    "RUNC_ALLOWED_DEVICES",
     "RuntimeSetupError",
     "SETUP_STEPS",
     "SpecError",
+    "current_capabilities",
     "load_bundle",
     "make_busybox_rootfs",
     "parse_size",

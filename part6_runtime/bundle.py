@@ -5,8 +5,13 @@ subset of the runtime spec (config.json) that this runtime implements into a
 ``ContainerSpec``. Whatever it does not implement is *reported* (a list of warnings naming
 the JSON path, also issued as ``BundleWarning``), never silently dropped.
 
-The mounts a runtime always provides (/proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys)
-are recognised and done by the setup steps; other bind and tmpfs mounts become ``Mount``s.
+The mounts a runtime always provides (/proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys,
+/sys/fs/cgroup) are recognised and done by the setup steps with the bundle's options; other
+bind and tmpfs mounts become ``Mount``s. As runc: a bundle without a mount namespace is
+refused (pivot_root would move the caller's own root), ``linux.seccomp`` is loaded, the
+device cgroup is the bundle's ``linux.resources.devices`` followed by runc's default list,
+and the root filesystem keeps the device semantics config.json gives it (no ``nodev``
+added: only part 6's own containers get that).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from pathlib import Path
 
 from part5_namespaces import IdMap
 
+from .devices import RUNC_ALLOWED_DEVICES, parse_device_rule
 from .errors import BundleError, SpecError
+from .seccomp import profile_rules
 from .spec import NAMESPACES, SYSTEM_MOUNTS, CapabilitySets, ContainerSpec, Limits, Mount
 
 
@@ -35,7 +42,8 @@ _USER = {"uid", "gid", "additionalGids"}
 _CAPS = {"bounding", "effective", "permitted", "inheritable", "ambient"}
 _ROOT = {"path", "readonly"}
 _MOUNT = {"destination", "type", "source", "options"}
-_LINUX = {"namespaces", "uidMappings", "gidMappings", "maskedPaths", "readonlyPaths", "resources"}
+_LINUX = {"namespaces", "uidMappings", "gidMappings", "maskedPaths", "readonlyPaths", "resources", "seccomp"}
+_SECCOMP = {"defaultAction", "defaultErrnoRet", "architectures", "syscalls"}
 _RESOURCES = {"memory", "pids", "cpu", "devices"}
 
 
@@ -133,6 +141,10 @@ def _spec(bundle: Path, config: dict, w: list[str]) -> ContainerSpec:
         if ns.get("path"):
             w.append(f"linux.namespaces[{i}].path: joining an existing {ns['type']} namespace is not implemented; a new one is made")
         namespaces.add(ns["type"])
+    if "mount" not in namespaces:
+        # runc: "unable to restore the rootfs without a mount namespace"; here pivot_root
+        # and every mount would change the caller's own mount table
+        raise BundleError("linux.namespaces: no mount namespace; this runtime (like runc) needs one")
     uid_maps = tuple(IdMap(m["containerID"], m["hostID"], m["size"]) for m in linux.get("uidMappings") or ())
     gid_maps = tuple(IdMap(m["containerID"], m["hostID"], m["size"]) for m in linux.get("gidMappings") or ())
     if (uid_maps or gid_maps) and "user" not in namespaces:
@@ -149,9 +161,17 @@ def _spec(bundle: Path, config: dict, w: list[str]) -> ContainerSpec:
     cpus = None
     if cpu.get("quota") and cpu["quota"] > 0:
         cpus = cpu["quota"] / (cpu.get("period") or 100_000)
-    devices = resources.get("devices") or []
-    if devices and devices != [{"allow": False, "access": "rwm"}]:
-        w.append("linux.resources.devices: device cgroup rules are not implemented; /dev holds only the standard nodes")
+    try:
+        devices = tuple(parse_device_rule(d) for d in resources.get("devices") or ()) + RUNC_ALLOWED_DEVICES
+    except (ValueError, TypeError) as e:
+        raise BundleError(f"linux.resources.devices: {e}") from None
+    seccomp = linux.get("seccomp")
+    if seccomp is not None:
+        _unknown(seccomp, _SECCOMP, "linux.seccomp", w)
+        try:
+            profile_rules(seccomp)  # refuse now what could not be loaded in the container
+        except (ValueError, TypeError, KeyError) as e:
+            raise BundleError(f"linux.seccomp: {e}") from None
     pids_limit = pids.get("limit")
     limits = Limits(
         memory=memory.get("limit") if memory.get("limit", -1) > 0 else None,
@@ -178,7 +198,7 @@ def _spec(bundle: Path, config: dict, w: list[str]) -> ContainerSpec:
         capabilities=capability_sets,
         no_new_privileges=bool(process.get("noNewPrivileges", False)),
         # the runtime spec filters system calls only when linux.seccomp says so
-        seccomp=False,
+        seccomp=seccomp if seccomp is not None else False,
         masked_paths=tuple(linux.get("maskedPaths") or ()),
         readonly_paths=tuple(linux.get("readonlyPaths") or ()),
         uid_maps=uid_maps,
@@ -186,4 +206,7 @@ def _spec(bundle: Path, config: dict, w: list[str]) -> ContainerSpec:
         namespaces=frozenset(namespaces),
         etc_files=False,
         system_mounts=tuple(system_mounts),
+        devices=devices,
+        nodev=False,
+        cgroupfs=any(m.destination == "/sys/fs/cgroup" for m in system_mounts),
     )

@@ -166,6 +166,12 @@ def set_no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
+def current_capabilities() -> tuple[str, ...]:
+    """The names of the capabilities this process holds (its permitted set): "all of them"
+    for a privileged container (RUN --security=insecure), never more than the caller has."""
+    return names(capget()[1])
+
+
 def status_masks(pid: int | str = "self") -> dict[str, int]:
     """The Cap* lines of /proc/PID/status: {"CapEff": 0xa80425fb, ...}."""
     out = {}

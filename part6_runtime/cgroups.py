@@ -1,14 +1,19 @@
-"""Resource limits through control groups, v1 or v2, whichever the host has.
+"""The container's control group: resource limits and the device rules, v1 or v2.
 
 A cgroup is a directory in a cgroup filesystem: writing a pid into its ``cgroup.procs``
 moves the process (and its future children) in, and the files beside it are the limits.
+Like runc, every container gets its own group, limits or not: the device rules
+(devices.py) live there, and the container's ``/sys/fs/cgroup`` shows that group as its root.
 
 - **v2** (one tree at /sys/fs/cgroup, ``cgroup.controllers`` at its top): ``memory.max``,
   ``memory.swap.max``, ``pids.max``, ``cpu.max``; a controller works in a child only after
-  ``+name`` is written to the parent's ``cgroup.subtree_control``.
+  ``+name`` is written to the parent's ``cgroup.subtree_control``. The device rules are an
+  eBPF program attached to the group (there is no controller file for them).
 - **v1** (one tree per controller, /sys/fs/cgroup/memory, /sys/fs/cgroup/pids, ...; the
-  "hybrid" layout of these machines): ``memory.limit_in_bytes`` (+ ``memory.memsw.limit_in_bytes``
-  so the limit cannot be dodged into swap), ``pids.max``, ``cpu.cfs_quota_us``/``cfs_period_us``.
+  "hybrid" layout of these machines): a directory in *every* mounted hierarchy, as runc
+  makes them; ``memory.limit_in_bytes`` (+ ``memory.memsw.limit_in_bytes`` so the limit cannot
+  be dodged into swap), ``pids.max``, ``cpu.cfs_quota_us``/``cfs_period_us``, and
+  ``devices.deny``/``devices.allow``.
 
 The kernel's OOM killer ends a process that needs more than the memory limit with SIGKILL
 (exit status 137); fork(2) fails with EAGAIN once ``pids.max`` processes exist.
@@ -19,9 +24,12 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from part5_namespaces import syscalls
+
+from .devices import DeviceRule, device_filter
 from .errors import ContainerError
 from .spec import Limits
 
@@ -33,15 +41,54 @@ class CgroupError(ContainerError):
     """A cgroup could not be created, limited, joined or removed."""
 
 
-def cgroup_version(root: Path = CGROUP_ROOT) -> int:
+def cgroup_version(root: Path | None = None) -> int:
     """2 when /sys/fs/cgroup is the unified hierarchy, 1 for the legacy or hybrid layouts."""
-    return 2 if (root / "cgroup.controllers").exists() else 1
+    return 2 if ((root or CGROUP_ROOT) / "cgroup.controllers").exists() else 1
 
 
-def _controllers_for(limits: Limits) -> list[str]:
-    """The controllers that ``limits`` needs, in a fixed order."""
-    needs = {"memory": limits.memory, "pids": limits.pids, "cpu": limits.cpus}
-    return [controller for controller, value in needs.items() if value is not None]
+@dataclass(frozen=True)
+class Hierarchy:
+    """A mounted v1 hierarchy: its name under /sys/fs/cgroup (``cpu``, ``cpu,cpuacct``,
+    ``systemd``) and the mount options that name it (``cpu,cpuacct``, ``name=systemd``)."""
+
+    name: str
+    options: str
+
+    @property
+    def controllers(self) -> tuple[str, ...]:
+        return tuple(self.options.split(","))
+
+
+#: super options of a v1 cgroup mount that do not name a controller
+_NOT_CONTROLLERS = {"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods"}
+
+
+def v1_hierarchies(root: Path | None = None) -> list[Hierarchy]:
+    """The cgroup v1 hierarchies mounted directly below ``root`` (from /proc/self/mountinfo)."""
+    root = root or CGROUP_ROOT
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            dash = fields.index("-")
+            mount_point, fstype, super_options = fields[4], fields[dash + 1], fields[dash + 3]
+            if fstype != "cgroup" or os.path.dirname(mount_point) != str(root):
+                continue
+            wanted = [o for o in super_options.split(",") if o not in _NOT_CONTROLLERS and ("=" not in o or o.startswith("name="))]
+            found.append(Hierarchy(os.path.basename(mount_point), ",".join(wanted)))
+    return found
+
+
+def caller_members(root: Path | None = None) -> tuple[int, tuple[tuple[str, str, Path], ...]]:
+    """(version, members) of the caller's own cgroup, for a container that gets none of its
+    own (an unprivileged caller): what its /sys/fs/cgroup shows then."""
+    root = root or CGROUP_ROOT
+    if cgroup_version(root) == 2:
+        with open("/proc/self/cgroup") as f:
+            path = next((line.rstrip("\n").split(":", 2)[2] for line in f if line.startswith("0::")), "/")
+        return 2, (("", "", root / path.lstrip("/")),)
+    return 1, tuple((h.name, h.options, root / h.name / _own_v1_path(h.controllers[0]).lstrip("/"))
+                    for h in v1_hierarchies(root))
 
 
 def _own_v1_path(controller: str) -> str:
@@ -64,56 +111,77 @@ def _write(path: Path, value: str) -> None:
 
 @dataclass
 class Cgroup:
-    """The cgroup directories of one container (one per v1 controller, or one v2 directory)."""
+    """The cgroup directories of one container (one per v1 hierarchy, or one v2 directory).
+
+    ``members``: (name under /sys/fs/cgroup, mount options, directory) per hierarchy, what
+    the container's ``/sys/fs/cgroup`` is made of (v2: one entry named ``""``)."""
 
     version: int
-    directories: tuple[Path, ...]
+    directories: tuple[Path, ...] = ()
+    members: tuple[tuple[str, str, Path], ...] = field(default=())
 
     @classmethod
-    def create(cls, name: str, limits: Limits, root: Path = CGROUP_ROOT) -> "Cgroup":
-        """Make the container's cgroup(s) named ``name`` and write ``limits`` into them."""
+    def create(cls, name: str, limits: Limits, root: Path | None = None,
+               devices: tuple[DeviceRule, ...] | None = None) -> "Cgroup":
+        """Make the container's cgroup(s) named ``name`` and write ``limits`` and the device
+        rules ``devices`` (None: no device rules) into them."""
+        root = root or CGROUP_ROOT
         if cgroup_version(root) == 2:
-            return cls._create_v2(name, limits, root)
-        return cls._create_v1(name, limits, root)
+            return cls._create_v2(name, limits, root, devices)
+        return cls._create_v1(name, limits, root, devices)
 
     @classmethod
-    def _create_v1(cls, name: str, limits: Limits, root: Path) -> "Cgroup":
-        wanted = _controllers_for(limits)
-        made: list[Path] = []
-        group = cls(1, ())
+    def _create_v1(cls, name: str, limits: Limits, root: Path, devices) -> "Cgroup":
+        group = cls(1)
+        hierarchies = v1_hierarchies(root)
+        present = {c for h in hierarchies for c in h.controllers}
+        for controller in [c for c in ("memory", "pids", "cpu") if getattr(limits, c if c != "cpu" else "cpus") is not None]:
+            if controller not in present:
+                raise CgroupError(f"cgroup v1 controller {controller} is not mounted at {root / controller}")
+        if devices is not None and "devices" not in present:
+            raise CgroupError(f"cgroup v1 controller devices is not mounted at {root / 'devices'}")
         try:
-            for controller in wanted:
-                mount = root / controller
-                if not (mount / "cgroup.procs").exists():
-                    raise CgroupError(f"cgroup v1 controller {controller} is not mounted at {mount}")
+            for h in hierarchies:
                 # below the caller's own cgroup: the container stays inside whatever limits
                 # the caller itself runs under
-                parent = mount / _own_v1_path(controller).lstrip("/")
-                directory = parent / name
+                directory = root / h.name / _own_v1_path(h.controllers[0]).lstrip("/") / name
                 try:
                     directory.mkdir()
                 except OSError as e:
                     raise CgroupError(f"mkdir {directory}: {os.strerror(e.errno)}") from e
-                made.append(directory)
-                group.directories = tuple(made)
-                if controller == "memory":
-                    _write(directory / "memory.limit_in_bytes", str(limits.memory))
-                    memsw = directory / "memory.memsw.limit_in_bytes"
-                    if memsw.exists():  # only with swap accounting; memsw must be >= the limit
-                        _write(memsw, str(limits.memory))
-                elif controller == "pids":
-                    _write(directory / "pids.max", str(limits.pids))
-                elif controller == "cpu":
-                    _write(directory / "cpu.cfs_period_us", str(CPU_PERIOD_US))
-                    _write(directory / "cpu.cfs_quota_us", str(max(1000, int(limits.cpus * CPU_PERIOD_US))))
+                group.directories += (directory,)
+                group.members += ((h.name, h.options, directory),)
+                cls._fill_v1(directory, h.controllers, limits, devices)
         except BaseException:
             group.remove()
             raise
         return group
 
+    @staticmethod
+    def _fill_v1(directory: Path, controllers: tuple[str, ...], limits: Limits, devices) -> None:
+        if "cpuset" in controllers:
+            # a new cpuset is empty, and a process cannot join an empty one: take the parent's
+            for knob in ("cpuset.cpus", "cpuset.mems"):
+                if not (directory / knob).read_text().strip():
+                    _write(directory / knob, (directory.parent / knob).read_text().strip())
+        if "memory" in controllers and limits.memory is not None:
+            _write(directory / "memory.limit_in_bytes", str(limits.memory))
+            memsw = directory / "memory.memsw.limit_in_bytes"
+            if memsw.exists():  # only with swap accounting; memsw must be >= the limit
+                _write(memsw, str(limits.memory))
+        if "pids" in controllers and limits.pids is not None:
+            _write(directory / "pids.max", str(limits.pids))
+        if "cpu" in controllers and limits.cpus is not None:
+            _write(directory / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+            _write(directory / "cpu.cfs_quota_us", str(max(1000, int(limits.cpus * CPU_PERIOD_US))))
+        if "devices" in controllers and devices is not None:
+            for rule in devices:
+                _write(directory / ("devices.allow" if rule.allow else "devices.deny"), rule.v1_line)
+
     @classmethod
-    def _create_v2(cls, name: str, limits: Limits, root: Path) -> "Cgroup":
-        wanted = _controllers_for(limits)
+    def _create_v2(cls, name: str, limits: Limits, root: Path, devices) -> "Cgroup":
+        needs = {"memory": limits.memory, "pids": limits.pids, "cpu": limits.cpus}
+        wanted = [controller for controller, value in needs.items() if value is not None]
         available = (root / "cgroup.controllers").read_text().split()
         missing = [c for c in wanted if c not in available]
         if missing:
@@ -130,7 +198,7 @@ class Cgroup:
             directory.mkdir()
         except OSError as e:
             raise CgroupError(f"mkdir {directory}: {os.strerror(e.errno)}") from e
-        group = cls(2, (directory,))
+        group = cls(2, (directory,), (("", "", directory),))
         try:
             if limits.memory is not None:
                 _write(directory / "memory.max", str(limits.memory))
@@ -140,6 +208,8 @@ class Cgroup:
                 _write(directory / "pids.max", str(limits.pids))
             if limits.cpus is not None:
                 _write(directory / "cpu.max", f"{max(1000, int(limits.cpus * CPU_PERIOD_US))} {CPU_PERIOD_US}")
+            if devices is not None:
+                attach_device_filter(directory, devices)
         except BaseException:
             group.remove()
             raise
@@ -180,3 +250,23 @@ class Cgroup:
                         raise CgroupError(f"rmdir {directory}: {os.strerror(e.errno)}") from e
                     time.sleep(0.02)
         self.directories = ()
+        self.members = ()
+
+
+def attach_device_filter(directory: Path, rules: tuple[DeviceRule, ...]) -> None:
+    """Load the eBPF program for ``rules`` and attach it to the v2 cgroup ``directory``; it
+    stays attached (and loaded) as long as the cgroup exists."""
+    try:
+        prog = syscalls.bpf_prog_load(syscalls.BPF_PROG_TYPE_CGROUP_DEVICE, device_filter(rules))
+    except OSError as e:
+        raise CgroupError(f"loading the device filter for {directory}: {e.strerror}") from e
+    try:
+        target = os.open(directory, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            syscalls.bpf_prog_attach(target, prog, syscalls.BPF_CGROUP_DEVICE)
+        finally:
+            os.close(target)
+    except OSError as e:
+        raise CgroupError(f"attaching the device filter to {directory}: {e.strerror}") from e
+    finally:
+        os.close(prog)

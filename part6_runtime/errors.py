@@ -34,3 +34,11 @@ class RuntimeSetupError(ContainerError):
         self.step = step
         self.cause = cause
         super().__init__(f"setup step {step!r} failed: {cause}")
+
+    @property
+    def exit_code(self) -> int:
+        """What ``docker run`` and ``podman run`` exit with for this failure: 127 when the
+        command does not exist, 126 when it cannot be executed, 125 for any other step."""
+        if self.step != "exec":
+            return 125
+        return 127 if getattr(self.cause, "errno", None) == 2 else 126

@@ -37,7 +37,7 @@ from part5_namespaces import CloneFlags, NamespaceError, spawn, syscalls
 
 from . import capabilities as caps
 from . import seccomp
-from .cgroups import Cgroup
+from .cgroups import Cgroup, caller_members
 from .errors import ContainerError, RuntimeSetupError, SpecError
 from .network import SLIRP_DNS, Slirp
 from .setup import Plan, container_main
@@ -67,20 +67,25 @@ def run(
     stdout: StdioArg = None,
     stderr: StdioArg = None,
     on_step: Callable[[str], None] | None = None,
+    kill_on_interrupt: bool = False,
 ) -> int:
     """Run the container described by ``spec`` and wait for it.
 
     ``stdin``/``stdout``/``stderr``: a file descriptor or an object with ``fileno()``; None
     passes the caller's own. With ``spec.terminal`` the command gets a pty whose other end is
     relayed to ``stdin``/``stdout``. ``on_step(name)`` is called (from a helper thread) as
-    the container starts each setup step. Returns the exit code, 128+N after signal N.
+    the container starts each setup step. SIGINT, SIGTERM, SIGHUP and SIGQUIT to the caller
+    are forwarded to PID 1 (which, without ``init``, ignores those it has no handler for, as
+    under ``docker run``); with ``kill_on_interrupt`` (a builder's RUN step, as BuildKit
+    cancels one) the container is killed instead and the result is 128+N for that signal N.
+    Returns the exit code, 128+N after signal N.
     Raises ``RuntimeSetupError(step, cause)`` when a setup step fails, ``SpecError`` for a
     spec that cannot run.
     """
     stdio = tuple(_fd(x) for x in (stdin, stdout, stderr))
     with _Resources() as res:
         plan = _prepare(spec, stdio, res)
-        return _start_and_wait(plan, res, on_step)
+        return _start_and_wait(plan, res, on_step, kill_on_interrupt)
 
 
 # -- preparation (in the caller's process, with the host's files at hand) ----------------------
@@ -138,7 +143,7 @@ def _prepare(spec: ContainerSpec, stdio: tuple, res: _Resources) -> Plan:
 
     # load what the child needs from the host before its pivot_root: libc, libseccomp
     syscalls.libc()
-    if spec.seccomp:
+    if spec.seccomp is not False:
         seccomp.libseccomp()
     return Plan(
         spec=spec,
@@ -151,6 +156,7 @@ def _prepare(spec: ContainerSpec, stdio: tuple, res: _Resources) -> Plan:
         report_fd=-1,
         go_fd=-1,
         stdio=stdio,
+        import_root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
 
 
@@ -286,12 +292,18 @@ def _remove_if_empty(rootfs: str, real: str) -> None:
 # -- start, relay, wait ----------------------------------------------------------------------
 
 
-def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] | None) -> int:
+def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] | None,
+                    kill_on_interrupt: bool = False) -> int:
     spec = plan.spec
     cgroup = None
-    if spec.limits.uses_cgroups:
-        cgroup = Cgroup.create(f"part6-{os.getpid()}-{os.urandom(4).hex()}", spec.limits)
+    # every container gets a cgroup of its own (its device rules live there); an unprivileged
+    # caller cannot make one, and its user namespace already denies mknod and foreign devices
+    if spec.limits.uses_cgroups or os.geteuid() == 0:
+        cgroup = Cgroup.create(f"part6-{os.getpid()}-{os.urandom(4).hex()}", spec.limits, devices=spec.device_rules)
         res.undo.append(cgroup.remove)
+        version, members = cgroup.version, cgroup.members
+    else:
+        version, members = caller_members()
 
     report_r, report_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -300,7 +312,8 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
     if spec.terminal:
         console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         res.undo.append(console_parent.close)
-    plan = _replace(plan, report_fd=report_w, go_fd=go_r, console_fd=console_child.fileno() if console_child else None)
+    plan = _replace(plan, report_fd=report_w, go_fd=go_r, console_fd=console_child.fileno() if console_child else None,
+                    cgroup_version=version, cgroup_members=tuple((n, o, str(d)) for n, o, d in members))
 
     flags = CloneFlags(0)
     for name in plan.spec.namespace_set:
@@ -354,13 +367,16 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
         relay = _ConsoleRelay(console_parent, in_fd, out_fd)
         relay.start()
 
-    with _SignalForwarding(child, relay):
+    forwarding = _SignalForwarding(child, relay, pid1 if kill_on_interrupt else None)
+    with forwarding:
         try:
             code = child.wait()
         except BaseException:
             child.kill()
             child.wait()
             raise
+    if forwarding.interrupted is not None:
+        code = 128 + forwarding.interrupted
     if relay is not None:
         relay.finish()
     reporter.join()
@@ -432,11 +448,14 @@ class _Reporter(threading.Thread):
 
 
 class _SignalForwarding:
-    """SIGINT/SIGTERM/SIGHUP/SIGQUIT to the runtime go to the container (main thread only)."""
+    """SIGINT/SIGTERM/SIGHUP/SIGQUIT to the runtime go to the container (main thread only),
+    or, with ``kill_pid``, end it: SIGKILL to PID 1 (whose host pid that is)."""
 
-    def __init__(self, child, relay: "_ConsoleRelay | None") -> None:
+    def __init__(self, child, relay: "_ConsoleRelay | None", kill_pid: int | None = None) -> None:
         self.child = child
         self.relay = relay
+        self.kill_pid = kill_pid
+        self.interrupted: int | None = None
         self.saved: dict[int, object] = {}
 
     def __enter__(self) -> "_SignalForwarding":
@@ -450,7 +469,11 @@ class _SignalForwarding:
 
     def _forward(self, signum: int, _frame: object) -> None:
         try:
-            self.child.send_signal(signum)
+            if self.kill_pid is not None:
+                self.interrupted = self.interrupted or signum
+                os.kill(self.kill_pid, signal.SIGKILL)
+            else:
+                self.child.send_signal(signum)
         except ProcessLookupError:
             pass
 

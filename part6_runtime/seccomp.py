@@ -134,10 +134,16 @@ ENOSYS = 38
 # -- libseccomp ------------------------------------------------------------------------------
 
 SCMP_ACT_ALLOW = 0x7FFF0000
+SCMP_ACT_KILL_THREAD = 0x00000000
+SCMP_ACT_KILL_PROCESS = 0x80000000
+SCMP_ACT_TRAP = 0x00030000
+SCMP_ACT_LOG = 0x7FFC0000
 SCMP_FLTATR_CTL_NNP = 3  # enum scmp_filter_attr: let us decide about no_new_privs
 SCMP_CMP_NE = 1
 SCMP_CMP_LT = 2
+SCMP_CMP_LE = 3
 SCMP_CMP_EQ = 4
+SCMP_CMP_GE = 5
 SCMP_CMP_GT = 6
 SCMP_CMP_MASKED_EQ = 7
 _NR_SCMP_ERROR = -1
@@ -145,6 +151,10 @@ _NR_SCMP_ERROR = -1
 
 def SCMP_ACT_ERRNO(errno: int) -> int:  # noqa: N802 - the C macro's name
     return 0x00050000 | (errno & 0x0000FFFF)
+
+
+def SCMP_ACT_TRACE(msg: int) -> int:  # noqa: N802 - the C macro's name
+    return 0x7FF00000 | (msg & 0x0000FFFF)
 
 
 class ArgCmp(ctypes.Structure):
@@ -185,6 +195,12 @@ def libseccomp() -> ctypes.CDLL:
         # void seccomp_release(scmp_filter_ctx ctx);
         lib.seccomp_release.restype = None
         lib.seccomp_release.argtypes = [ctypes.c_void_p]
+        # uint32_t seccomp_arch_resolve_name(const char *arch_name);
+        lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+        lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+        # int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);
+        lib.seccomp_arch_add.restype = ctypes.c_int
+        lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
         _lib = lib
     return _lib
 
@@ -216,9 +232,19 @@ def policy_rules(capabilities: Iterable[str], machine: str | None = None) -> lis
     return rules
 
 
-_OP_NAMES = {SCMP_CMP_NE: "SCMP_CMP_NE", SCMP_CMP_LT: "SCMP_CMP_LT", SCMP_CMP_EQ: "SCMP_CMP_EQ",
-             SCMP_CMP_GT: "SCMP_CMP_GT", SCMP_CMP_MASKED_EQ: "SCMP_CMP_MASKED_EQ"}
+_OP_NAMES = {SCMP_CMP_NE: "SCMP_CMP_NE", SCMP_CMP_LT: "SCMP_CMP_LT", SCMP_CMP_LE: "SCMP_CMP_LE",
+             SCMP_CMP_EQ: "SCMP_CMP_EQ", SCMP_CMP_GE: "SCMP_CMP_GE", SCMP_CMP_GT: "SCMP_CMP_GT",
+             SCMP_CMP_MASKED_EQ: "SCMP_CMP_MASKED_EQ"}
 _ARCHES = {"x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]}
+#: the runtime spec's architecture names -> libseccomp's
+_ARCH_TOKENS = {
+    "SCMP_ARCH_X86": "x86", "SCMP_ARCH_X86_64": "x86_64", "SCMP_ARCH_X32": "x32", "SCMP_ARCH_ARM": "arm",
+    "SCMP_ARCH_AARCH64": "aarch64", "SCMP_ARCH_MIPS": "mips", "SCMP_ARCH_MIPS64": "mips64",
+    "SCMP_ARCH_MIPS64N32": "mips64n32", "SCMP_ARCH_MIPSEL": "mipsel", "SCMP_ARCH_MIPSEL64": "mipsel64",
+    "SCMP_ARCH_MIPSEL64N32": "mipsel64n32", "SCMP_ARCH_PPC": "ppc", "SCMP_ARCH_PPC64": "ppc64",
+    "SCMP_ARCH_PPC64LE": "ppc64le", "SCMP_ARCH_S390": "s390", "SCMP_ARCH_S390X": "s390x",
+    "SCMP_ARCH_RISCV64": "riscv64",
+}
 
 
 def profile_json(capabilities: Iterable[str], machine: str | None = None) -> dict:
@@ -251,8 +277,60 @@ def load_docker_default(capabilities: Iterable[str]) -> tuple[int, list[str]]:
     other call the profile does not allow with EPERM. The filter is inherited by children
     and survives execve; it can never be removed.
     """
+    return _load(SCMP_ACT_ERRNO(EPERM), policy_rules(capabilities), ())
+
+
+def profile_rules(profile: dict) -> tuple[int, list[tuple[str, int, tuple]], list[str]]:
+    """A runtime-spec ``linux.seccomp`` object as (default action, rules, architectures).
+
+    As runc reads it: ``errnoRet`` (default EPERM) for ERRNO and TRACE actions; the ``args``
+    of one rule are ANDed, unless an index repeats, in which case each becomes a rule of its
+    own (ORed). Raises ValueError for what this runtime cannot load (SCMP_ACT_NOTIFY)."""
+    def action(name: str, errno_ret) -> int:
+        errno_ret = EPERM if errno_ret is None else int(errno_ret)
+        fixed = {"SCMP_ACT_ALLOW": SCMP_ACT_ALLOW, "SCMP_ACT_KILL": SCMP_ACT_KILL_THREAD,
+                 "SCMP_ACT_KILL_THREAD": SCMP_ACT_KILL_THREAD, "SCMP_ACT_KILL_PROCESS": SCMP_ACT_KILL_PROCESS,
+                 "SCMP_ACT_TRAP": SCMP_ACT_TRAP, "SCMP_ACT_LOG": SCMP_ACT_LOG}
+        if name in fixed:
+            return fixed[name]
+        if name == "SCMP_ACT_ERRNO":
+            return SCMP_ACT_ERRNO(errno_ret)
+        if name == "SCMP_ACT_TRACE":
+            return SCMP_ACT_TRACE(errno_ret)
+        raise ValueError(f"seccomp action {name!r} is not implemented by this runtime")
+
+    ops = {v: k for k, v in _OP_NAMES.items()}
+    default = action(profile.get("defaultAction", "SCMP_ACT_ALLOW"), profile.get("defaultErrnoRet"))
+    rules: list[tuple[str, int, tuple]] = []
+    for i, entry in enumerate(profile.get("syscalls") or ()):
+        act = action(entry.get("action", ""), entry.get("errnoRet"))
+        conditions = []
+        for arg in entry.get("args") or ():
+            if arg.get("op") not in ops:
+                raise ValueError(f"syscalls[{i}]: unknown comparison {arg.get('op')!r}")
+            conditions.append((int(arg["index"]), ops[arg["op"]], int(arg.get("value", 0)), int(arg.get("valueTwo", 0))))
+        indexes = [c[0] for c in conditions]
+        groups = [(c,) for c in conditions] if len(set(indexes)) < len(indexes) else [tuple(conditions)]
+        for name in entry.get("names") or ([entry["name"]] if entry.get("name") else []):
+            rules += [(name, act, group) for group in groups]
+    arches = []
+    for arch in profile.get("architectures") or ():
+        if arch not in _ARCH_TOKENS:
+            raise ValueError(f"seccomp architecture {arch!r} is unknown")
+        arches.append(_ARCH_TOKENS[arch])
+    return default, rules, arches
+
+
+def load_profile(profile: dict) -> tuple[int, list[str]]:
+    """Load a runtime-spec ``linux.seccomp`` profile (an OCI bundle's) on the calling thread;
+    the same return value and ENOSYS rule as :func:`load_docker_default`."""
+    default, rules, arches = profile_rules(profile)
+    return _load(default, rules, arches)
+
+
+def _load(default: int, rules: list[tuple[str, int, tuple]], arches) -> tuple[int, list[str]]:
     lib = libseccomp()
-    ctx = lib.seccomp_init(SCMP_ACT_ERRNO(EPERM))
+    ctx = lib.seccomp_init(default)
     if not ctx:
         raise OSError(ENOSYS, "seccomp_init: libseccomp could not create a filter")
     skipped: list[str] = []
@@ -261,7 +339,13 @@ def load_docker_default(capabilities: Iterable[str]) -> tuple[int, list[str]]:
     try:
         # the no_new_privs step decides; loading a filter without it needs CAP_SYS_ADMIN
         _check(lib.seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0), "seccomp_attr_set(CTL_NNP)")
-        for name, action, args in policy_rules(capabilities):
+        for arch in arches:
+            result = lib.seccomp_arch_add(ctx, lib.seccomp_arch_resolve_name(arch.encode()))
+            if result < 0 and result != -17:  # EEXIST: the native architecture is there already
+                _check(result, f"seccomp_arch_add({arch})")
+        for name, action, args in rules:
+            if action == default:
+                continue  # libseccomp refuses a rule that repeats the default action
             number = lib.seccomp_syscall_resolve_name(name.encode())
             if number == _NR_SCMP_ERROR:
                 number = UNIFIED_SYSCALL_NUMBERS.get(name, _NR_SCMP_ERROR)
@@ -276,9 +360,10 @@ def load_docker_default(capabilities: Iterable[str]) -> tuple[int, list[str]]:
                 continue
             added += 1
             highest = max(highest, number)
-        empty = (ArgCmp * 1)()
-        for number in range(highest + 1, highest + 1 + ENOSYS_ABOVE):
-            _check(lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(ENOSYS), number, 0, empty), f"seccomp_rule_add({number}, ENOSYS)")
+        if default not in (SCMP_ACT_ALLOW, SCMP_ACT_LOG) and highest >= 0:
+            empty = (ArgCmp * 1)()
+            for number in range(highest + 1, highest + 1 + ENOSYS_ABOVE):
+                _check(lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(ENOSYS), number, 0, empty), f"seccomp_rule_add({number}, ENOSYS)")
         _check(lib.seccomp_load(ctx), "seccomp_load")
     finally:
         lib.seccomp_release(ctx)

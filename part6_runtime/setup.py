@@ -7,22 +7,35 @@ name and the error and exits 125, so the parent can raise ``RuntimeSetupError(st
 When every step passed, ``exec`` replaces this Python process with the container's command,
 and the report pipe (close-on-exec) closes by itself.
 
-Everything runs in this one process, whose mount namespace is its own: after ``pivot_root``
-the host's files (Python's own modules included) are out of reach, so nothing here may
-import lazily. The process keeps running the code it already loaded.
+**PID 1 is always a freshly executed program.** The process that runs the steps is a fork of
+the caller (a builder holding secrets, open files, its environment), but no program of the
+container runs before ``exec``: every descriptor above 2 is marked close-on-exec
+(close_range), the environment given to execve is exactly the container's, and execve
+replaces the caller's memory. With ``init`` the process that stays PID 1 (and forks the
+command) must not be a fork of the caller either: the ``fresh init`` step re-executes Python
+(``-I -S``, an empty environment, only the report pipe and the plan inherited, as ``runc
+init`` does) and the new interpreter runs the remaining steps.
+
+Everything runs in one process whose mount namespace is its own: after ``pivot_root`` the
+host's files (Python's own modules included) are out of reach, so nothing here may import
+lazily. The process keeps running the code it already loaded.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import glob
 import json
 import os
+import pickle
+import re
 import resource
 import signal
 import socket
 import stat
+import sys
 from dataclasses import dataclass, field
 
 from part4_tar import RootDir
@@ -35,6 +48,7 @@ from part5_namespaces import (
     pivot_root,
     prctl,
     sethostname,
+    syscalls,
     umount2,
     unshare,
 )
@@ -46,6 +60,8 @@ from .spec import CapabilitySets, ContainerSpec, Mount
 from .users import ResolvedUser
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+MountAttr = syscalls.MountAttr
 
 #: the character devices every container gets in /dev: (name, major, minor)
 DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
@@ -73,6 +89,12 @@ _OPTION_FLAGS = {
     "rbind": MountFlags.BIND | MountFlags.REC,
 }
 _PROPAGATION = {"private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"}
+#: mount(8) words that mount_setattr(2) can set on a bind mount and on everything below it
+_OPTION_ATTRS = {
+    "ro": MountAttr.RDONLY, "nosuid": MountAttr.NOSUID, "nodev": MountAttr.NODEV,
+    "noexec": MountAttr.NOEXEC, "nosymfollow": MountAttr.NOSYMFOLLOW,
+}
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")  # mountinfo writes a space as \040
 _STATVFS_FLAGS = (
     (os.ST_NOSUID, MountFlags.NOSUID), (os.ST_NODEV, MountFlags.NODEV), (os.ST_NOEXEC, MountFlags.NOEXEC),
     (os.ST_NOATIME, MountFlags.NOATIME), (os.ST_NODIRATIME, MountFlags.NODIRATIME), (os.ST_RELATIME, MountFlags.RELATIME),
@@ -94,6 +116,12 @@ class Plan:
     go_fd: int  # parent -> child: one byte once cgroup and network are ready
     stdio: tuple[int | None, int | None, int | None] = (None, None, None)
     console_fd: int | None = None  # a socket to pass the pty master to the parent
+    #: the container's cgroup: its version (0: none made) and, per hierarchy, (name under
+    #: /sys/fs/cgroup, mount options, host directory)
+    cgroup_version: int = 0
+    cgroup_members: tuple[tuple[str, str, str], ...] = ()
+    #: the directory holding the part6_runtime package, for a fresh interpreter's sys.path
+    import_root: str = ""
 
 
 @dataclass
@@ -137,6 +165,13 @@ def enter_namespaces(ctx: Context) -> None:
     os.close(ctx.plan.go_fd)
 
 
+def fresh_init(ctx: Context) -> None:
+    """With init: re-execute Python (-I -S, empty environment) to run the remaining steps."""
+    if not ctx.spec.init:
+        return
+    reexecute(ctx.plan, next(i for i, (name, _) in enumerate(SETUP_STEPS) if name == "fresh init") + 1)
+
+
 def enter_cgroup_namespace(ctx: Context) -> None:
     """A cgroup namespace rooted at the container's own cgroup (/proc/self/cgroup shows /)."""
     if "cgroup" in ctx.namespaces:
@@ -150,8 +185,10 @@ def private_propagation(ctx: Context) -> None:
 
 
 def bind_rootfs(ctx: Context) -> None:
-    """Bind the rootfs on itself: pivot_root needs the new root to be a mount point."""
+    """Bind the rootfs on itself (pivot_root wants a mount point), nodev unless a bundle's."""
     mount(ctx.root, ctx.root, None, MountFlags.BIND | MountFlags.REC)
+    if ctx.spec.nodev:
+        set_mount_attrs(ctx.root, MountAttr.NODEV)
 
 
 def network(ctx: Context) -> None:
@@ -211,6 +248,12 @@ def mount_sys(ctx: Context) -> None:
         remount_readonly(target)
 
 
+def mount_cgroupfs(ctx: Context) -> None:
+    """/sys/fs/cgroup as runc mounts it: the container's own cgroup(s), read-only."""
+    if ctx.spec.cgroupfs:
+        mount_cgroup_tree(ctx)
+
+
 def extra_mounts(ctx: Context) -> None:
     """The spec's extra mounts: bind mounts of host paths and tmpfs."""
     for m in ctx.spec.mounts:
@@ -220,7 +263,10 @@ def extra_mounts(ctx: Context) -> None:
 def etc_files(ctx: Context) -> None:
     """Bind the generated /etc/hosts, /etc/hostname, /etc/resolv.conf over the image's."""
     for source, inside in ctx.plan.etc_files:
-        mount(source, ctx.path(inside), None, MountFlags.BIND)
+        target = ctx.path(inside)
+        mount(source, target, None, MountFlags.BIND)
+        if ctx.spec.nodev:
+            set_mount_attrs(target, MountAttr.NODEV)
 
 
 def console(ctx: Context) -> None:
@@ -327,8 +373,10 @@ def no_new_privs(ctx: Context) -> None:
 
 
 def seccomp_filter(ctx: Context) -> None:
-    """Load Docker's default seccomp policy (libseccomp); unknown syscall names skipped."""
-    if ctx.spec.seccomp:
+    """Load Docker's default seccomp policy (libseccomp), or a bundle's linux.seccomp."""
+    if isinstance(ctx.spec.seccomp, dict):
+        seccomp.load_profile(ctx.spec.seccomp)
+    elif ctx.spec.seccomp:
         seccomp.load_docker_default(ctx.plan.capability_sets.bounding)
 
 
@@ -354,7 +402,9 @@ def reaper(ctx: Context) -> None:
     child = os.fork()
     if child == 0:
         return  # the command's process goes on to exec
-    os.close(ctx.plan.report_fd)
+    syscalls.close_range(3)  # the report pipe included: only the command reports from now on
+    # not dumpable: the container's processes cannot read this one's memory or environment
+    prctl(PR_SET_DUMPABLE, 0)
     forward_signals(child, REAPER_FORWARDS)
     while True:
         try:
@@ -367,13 +417,10 @@ def reaper(ctx: Context) -> None:
 
 
 def execute(ctx: Context) -> None:
-    """execvpe the command with the container's environment (PATH searched in the new root)."""
-    for name in os.listdir("/proc/self/fd"):
-        if int(name) > 2:
-            try:
-                os.set_inheritable(int(name), False)  # no host descriptor leaks into the container
-            except OSError:
-                pass
+    """execvpe the command with exactly the container's environment, descriptors 0-2 only."""
+    # one call marks every other descriptor close-on-exec: the report pipe still works if
+    # execve fails, and nothing of the caller's (lock files, pipes, sockets) gets through
+    syscalls.close_range(3, flags=syscalls.CLOSE_RANGE_CLOEXEC)
     # Python ignores SIGPIPE and SIGXFSZ; an exec'd program must start with the defaults
     for sig in (signal.SIGPIPE, signal.SIGXFSZ) + REAPER_FORWARDS:
         signal.signal(sig, signal.SIG_DFL)
@@ -391,6 +438,7 @@ def execute(ctx: Context) -> None:
 #: the child's setup, in order: (name, function). The names are what failures report.
 SETUP_STEPS = (
     ("namespaces", enter_namespaces),
+    ("fresh init", fresh_init),
     ("cgroup namespace", enter_cgroup_namespace),
     ("mount propagation", private_propagation),
     ("rootfs", bind_rootfs),
@@ -398,6 +446,7 @@ SETUP_STEPS = (
     ("/proc", mount_proc),
     ("/dev", populate_dev),
     ("/sys", mount_sys),
+    ("/sys/fs/cgroup", mount_cgroupfs),
     ("mounts", extra_mounts),
     ("/etc files", etc_files),
     ("console", console),
@@ -422,10 +471,11 @@ def describe_steps() -> list[tuple[str, str]]:
     return [(name, (fn.__doc__ or "").strip().splitlines()[0]) for name, fn in SETUP_STEPS]
 
 
-def container_main(plan: Plan) -> int:
-    """Run the setup steps, reporting each by name; exec the command (returns only on error)."""
+def container_main(plan: Plan, start: int = 0) -> int:
+    """Run the setup steps (from step ``start`` on), reporting each by name; exec the
+    command (returns only on error)."""
     ctx = Context(plan)
-    for name, step in SETUP_STEPS:
+    for name, step in SETUP_STEPS[start:]:
         _send(plan.report_fd, {"step": name})
         try:
             step(ctx)
@@ -441,9 +491,58 @@ def container_main(plan: Plan) -> int:
                 },
             )
             if name == "exec":
-                return 127 if getattr(e, "errno", None) == 2 else 126
+                return 127 if getattr(e, "errno", None) == errno.ENOENT else 126
             return 125
     return 125  # not reached: exec does not return
+
+
+# -- a fresh interpreter as PID 1 (with init) --------------------------------------------------
+
+#: what the fresh interpreter runs: the import root on the first line of the plan's
+#: descriptor, then the pickled (plan, next step); nothing comes from the environment
+_RESUME = (
+    "import os, sys; f = os.fdopen({fd}, 'rb'); "
+    "sys.path[:0] = [f.readline()[:-1].decode('utf-8', 'surrogateescape')]; "
+    "from part6_runtime.setup import resume; resume(f)"
+)
+
+
+def reexecute(plan: Plan, start: int) -> None:
+    """Replace this process (a fork of the caller) by a fresh Python that runs
+    ``SETUP_STEPS[start:]``. Only the report pipe, the console socket and the plan (a
+    memfd) are inherited; the environment is empty. Does not return."""
+    data = os.memfd_create("part6-plan", 0)  # not close-on-exec: the new interpreter reads it
+    with os.fdopen(os.dup(data), "wb") as f:
+        f.write(plan.import_root.encode("utf-8", "surrogateescape") + b"\n")
+        pickle.dump((plan, start), f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.lseek(data, 0, os.SEEK_SET)
+    syscalls.close_range(3, flags=syscalls.CLOSE_RANGE_CLOEXEC)
+    for fd in (data, plan.report_fd, plan.console_fd):
+        if fd is not None and fd >= 0:
+            os.set_inheritable(fd, True)
+    argv = [sys.executable, "-I", "-S", "-c", _RESUME.format(fd=data)]
+    os.execve(sys.executable, argv, {})
+
+
+def resume(f) -> None:
+    """In the fresh interpreter: read the plan and run the remaining steps. Never returns."""
+    plan, start = pickle.load(f)
+    f.close()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        # PID 1 gets no default action: a handler that ends it as the default would
+        signal.signal(sig, lambda signum, _frame: os._exit(128 + signum))
+    for fd in (plan.report_fd, plan.console_fd):
+        if fd is not None and fd >= 0:
+            os.set_inheritable(fd, False)
+    # load what the steps need from the host before pivot_root
+    syscalls.libc()
+    if plan.spec.seccomp is not False:
+        seccomp.libseccomp()
+    code = 125
+    try:
+        code = container_main(plan, start)
+    finally:
+        os._exit(code)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -480,15 +579,85 @@ def _min_limit(a: int, b: int) -> int:
     return min(a, b)
 
 
-def remount_readonly(path: str) -> None:
-    """Make one mount read-only, keeping its other flags (the kernel refuses to clear a flag
-    that a more privileged namespace locked, so they are read back and passed again)."""
-    flags = MountFlags.BIND | MountFlags.REMOUNT | MountFlags.RDONLY
+def set_mount_attrs(path: str, attrs: int) -> None:
+    """Add mount attributes (read-only, nodev...) to the mount at ``path`` and to every mount
+    below it: mount_setattr(2) with AT_RECURSIVE, else (before Linux 5.12) one remount each."""
+    try:
+        syscalls.mount_setattr(path, attrs, recursive=True)
+        return
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+    flags = 0
+    for mount_flag, attr in ((MountFlags.RDONLY, MountAttr.RDONLY), (MountFlags.NOSUID, MountAttr.NOSUID),
+                             (MountFlags.NODEV, MountAttr.NODEV), (MountFlags.NOEXEC, MountAttr.NOEXEC)):
+        if attrs & attr:
+            flags |= mount_flag
+    for mount_point in _mounts_at_or_below(path):
+        _remount(mount_point, flags)
+
+
+def _mounts_at_or_below(path: str) -> list[str]:
+    path = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point == path or point.startswith(path.rstrip("/") + "/"):
+                found.append(point)
+    return found
+
+
+def mount_cgroup_tree(ctx: Context) -> None:
+    """Mount /sys/fs/cgroup the way runc does. v1: a tmpfs holding one directory per
+    hierarchy, each a cgroup mount of that hierarchy (with a cgroup namespace its root is the
+    container's group) or, without one, a bind of the container's directory; v2: one cgroup2
+    mount (or bind). Read-only unless the options say otherwise."""
+    target = ctx.path("/sys/fs/cgroup")
+    flags, _ = _system_options(ctx, "/sys/fs/cgroup", MountFlags.RDONLY | MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC, None)
+    flags &= ~(MountFlags.BIND | MountFlags.REC)
+    own_ns = "cgroup" in ctx.namespaces
+    if ctx.plan.cgroup_version == 2:
+        if own_ns:
+            mount("cgroup2", target, "cgroup2", flags)
+        else:
+            _bind_cgroup(ctx.plan.cgroup_members[0][2], target, flags)
+        return
+    mount("tmpfs", target, "tmpfs", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC, "mode=755")
+    for name, options, directory in ctx.plan.cgroup_members:
+        where = os.path.join(target, name)
+        os.mkdir(where, 0o755)
+        if own_ns:
+            mount("systemd" if options.startswith("name=") else "cgroup", where, "cgroup", flags, options)
+        else:
+            _bind_cgroup(directory, where, flags)
+        if "," in name:  # co-mounted controllers: cpu -> cpu,cpuacct, as runc links them
+            for controller in name.split(","):
+                os.symlink(name, os.path.join(target, controller))
+
+
+def _bind_cgroup(source: str, target: str, flags: int) -> None:
+    mount(source, target, None, MountFlags.BIND)
+    _remount(target, flags)
+
+
+def _remount(path: str, add: int) -> None:
+    """Remount one mount with ``add`` flags, keeping the flags it has (the kernel refuses to
+    clear one that a more privileged namespace locked, so they are read back and passed again)."""
+    flags = MountFlags.BIND | MountFlags.REMOUNT | add
     st = os.statvfs(path)
+    if st.f_flag & os.ST_RDONLY:
+        flags |= MountFlags.RDONLY
     for st_flag, mount_flag in _STATVFS_FLAGS:
         if st.f_flag & st_flag:
             flags |= mount_flag
     mount(None, path, None, flags)
+
+
+def remount_readonly(path: str) -> None:
+    """Make one mount read-only, keeping its other flags (the kernel refuses to clear a flag
+    that a more privileged namespace locked, so they are read back and passed again)."""
+    _remount(path, MountFlags.RDONLY)
 
 
 def _parse_options(options: tuple[str, ...]) -> tuple[int, list[str]]:
@@ -518,14 +687,17 @@ def _system_options(ctx: Context, destination: str, flags: int, data: str | None
 def _mount_one(ctx: Context, m: Mount) -> None:
     target = ctx.path(m.destination)
     flags, data = _parse_options(m.options)
+    nodev = ctx.spec.nodev and "dev" not in m.options
     if m.is_bind:
-        bind_flags = MountFlags.BIND | (flags & MountFlags.REC)
-        mount(m.source, target, None, bind_flags)
-        extra = flags & ~(MountFlags.BIND | MountFlags.REC)
-        if extra & MountFlags.RDONLY:
-            remount_readonly(target)
-        elif extra:
-            mount(None, target, None, MountFlags.BIND | MountFlags.REMOUNT | extra)
+        mount(m.source, target, None, MountFlags.BIND | (flags & MountFlags.REC))
+        # read-only, nosuid, noexec and nodev hold for the submounts of an rbind too
+        attrs = MountAttr.NODEV if nodev else MountAttr.NONE
+        for word in m.options:
+            attrs |= _OPTION_ATTRS.get(word, 0)
+        if attrs:
+            set_mount_attrs(target, attrs)
     else:
+        if nodev:
+            flags |= MountFlags.NODEV
         mount(m.source or m.type, target, m.type, flags & ~(MountFlags.BIND | MountFlags.REC), ",".join(data) or None)
 

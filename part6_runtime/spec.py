@@ -14,6 +14,7 @@ from os import PathLike, fspath
 
 from part5_namespaces import IdMap
 
+from .devices import DOCKER_DEVICE_RULES, DeviceRule
 from .errors import SpecError
 
 #: the PATH a container gets when its environment has none (Docker's default)
@@ -69,7 +70,10 @@ DEFAULT_READONLY_PATHS = (
 NETWORK_MODES = ("none", "host", "private")
 
 #: the mounts every container gets from the setup steps: destination -> filesystem type
-SYSTEM_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs", "/dev/mqueue": "mqueue", "/sys": "sysfs"}
+SYSTEM_MOUNTS = {
+    "/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs", "/dev/mqueue": "mqueue",
+    "/sys": "sysfs", "/sys/fs/cgroup": "cgroup",
+}
 
 #: namespace names as in the runtime spec (linux.namespaces[].type)
 NAMESPACES = ("pid", "mount", "uts", "ipc", "network", "user", "cgroup")
@@ -101,7 +105,7 @@ class Mount:
         if self.type == "bind" or "bind" in self.options or "rbind" in self.options:
             if not self.source:
                 raise SpecError(f"bind mount on {self.destination} needs a source")
-        elif self.type not in ("tmpfs", "proc", "sysfs", "devpts", "mqueue"):
+        elif self.type not in ("tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup"):
             raise SpecError(f"mount on {self.destination}: unsupported type {self.type!r} (bind, tmpfs)")
 
     @property
@@ -173,7 +177,11 @@ class ContainerSpec:
     through slirp4netns). ``capabilities``: None is Docker's default set, a tuple of names is
     applied the Docker way, a :class:`CapabilitySets` exactly. ``masked_paths`` and
     ``readonly_paths``: None means runc's defaults. ``uid_maps``/``gid_maps`` (part 5
-    ``IdMap``) put the container in a user namespace.
+    ``IdMap``) put the container in a user namespace. ``seccomp``: True is Docker's default
+    profile, False none, a dict a runtime-spec ``linux.seccomp`` object. ``devices``: the
+    device cgroup rules (None: Docker's, deny all then runc's default list). ``nodev``: the
+    root filesystem and every mount but /dev refuse to open device nodes. ``cgroupfs``:
+    mount /sys/fs/cgroup (read-only, the container's own cgroup) as Docker's spec asks.
     """
 
     rootfs: str
@@ -192,7 +200,7 @@ class ContainerSpec:
     # beyond the contract's list: what an OCI bundle can also say
     additional_gids: tuple[int, ...] = ()
     no_new_privileges: bool = True
-    seccomp: bool = True
+    seccomp: bool | dict = True
     masked_paths: tuple[str, ...] | None = None
     readonly_paths: tuple[str, ...] | None = None
     uid_maps: tuple[IdMap, ...] = ()
@@ -202,6 +210,9 @@ class ContainerSpec:
     #: options for the mounts the setup steps make (/proc, /dev, /dev/pts, /dev/shm,
     #: /dev/mqueue, /sys), by destination, replacing Docker's (an OCI bundle lists its own)
     system_mounts: tuple[Mount, ...] = ()
+    devices: tuple[DeviceRule, ...] | None = None
+    nodev: bool = True
+    cgroupfs: bool = True
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -229,6 +240,8 @@ class ContainerSpec:
         for m in self.system_mounts:
             if m.destination not in SYSTEM_MOUNTS:
                 raise SpecError(f"system mount {m.destination}: expected one of {', '.join(SYSTEM_MOUNTS)}")
+        if self.devices is not None:
+            set_("devices", tuple(self.devices))
         set_("additional_gids", tuple(int(g) for g in self.additional_gids))
         set_("uid_maps", tuple(self.uid_maps))
         set_("gid_maps", tuple(self.gid_maps))
@@ -259,6 +272,11 @@ class ContainerSpec:
         if self.uid_maps:
             names.add("user")
         return frozenset(names)
+
+    @property
+    def device_rules(self) -> tuple[DeviceRule, ...]:
+        """The device cgroup rules, in order: the spec's, or deny all then runc's list."""
+        return DOCKER_DEVICE_RULES if self.devices is None else self.devices
 
     @property
     def effective_masked_paths(self) -> tuple[str, ...]:

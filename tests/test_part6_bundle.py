@@ -137,14 +137,14 @@ def test_unknown_bundle_fields_are_reported_not_ignored(tmp_path):
     config["process"]["oomScoreAdj"] = 100
     config["process"]["consoleSize"] = {"height": 24, "width": 80}
     config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
-    config["mounts"] = [{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"}]
+    config["mounts"] = [{"destination": "/mnt", "type": "nfs", "source": "server:/export"}]
     bundle = write_bundle(tmp_path, config)
     _, found = load_bundle(bundle)
     assert any(w.startswith("config.hooks:") for w in found)
     assert any(w.startswith("process.oomScoreAdj:") for w in found)
     assert any(w.startswith("process.consoleSize:") for w in found)
     assert any(w.startswith("linux.sysctl:") for w in found)
-    assert any("/sys/fs/cgroup" in w for w in found)
+    assert any("/mnt of type nfs" in w for w in found)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         spec_from_bundle(bundle)
@@ -178,8 +178,8 @@ PROBE = (
     "ls /dev | tr '\\n' ' '; echo; ulimit -n; pwd; env | sort; cat /proc/self/uid_map; "
     "tail -n +3 /proc/net/dev | cut -d: -f1; wc -c < /proc/timer_list; "
     "echo x 2>&1 > /proc/sys/kernel/hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
-    # every mount and its options (runc also mounts /sys/fs/cgroup, which this runtime reports)
-    "grep -v /sys/fs/cgroup /proc/self/mountinfo | cut -d' ' -f5,6"
+    # every mount and its options, /sys/fs/cgroup's included
+    "cut -d' ' -f5,6 /proc/self/mountinfo; ls /sys/fs/cgroup | tr '\\n' ' '"
 )
 
 
@@ -203,7 +203,7 @@ def test_umoci_bundle_gives_the_same_output_under_runc_and_this_runtime(tmp_path
         subprocess.run(["runc", "delete", "-f", name], capture_output=True)
     with tempfile.TemporaryFile("w+") as out:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", BundleWarning)  # /sys/fs/cgroup: reported, not mounted
+            warnings.simplefilter("error", BundleWarning)  # umoci's config.json: nothing left out
             code = run(spec_from_bundle(bundle), stdin=os.open(os.devnull, os.O_RDONLY), stdout=out, stderr=out)
         out.seek(0)
         ours = out.read()
@@ -212,6 +212,9 @@ def test_umoci_bundle_gives_the_same_output_under_runc_and_this_runtime(tmp_path
     assert "pid=1\numoci-default\n" in ours and "Read-only file system" in ours
     # the bundle's own options for /proc (none: rw) were used, not Docker's nosuid,nodev,noexec
     assert "\n/proc rw,relatime\n" in ours and "\n/proc/sys ro,relatime\n" in ours
+    # the bundle's cgroup mount, as runc makes it: a tmpfs with each hierarchy read-only below
+    assert "\n/sys/fs/cgroup rw,nosuid,nodev,noexec,relatime\n" in ours
+    assert "\n/sys/fs/cgroup/devices ro,nosuid,nodev,noexec,relatime\n" in ours
 
 
 def test_chapter_cli_runs_a_bundle_and_reports_unimplemented_fields(tmp_path):
@@ -220,8 +223,11 @@ def test_chapter_cli_runs_a_bundle_and_reports_unimplemented_fields(tmp_path):
     config["process"]["args"] = ["sh", "-c", "echo from-the-bundle; exit 5"]
     (bundle / "config.json").write_text(json.dumps(config))
     r = subprocess.run([sys.executable, "-m", "part6_runtime", "run", "--bundle", str(bundle)], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 5 and r.stdout == "from-the-bundle\n"
-    assert "/sys/fs/cgroup" in r.stderr
+    assert (r.returncode, r.stdout, r.stderr) == (5, "from-the-bundle\n", "")  # umoci's fields: all implemented
+    config["process"]["oomScoreAdj"] = 100
+    (bundle / "config.json").write_text(json.dumps(config))
+    r = subprocess.run([sys.executable, "-m", "part6_runtime", "run", "--bundle", str(bundle)], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 5 and "process.oomScoreAdj: not implemented" in r.stderr
 
 
 def test_chapter_cli_runs_a_rootfs(tmp_path):
@@ -236,7 +242,7 @@ def test_chapter_cli_runs_a_rootfs(tmp_path):
 def test_chapter_script_narrates_the_setup_steps():
     r = subprocess.run([sys.executable, "-m", "part6_runtime"], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "=> namespaces => cgroup namespace" in r.stdout and "pivot_root" in r.stdout
+    assert "=> namespaces => fresh init => cgroup namespace" in r.stdout and "pivot_root" in r.stdout
     assert "PID 1" in r.stdout and "137" in r.stdout and "00000000a80425fb" in r.stdout
     # the container's processes, seen by its shell alone: the same on every run
     assert "   its processes (/proc):\n   $ cd /proc && echo [0-9]*\n     1\n" in r.stdout

@@ -78,11 +78,14 @@ def test_only_its_own_processes_are_visible(rootfs):
 def test_mount_table_is_the_containers_own(rootfs):
     code, out = sh(rootfs, "cat /proc/self/mountinfo")
     points = {line.split()[4] for line in out.splitlines()}
-    assert {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/etc/hosts"} <= points
+    assert {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/etc/hosts"} <= points
     # nothing of the host's mount table shows through, and the root is the rootfs
-    assert not any(p.startswith(("/tmp/", "/work", "/sys/fs/cgroup")) for p in points), points
+    assert not any(p.startswith(("/tmp/", "/work")) for p in points), points
     root_line = next(line for line in out.splitlines() if line.split()[4] == "/")
     assert root_line.split()[3] == str(rootfs)
+    # /sys/fs/cgroup holds the container's own cgroups, read-only, each the root of its namespace
+    groups = [line.split() for line in out.splitlines() if line.split()[4].startswith("/sys/fs/cgroup/")]
+    assert groups and all(g[3] == "/" and g[5].startswith("ro,") for g in groups), groups
 
 
 def test_network_none_has_only_loopback_and_it_is_up(rootfs):
