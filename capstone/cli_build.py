@@ -4,7 +4,7 @@
 [--no-cache] [--network host|none|private] [--platform P] [--label K=V]...
 [--output type=oci|oci-archive|docker-archive,dest=...] [--iidfile F]
 [--progress auto|plain|quiet] [--secret id=ID[,src=PATH|,env=VAR]]... [--ssh default|ID[=SOCKET|KEY]]...
-[--explain] CONTEXT``
+[--allow network.host|security.insecure]... [--explain] CONTEXT``
 
 ``SOURCE_DATE_EPOCH`` in the environment is the build argument of that name unless
 ``--build-arg`` sets it (as docker buildx passes it).
@@ -53,6 +53,10 @@ def configure_build(p: argparse.ArgumentParser) -> None:
                    help="a secret for RUN --mount=type=secret (never stored in the image; repeatable)")
     p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY[,KEY]]",
                    help="an SSH agent (or keys) for RUN --mount=type=ssh (repeatable)")
+    p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
+                   choices=("network.host", "security.insecure"),
+                   help="let RUN --network=host (network.host) or RUN --security=insecure "
+                        "(security.insecure) run; refused otherwise, as BuildKit does")
     p.add_argument("--explain", action="store_true",
                    help="say which part of the course does each step and what it produced")
 
@@ -96,7 +100,7 @@ def run_build(args: argparse.Namespace, n) -> int:
                 target=args.target, no_cache=args.no_cache, network=args.network, platform=args.platform,
                 labels=labels, outputs=args.output, iidfile=args.iidfile, progress=progress,
                 explain=args.explain, log=log, run_output=run_output,
-                secrets=args.secret, ssh=args.ssh,
+                secrets=args.secret, ssh=args.ssh, allow=args.allow,
             )
         except BaseException:
             if progress == "quiet":

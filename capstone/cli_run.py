@@ -4,7 +4,8 @@
 command (it replaces the image's Cmd; ``--entrypoint`` replaces its Entrypoint). Without
 ``-i`` the container's stdin is /dev/null, as with docker. Without ``--rm`` the container's
 upper dir (what it changed) stays in the store's ``containers/`` dir and its id is printed on
-stderr when it ends; the exit code of ``capstone run`` is the container's.
+stderr when it ends; the exit code of ``capstone run`` is the container's, 127 when its
+command does not exist and 126 when it cannot be executed (as docker's and podman's).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
                    help="bind-mount a host path into the container")
     p.add_argument("-t", "--tty", action="store_true", help="give the command a terminal")
+    p.add_argument("--init", action="store_true",
+                   help="run a reaper as PID 1 that forwards signals and reaps zombies (docker run --init)")
     p.add_argument("-i", "--interactive", action="store_true", help="pass standard input to the command")
     p.add_argument("image", metavar="IMAGE", help="an image in the store (a name, digest or id prefix)")
     # not "command": __main__ keeps the subcommand's name there
@@ -50,7 +53,7 @@ def configure_run(p: argparse.ArgumentParser) -> None:
 
 
 def run_run(args: argparse.Namespace, n: Narrator) -> int:
-    from .runner import run_image
+    from .runner import ContainerRunError, run_image
 
     store = _store(args)
     mounts = tuple(_volume(v) for v in args.volume)
@@ -66,9 +69,15 @@ def run_run(args: argparse.Namespace, n: Narrator) -> int:
             command=args.argv or None,
             entrypoint=None if args.entrypoint is None else ([args.entrypoint] if args.entrypoint else [""]),
             env=args.env, workdir=args.workdir, user=args.user, network=args.network,
-            rm=args.rm, tty=args.tty, hostname=args.hostname, mounts=mounts, stdin=stdin,
+            rm=args.rm, tty=args.tty, init=args.init, hostname=args.hostname, mounts=mounts, stdin=stdin,
             on_container=lambda cid, path: kept.append((cid, path)),
         )
+    except ContainerRunError as e:
+        if e.exit_code not in (126, 127):
+            raise
+        # as docker and podman: 127 for a command that does not exist, 126 for one that cannot run
+        print(f"capstone: run: {e}", file=sys.stderr)
+        return e.exit_code
     finally:
         if devnull is not None:
             os.close(devnull)

@@ -44,7 +44,7 @@ from typing import IO, BinaryIO
 
 from part2_manual_oci import env_to_dict
 from part4_tar import LayerInfo
-from part6_runtime import ContainerError, ContainerSpec, Mount, SpecError
+from part6_runtime import ContainerError, ContainerSpec, Mount, RuntimeSetupError, SpecError
 from part6_runtime import run as run_container
 from part7_union import Change, LayerStack, OverlayError, OverlayMount, upper_changes, write_change_list
 
@@ -60,7 +60,14 @@ RUNTIME_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 
 
 class ContainerRunError(CapstoneError):
-    """A container could not be prepared or started (overlay mount, runtime setup, bad spec)."""
+    """A container could not be prepared or started (overlay mount, runtime setup, bad spec).
+
+    ``exit_code`` is what ``docker run`` would exit with: 127 when the command does not
+    exist, 126 when it cannot be executed, 125 for every other failure."""
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 # -- the container over layers -------------------------------------------------------------
@@ -174,15 +181,21 @@ class Container:
         stdout: int | IO | None = None,
         stderr: int | IO | None = None,
         on_step: Callable[[str], None] | None = None,
+        kill_on_interrupt: bool = False,
         **fields,
     ) -> int:
         """Run ``args`` in the container (part 6 ``run``) and return its exit code (128+N after
-        signal N). Setup failures raise :class:`ContainerRunError` naming the step."""
+        signal N). Setup failures raise :class:`ContainerRunError` naming the step.
+        ``kill_on_interrupt``: SIGINT or SIGTERM to this process kills the container (a build's
+        RUN step) instead of being passed on to it."""
         if not self.mounted:
             raise ContainerRunError(f"container not mounted: {self.root} (use it as a context manager)")
         spec = self.spec(args, env=env, cwd=cwd or "/", user=user or "0", network=network, hostname=hostname, **fields)
         try:
-            return run_container(spec, stdin=stdin, stdout=stdout, stderr=stderr, on_step=on_step)
+            return run_container(spec, stdin=stdin, stdout=stdout, stderr=stderr, on_step=on_step,
+                                 kill_on_interrupt=kill_on_interrupt)
+        except RuntimeSetupError as e:
+            raise ContainerRunError(str(e), e.exit_code) from None
         except ContainerError as e:
             raise ContainerRunError(str(e)) from None
 
@@ -305,6 +318,7 @@ def run_image(
     network: str = "private",
     rm: bool = True,
     tty: bool = False,
+    init: bool = False,
     hostname: str | None = None,
     mounts: Sequence[Mount] = (),
     stdin: int | IO | None = None,
@@ -319,6 +333,7 @@ def run_image(
     ``store.path/containers/<id>/``; with ``rm`` it is deleted afterwards, without it its
     upper dir (what the command changed) is kept there. ``on_container(id, dir)`` is called
     once the container exists (the CLI prints the id). ``mounts``: part 6 ``Mount`` s (``-v``).
+    ``init``: a freshly executed reaper as PID 1 that forks the command (``docker run --init``).
     """
     with store.session():  # prune waits while the image's snapshots are lowers of a container
         image = store.load(name)
@@ -341,7 +356,7 @@ def run_image(
             with Container(lowers, scratch, mounts=mounts, keep_upper=not rm) as c:
                 code = c.run(
                     argv, env=full_env, cwd=cwd, user=the_user, network=network,
-                    hostname=hostname, terminal=tty,
+                    hostname=hostname, terminal=tty, init=init,
                     stdin=stdin, stdout=stdout, stderr=stderr,
                 )
         except BaseException:

@@ -55,7 +55,16 @@ from .owners import parse_chown
 from .plan import BuildPlan, PlannedStage, make_plan, read_dockerfile
 from .progress import Progress
 from .rootfs import RootfsView, split_path
-from .runstep import NETWORKS, SCRIPT_PATH, RunSetupError, plan_mounts, run_argv
+from .runstep import (
+    NETWORKS,
+    SCRIPT_PATH,
+    RunSetupError,
+    check_entitlements,
+    insecure_fields,
+    parse_entitlements,
+    plan_mounts,
+    run_argv,
+)
 from .sources import ContextSource, ImageSource
 
 COMPRESSION = "gzip"
@@ -175,7 +184,7 @@ class Builder:
 
     def __init__(self, store, context_dir: Path, dockerfile: Dockerfile, plan: BuildPlan, *,
                  no_cache: bool, network: str, progress: Progress, run_output, labels: Mapping[str, str],
-                 dockerfile_path: Path, secrets=None) -> None:
+                 dockerfile_path: Path, secrets=None, allow: frozenset[str] = frozenset()) -> None:
         self.store = store
         self.context_dir = context_dir
         self.dockerfile = dockerfile
@@ -202,6 +211,8 @@ class Builder:
         self._stopped_snapshots: list[tuple[int, Path]] = []
         #: ``--secret`` / ``--ssh`` (a :class:`~.secretmounts.BuildSecrets`, or None)
         self.secrets = secrets
+        #: the entitlements granted on the command line (``--allow network.host``)
+        self.allow = allow
 
     # -- helpers -----------------------------------------------------------------------------
     def now(self) -> str:
@@ -700,6 +711,14 @@ class Builder:
             if ins.network not in NETWORKS:
                 raise RunSetupError(f"--network={ins.network}: expected default, none or host")
             net = NETWORKS[ins.network] or self.network
+        privileged = check_entitlements(ins, self.allow)
+        if net == "host" and self.network != "host":
+            # allowed on the command line, but never silently: say that this step leaves the sandbox
+            self.progress.warning(f"{self.file}:{raw.location.start}: RUN --network=host: the host's network "
+                                  f"(allowed by --allow network.host) instead of --network {self.network}")
+        if privileged:
+            self.progress.warning(f"{self.file}:{raw.location.start}: RUN --security=insecure: all capabilities, "
+                                  f"no seccomp, every device (allowed by --allow security.insecure)")
         scratch = self.temp("run")
 
         def stage_lowers(ref: str):
@@ -727,22 +746,29 @@ class Builder:
                 mounts.mounts.append(Mount(SCRIPT_PATH, "bind", str(script_file), ("rbind", "ro")))
                 mounts.key.append({"script": hashlib.sha256(script.encode()).hexdigest()})
             key = make_key(stage.key, "RUN", argv=argv, env=key_env, user=user, workdir=workdir,
-                           network=net, mounts=mounts.key)
+                           network=net, mounts=mounts.key, **({"security": "insecure"} if privileged else {}))
             declared = stage.variables.declared_args()
             prefix = f"|{len(declared)} " + " ".join(f"{k}={v}" for k, v in declared.items()) + " " if declared else ""
             created_by = f"RUN {prefix}{' '.join(argv)}"
 
             def make():
-                from ..runner import Container  # only when the step runs: a cache hit runs nothing
+                from ..runner import Container, ContainerRunError  # only when the step runs: a cache hit runs nothing
 
                 lowers = self.lowers(image)
+                shown = " ".join(argv)
+                shown = shown if len(shown) <= 120 else shown[:117] + "..."
                 with Container(lowers, scratch / "container", mounts=mounts.mounts, keep_upper=True) as c:
-                    code = c.run(argv, env=env, cwd=workdir, user=user, network=net,
-                                 hostname="buildsandbox", init=True, stdout=self.run_output,
-                                 stderr=self.run_output)
+                    # no init, as BuildKit: the command itself is PID 1, a freshly executed program
+                    try:
+                        code = c.run(argv, env=env, cwd=workdir, user=user, network=net,
+                                     hostname="buildsandbox", stdout=self.run_output, stderr=self.run_output,
+                                     kill_on_interrupt=True, **(insecure_fields() if privileged else {}))
+                    except ContainerRunError as e:
+                        if e.exit_code not in (126, 127):
+                            raise
+                        raise self.fail(raw, f"{_short_text(raw)}: process \"{shown}\" returned {e.exit_code}: "
+                                             f"{e.__cause__ or e}") from None
                     if code != 0:
-                        shown = " ".join(argv)
-                        shown = shown if len(shown) <= 120 else shown[:117] + "..."
                         how = f"returned {code}" if code <= 128 else \
                             f"returned {code} (killed by signal {code - 128})"
                         raise self.fail(raw, f"{_short_text(raw)}: process \"{shown}\" {how}")
@@ -812,6 +838,7 @@ def build(
     run_output: int | IO | None = None,
     secrets: Sequence = (),
     ssh: Sequence = (),
+    allow: Sequence[str] = (),
 ) -> BuildResult:
     """Build the Dockerfile at ``dockerfile_path`` (default ``CONTEXT/Dockerfile``) with the
     build context ``context_dir`` into ``store``; tag the result with ``tags``.
@@ -821,7 +848,9 @@ def build(
     or ``type=registry,name=...``. ``secrets``: ``--secret`` values (``id=ID,src=FILE``,
     ``id=ID,env=VAR``) or :class:`~.secretmounts.SecretSource` s; ``ssh``: ``--ssh`` values
     (``default``, ``ID=SOCKET``, ``ID=KEY``) or :class:`~.secretmounts.SSHSource` s, for
-    ``RUN --mount=type=secret|ssh``. ``log`` receives the progress lines (None: silent);
+    ``RUN --mount=type=secret|ssh``. ``allow``: the entitlements granted, as BuildKit's
+    (``network.host`` for ``RUN --network=host``, ``security.insecure`` for ``RUN
+    --security=insecure``; ``--network host`` grants the first). ``log`` receives the progress lines (None: silent);
     ``run_output`` is where RUN's stdout and stderr go (a file descriptor or file; None: this
     process's own). Raises :class:`~capstone.errors.DockerfileError` (``Dockerfile:LINE: ...``)
     or :class:`BuildError`; the store's names are unchanged unless the build succeeds.
@@ -834,6 +863,10 @@ def build(
     dockerfile_path = Path(dockerfile_path) if dockerfile_path is not None else context_dir / "Dockerfile"
     if network not in ("private", "host", "none"):
         raise BuildError(f"--network {network}: expected host, none or private")
+    try:
+        granted = parse_entitlements(allow, network)
+    except ValueError as e:
+        raise BuildError(str(e)) from None
     names = [parse_name(t).name for t in tags]  # InvalidName before any work
     specs = [o if isinstance(o, OutputSpec) else parse_output(o) for o in outputs]
     dockerfile = read_dockerfile(dockerfile_path)
@@ -846,7 +879,7 @@ def build(
         reporter.warning(f"{dockerfile.file}:{w.line}: warning: {w.message} ({w.rule})")
     builder = Builder(store, context_dir, dockerfile, plan, no_cache=no_cache, network=network,
                       progress=reporter, run_output=run_output, labels=labels or {},
-                      dockerfile_path=dockerfile_path, secrets=build_secrets)
+                      dockerfile_path=dockerfile_path, secrets=build_secrets, allow=granted)
     try:
         with store.session():
             image = builder.run()

@@ -49,6 +49,53 @@ class RunSetupError(ValueError):
 
 NETWORKS = {"default": None, "none": "none", "host": "host", "private": "private", "sandbox": None}
 
+#: BuildKit's entitlements: what a Dockerfile may ask for only when the command line allows it
+ENTITLEMENTS = ("network.host", "security.insecure")
+
+
+def parse_entitlements(allow, network: str = "private") -> frozenset[str]:
+    """The ``--allow`` values as a set; ``--network host`` for the whole build grants
+    ``network.host`` too (buildx does the same). An unknown name is an error, as BuildKit's."""
+    granted = set()
+    for value in allow:
+        for name in str(value).split(","):
+            name = name.strip()
+            if name not in ENTITLEMENTS:
+                raise ValueError(f"--allow {name}: unknown entitlement (expected {' or '.join(ENTITLEMENTS)})")
+            granted.add(name)
+    if network == "host":
+        granted.add("network.host")
+    return frozenset(granted)
+
+
+def check_entitlements(ins: Run, granted: frozenset[str]) -> bool:
+    """Refuse a RUN whose ``--network=host`` or ``--security=insecure`` was not allowed on
+    the command line (BuildKit: "network.host is not allowed"); True for an allowed
+    ``--security=insecure``."""
+    if ins.network == "host" and "network.host" not in granted:
+        raise RunSetupError("network.host is not allowed: RUN --network=host needs "
+                            "`capstone build --allow network.host`")
+    if ins.security == "insecure":
+        if "security.insecure" not in granted:
+            raise RunSetupError("security.insecure is not allowed: RUN --security=insecure needs "
+                                "`capstone build --allow security.insecure`")
+        return True
+    return False
+
+
+def insecure_fields() -> dict:
+    """The part 6 spec fields of ``RUN --security=insecure``, as BuildKit's insecure spec: every
+    capability the builder has, no seccomp filter, no masked or read-only paths, every device
+    allowed by the device cgroup (and no ``nodev``), setuid binaries working again."""
+    from part6_runtime import CapabilitySets, DeviceRule, current_capabilities
+
+    every = current_capabilities()
+    return dict(
+        capabilities=CapabilitySets(every, every, every, every, every),
+        seccomp=False, masked_paths=(), readonly_paths=(), nodev=False, no_new_privileges=False,
+        devices=(DeviceRule(True, "c", None, None, "rwm"), DeviceRule(True, "b", None, None, "rwm")),
+    )
+
 
 #: where a ``RUN <<EOF`` script with a ``#!`` line is bind-mounted in the container
 SCRIPT_PATH = "/.capstone-run-script"
@@ -283,4 +330,7 @@ def _other_mount(plan: MountPlan, n: int, spec: str, *, context_dir, workdir, sc
     raise RunSetupError(f"--mount={spec}: unknown mount type {kind!r}")
 
 
-__all__ = ["MountPlan", "NETWORKS", "RunSetupError", "SCRIPT_PATH", "plan_mounts", "run_argv"]
+__all__ = [
+    "ENTITLEMENTS", "MountPlan", "NETWORKS", "RunSetupError", "SCRIPT_PATH", "check_entitlements",
+    "insecure_fields", "parse_entitlements", "plan_mounts", "run_argv",
+]
