@@ -52,6 +52,8 @@ def demo(n: Narrator) -> int:
             ("no_new_privs and seccomp", "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"),
             ("a masked path", "wc -c < /proc/timer_list"),
             ("read-only /proc/sys", "echo 1 > /proc/sys/kernel/hostname"),
+            ("a node for the host's disk", f"mknod /dev/disk b {os.major(os.stat(rootfs).st_dev)} {os.minor(os.stat(rootfs).st_dev)}; head -c 1 /dev/disk"),
+            ("PID 1's environment", "tr '\\0' ' ' < /proc/1/environ; ls /proc/1/fd | tr '\\n' ' '"),
             ("mounts", "cut -d' ' -f5,9 /proc/self/mountinfo"),
         ]
         for label, command in probes:
@@ -163,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(spec)
     except RuntimeSetupError as e:
         err.warn(f"part6_runtime: {e}")
-        if e.step == "exec":  # as docker run: 127 not found, 126 not executable
-            return 127 if getattr(e.cause, "errno", None) == 2 else 126
-        return 125
+        return e.exit_code  # as docker run: 127 not found, 126 not executable, 125 setup
     except ContainerError as e:
         err.warn(f"part6_runtime: {e}")
         return 125

@@ -58,22 +58,18 @@ class DeviceRule:
         return f"{self.type} {number(self.major)}:{number(self.minor)} {self.access}"
 
 
-def _allow(type_: str, major: int | None, minor: int | None, access: str = "rwm") -> DeviceRule:
-    return DeviceRule(True, type_, major, minor, access)
-
-
 #: runc's list (libcontainer/specconv AllowedDevices), which it appends to a spec's own rules
 RUNC_ALLOWED_DEVICES = (
-    _allow("c", None, None, "m"),  # mknod of any node; using it is another matter
-    _allow("b", None, None, "m"),
-    _allow("c", 1, 3),  # /dev/null
-    _allow("c", 1, 8),  # /dev/random
-    _allow("c", 1, 7),  # /dev/full
-    _allow("c", 5, 0),  # /dev/tty
-    _allow("c", 1, 5),  # /dev/zero
-    _allow("c", 1, 9),  # /dev/urandom
-    _allow("c", 136, None),  # /dev/pts/*
-    _allow("c", 5, 2),  # /dev/ptmx
+    DeviceRule(True, "c", None, None, "m"),  # mknod of any node; using it is another matter
+    DeviceRule(True, "b", None, None, "m"),
+    DeviceRule(True, "c", 1, 3),  # /dev/null
+    DeviceRule(True, "c", 1, 8),  # /dev/random
+    DeviceRule(True, "c", 1, 7),  # /dev/full
+    DeviceRule(True, "c", 5, 0),  # /dev/tty
+    DeviceRule(True, "c", 1, 5),  # /dev/zero
+    DeviceRule(True, "c", 1, 9),  # /dev/urandom
+    DeviceRule(True, "c", 136, None),  # /dev/pts/*
+    DeviceRule(True, "c", 5, 2),  # /dev/ptmx
 )
 
 #: what a container of Docker (or BuildKit) gets: its spec denies everything, runc appends its list

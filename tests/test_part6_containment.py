@@ -280,7 +280,6 @@ def test_read_only_binds_are_read_only_all_the_way_down(rootfs, tmp_path):
     """A submount below a read-only bind source is read-only in the container too
     (mount_setattr with AT_RECURSIVE), not only the top of the bind."""
     from part5_namespaces import CloneFlags, MountFlags, call_in_namespaces, mount
-
     from part6_runtime import Mount
 
     source = tmp_path / "src"
