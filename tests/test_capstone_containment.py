@@ -202,3 +202,82 @@ def test_a_run_step_that_cannot_exec_says_127_or_126(store, tmp_path):
     ctx = make_context(tmp_path / "ctx3", "FROM capstone/busybox\nRUN nosuch\n")  # the shell says 127
     with pytest.raises(DockerfileError, match=r'process "/bin/sh -c nosuch" returned 127'):
         run_build(store, ctx)
+
+
+# -- RUN --mount=type=bind of the context --------------------------------------------------------
+
+IGNORED_CONTEXT = {
+    ".dockerignore": "secret.txt\nbuild\n*.log\n!keep.log\ndocs\n!docs/public\n",
+    "app.txt": "app\n",
+    "secret.txt": "SECRET-IN-CONTEXT\n",
+    "build/out.bin": "artifact\n",
+    "trace.log": "log\n",
+    "keep.log": "kept\n",
+    "docs/public/index.html": "public\n",
+    "docs/internal/plan.txt": "internal\n",
+    "sub/deep/secret.txt": "nested, not excluded by a root pattern\n",
+}
+
+
+@pytest.mark.parametrize("mode", ["ro", "rw"])
+def test_a_context_bind_shows_only_what_dockerignore_keeps(store, tmp_path, mode):
+    ctx = make_context(tmp_path / "ctx", f"""\
+FROM capstone/busybox
+RUN --mount=type=bind,source=.,target=/ctx{',rw' if mode == 'rw' else ''} \\
+    (cd /ctx && find . | sort; cat secret.txt build/out.bin 2>&1; echo changed > app.txt; echo new > made.txt) > /probe 2>&1; true
+""", IGNORED_CONTEXT)
+    before = {p: p.read_bytes() for p in ctx.rglob("*") if p.is_file()}
+    run_build(store, ctx)
+    seen = cat(store, tmp_path, "/probe")
+    listed = [line for line in seen.splitlines() if line.startswith(".")]
+    assert listed == [".", "./.dockerignore", "./Dockerfile", "./app.txt", "./docs", "./docs/public", "./docs/public/index.html",
+                      "./keep.log", "./sub", "./sub/deep", "./sub/deep/secret.txt"], seen
+    assert "SECRET-IN-CONTEXT" not in seen and "artifact" not in seen
+    assert "cat: can't open 'secret.txt': No such file or directory" in seen
+    if mode == "ro":
+        assert "Read-only file system" in seen
+    # the context is as it was: nothing written through the bind, rw or not
+    assert {p: p.read_bytes() for p in ctx.rglob("*") if p.is_file()} == before
+
+
+def test_a_context_bind_cannot_leave_the_context(store, tmp_path):
+    """``source=../..`` is the context's root, as BuildKit joins the source to "/"; the
+    canary next to the context is not reachable, nor is an excluded file named directly."""
+    (tmp_path / "canary.txt").write_text("OUTSIDE-THE-CONTEXT\n")
+    ctx = make_context(tmp_path / "ctx", """\
+FROM capstone/busybox
+RUN --mount=type=bind,source=../..,target=/up (ls /up; cat /up/canary.txt /up/../canary.txt) > /probe 2>&1; true
+""", {"inside.txt": "in\n"})
+    run_build(store, ctx)
+    seen = cat(store, tmp_path, "/probe")
+    assert "OUTSIDE-THE-CONTEXT" not in seen and "inside.txt" in seen, seen
+    ctx2 = make_context(tmp_path / "ctx2", "FROM capstone/busybox\nRUN --mount=type=bind,source=secret.txt,target=/s cat /s\n",
+                        IGNORED_CONTEXT)
+    with pytest.raises(DockerfileError, match=r"^Dockerfile:2: .*source secret.txt not found in the build context"):
+        run_build(store, ctx2)
+
+
+def test_an_excluded_file_does_not_change_the_cache_key_of_a_context_bind(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nRUN --mount=type=bind,target=/ctx cat /ctx/app.txt > /seen\n",
+                       IGNORED_CONTEXT)
+    first = run_build(store, ctx)
+    (ctx / "secret.txt").write_text("changed, but excluded\n")
+    (ctx / "build/more.bin").write_text("more\n")
+    second = run_build(store, ctx)
+    assert second.ran == () and second.image_id == first.image_id
+    (ctx / "app.txt").write_text("changed and kept\n")
+    third = run_build(store, ctx)
+    assert [s.kind for s in third.ran] == ["RUN"]
+    assert cat(store, tmp_path, "/seen") == "changed and kept\n"
+
+
+def test_a_rw_bind_of_a_stage_writes_nowhere(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", """\
+FROM capstone/busybox AS tools
+RUN mkdir /t && echo tool > /t/x
+FROM capstone/busybox
+RUN --mount=type=bind,from=tools,source=/t,target=/t,rw echo changed > /t/x && echo new > /t/y && cat /t/x > /seen
+RUN --mount=type=bind,from=tools,source=/t,target=/t (cat /t/x; ls /t) > /again
+""")
+    run_build(store, ctx)
+    assert cat(store, tmp_path, "/seen", "/again") == "changed\ntool\nx\n"

@@ -727,12 +727,9 @@ class Builder:
                 self.load_image(ref, raw)
             return self.lowers(img), _image_digest(img)
 
-        def content(path: str) -> str:
-            return self._tree_digest(path)
-
-        mounts = plan_mounts(ins.mounts, context_dir=str(self.context_dir), workdir=workdir,
+        mounts = plan_mounts(ins.mounts, context=self.context, workdir=workdir,
                              scratch=scratch, cache_root=Path(self.store.path) / "build-cache-mounts",
-                             stage_lowers=stage_lowers, content_digest=content, secrets=self.secrets)
+                             stage_lowers=stage_lowers, content_digest=self._entries_digest, secrets=self.secrets)
         if mounts.env:  # secrets given as variables, SSH_AUTH_SOCK: this step only, never in the key
             env = [e for e in env if e.partition("=")[0] not in mounts.env]
             env += [f"{k}={v}" for k, v in mounts.env.items()]
@@ -802,19 +799,11 @@ class Builder:
         except OSError:
             pass  # another build placed it first, or another file system: extract later
 
-    def _tree_digest(self, path: str) -> str:
-        lines = []
-        if os.path.isdir(path) and not os.path.islink(path):
-            for dirpath, dirnames, filenames in os.walk(path):
-                dirnames.sort()
-                for name in sorted(dirnames + filenames):
-                    p = os.path.join(dirpath, name)
-                    st = os.lstat(p)
-                    lines.append(entry_line(os.path.relpath(p, path), st, st.st_uid, st.st_gid,
-                                            st.st_mode & 0o7777, self.digests, p))
-        else:
-            st = os.lstat(path)
-            lines.append(entry_line(".", st, st.st_uid, st.st_gid, st.st_mode & 0o7777, self.digests, path))
+    def _entries_digest(self, entries) -> str:
+        """The digest of what a context bind shows: (relative path, path, lstat) per entry,
+        file contents through the context's digest cache."""
+        lines = [entry_line(rel, st, st.st_uid, st.st_gid, st.st_mode & 0o7777, self.digests, path)
+                 for rel, path, st in entries]
         return selection_digest(lines)
 
 

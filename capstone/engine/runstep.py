@@ -162,11 +162,13 @@ class MountPlan:
         self.temps.clear()
 
 
-def plan_mounts(specs, *, context_dir: str, workdir: str, scratch: Path, cache_root: Path,
+def plan_mounts(specs, *, context, workdir: str, scratch: Path, cache_root: Path,
                 stage_lowers, content_digest, secrets=None) -> MountPlan:
-    """Turn ``--mount`` values into mounts. ``stage_lowers(name) -> (lowers, digest)`` gives a
-    stage's or image's snapshot dirs; ``content_digest(path) -> str`` hashes a bind source;
-    ``secrets`` is the build's :class:`~.secretmounts.BuildSecrets` (None: none given)."""
+    """Turn ``--mount`` values into mounts. ``context``: the build context (a
+    :class:`~.sources.ContextSource`, with its .dockerignore); ``stage_lowers(name) -> (lowers,
+    digest)`` gives a stage's or image's snapshot dirs; ``content_digest(entries) -> str``
+    hashes the (relative path, path, lstat) of what a context bind shows; ``secrets`` is the
+    build's :class:`~.secretmounts.BuildSecrets` (None: none given)."""
     plan = MountPlan()
     if not specs:
         return plan
@@ -178,7 +180,7 @@ def plan_mounts(specs, *, context_dir: str, workdir: str, scratch: Path, cache_r
                 ssh_count = _secret_mount(plan, spec, workdir=workdir, scratch=scratch, secrets=secrets,
                                           ssh_count=ssh_count)
                 continue
-            _other_mount(plan, n, spec, context_dir=context_dir, workdir=workdir, scratch=scratch, cache_root=cache_root,
+            _other_mount(plan, n, spec, context=context, workdir=workdir, scratch=scratch, cache_root=cache_root,
                          stage_lowers=stage_lowers, content_digest=content_digest)
     except BaseException:
         plan.cleanup()
@@ -256,11 +258,10 @@ def _secret_mount(plan: MountPlan, spec: str, *, workdir: str, scratch: Path, se
     return ssh_count + 1
 
 
-def _other_mount(plan: MountPlan, n: int, spec: str, *, context_dir, workdir, scratch, cache_root,
+def _other_mount(plan: MountPlan, n: int, spec: str, *, context, workdir, scratch, cache_root,
                  stage_lowers, content_digest) -> None:
     """A bind, cache or tmpfs mount."""
     from part6_runtime import Mount
-    from part7_union import OverlayMount
 
     try:
         fields = dict(mount_fields(spec))
@@ -294,40 +295,80 @@ def _other_mount(plan: MountPlan, n: int, spec: str, *, context_dir, workdir, sc
         return
     if kind == "bind":
         source = fields.get("source") or fields.get("src") or "/"
-        rel = source.lstrip("/")
+        # BuildKit joins the source to "/": "../.." is the root of the context or stage
+        rel = posixpath.normpath("/" + source).lstrip("/")
         origin = fields.get("from")
         if origin:
             lowers, digest = stage_lowers(origin)
             if not lowers:
                 raise RunSetupError(f"--mount={spec}: {origin} has no files")
-            if len(lowers) == 1:
+            if len(lowers) == 1 and readonly:
                 base = Path(lowers[0])
-            else:
-                base = scratch / f"mount{n}"
-                ov = OverlayMount(lowers, None, None, base)
-                ov.mount()
-                plan.overlays.append(ov)
+            else:  # the stage's layers as one tree; rw: writes go to an upper dir, thrown away
+                base = _overlay(plan, scratch, n, lowers, writable=not readonly)
             host = base / rel if rel else base
+            if not os.path.lexists(host):
+                raise RunSetupError(f"--mount={spec}: source {source} not found")
             key = {"type": "bind", "from": digest, "source": rel, "target": target, "rw": not readonly}
         else:
-            host = Path(context_dir) / rel if rel else Path(context_dir)
-            key = {"type": "bind", "source": rel, "target": target, "rw": not readonly,
-                   "content": content_digest(str(host))}
-        if not os.path.lexists(host):
-            raise RunSetupError(f"--mount={spec}: source {source} not found")
-        if not readonly:  # writes are discarded: give the step a copy
+            host, key = _context_bind(plan, n, spec, context, rel, target, readonly, scratch, content_digest)
+        if not readonly and not os.path.isdir(host):  # one file: the step writes to a copy
             copy = scratch / f"rw{n}"
-            if os.path.isdir(host):
-                shutil.copytree(host, copy, symlinks=True)
-            else:
-                copy.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(host, copy)
+            shutil.copy2(host, copy)
             plan.temps.append(copy)
             host = copy
         plan.mounts.append(Mount(target, "bind", str(host), ("rbind", "ro" if readonly else "rw")))
         plan.key.append(key)
         return
     raise RunSetupError(f"--mount={spec}: unknown mount type {kind!r}")
+
+
+def _overlay(plan: MountPlan, scratch: Path, n: int, lowers, *, writable: bool) -> Path:
+    """``lowers`` (top first) as one tree at ``scratch/mountN``, unmounted after the step;
+    ``writable``: with an upper dir in the scratch, so that writes never reach a lower."""
+    from part7_union import OverlayMount
+
+    base = scratch / f"mount{n}"
+    upper = work = None
+    if writable:
+        upper, work = scratch / f"upper{n}", scratch / f"work{n}"
+        upper.mkdir(parents=True)
+        work.mkdir()
+        plan.temps += [upper, work]
+    ov = OverlayMount([Path(p) for p in lowers], upper, work, base)
+    ov.mount()
+    plan.overlays.append(ov)
+    return base
+
+
+def _context_bind(plan: MountPlan, n: int, spec: str, context, rel: str, target: str, readonly: bool,
+                  scratch: Path, content_digest) -> tuple[Path, dict]:
+    """A bind of the build context: what ``.dockerignore`` excludes is not there (a file is
+    "not found"; a directory is shown through an overlay whose top layer whites them out, see
+    :mod:`.contextmounts`); ``rw`` writes go to an upper dir in the scratch."""
+    from .contextmounts import context_view, kept_items, make_mask
+    from .sources import SourceItem
+
+    found = context.locate(rel)
+    if found is None:
+        raise RunSetupError(f"--mount={spec}: source {rel or '/'} not found in the build context")
+    top = SourceItem(found[0], os.path.join(context.root, found[0]) if found[0] else context.root, found[1])
+    key = {"type": "bind", "source": rel, "target": target, "rw": not readonly}
+    if not top.is_dir:
+        key["content"] = content_digest([(".", top.path, top.st)])
+        return Path(top.path), key
+    view = context_view(context, top)
+    key["content"] = content_digest([("." if item is top else item.rel, item.path, item.st) for item in kept_items(view)])
+    if not view.hidden and readonly:
+        return Path(top.path), key
+    lowers = [Path(top.path)]
+    if view.hidden:
+        mask = scratch / f"mask{n}"
+        mask.parent.mkdir(parents=True, exist_ok=True)
+        plan.temps.append(mask)
+        make_mask(view, mask)
+        lowers.insert(0, mask)
+    return _overlay(plan, scratch, n, lowers, writable=not readonly), key
 
 
 __all__ = [

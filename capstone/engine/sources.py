@@ -165,6 +165,17 @@ class ContextSource:
         # (imported here: a build whose context paths hold no symlinks never loads it)
         return resolve_in(self.root, "/".join(parts))
 
+    def locate(self, rel: str) -> tuple[str, os.stat_result] | None:
+        """The entry ``rel`` (symlinks resolved inside the context) as (real rel, lstat), or
+        None when it is missing or .dockerignore leaves nothing of it."""
+        found = self._resolve(split_path(rel))
+        if found is None:
+            return None
+        real, st = found
+        if self._excluded(real) and not (stat.S_ISDIR(st.st_mode) and self.matcher.may_include_below(real)):
+            return None
+        return found
+
     def match(self, word: str) -> list[SourceItem]:
         parts = clean_source(word)
         candidates: list[list[str]] = [[]]
