@@ -24,6 +24,7 @@ from .spec import (
     Mount,
     parse_size,
 )
+from .users import MAX_DB_BYTES, parse_user_db, read_image_file
 
 __all__ = [
     "BundleError",
@@ -35,6 +36,7 @@ __all__ = [
     "DOCKER_DEVICE_RULES",
     "DeviceRule",
     "Limits",
+    "MAX_DB_BYTES",
     "Mount",
     "RUNC_ALLOWED_DEVICES",
     "RuntimeSetupError",
@@ -44,6 +46,8 @@ __all__ = [
     "load_bundle",
     "make_busybox_rootfs",
     "parse_size",
+    "parse_user_db",
+    "read_image_file",
     "run",
     "run_bundle",
     "spec_from_bundle",

@@ -20,42 +20,55 @@ from collections.abc import Callable
 _SYMBOLIC = re.compile(r"^[ugoa]*[-+=][rwxXst]*$")
 
 
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # "²".isdigit() too, and int() refuses it
+
+
+#: the largest uid or gid (the kernel's ids are 32 bits and (uid_t)-1 means "unchanged")
+MAX_ID = 2**32 - 2
+
+
 def _lookup(text: str | None, name: str) -> int | None:
     """The id of ``name`` in a passwd/group file's text (third field), or None."""
     if text is None:
         return None
-    for line in text.splitlines():
-        fields = line.split(":")
+    from part6_runtime import parse_user_db  # the runtime's parser: one reading of these files
+
+    for fields in parse_user_db(text):
         if len(fields) >= 3 and fields[0] == name:
-            try:
-                return int(fields[2])
-            except ValueError:
-                return None
+            return int(fields[2]) if _number(fields[2]) else None
     return None
+
+
+def _checked(spec: str, what: str, value: int) -> int:
+    if value > MAX_ID:
+        raise ValueError(f"invalid --chown={spec}: {what} {value} is out of range (0 to {MAX_ID})")
+    return value
 
 
 def parse_chown(spec: str, read_text: Callable[[str], str | None]) -> tuple[int, int]:
     """``(uid, gid)`` for ``--chown=spec``; ``read_text(path)`` reads a file of the image.
 
-    Raises ValueError with a one-line reason.
+    Raises ValueError with a one-line reason (also for an id past :data:`MAX_ID`, given or
+    found in the image's files).
     """
     user, _, group = spec.partition(":")
     if not user:
         raise ValueError(f"invalid --chown={spec}: empty user")
     group = group or user
-    if user.isdigit():
+    if _number(user):
         uid = int(user)
     else:
         uid = _lookup(read_text("/etc/passwd"), user)
         if uid is None:
             raise ValueError(f"unable to find user {user}: no matching entries in passwd file")
-    if group.isdigit():
+    if _number(group):
         gid = int(group)
     else:
         gid = _lookup(read_text("/etc/group"), group)
         if gid is None:
             raise ValueError(f"unable to find group {group}: no matching entries in group file")
-    return uid, gid
+    return _checked(spec, "uid", uid), _checked(spec, "gid", gid)
 
 
 class Chmod:
