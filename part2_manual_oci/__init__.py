@@ -15,14 +15,25 @@ atomic, content-addressed, verified reads), checks them (``validate_layout``), p
 from . import mediatypes
 from .archive import extract_oci_archive, open_oci_archive, write_oci_archive
 from .busybox import build_busybox_image
-from .digest import DigestError, HashingWriter, check_digest, digest_hex, digest_stream, sha256_digest
+from .digest import (
+    ALGORITHMS,
+    DigestError,
+    HashingWriter,
+    check_digest,
+    digest_hex,
+    digest_stream,
+    parse_digest,
+    sha256_digest,
+)
 from .errors import ArchiveError, BlobCorrupt, BlobNotFound, LayoutError, ModelError
 from .hostinfo import host_platform, rfc3339, source_date_epoch
-from .layout import OCILayout, write_file_atomic
+from .layout import MAX_JSON_SIZE, OCILayout, write_file_atomic
 from .models import ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest, Platform, canonical_json, env_to_dict
 from .validate import validate_layout
 
 __all__ = [
+    "ALGORITHMS",
+    "MAX_JSON_SIZE",
     "ArchiveError",
     "BlobCorrupt",
     "BlobNotFound",
@@ -48,6 +59,7 @@ __all__ = [
     "host_platform",
     "mediatypes",
     "open_oci_archive",
+    "parse_digest",
     "rfc3339",
     "sha256_digest",
     "source_date_epoch",

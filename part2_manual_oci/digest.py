@@ -41,6 +41,29 @@ def check_digest(digest: str) -> str:
     return digest
 
 
+#: the algorithms a digest may name, with the length of their hex (go-digest's, as the OCI
+#: image spec registers them); blobs of a layout are always sha256
+ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
+_ANY_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+
+
+def parse_digest(text: str) -> tuple[str, str]:
+    """``(algorithm, hex)`` of ``algorithm:hex`` for one of :data:`ALGORITHMS` (what a content
+    checksum such as ``ADD --checksum`` may be). Raises DigestError with go-digest's reasons:
+    the format, an unsupported algorithm (md5, sha1...), the length of the hex."""
+    if not isinstance(text, str) or not _ANY_DIGEST_RE.match(text):
+        raise DigestError(f"invalid checksum digest format: {text!r} (expected ALGORITHM:HEX)")
+    algorithm, _, encoded = text.partition(":")
+    if algorithm not in ALGORITHMS:
+        raise DigestError(f"unsupported digest algorithm {algorithm!r} in {text!r} "
+                          f"(supported: {', '.join(ALGORITHMS)})")
+    if len(encoded) != ALGORITHMS[algorithm]:
+        raise DigestError(f"invalid checksum digest length: {text!r} ({algorithm} has {ALGORITHMS[algorithm]} hex digits)")
+    if not re.fullmatch(r"[a-f0-9]+", encoded):
+        raise DigestError(f"invalid checksum digest format: {text!r} (lowercase hex expected)")
+    return algorithm, encoded
+
+
 def digest_hex(digest: str) -> str:
     """The hex part of a digest (its blob file name under blobs/sha256/)."""
     return check_digest(digest).split(":", 1)[1]

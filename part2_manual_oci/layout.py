@@ -34,7 +34,9 @@ from .models import Descriptor, ImageConfig, Index, Manifest, canonical_json
 OCI_LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
 TEMP_PREFIX = ".tmp-"
-# JSON documents are small; a bigger "manifest" is a mistake or an attack (registries cap at 4 MiB)
+# JSON documents are small; a bigger manifest, index or config is a mistake or an attack:
+# registries cap a manifest at 4 MiB, and podman and skopeo an image config (containers/image's
+# MaxConfigBodySize)
 MAX_JSON_SIZE = 4 << 20
 STALE_TEMP_SECONDS = 3600
 

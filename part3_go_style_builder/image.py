@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from part2_manual_oci import (
+    MAX_JSON_SIZE,
     BlobCorrupt,
     BlobNotFound,
     ContainerConfig,
@@ -58,7 +59,6 @@ from .reference import OCI_ARCHIVE, OCI_LAYOUT, ImageReference, parse_reference,
 
 # Docker schema2 layer types and the OCI type of the very same bytes
 _OCI_LAYER_TYPE = {mt.DOCKER_LAYER_GZIP: mt.OCI_LAYER_GZIP}
-MAX_JSON_SIZE = 4 << 20
 
 
 def utc_now() -> str:

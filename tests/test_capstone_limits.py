@@ -11,6 +11,7 @@ in one ``Dockerfile:LINE: ...`` error. How the time grows is measured by
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,90 @@ def test_a_range_of_every_port_is_allowed(store, tmp_path):
     build(store, ctx, tags=["cfg:ports"])
     ports = store.load("cfg:ports").config.config.exposed_ports
     assert len(ports) == 65536 and "65535/udp" in ports and "80/tcp" in ports
+
+
+# -- digest and size flags -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("md5:d41d8cd98f00b204e9800998ecf8427e", "unsupported digest algorithm 'md5'"),
+    ("sha1:da39a3ee5e6b4b0d3255bfef95601890afd80709", "unsupported digest algorithm 'sha1'"),
+    ("sha256:abc", "invalid checksum digest length"),
+    ("sha256:" + "G" * 64, "invalid checksum digest format"),
+    ("d41d8cd98f00b204e9800998ecf8427e", "invalid checksum digest format"),
+])
+def test_only_supported_digest_algorithms_are_checksums(text, message):
+    from part2_manual_oci import DigestError, parse_digest
+
+    with pytest.raises(DigestError, match=re.escape(message)):
+        parse_digest(text)
+
+
+def test_add_checksum_md5_is_refused_before_any_request(store, tmp_path):
+    from hostile_http import HostileServer
+
+    with HostileServer({"/f": (b"data", "text/plain")}) as server:
+        ctx = context(tmp_path, f"FROM scratch\nADD --checksum=md5:d41d8cd98f00b204e9800998ecf8427e {server.url}/f /f\n")
+        with pytest.raises(DockerfileError, match="unsupported digest algorithm 'md5'") as info:
+            build(store, ctx)
+        assert server.requests == []
+    assert info.value.line == 2 and str(info.value).startswith("Dockerfile:2: ADD --checksum: ")
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha384", "sha512"])
+def test_add_checksum_of_each_supported_algorithm(store, tmp_path, algorithm):
+    import hashlib
+
+    from hostile_http import HostileServer
+
+    body = b"checked content\n"
+    good = f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
+    with HostileServer({"/f": (body, "text/plain")}) as server:
+        ctx = context(tmp_path, f"FROM scratch\nADD --checksum={good} {server.url}/f /f\n")
+        build(store, ctx)
+        bad = good[:-1] + ("0" if good[-1] != "0" else "1")
+        (ctx / "Dockerfile").write_text(f"FROM scratch\nADD --checksum={bad} {server.url}/f /f\n")
+        with pytest.raises(DockerfileError, match=f"checksum mismatch: expected {bad}, got {good}"):
+            build(store, ctx, no_cache=True)
+
+
+def test_a_20_mb_config_is_refused_by_pull_before_it_is_fetched(tmp_path):
+    import hashlib
+    import json
+
+    from hostile_http import HostileServer
+
+    from capstone.registry import RegistryError, pull
+    from part2_manual_oci import mediatypes as mt
+
+    config_digest = "sha256:" + hashlib.sha256(b"never sent").hexdigest()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                           "config": {"mediaType": mt.OCI_CONFIG, "digest": config_digest, "size": 20_000_000},
+                           "layers": []}).encode()
+    s = Store.open(tmp_path / "s")
+    with HostileServer({"/v2/x/y/manifests/1": (manifest, mt.OCI_MANIFEST)}) as server:
+        with pytest.raises(RegistryError, match=f"image config {config_digest} is 20000000 bytes, more than the {MAX_CONFIG_SIZE}"):
+            pull(s, f"{server.host}/x/y:1")
+        assert server.requests == ["/v2/x/y/manifests/1"]
+    assert s.resolve(f"{server.host}/x/y:1") is None
+
+
+def test_a_20_mb_config_in_a_docker_archive_is_refused(tmp_path):
+    import io
+    import json
+    import tarfile
+
+    from capstone.store import ExportError
+
+    archive = tmp_path / "big.tar"
+    with tarfile.open(archive, "w") as tf:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+
+        add("manifest.json", json.dumps([{"Config": "c.json", "RepoTags": ["big:1"], "Layers": []}]).encode())
+        add("c.json", b" " * 20_000_000)
+    s = Store.open(tmp_path / "s")
+    with pytest.raises(ExportError, match=f"c.json is 20000000 bytes, more than the {MAX_CONFIG_SIZE}"):
+        s.load_archive(f"docker-archive:{archive}")

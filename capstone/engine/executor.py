@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-from part2_manual_oci import digest_hex, rfc3339
+from part2_manual_oci import DigestError, digest_hex, parse_digest, rfc3339
 from part3_go_style_builder import Image, parse_reference
 
 from ..context import load_ignore
@@ -684,7 +684,12 @@ class Builder:
             name = word.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "download"
             target = staging / "downloads" / f"{len(out)}" / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            algorithm = ins.checksum.partition(":")[0] if ins.checksum else "sha256"
+            algorithm = "sha256"
+            if ins.checksum:
+                try:
+                    algorithm, _ = parse_digest(ins.checksum)
+                except DigestError as e:
+                    raise CopyError(f"ADD --checksum: {e}") from None
             got = download(word, target, algorithm=algorithm)
             if ins.checksum and ins.checksum != got.digest:
                 raise CopyError(f"ADD {word}: checksum mismatch: expected {ins.checksum}, got {got.digest}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 
-from part2_manual_oci import History, canonical_json
+from part2_manual_oci import MAX_JSON_SIZE, History, canonical_json
 from part3_go_style_builder import Image
 
 from ..dockerfile import (
@@ -41,9 +41,9 @@ from ..dockerfile import (
 
 HISTORY_COMMENT = "capstone.dockerfile.v0"
 DEFAULT_SHELL = ("/bin/sh", "-c")
-#: the largest image config a build makes: what podman, skopeo and buildah accept
-#: (containers/image's MaxConfigBodySize) and distribution's limit for a manifest
-MAX_CONFIG_SIZE = 4 << 20
+#: the largest image config a build makes: part 2's limit for a JSON document of an image, what
+#: podman, skopeo and buildah accept (containers/image's MaxConfigBodySize)
+MAX_CONFIG_SIZE = MAX_JSON_SIZE
 #: ports one EXPOSE may name: every port of tcp, udp and sctp
 MAX_PORTS = 3 * 65536
 

@@ -42,6 +42,7 @@ from urllib.parse import quote, urljoin
 
 import httpx
 
+from part2_manual_oci import MAX_JSON_SIZE
 from part2_manual_oci import mediatypes as mt
 
 from ..download import MAX_ERROR_BODY, Body, Limits, http_client, network_errors, read_body
@@ -54,8 +55,8 @@ API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1
 #: what we accept for a manifest GET, preferred first
 MANIFEST_ACCEPT = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST)
 
-#: a manifest bigger than this is refused (distribution's own limit is 4 MiB)
-MAX_MANIFEST = 4 * 1024 * 1024
+#: a manifest bigger than this is refused (distribution's own limit, part 2's for JSON documents)
+MAX_MANIFEST = MAX_JSON_SIZE
 #: a token service's answer or a tag list bigger than this is refused
 MAX_SMALL_BODY = 1 << 20
 

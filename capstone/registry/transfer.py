@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from part2_manual_oci import BlobCorrupt, Descriptor, Index, Manifest, Platform, host_platform
+from part2_manual_oci import MAX_JSON_SIZE, BlobCorrupt, Descriptor, Index, Manifest, Platform, host_platform
 from part2_manual_oci import mediatypes as mt
 
 from ..refs import DOCKER, NameRef, parse_name, parse_reference
@@ -66,6 +66,9 @@ def _pull(store, client: RegistryClient, ref: NameRef, platform: Platform | None
     if media_type not in mt.MANIFEST_TYPES:
         raise RegistryError(f"{ref.name}: unsupported manifest type {media_type!r}")
     manifest = Manifest.from_json(_json(data, f"{ref.name}: manifest"), f"{ref.name}: manifest {digest}")
+    if manifest.config.size > MAX_JSON_SIZE:  # refused before a byte of it is fetched
+        raise RegistryError(f"{ref.name}: image config {manifest.config.digest} is {manifest.config.size} bytes, more "
+                            f"than the {MAX_JSON_SIZE} an image config may have (podman and skopeo refuse it too)")
     for desc in (manifest.config, *manifest.layers):
         _fetch_blob(store, client, ref, desc, say)
     stored = store.layout.put_blob(data, media_type, expected_digest=digest)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from part2_manual_oci import (
+    MAX_JSON_SIZE,
     ContainerConfig,
     Descriptor,
     History,
@@ -290,9 +291,14 @@ def _load_docker_archive(path: Path, ref: str | None) -> Image:
         members = {m.name.lstrip("./") if m.name.startswith("./") else m.name: m for m in tf.getmembers() if m.isreg()}
 
         def read(name: str) -> bytes:
+            """A JSON member (manifest.json, a config): at most part 2's limit for a JSON
+            document of an image, as a pull or an OCI layout would allow."""
             m = members.get(name)
             if m is None:
                 raise ExportError(f"{path}: no member {name} (not a docker-archive?)")
+            if m.size > MAX_JSON_SIZE:
+                raise ExportError(f"{path}: {name} is {m.size} bytes, more than the {MAX_JSON_SIZE} a manifest or "
+                                  "image config may have")
             return tf.extractfile(m).read()
 
         try:
