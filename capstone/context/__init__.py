@@ -6,8 +6,11 @@ The rules are moby/patternmatcher's, which BuildKit, buildah and kaniko all use:
 ``!`` exceptions where the last matching pattern wins. A ``<Dockerfile>.dockerignore`` next to
 the Dockerfile takes precedence over the context's ``.dockerignore``.
 
-``load_ignore(context, dockerfile)`` gives a :class:`PatternMatcher`; ``walk_context(context,
-matcher)`` yields the included paths in a fixed order.
+``load_ignore(context, dockerfile)`` gives a :class:`PatternMatcher`; a :class:`ContextTree`
+is the context as BuildKit's walker would send it (what is below a directory, whether a path
+is there); ``walk_context(context, matcher)`` yields the included paths in a fixed order.
+:class:`PathPattern` is the one path matcher of a build (``.dockerignore``, COPY/ADD sources,
+``--parents``, ``--exclude``): ``filepath.Match`` syntax plus ``**``, in linear time.
 """
 
 from .dockerignore import (
@@ -18,13 +21,19 @@ from .dockerignore import (
     parse_ignore_lines,
     read_ignore_file,
 )
-from .walk import ContextError, walk_context
+from .pathmatch import PathPattern, PatternSyntaxError, has_wildcards
+from .walk import ContextEntry, ContextError, ContextTree, walk_context
 
 __all__ = [
+    "ContextEntry",
     "ContextError",
+    "ContextTree",
     "IgnoreFileError",
+    "PathPattern",
     "PatternMatcher",
+    "PatternSyntaxError",
     "find_ignore_file",
+    "has_wildcards",
     "load_ignore",
     "parse_ignore_lines",
     "read_ignore_file",

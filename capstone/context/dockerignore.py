@@ -8,9 +8,11 @@ are dropped; a leading ``!`` marks an exception (white space after it trimmed); 
 Matching (``patternmatcher.MatchesOrParentMatches``): each pattern is Go ``filepath.Match``
 syntax on the slash-separated path relative to the context (``*`` and ``?`` never cross ``/``,
 ``[a-z]`` / ``[^a-z]`` classes, ``\\`` escapes the next character) plus ``**``, which matches
-any number of path segments including none. A pattern that matches a parent directory matches
-everything below it. Patterns are applied in order and the **last** one that matches decides:
-an exception (``!pattern``) re-includes what an earlier pattern excluded.
+any number of path segments including none (:mod:`.pathmatch`, the one matcher of a build, in
+linear time). A pattern that matches a parent directory matches everything below it. Patterns
+are applied in order and the **last** one that matches decides: an exception (``!pattern``)
+re-includes what an earlier pattern excluded. The context walker asks directory by directory,
+as BuildKit's does (:meth:`PatternMatcher.matches_with_parent`).
 
 Unlike .gitignore, ``*.md`` matches only at the top of the context, a trailing ``/`` means
 nothing, and an exception can re-include a file inside an excluded directory (so the walker
@@ -23,11 +25,11 @@ text of ``[...]`` classes (so ``[\\d]`` would mean a digit there), this module k
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import IgnoreFileError
+from .pathmatch import PathPattern, PatternSyntaxError
 
 __all__ = [
     "IgnoreFileError",
@@ -129,142 +131,25 @@ def find_ignore_file(context_dir: str | Path, dockerfile: str | Path | None = No
     return None
 
 
-# -- filepath.Match syntax ------------------------------------------------------------------
-
-class _BadPattern(Exception):
-    pass
-
-
-def _class_end(pattern: str, i: int) -> tuple[str, int]:
-    """Parse the ``[...]`` starting at ``pattern[i] == "["``; return its regex and the end.
-
-    Go's grammar: ``[`` [ ``^`` ] { char | char ``-`` char } ``]``, at least one range, ``\\``
-    escapes a character; ``-`` and ``]`` must be escaped where they would be a range's end.
-    """
-    n = len(pattern)
-    i += 1
-    negated = i < n and pattern[i] == "^"
-    if negated:
-        i += 1
-    ranges: list[str] = []
-    while True:
-        if i < n and pattern[i] == "]" and ranges:
-            i += 1
-            break
-        lo, i = _class_char(pattern, i)
-        hi = lo
-        if pattern[i] == "-":
-            hi, i = _class_char(pattern, i + 1)
-        if lo > hi:
-            raise _BadPattern  # Go's regexp rejects it too ("invalid character class range")
-        ranges.append(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}")
-    body = "".join(ranges)
-    # as in filepath.Match, a class is one character and may well be a "/"
-    return (f"[^{body}]" if negated else f"[{body}]"), i
-
-
-def _class_char(pattern: str, i: int) -> tuple[str, int]:
-    n = len(pattern)
-    if i >= n or pattern[i] in "-]":
-        raise _BadPattern
-    if pattern[i] == "\\":
-        i += 1
-        if i >= n:
-            raise _BadPattern
-    ch = pattern[i]
-    i += 1
-    if i >= n:
-        raise _BadPattern  # the class is not closed
-    return ch, i
-
-
 @dataclass(frozen=True)
 class Pattern:
     """One cleaned pattern of a .dockerignore; ``exclusion`` is True for ``!pattern``."""
 
     text: str
     exclusion: bool
-    regex: "re.Pattern[str]"
-    kind: str  # "exact", "prefix", "suffix" or "regex", as patternmatcher classifies it
+    path: PathPattern
 
     @property
-    def segments(self) -> tuple[str, ...]:
-        return tuple(self.text.split("/"))
+    def kind(self) -> str:
+        """"exact", "prefix", "suffix" or "regex", as patternmatcher classifies it."""
+        return self.path.kind
 
     def match(self, path: str) -> bool:
         """Whether the pattern matches exactly this slash path (no parent matching)."""
-        if self.kind == "exact":
-            return path == self.text
-        if self.kind == "prefix":
-            return path.startswith(self.text[:-2])  # "dir/**": anything that starts "dir/"
-        if self.kind == "suffix":
-            suffix = self.text[2:]  # "**/foo" and "**foo": anything that ends so
-            if path.endswith(suffix):
-                return True
-            return suffix.startswith("/") and path == suffix[1:]
-        return self.regex.match(path) is not None
+        return self.path.match(path)
 
     def __str__(self) -> str:
         return ("!" if self.exclusion else "") + self.text
-
-
-def _compile(text: str, exclusion: bool) -> Pattern:
-    """Translate a cleaned pattern, classifying it the way patternmatcher does."""
-    out = ["^"]
-    kind = "exact"
-    i, n = 0, len(text)
-    first = True
-    while i < n:
-        ch = text[i]
-        i += 1
-        if ch == "*":
-            if i < n and text[i] == "*":
-                i += 1
-                if i < n and text[i] == "/":
-                    i += 1  # "**/" is "**"
-                if i >= n:
-                    # "**" at the end: everything below
-                    if kind == "exact":
-                        kind = "prefix"
-                    else:
-                        out.append(".*")
-                        kind = "regex"
-                else:
-                    out.append("(?:.*/)?")  # any number of segments, even none
-                    kind = "regex"
-                if first:
-                    kind = "suffix"
-            else:
-                out.append("[^/]*")
-                kind = "regex"
-        elif ch == "?":
-            out.append("[^/]")
-            kind = "regex"
-        elif ch == "\\":
-            if i < n:
-                out.append(re.escape(text[i]))
-                i += 1
-                kind = "regex"
-            else:
-                raise _BadPattern  # filepath.Match: a trailing backslash is malformed
-        elif ch == "[":
-            regex, i = _class_end(text, i - 1)
-            out.append(regex)
-            kind = "regex"
-        else:
-            out.append(re.escape(ch))
-        first = False
-    out.append("$")
-    # no DOTALL: Go's "." does not match a newline either
-    return Pattern(text, exclusion, re.compile("".join(out)), kind)
-
-
-def _segment_regex(segment: str) -> "re.Pattern[str] | None":
-    """A regex for one segment of an exception without ``**`` or classes (None: malformed)."""
-    try:
-        return _compile(segment, False).regex
-    except (_BadPattern, re.error):
-        return None  # "a\/b" split at its escaped "/"
 
 
 class PatternMatcher:
@@ -276,7 +161,6 @@ class PatternMatcher:
 
     def __init__(self, patterns: list[str] | tuple[str, ...], source: str = ".dockerignore") -> None:
         self.source = source
-        self.patterns: tuple[Pattern, ...] = ()
         compiled: list[Pattern] = []
         for raw in patterns:
             p = raw.strip(_SPACE)
@@ -289,13 +173,11 @@ class PatternMatcher:
                     raise IgnoreFileError(f'{source}: illegal exclusion pattern: "!"')
                 p = p[1:]
             try:
-                compiled.append(_compile(p, exclusion))
-            except (_BadPattern, re.error):
+                compiled.append(Pattern(p, exclusion, PathPattern(p)))
+            except PatternSyntaxError:
                 raise IgnoreFileError(f"{source}: syntax error in pattern {raw!r}") from None
-        self.patterns = tuple(compiled)
-        self._exception_segments = tuple(
-            (p, [_segment_regex(s) for s in p.segments]) for p in self.patterns if p.exclusion
-        )
+        self.patterns: tuple[Pattern, ...] = tuple(compiled)
+        self._exceptions = tuple(p for p in self.patterns if p.exclusion)
 
     def __repr__(self) -> str:
         return f"PatternMatcher({[str(p) for p in self.patterns]!r})"
@@ -305,11 +187,11 @@ class PatternMatcher:
 
     def exclusions(self) -> bool:
         """Whether any pattern is an exception (``!pattern``)."""
-        return bool(self._exception_segments)
+        return bool(self._exceptions)
 
     def matches(self, path: str) -> bool:
         """Whether ``path`` is excluded: the last pattern that matches it, or one of its parent
-        directories, is not an exception."""
+        directories, is not an exception (patternmatcher's ``MatchesOrParentMatches``)."""
         matched = False
         parent = _go_dir(path)
         parents = parent.split("/") if parent != "." else []
@@ -328,21 +210,37 @@ class PatternMatcher:
         return matched
 
     def matches_with_parent(self, path: str, parent_hits: tuple[bool, ...] | None) -> tuple[bool, tuple[bool, ...]]:
-        """:meth:`matches` for a walker that knows its parent's answer.
+        """Whether ``path`` is excluded, given its parent directory's answer: patternmatcher's
+        ``MatchesUsingParentResults``, which BuildKit's context walker (fsutil) uses.
 
-        ``parent_hits`` is what this method returned as second value for the parent directory
-        (None at the top): for each pattern, whether it matched the parent or one of its
-        parents. Returns (excluded?, hits for ``path``); one test per pattern, no re-walking
-        of the parents.
+        ``parent_hits`` is the second value this method returned for the parent directory
+        (None at the top of the context): per pattern, whether it matched the parent. Returns
+        (excluded?, hits for ``path``). A pattern the parent matched matches; another one is
+        tried on ``path`` alone, and only when it could change the answer so far (an inclusion
+        while not excluded, an exception while excluded). A pattern skipped so is recorded as
+        not matching, so a directory's children do not inherit it: with ``a``, ``!a/b``, ``a``
+        the path ``a/b/c`` is kept, where :meth:`matches` (every parent tried) excludes it.
+        That is what BuildKit sends, and so what a build sees.
         """
-        if parent_hits is None:
-            parent_hits = (False,) * len(self.patterns)
-        hits = tuple(up or p.match(path) for p, up in zip(self.patterns, parent_hits))
         matched = False
-        for pattern, hit in zip(self.patterns, hits):
+        hits: list[bool] = []
+        for i, pattern in enumerate(self.patterns):
+            hit = parent_hits[i] if parent_hits is not None else False
+            if not hit:
+                if pattern.exclusion != matched:
+                    hits.append(False)
+                    continue
+                hit = pattern.match(path)
+                if not hit and parent_hits is None:
+                    # no parent results: every parent directory is tried, as in matches()
+                    parent = _go_dir(path)
+                    if parent != ".":
+                        parts = parent.split("/")
+                        hit = any(pattern.match("/".join(parts[:k])) for k in range(1, len(parts) + 1))
+            hits.append(hit)
             if hit:
                 matched = not pattern.exclusion
-        return matched, hits
+        return matched, tuple(hits)
 
     def matches_exact(self, path: str) -> bool:
         """Like :meth:`matches` but without parent-directory matching."""
@@ -357,24 +255,13 @@ class PatternMatcher:
     def may_include_below(self, directory: str) -> bool:
         """Whether some exception could re-include a path strictly below ``directory``.
 
-        A walker uses it to skip an excluded directory. An exception of k segments can match a
-        deeper path only through a prefix of it of k segments, so it matters only when it is
-        longer than ``directory`` and its first segments match it (or when it has ``**``).
+        A walker skips an excluded directory when none can (BuildKit's fsutil walker skips it
+        when no exception's text starts with the directory; this test is as sound and also
+        skips a directory that a wildcard exception such as ``!*/keep`` cannot reach). An
+        exception that matched the directory or a parent of it changes nothing below: the
+        directory is excluded all the same, by a later pattern its children match too.
         """
-        parts = directory.split("/")
-        for pattern, segments in self._exception_segments:
-            if "**" in pattern.text or "[" in pattern.text:
-                return True  # "**" spans any depth; a class may match a "/"
-            if len(segments) <= len(parts):
-                continue
-            for regex, part in zip(segments, parts):
-                if regex is None:
-                    return True  # cannot tell segment by segment: assume it could
-                if regex.match(part) is None:
-                    break
-            else:
-                return True
-        return False
+        return any(p.path.may_match_below(directory) for p in self._exceptions)
 
 
 def load_ignore(context_dir: str | Path, dockerfile: str | Path | None = None) -> PatternMatcher:
