@@ -3,7 +3,10 @@
 The Dockerfile rules, as BuildKit applies them:
 
 * sources are relative to the source root (the build context, or ``--from``'s root); a
-  directory source copies its *contents*; wildcards may match several paths;
+  directory source copies its *contents*; a source with wildcards (``*``, ``?``, ``[...]``,
+  ``**`` for any number of directories) may match several paths, or none: a pattern that
+  matches nothing adds nothing, a path that does not exist (or that ``.dockerignore``
+  excludes) fails the step; when no source matches anything the step copies nothing;
 * the destination is relative to WORKDIR; it is a directory when it ends with ``/`` (or is
   ``.``), or when the image already has a directory there; several sources need a directory
   destination written with a trailing ``/``;
@@ -49,7 +52,7 @@ from ..dockerfile import Add, Copy
 from .contenthash import FileDigests, entry_line, selection_digest
 from .owners import Chmod, parse_chown
 from .rootfs import RootfsView, split_path
-from .sources import ContextSource, ImageSource, SourceItem, clean_source, has_wildcards
+from .sources import ContextSource, ImageSource, SourceItem, SourcePatternError, clean_source, has_wildcards
 
 
 class CopyError(ValueError):
@@ -165,7 +168,8 @@ def plan_copy(
     placed: dict[str, SourceItem] = {}  # --parents: path under DEST -> item, parents first
     for word in ins.sources:
         if parents:
-            if not select_parents(source, word, excludes, placed):
+            # BuildKit requires a --parents source to exist only when it has no wildcard
+            if not select_parents(source, word, excludes, placed) and not has_wildcards(word):
                 raise CopyError(f"{keyword} failed: {word}: no source files were found in "
                                 f"{source.describe()}")
             continue
@@ -178,8 +182,13 @@ def plan_copy(
             matched.append((os.path.basename(path), SourceItem(os.path.basename(path), path, os.lstat(path)), False,
                             source))
             continue
-        items = source.match(word)
+        try:
+            items = source.match(word)
+        except SourcePatternError as e:
+            raise CopyError(f"{keyword} failed: {e}") from None
         if not items:
+            if has_wildcards(word):
+                continue  # a pattern may match nothing (BuildKit's AllowEmptyWildcard); a path may not
             if source.kind == "context":
                 raise CopyError(f"{keyword} failed: file not found in build context or excluded by "
                                 f".dockerignore: stat {word}: file does not exist")
@@ -202,10 +211,12 @@ def plan_copy(
     if len(matched) > 1 and not dest_is_dir:
         raise CopyError(f"When using {keyword} with more than one source file, the destination must be "
                         "a directory and end with a /")
-    if not matched and not placed:
-        raise CopyError(f"{keyword} failed: no source files were specified")
-
     plan = CopyPlan()
+    if not matched and not placed:
+        # every source a pattern that matched nothing: BuildKit copies nothing, makes no
+        # directory, and the step adds no layer
+        plan.digest = selection_digest([f"{keyword}\0nothing\n"])
+        return plan
     entries: dict[str, CopyEntry] = {}
     made: dict[str, CopyEntry] = {}
 

@@ -621,6 +621,8 @@ class Builder:
         detail = (f"{plan.files} files, {plan.bytes} bytes from {label}; content {plan.digest[:19]}")
 
         def make():
+            if not plan.entries:  # only patterns that matched nothing: no change, no layer
+                return None, created_by, detail
             layer = self._write_copy_layer(plan, staging, view)
             return layer, created_by, detail
 

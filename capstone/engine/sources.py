@@ -3,14 +3,22 @@
 Both kinds answer the same two questions:
 
 * ``match(source)``: which paths a source word names. The word is cleaned as BuildKit cleans
-  it (a leading ``/`` and ``..`` cannot leave the root, a trailing ``/`` means nothing), may
-  hold Go ``filepath.Match`` wildcards (``*``, ``?``, ``[a-z]``, ``\\`` escapes; never across
-  ``/``), and a symlink it names is followed inside the root.
+  it (a leading ``/`` and ``..`` cannot leave the root, a trailing ``/`` means nothing). A
+  word without an unescaped ``*``, ``?`` or ``[`` names one path; a symlink on it is followed
+  inside the root. A word with wildcards is split as BuildKit's copy splits it: the path
+  before the first segment holding one (followed like a plain path) and the pattern after it
+  (:class:`~capstone.context.PathPattern`: ``filepath.Match`` syntax, ``**`` for any number
+  of directories), matched against every path below, in ``filepath.Walk`` order; a matched
+  directory is taken whole (its contents are not matched again). A glob may match nothing.
+  (BuildKit matches a plain COPY source with Go's ``path.Match``, where ``**`` is just ``*``;
+  here it means what it means in ``COPY --parents`` and ``.dockerignore``, as buildah reads
+  it: one matcher for every pattern of a build.)
 * ``walk(match)``: what is below a matched directory, parents first, names sorted by bytes.
 
-The build context hides what ``.dockerignore`` excludes: an excluded path matches nothing and
-is never walked (unless an exception pattern re-includes something below it, in which case the
-directories on the way are kept so the re-included file has a parent).
+The build context is what BuildKit would send (:class:`~capstone.context.ContextTree`): what
+``.dockerignore`` excludes is not there, so a path that exists on disk but is excluded, or an
+excluded directory with nothing re-included below it, matches nothing, and a walk never enters
+it (the directories above a re-included file are there, so it has parents).
 
 Each item is a :class:`SourceItem`: its slash path relative to the source root, the real file
 to read (in the context directory, or in a layer snapshot), and its lstat.
@@ -19,24 +27,25 @@ to read (in the context directory, or in a layer snapshot), and its lstat.
 from __future__ import annotations
 
 import os
-import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 
-from ..context import PatternMatcher
-from .rootfs import RootfsView, split_path
+from ..context import ContextTree, PathPattern, PatternMatcher, PatternSyntaxError, has_wildcards
+from .rootfs import RootfsView
 
 
 @dataclass(frozen=True)
 class SourceItem:
     """One file, directory or link to copy: ``rel`` (slash path from the source root, "" for
-    the root itself), ``path`` (the real file), ``st`` (its lstat)."""
+    the root itself), ``path`` (the real file), ``st`` (its lstat); ``matched_as``, for a
+    wildcard match, the path the pattern matched (a symlink's own name, before it is
+    followed: the name the copy gives it)."""
 
     rel: str
     path: str
     st: os.stat_result
+    matched_as: str = ""
 
     @property
     def is_dir(self) -> bool:
@@ -44,61 +53,11 @@ class SourceItem:
 
     @property
     def name(self) -> str:
-        return self.rel.rsplit("/", 1)[-1]
+        return (self.matched_as or self.rel).rsplit("/", 1)[-1]
 
 
-# -- Go's filepath.Match -----------------------------------------------------------------------
-
-_META = re.compile(r"[*?\[\\]")
-
-
-def has_wildcards(word: str) -> bool:
-    return _META.search(word) is not None
-
-
-@lru_cache(maxsize=256)
-def _segment_regex(segment: str) -> re.Pattern:
-    """One path segment of a ``filepath.Match`` pattern as a regular expression."""
-    out = []
-    i = 0
-    while i < len(segment):
-        c = segment[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "\\" and i + 1 < len(segment):
-            i += 1
-            out.append(re.escape(segment[i]))
-        elif c == "[":
-            j = i + 1
-            negate = j < len(segment) and segment[j] == "^"
-            if negate:
-                j += 1
-            body = []
-            while j < len(segment) and (segment[j] != "]" or not body):
-                ch = segment[j]
-                if ch == "\\" and j + 1 < len(segment):
-                    j += 1
-                    ch = segment[j]
-                    body.append(re.escape(ch))
-                elif ch == "-" and body and j + 1 < len(segment) and segment[j + 1] != "]":
-                    body.append("-")
-                else:
-                    body.append(re.escape(ch))
-                j += 1
-            if j >= len(segment):
-                raise ValueError(f"syntax error in pattern {segment!r}")
-            out.append("[" + ("^" if negate else "") + "".join(body) + "]")
-            i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
-
-
-def match_segment(pattern: str, name: str) -> bool:
-    return _segment_regex(pattern).match(name) is not None
+class SourcePatternError(ValueError):
+    """A source word whose wildcards ``filepath.Match`` rejects (``[z-a]``, a lone ``[``)."""
 
 
 def clean_source(word: str) -> list[str]:
@@ -115,23 +74,58 @@ def clean_source(word: str) -> list[str]:
     return parts
 
 
+def split_wildcards(word: str) -> tuple[list[str], PathPattern | None]:
+    """A source word cut as BuildKit's ``splitWildcards`` cuts it: the segments before the
+    first one holding a wildcard, and the pattern of the rest (None: no wildcard at all)."""
+    parts = clean_source(word)
+    k = next((i for i, seg in enumerate(parts) if has_wildcards(seg)), len(parts))
+    if k == len(parts):
+        return parts, None
+    try:
+        return parts[:k], PathPattern("/".join(parts[k:]))
+    except PatternSyntaxError:
+        raise SourcePatternError(f"{word}: syntax error in pattern") from None
+
+
+def expand(pattern: PathPattern, top, children: Callable[[object], Iterable[tuple[str, object, bool]]],
+           keep: Callable[[object], bool]) -> list[tuple[str, object]]:
+    """The paths below ``top`` that ``pattern`` matches, as BuildKit's ``resolveWildcards``
+    finds them: a walk in name order (``children(node)``: (name, node, is a directory?),
+    sorted), a matched directory taken whole and not entered, another one entered only when
+    something below it could match, so a pattern never walks more than it may match.
+    ``keep(node)`` says whether a match is really there. Returns (path from ``top``, node)."""
+    out: list[tuple[str, object]] = []
+    stack: list[tuple[Iterator, str]] = [(iter(children(top)), "")]
+    while stack:
+        it, prefix = stack[-1]
+        child = next(it, None)
+        if child is None:
+            stack.pop()
+            continue
+        name, node, is_dir = child
+        rel = f"{prefix}/{name}" if prefix else name
+        if pattern.match(rel):
+            if keep(node):
+                out.append((rel, node))
+        elif is_dir and pattern.may_match_below(rel):
+            stack.append((iter(children(node)), rel))
+    return out
+
+
 # -- the build context -------------------------------------------------------------------------
 
 
 class ContextSource:
-    """The build context directory, filtered by its ``.dockerignore`` matcher."""
+    """The build context directory, as the ``.dockerignore`` ``matcher`` lets a build see it."""
 
     kind = "context"
 
     def __init__(self, root: str | os.PathLike, matcher: PatternMatcher | None = None) -> None:
-        self.root = os.path.abspath(root)
-        self.matcher = matcher if matcher else None
+        self.tree = ContextTree(root, matcher)
+        self.root = self.tree.root
 
     def describe(self) -> str:
         return "build context"
-
-    def _excluded(self, rel: str) -> bool:
-        return self.matcher is not None and rel != "" and self.matcher.matches(rel)
 
     def _resolve(self, parts: list[str]) -> tuple[str, os.stat_result] | None:
         """Follow ``parts`` from the root, symlinks resolved inside the root; (rel, lstat)."""
@@ -152,6 +146,10 @@ class ContextSource:
             except OSError:
                 break  # let part 4 decide
             if stat.S_ISLNK(st.st_mode):
+                # a link the context does not have cannot lead anywhere (only the first link
+                # met is checked here; the rest of the way is part 4's)
+                if not self.tree.present(os.path.relpath(path, self.root), False):
+                    return None
                 break
         else:
             if st is None:  # no parts: the root itself
@@ -167,83 +165,58 @@ class ContextSource:
 
     def locate(self, rel: str) -> tuple[str, os.stat_result] | None:
         """The entry ``rel`` (symlinks resolved inside the context) as (real rel, lstat), or
-        None when it is missing or .dockerignore leaves nothing of it."""
-        found = self._resolve(split_path(rel))
+        None when it is missing or the build context does not have it (.dockerignore)."""
+        item = self._item(clean_source(rel))
+        return (item.rel, item.st) if item is not None else None
+
+    def _item(self, parts: list[str], matched_as: str = "") -> SourceItem | None:
+        """The item ``parts`` names, symlinks followed, if the build context has it."""
+        found = self._resolve(parts)
         if found is None:
             return None
-        real, st = found
-        if self._excluded(real) and not (stat.S_ISDIR(st.st_mode) and self.matcher.may_include_below(real)):
+        rel, st = found
+        if not self.tree.present(rel, stat.S_ISDIR(st.st_mode)):
             return None
-        return found
+        return SourceItem(rel, self.tree.path(rel), st, matched_as)
 
     def match(self, word: str) -> list[SourceItem]:
-        parts = clean_source(word)
-        candidates: list[list[str]] = [[]]
-        for seg in parts:
-            nxt: list[list[str]] = []
-            for cand in candidates:
-                if not has_wildcards(seg):
-                    nxt.append(cand + [seg])
-                    continue
-                found = self._resolve(cand)
-                if found is None or not stat.S_ISDIR(found[1].st_mode):
-                    continue
-                base = os.path.join(self.root, found[0]) if found[0] else self.root
-                for name in sorted(os.listdir(base), key=os.fsencode):
-                    if match_segment(seg, name):
-                        nxt.append(split_path(found[0]) + [name])
-            candidates = nxt
+        base, pattern = split_wildcards(word)
+        if pattern is None:
+            item = self._item(base)
+            return [item] if item is not None else []
+        top = self._item(base)
+        if top is None or not top.is_dir:
+            return []
+        tree = self.tree
+
+        def children(node):
+            rel, hits = node if isinstance(node, tuple) else (node.rel, node.hits)
+            for e in tree.entries(rel, hits):
+                if e.excluded and not tree.enters(e):
+                    continue  # not in the context, and nothing below it is
+                yield e.entry.name, e, e.is_dir
+
+        def keep(e) -> bool:
+            return tree.kept(e.rel, e.is_dir, e.excluded, e.hits)
+
         out = []
-        for cand in candidates:
-            found = self._resolve(cand)
-            if found is None:
-                continue
-            rel, st = found
-            if self._excluded(rel) and not (stat.S_ISDIR(st.st_mode) and self.matcher.may_include_below(rel)):
-                continue
-            out.append(SourceItem(rel, os.path.join(self.root, rel) if rel else self.root, st))
+        prefix = "/".join(base)
+        for rel, e in expand(pattern, (top.rel, tree.verdict(top.rel)[1]), children, keep):
+            matched = f"{prefix}/{rel}" if prefix else rel
+            if e.entry.is_symlink():  # copied as what it points to, under its own name
+                item = self._item(matched.split("/"), matched)
+            else:
+                item = SourceItem(e.rel, e.entry.path, e.stat(), matched)
+            if item is not None:
+                out.append(item)
         return out
 
     def walk(self, top: SourceItem) -> Iterator[SourceItem]:
-        """Everything below directory ``top`` that the .dockerignore keeps; ``rel`` relative
+        """Everything below directory ``top`` that the build context has; ``rel`` relative
         to ``top``."""
-        matcher = self.matcher
-        hits = None
-        if matcher is not None and top.rel:
-            prefix = ""
-            for part in top.rel.split("/"):
-                prefix = f"{prefix}/{part}" if prefix else part
-                _, hits = matcher.matches_with_parent(prefix, hits)
         cut = len(top.rel) + 1 if top.rel else 0
-        # frames: (dir path, context rel, entries iterator, parent hits)
-        stack = [(top.path, top.rel, iter(_scan(top.path)), hits)]
-        pending: list[list] = []  # excluded dirs entered for an exception: [item, yielded, depth]
-        while stack:
-            dpath, drel, entries, dhits = stack[-1]
-            entry = next(entries, None)
-            if entry is None:
-                stack.pop()
-                while pending and pending[-1][2] >= len(stack) + 1:
-                    pending.pop()
-                continue
-            crel = f"{drel}/{entry.name}" if drel else entry.name
-            st = entry.stat(follow_symlinks=False)
-            is_dir = stat.S_ISDIR(st.st_mode)
-            chits = None
-            if matcher is not None:
-                excluded, chits = matcher.matches_with_parent(crel, dhits)
-                if excluded:
-                    if is_dir and matcher.may_include_below(crel):
-                        pending.append([SourceItem(crel[cut:], entry.path, st), False, len(stack) + 1])
-                        stack.append((entry.path, crel, iter(_scan(entry.path)), chits))
-                    continue
-            for p in pending:
-                if not p[1]:
-                    p[1] = True
-                    yield p[0]
-            yield SourceItem(crel[cut:], entry.path, st)
-            if is_dir:
-                stack.append((entry.path, crel, iter(_scan(entry.path)), chits))
+        for e in self.tree.walk(top.rel):
+            yield SourceItem(e.rel[cut:], e.entry.path, e.stat())
 
 
 def resolve_in(root: str, path: str) -> tuple[str, os.stat_result] | None:
@@ -258,13 +231,6 @@ def resolve_in(root: str, path: str) -> tuple[str, os.stat_result] | None:
     except (FileNotFoundError, NotADirectoryError, UnsafePathError):
         return None
     return (real, st) if st is not None else None
-
-
-def _scan(path: str) -> list[os.DirEntry]:
-    with os.scandir(path) as it:
-        entries = list(it)
-    entries.sort(key=lambda e: os.fsencode(e.name))
-    return entries
 
 
 # -- a stage's or an image's files -----------------------------------------------------------
@@ -282,30 +248,38 @@ class ImageSource:
     def describe(self) -> str:
         return self.label
 
+    def _item(self, path: str, matched_as: str = "") -> SourceItem | None:
+        rel, node = self.view.resolve(path, follow_final=True)
+        return SourceItem(rel, str(node.path), node.st, matched_as) if node is not None else None
+
     def match(self, word: str) -> list[SourceItem]:
         view = self.view
         if view.empty:
             return []
-        parts = clean_source(word)
-        candidates: list[str] = [""]
-        for seg in parts:
-            nxt = []
-            for cand in candidates:
-                if not has_wildcards(seg):
-                    nxt.append(f"{cand}/{seg}" if cand else seg)
-                    continue
-                node = view.lookup(cand)
-                if node is None or not node.is_dir:
-                    continue
-                for name in view.children(node):
-                    if match_segment(seg, name):
-                        nxt.append(f"{cand}/{name}" if cand else name)
-            candidates = nxt
+        base, pattern = split_wildcards(word)
+        if pattern is None:
+            item = self._item("/".join(base))
+            return [item] if item is not None else []
+        top = view.lookup("/".join(base))
+        if top is None or not top.is_dir:
+            return []
+
+        def children(node):
+            found = view.children(node)
+            for name in sorted(found, key=os.fsencode):
+                child = found[name]
+                yield name, child, child.is_dir
+
         out = []
-        for cand in candidates:
-            rel, node = view.resolve(cand, follow_final=True)
-            if node is not None:
-                out.append(SourceItem(rel, str(node.path), node.st))
+        prefix = "/".join(base)
+        for rel, node in expand(pattern, top, children, lambda node: True):
+            matched = f"{prefix}/{rel}" if prefix else rel
+            if stat.S_ISLNK(node.st.st_mode):  # copied as what it points to, under its own name
+                item = self._item(matched, matched)
+            else:
+                item = SourceItem(node.rel, str(node.path), node.st, matched)
+            if item is not None:
+                out.append(item)
         return out
 
     def walk(self, top: SourceItem) -> Iterator[SourceItem]:
@@ -319,5 +293,5 @@ class ImageSource:
 
 Source = ContextSource | ImageSource
 
-__all__ = ["ContextSource", "ImageSource", "Source", "SourceItem", "clean_source", "has_wildcards",
-           "match_segment", "resolve_in"]
+__all__ = ["ContextSource", "ImageSource", "Source", "SourceItem", "SourcePatternError", "clean_source",
+           "expand", "has_wildcards", "resolve_in", "split_wildcards"]
