@@ -68,10 +68,12 @@ def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
 
 
 class _Extractor:
-    def __init__(self, root: RootDir, whiteouts: bool, owner: tuple[int, int] | None) -> None:
+    def __init__(self, root: RootDir, whiteouts: bool, owner: tuple[int, int] | None,
+                 skip_root: bool = False) -> None:
         self.root = root
         self.whiteouts = whiteouts
         self.owner = owner
+        self.skip_root = skip_root
         self.is_root = os.geteuid() == 0
         #: real paths written by this layer, and all their ancestors (kept by an opaque marker)
         self.touched: set[tuple[str, ...]] = set()
@@ -102,6 +104,8 @@ class _Extractor:
                     self.whiteout(parts[:-1], base[len(WHITEOUT_PREFIX):], m.name)
                 return
             if not parts:
+                if self.skip_root:
+                    return  # an archive ADD unpacks: its "." never touches the destination
                 if not m.isdir():
                     raise UnsafeArchiveError(f"layer entry {_show(m.name)}: a {_kind(m)} cannot replace the root")
                 self.root_dir(m)
@@ -336,13 +340,16 @@ def _kind(m: tarfile.TarInfo) -> str:
 
 
 def extract_layer(blob: BinaryIO, root: str | os.PathLike | int, *, whiteouts: bool = True,
-                  owner: tuple[int, int] | None = None) -> None:
+                  owner: tuple[int, int] | None = None, skip_root: bool = False) -> None:
     """Apply one layer blob (any compression, detected) onto the directory ``root`` (a path,
     created if missing, or a directory descriptor).
 
     With ``whiteouts=False`` the ``.wh.`` markers are written as the plain files they are in
     the tar stream. ``owner`` (uid, gid) gives every entry but the root that owner instead of
-    the archive's (``ADD --chown``).
+    the archive's (``ADD --chown``). An entry naming the root itself (``.``, ``./``, ``/``)
+    gives the root its metadata when it is a directory and is refused otherwise; with
+    ``skip_root=True`` it is skipped whatever its type, as Docker skips it when ``ADD`` unpacks
+    an archive (moby's archive and BuildKit's unpacking both ``continue`` on it).
     """
     shown = root if isinstance(root, int) else os.fspath(root)
     try:
@@ -351,7 +358,7 @@ def extract_layer(blob: BinaryIO, root: str | os.PathLike | int, *, whiteouts: b
         raise LayerError(f"{shown}: not a directory") from None
     except OSError as exc:
         raise LayerError(f"{shown}: cannot extract here: {exc.strerror}") from exc
-    ex = _Extractor(r, whiteouts, owner)
+    ex = _Extractor(r, whiteouts, owner, skip_root)
     name = None
     try:
         head, stream = read_head(open_decompressed(blob))

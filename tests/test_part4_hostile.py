@@ -199,6 +199,18 @@ def test_hostile_archive_is_refused_or_contained(world, case_id, build, expected
     check_untouched(tmp_path, root, before)
 
 
+def test_root_entries_of_an_add_archive_are_skipped_whatever_their_type(world):
+    # what ADD asks for (skip_root): Docker's unpacking skips an entry naming the root itself
+    tmp_path, root, sibling = world
+    os.chmod(root, 0o755)
+    before = outside_state(tmp_path, root)
+    extract_layer(io.BytesIO(archive([reg("./"), reg("."), dir_("./", 0o700), reg("a", b"a\n")])), root,
+                  skip_root=True)
+    assert sorted(os.listdir(root)) == ["a"]
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o755
+    check_untouched(tmp_path, root, before)
+
+
 def test_symlink_planted_by_a_lower_layer_is_followed_inside_the_root(world):
     tmp_path, root, sibling = world
     lower = archive([sym("etc", str(sibling)), sym("bin", "../sibling")])

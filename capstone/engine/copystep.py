@@ -17,7 +17,10 @@ The Dockerfile rules, as BuildKit applies them:
 * files from the build context are owned by 0:0 unless ``--chown``; files from a stage or an
   image keep their owners; ``--chmod`` changes every copied entry's mode; mtimes are kept;
 * ``ADD`` unpacks a local tar archive (plain, gzip, bzip2, xz, zstd: recognised by content, not
-  by name) into the destination directory, like ``tar -x`` over what is there; ``ADD URL``
+  by name) into the destination directory, as Docker unpacks it over what is there
+  (:func:`_unpack_archive`: later entries replace earlier ones, the archive's ``.`` is
+  skipped, image symlinks on the way are followed, image directories it only passes through
+  keep their metadata); ``ADD URL``
   downloads the file (mode 0600, mtime from ``Last-Modified``); ``ADD`` of a git repository
   (:mod:`.gitsource`) copies the checked-out tree's *contents* (or its subdir's) into the
   destination directory, walked like a context directory.
@@ -415,39 +418,127 @@ def _stage(e: CopyEntry, staging: Path, n: int) -> str:
 
 def write_copy(plan: CopyPlan, w: LayerWriter, staging: Path, view: RootfsView) -> None:
     """Add the entries of ``plan`` to the layer ``w``; what needs other metadata than its
-    source has is staged in ``staging`` first."""
+    source has is staged in ``staging`` first. An archive to unpack becomes the entries it
+    unpacks to (kept in ``plan``: the layer's snapshot is made from them)."""
     staging.mkdir(parents=True, exist_ok=True)
+    if any(e.archive for e in plan.entries):
+        have = {e.dest for e in plan.entries if not e.archive}
+        entries: list[CopyEntry] = []
+        for n, e in enumerate(plan.entries):
+            if e.archive:
+                entries.extend(_unpack_archive(e, staging / f"unpack{n}", view, have))
+            else:
+                entries.append(e)
+        plan.entries = entries
     for n, e in enumerate(plan.entries):
-        if e.archive:
-            _write_archive(e, w, staging / f"unpack{n}", view)
-        elif e.src is not None and _matches(e):
+        if e.src is not None and _matches(e):
             w.add_path(e.src, e.dest)
         else:
             w.add_path(_stage(e, staging, n), e.dest)
 
 
-def _write_archive(e: CopyEntry, w: LayerWriter, where: Path, view: RootfsView) -> None:
-    """ADD of a local archive: unpack it (part 4, safe extraction) and add what it holds."""
-    from part4_tar import extract_layer
+def _archive_dirs(path: str) -> set[str]:
+    """The directories an archive has entries for (cleaned names), as opposed to the parents
+    unpacking makes for its other entries."""
+    from part4_tar import open_decompressed
 
+    found: set[str] = set()
+    with open(path, "rb") as raw, open_decompressed(raw) as f, \
+            tarfile.open(fileobj=f, mode="r|", errors="surrogateescape") as tf:
+        for m in tf:
+            if m.isdir():
+                name = posixpath.normpath("/" + m.name).lstrip("/")
+                if name:
+                    found.add(name)
+            tf.members.clear()  # stream mode keeps every TarInfo otherwise
+    return found
+
+
+def _scan_sorted(path: str) -> list[os.DirEntry]:
+    with os.scandir(path) as it:
+        return sorted(it, key=lambda d: os.fsencode(d.name))
+
+
+def _unpack_archive(e: CopyEntry, where: Path, view: RootfsView, have: set[str]) -> list[CopyEntry]:
+    """ADD of a local archive (``e.src``) into the directory ``e.dest``, as Docker unpacks it
+    over the image (BuildKit's ``applyRootArchive``, moby's ``Untar``): the entries, in order,
+    to put in the layer. ``have``: the paths the layer already has (extended here).
+
+    Unpacking is part 4's safe extraction into ``where`` (an entry for the root itself is
+    skipped, whatever its type; a later entry replaces an earlier one, a file a directory and a
+    directory a file); then each path is placed over the image:
+
+    * a non-directory replaces whatever the image has there (a directory and all below it);
+    * a directory the archive names takes the archive's owner and mode, over an image
+      directory or in place of an image file; one unpacking only made for the entries below it
+      leaves an image directory as it is, and fails on an image file, as Docker fails;
+    * a directory of the image that is a symlink is followed, inside the image's root
+      (``bin -> usr/bin``): what the archive has below ``bin/`` goes to ``usr/bin/``.
+    """
+    from part4_tar import LayerError, extract_layer
+
+    name = os.path.basename(e.src)
+    chown = e.uid >= 0
     where.mkdir(parents=True)
-    with open(e.src, "rb") as f:
-        extract_layer(f, where, whiteouts=False)
-    if e.uid >= 0:
-        for dirpath, dirnames, filenames in os.walk(where):
-            for name in dirnames + filenames:
-                os.chown(os.path.join(dirpath, name), e.uid, e.gid, follow_symlinks=False)
-    node = view.lookup(e.dest) if e.dest else None
-    if node is not None:
-        os.chown(where, node.st.st_uid, node.st.st_gid)
-        os.chmod(where, stat.S_IMODE(node.st.st_mode))
-        os.utime(where, ns=(node.st.st_mtime_ns, node.st.st_mtime_ns))
-    else:
-        os.chmod(where, 0o755)
-    if e.dest:
-        w.add_tree(where, e.dest)
-    else:
-        w.add_tree(where)
+    try:
+        named_dirs = _archive_dirs(e.src)
+        with open(e.src, "rb") as f:
+            # --chown: every entry unpacked gets the owner (so nothing is copied again for it)
+            extract_layer(f, where, whiteouts=False, skip_root=True, owner=(e.uid, e.gid) if chown else None)
+    except (LayerError, tarfile.TarError, EOFError) as err:
+        raise CopyError(f"ADD failed: {name}: {err}") from None
+    out: list[CopyEntry] = []
+
+    def put(entry: CopyEntry) -> None:
+        out.append(entry)
+        have.add(entry.dest)
+
+    def image_parents(path: str) -> None:
+        """The image's directories on the way to ``path`` (a resolved path), as they are."""
+        parts = split_path(path)
+        for i in range(1, len(parts)):
+            sub = "/".join(parts[:i])
+            node = view.lookup(sub, follow_final=False)
+            if sub not in have and node is not None and node.is_dir:
+                put(CopyEntry(sub, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
+                              stat.S_IMODE(node.st.st_mode), parent=True))
+
+    def place_dir(rel: str, src: str, st: os.stat_result, target: str) -> str:
+        named = rel in named_dirs
+        node = view.lookup(target, follow_final=False)
+        if node is not None and stat.S_ISLNK(node.st.st_mode):
+            resolved, node = view.resolve(target)
+            image_parents(resolved)
+            target = resolved
+        if node is not None and node.is_dir and not named:
+            if target not in have:  # there already: it stays as it is
+                put(CopyEntry(target, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
+                              stat.S_IMODE(node.st.st_mode), parent=True))
+        elif named:
+            uid, gid = (e.uid, e.gid) if chown else (st.st_uid, st.st_gid)
+            put(CopyEntry(target, src, st, uid, gid, stat.S_IMODE(st.st_mode)))
+        elif node is not None:
+            raise CopyError(f"ADD failed: {name}: cannot unpack {rel}/: /{target} is not a directory")
+        else:  # made for what is below it, as unpacking makes it: 0755, root
+            put(CopyEntry(target, src, st, 0, 0, 0o755))
+        return target
+
+    # (where-relative directory, its path in the layer)
+    stack: list[tuple[str, str]] = [("", e.dest)]
+    while stack:
+        rel_dir, layer_dir = stack.pop()
+        subdirs = []
+        for d in _scan_sorted(os.path.join(where, rel_dir) if rel_dir else str(where)):
+            rel = f"{rel_dir}/{d.name}" if rel_dir else d.name
+            target = f"{layer_dir}/{d.name}" if layer_dir else d.name
+            st = d.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                subdirs.append((rel, place_dir(rel, d.path, st, target)))
+                continue
+            uid, gid = (e.uid, e.gid) if chown else (st.st_uid, st.st_gid)
+            put(CopyEntry(target, d.path, st, uid, gid, stat.S_IMODE(st.st_mode)))
+        stack.extend(reversed(subdirs))
+    return out
 
 
 def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = None) -> None:
@@ -487,17 +578,6 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
 
     for e in plan.entries:
         target = f"{root}/{e.dest}" if e.dest else root
-        if e.archive:
-            from part4_tar import extract_layer
-
-            os.makedirs(target, exist_ok=True)
-            with open(e.src, "rb") as f:
-                extract_layer(f, Path(target), whiteouts=False)
-            if e.uid >= 0:
-                for dirpath, dirnames, filenames in os.walk(target):
-                    for name in dirnames + filenames:
-                        os.chown(os.path.join(dirpath, name), e.uid, e.gid, follow_symlinks=False)
-            continue
         if e.src is None:
             make_dir(target, e)
             dirs.append((target, mtime_ns(e.mtime_ns / 1e9)))
