@@ -15,10 +15,11 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
-from support import capstone, make_context
+from support import capstone, image_rootfs, make_context
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
 
@@ -124,3 +125,30 @@ def test_a_corrupt_archive_fails_in_one_line_naming_the_line(tmp_path):
     r = build(tmp_path / "store", ctx, "arch:4")
     assert r.returncode == 1
     assert r.stderr.startswith("Dockerfile:2: ADD failed: bad.tar: ") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_a_hostile_archive_stays_inside_the_image_or_fails_in_one_line(tmp_path):
+    # a name climbing out is refused (BuildKit: "outside extraction root"); a symlink to /etc
+    # leads to the image's /etc, below the destination, never to the host's
+    canary = f"add-canary-{uuid.uuid4().hex[:12]}"
+    climb = tar((f"../../{canary}", "x"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        link = tarfile.TarInfo("l")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        tf.addfile(link)
+        info = tarfile.TarInfo(f"l/{canary}")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\nADD climb.tar /x/\n",
+                       {"climb.tar": climb, "through-link.tar": buf.getvalue()})
+    store = tmp_path / "store"
+    r = build(store, ctx, "arch:5")
+    assert (r.returncode, r.stderr) == (1, f"Dockerfile:2: ADD failed: climb.tar: layer entry "
+                                           f"'../../{canary}': '..' would escape the root\n")
+    make_context(ctx, "FROM scratch\nADD through-link.tar /x/\n")
+    r = build(store, ctx, "arch:6")
+    assert r.returncode == 0, r.stderr
+    root = image_rootfs(store, "arch:6", tmp_path / "rootfs")
+    assert (root / "x/etc" / canary).read_text() == "x" and os.readlink(root / "x/l") == "/etc"
+    assert not [p for p in ("/etc", "/tmp", str(tmp_path), str(tmp_path.parent)) if os.path.exists(f"{p}/{canary}")]

@@ -29,6 +29,7 @@ from typing import IO
 
 from part2_manual_oci import DigestError, digest_hex, parse_digest, rfc3339
 from part3_go_style_builder import Image, parse_reference
+from part4_tar import LayerError
 
 from ..context import load_ignore
 from ..dockerfile import (
@@ -468,7 +469,7 @@ class Builder:
             raise self.fail(ins, str(e)) from None
         except DockerfileError:
             raise
-        except CapstoneError as e:
+        except (CapstoneError, LayerError) as e:  # part 4: a layer or an archive it cannot write
             raise self.fail(ins, f"{kind}: {e}") from None
         except OSError as e:
             raise self.fail(ins, f"{kind}: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
