@@ -1,7 +1,9 @@
 """Chapter script: ``python -m part2_manual_oci --out DIR [--tag TAG] [--archive FILE]``.
 
 Builds a runnable busybox image by hand and narrates every step with the digests it computes.
-``lab start DIR`` / ``lab check DIR`` are the chapter's lab (part1_overview.labkit).
+``shell --out DIR`` makes the same image with shell tools only (tar, gzip -n, sha256sum, stat), as
+the blog does, and compares it with the Python version; ``lab start DIR`` / ``lab check DIR`` are the
+chapter's lab (part1_overview.labkit).
 Errors are one line on stderr and exit code 1 (2 for usage errors); outputs that cannot be
 written are refused before any work is done.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +24,7 @@ from .archive import write_oci_archive
 from .busybox import DEFAULT_BUSYBOX, build_busybox_image
 from .digest import DigestError
 from .errors import LayoutError
+from .layout import OCILayout
 from .validate import validate_layout
 
 
@@ -155,12 +159,105 @@ def check_outputs(out: Path, archive: Path | None) -> None:
         _probe_writable(parent, str(archive))
 
 
+def _sha(value: str) -> str:
+    return value.split()[0]
+
+
+def shell_demo(n: Narrator, out: Path, workdir: Path, busybox: str) -> bool:
+    """The image made with shell tools only, beside the Python version; True when both are valid."""
+    from .shell import build_with_shell, header_differences
+
+    n.title("Part 2: the same image with shell tools only")
+    n.step("run the blog's way: tar, gzip -n, sha256sum, stat and printf")
+    n.say(f"The script (`{PROG} shell --print` prints it) makes the root filesystem\n"
+          "with mkdir, cp and ln -s, tars it with GNU tar, gzips it with gzip -n, and writes every JSON\n"
+          "document with printf, naming each blob by its sha256sum and sizing it with stat.")
+    n.command(f"bash by-hand.sh {out} {workdir / 'shell'} {busybox}")
+    facts = build_with_shell(out, workdir / "shell", busybox)
+    for key in ("diff_id", "layer", "config", "manifest"):
+        n.fact(key, facts[key])
+
+    n.step("check it: validate_layout, and the spec's own tool")
+    problems = validate_layout(out)
+    for p in problems:
+        n.warn(p)
+    n.fact("violations", "none" if not problems else len(problems))
+    n.command(f"oci-image-tool validate --type image --ref name=latest {out}")
+    n.command(f"skopeo inspect oci:{out}:latest")
+
+    n.step("the Python version of the same steps")
+    python_out = workdir / "python-oci"
+    build_busybox_image(python_out, workdir=workdir / "python", busybox=busybox)
+    layout = OCILayout.open(python_out)
+    manifest = layout.read_manifest(layout.resolve("latest"))
+    config = layout.read_config(manifest)
+    shown = {
+        "diff_id": (facts["diff_id"], config.rootfs_diff_ids[0]),
+        "layer digest": (_sha(facts["layer"]), manifest.layers[0].digest),
+        "config digest": (_sha(facts["config"]), manifest.config.digest),
+        "manifest digest": (_sha(facts["manifest"]), layout.resolve("latest").digest),
+    }
+    n.table(((k, a[:19] + "...", b[:19] + "...", "same" if a == b else "differs") for k, (a, b) in shown.items()),
+            ("", "shell", "python", ""))
+
+    n.step("why the bytes differ although the trees are the same")
+    listings = [subprocess.run(["tar", "-tvf", str(workdir / d / "layer.tar")], capture_output=True, text=True).stdout
+                for d in ("shell", "python")]
+    n.fact("tar -tvf of the two layers", "the same listing" if listings[0] == listings[1] else "different listings")
+    diffs = header_differences(workdir / "shell" / "layer.tar", workdir / "python" / "layer.tar")
+    n.fact("header fields that differ", ", ".join(f"{k} ({v} headers)" for k, v in diffs.items()) or "none")
+    n.say("GNU tar writes 0000000 in the device-number fields of every header; Python's tarfile leaves\n"
+          "them NUL. Same files, other bytes: another diff_id, so another config and manifest. And gzip's\n"
+          "deflate is not zlib's: another layer digest. Both images are valid: a digest names bytes,\n"
+          "not files. A reproducible build pins its tools, not only their options (sorted names, owner\n"
+          "0:0, mtime, gzip -n), and a diff_id can be checked against the tar, never guessed from the files.")
+    ok = not problems and not validate_layout(python_out)
+    n.done("two valid images of one tree" if ok else "an image is not valid")
+    return ok
+
+
+def shell_main(argv: list[str]) -> int:
+    """``shell --out DIR [--workdir W] [--busybox B] | --print``."""
+    from .shell import SCRIPT
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} shell", description="The chapter's image made with shell tools only, beside the Python version.")
+    parser.add_argument("--out", type=Path, help="the new OCI image layout the script writes")
+    parser.add_argument("--workdir", type=Path, help="keep the script, both root filesystems and layers here")
+    parser.add_argument("--busybox", default=DEFAULT_BUSYBOX, help=f"the static busybox binary (default: {DEFAULT_BUSYBOX})")
+    parser.add_argument("--print", action="store_true", help="print the script and stop")
+    args = parser.parse_args(argv)
+    if args.print:
+        sys.stdout.write(SCRIPT)
+        return 0
+    if args.out is None:
+        parser.error("--out DIR is required (or --print)")
+    try:
+        if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+            raise LayoutError(f"{args.out}: not a new or empty directory")
+        with tempfile.TemporaryDirectory(prefix="part2-shell-") as tmp:
+            workdir = args.workdir or Path(tmp)
+            if workdir.exists() and any(workdir.iterdir()):
+                raise LayoutError(f"{workdir}: not a new or empty directory")
+            ok = shell_demo(Narrator(), args.out, workdir, args.busybox)
+    except BrokenPipeError:
+        raise
+    except (LayoutError, DigestError) as e:
+        print(f"{PROG} shell: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{PROG} shell: error: {_oserror(e)}", file=sys.stderr)
+        return 1
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["lab"]:
         from .lab import LAB
 
         return lab_main(LAB, argv[1:])
+    if argv[:1] == ["shell"]:
+        return shell_main(argv[1:])
     parser = argparse.ArgumentParser(prog=PROG, description="Build a runnable busybox OCI image by hand, narrating each step.")
     parser.add_argument("--out", required=True, type=Path, help="the OCI image layout directory to write (created or added to)")
     parser.add_argument("--tag", default="latest", help="the ref name in index.json (default: latest)")

@@ -1,6 +1,7 @@
 """Chapter 5: run a child in each namespace and compare what it sees with the host.
 
     python -m part5_namespaces [uts|pid|mount|net|ipc|user|cgroup|all]
+    python -m part5_namespaces reexec [CMD...]     # the blog's re-exec pattern (default: hostname)
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import os
 import platform
 import pwd
+import socket
 import sys
 
 from part1_overview import Narrator, lab_main, run_cli
@@ -45,12 +47,65 @@ def show(n: Narrator, name: str, result: Comparison) -> None:
     n.fact("isolated", verdict)
 
 
+def reexec_demo(n: Narrator, cmd: list[str]) -> int:
+    """The blog's re-exec pattern beside part 5's fork, and why Go needs the detour."""
+    from .reexec import INSIDE_HOSTNAME, reexec_argv, run_reexec, self_exe, startup_costs, threads_and_unshare
+
+    n.title("Part 5: the re-exec pattern")
+    n.step("/proc/self/exe is the program this process runs")
+    n.fact("readlink /proc/self/exe", self_exe())
+    n.step(f"run {' '.join(cmd)}: the child re-executes itself in a new UTS namespace")
+    n.say("The blog's Go program asks clone(2) for a new UTS namespace and, in that child, execs\n"
+          "/proc/self/exe with the hidden subcommand `ns`: a fresh copy of itself, which sets the\n"
+          f"hostname to {INSIDE_HOSTNAME} and execs the command. The same, from Python:")
+    n.command(["/proc/self/exe"] + reexec_argv(cmd)[1:])
+    code, output = run_reexec(cmd)
+    n.output(output or "(no output)")
+    n.fact("exit code", code)
+    n.fact("the host's hostname, unchanged", socket.gethostname())
+    n.step("why Go needs it: unshare(CLONE_NEWUSER) and threads")
+    for threads, outcome in threads_and_unshare().items():
+        n.fact(f"a process with {threads} thread{'s' if threads > 1 else ''}: unshare(CLONE_NEWUSER)", outcome)
+    n.say("A Go program runs several threads from its first instruction (the scheduler, the garbage\n"
+          "collector): the kernel refuses it a new user namespace (EINVAL), and fork() would copy only\n"
+          "one thread of a runtime that needs them all. So Go lets clone(2) make the namespaces and runs\n"
+          "the setup in a freshly executed process. A Python process has one thread until it starts\n"
+          "one: spawn() forks (the child has one thread) and unshares in the child, as plain Python.")
+    n.step("what the detour costs: a fresh interpreter")
+    costs = startup_costs()
+    for name, seconds in costs.items():
+        n.fact(f"{name}, then exec true (best of 5)", f"{seconds * 1000:.0f} ms")
+    n.say("A fresh program has none of its parent's memory, descriptors or environment: that is why a\n"
+          "runtime re-executes a small init as PID 1 even where it could fork.")
+    n.done()
+    return 0 if code == 0 else 1
+
+
+def reexec_main(argv: list[str]) -> int:
+    """``reexec [CMD...]`` (default ``hostname``); ``reexec ns -- CMD`` is the re-executed child."""
+    if argv[:1] == ["ns"]:
+        from .reexec import ns_exec
+
+        cmd = argv[1:]
+        ns_exec(cmd[1:] if cmd[:1] == ["--"] else cmd)
+    cmd = argv[1:] if argv[:1] == ["--"] else argv
+    try:
+        return reexec_demo(Narrator(), cmd or ["hostname"])
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        print(f"python -m part5_namespaces reexec: error: {e}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["lab"]:
         from .lab import LAB
 
         return lab_main(LAB, argv[1:])
+    if argv[:1] == ["reexec"]:
+        return reexec_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m part5_namespaces", description=__doc__.splitlines()[0])
     parser.add_argument("namespace", nargs="?", default="all", choices=[*DEMOS, "all"])
     args = parser.parse_args(argv)

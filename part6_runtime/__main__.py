@@ -1,4 +1,5 @@
-"""Chapter script: ``python -m part6_runtime`` runs the narrated demonstration;
+"""Chapter script: ``python -m part6_runtime`` runs the narrated demonstration; ``python -m
+part6_runtime pivot`` shows pivot_root with a put_old directory beside pivot_root(".", ".");
 ``python -m part6_runtime run ROOTFS [options] -- CMD...`` and
 ``python -m part6_runtime run --bundle DIR`` run a container."""
 
@@ -88,9 +89,46 @@ def demo(n: Narrator) -> int:
     return 0
 
 
+def pivot_demo(n: Narrator) -> int:
+    """The two forms of pivot_root, each in a mount namespace of its own, stage by stage."""
+    from .pivots import PUT_OLD, compare_pivot_forms
+
+    n.title("Part 6: pivot_root two ways")
+    with tempfile.TemporaryDirectory(prefix="part6-pivot-") as tmp:
+        rootfs = make_busybox_rootfs(os.path.join(tmp, "rootfs"))
+        n.step("a busybox root filesystem, bound on itself in a new mount namespace")
+        n.fact("rootfs", rootfs)
+        seen = compare_pivot_forms(rootfs)
+        blog, dot = seen["put_old"], seen['"." and "."']
+        n.step(f"the blog's way: pivot_root(rootfs, rootfs/{PUT_OLD})")
+        n.command(f"mkdir rootfs/{PUT_OLD}; pivot_root rootfs rootfs/{PUT_OLD}; cd /")
+        n.fact("ls /", " ".join(blog["after pivot_root: /"]))
+        n.fact(f"ls /{PUT_OLD}", " ".join(blog[f"after pivot_root: /{PUT_OLD}"]) + " ...  (the host's root)")
+        n.fact("mounts in this namespace", blog["after pivot_root: mounts"])
+        n.command(f"umount -l /{PUT_OLD}; rmdir /{PUT_OLD}")
+        n.fact("ls /", " ".join(blog["after the unmount: /"]))
+        n.fact("mounts", f"{blog['after the unmount: mounts']} (the rootfs, and the /proc mounted to count them)")
+        n.step('runc\'s way (and setup.pivot\'s): pivot_root(".", ".")')
+        n.command('cd rootfs; pivot_root . .')
+        n.fact("ls /", " ".join(dot["after pivot_root: /"]))
+        n.fact("mounts at /", f"{dot['after pivot_root: mounts at /']} (the old root is stacked on top of the new one)")
+        n.fact("mounts in this namespace", dot["after pivot_root: mounts"])
+        n.command("cd <the old root, by a descriptor opened before>; mount --make-rslave .; umount -l .; cd /")
+        n.fact("mounts at /", dot["after the unmount: mounts at /"])
+        n.fact("mounts", dot["after the unmount: mounts"])
+        n.fact("rootfs afterwards", " ".join(sorted(os.listdir(rootfs))))
+    n.say(f"Both end the same: the rootfs is /, the host is gone. The blog's way needs a directory in\n"
+          f"the image for a while ({PUT_OLD}): impossible in a read-only rootfs, and it must be removed\n"
+          "again. pivot_root(\".\", \".\") needs none: the old root goes on top of the new one and is\n"
+          "unmounted from its own side (runc does so since 2019).")
+    n.done()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m part6_runtime", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command")
+    sub.add_parser("pivot", help="pivot_root two ways: the blog's put_old directory, and pivot_root(\".\", \".\")")
     r = sub.add_parser("run", help="run a container from a rootfs directory or an OCI bundle")
     r.add_argument("--bundle", metavar="DIR", help="an OCI runtime bundle (config.json + rootfs)")
     r.add_argument("--hostname", default="container")
@@ -149,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         return demo(Narrator())
+    if args.command == "pivot":
+        return pivot_demo(Narrator())
     err = Narrator(sys.stderr, plain=True)
     try:
         if args.bundle:
