@@ -80,7 +80,9 @@ class Container:
     snapshot the caller made); may be empty (FROM scratch). ``scratch``: a directory this
     container owns. ``mounts``: part 6 ``Mount`` s used by :meth:`run` by default; their targets
     get mount points in the init layer. ``keep_upper``: keep ``scratch/upper`` on exit (``run``
-    without ``--rm``); everything else in ``scratch`` is always removed.
+    without ``--rm``); everything else in ``scratch`` is always removed. ``upper``: an upper
+    directory of the caller's instead of ``scratch/upper`` (on the file system of ``scratch``:
+    overlayfs wants its work dir there), never removed: ``cbt run`` writes into a layer folder.
     """
 
     def __init__(
@@ -90,13 +92,14 @@ class Container:
         *,
         mounts: Iterable[Mount] = (),
         keep_upper: bool = False,
+        upper: PathLike | None = None,
     ) -> None:
         self.lowers = tuple(Path(os.path.abspath(p)) for p in lowers)
         self.scratch = Path(os.path.abspath(scratch))
         self.mounts = tuple(mounts)
-        self.keep_upper = keep_upper
+        self.keep_upper = keep_upper or upper is not None
         self.init = self.scratch / "init"
-        self.upper = self.scratch / "upper"
+        self.upper = Path(os.path.abspath(upper)) if upper is not None else self.scratch / "upper"
         self.work = self.scratch / "work"
         self.root = self.scratch / "merged"
         self._overlay: OverlayMount | None = None
@@ -152,7 +155,7 @@ class Container:
             if os.path.ismount(p):  # never delete through a mount that is still there
                 continue
             shutil.rmtree(p, ignore_errors=True)
-        if not self.keep_upper:
+        if not self.keep_upper or self.upper.parent != self.scratch:
             try:
                 self.scratch.rmdir()
             except OSError:

@@ -10,7 +10,9 @@
 ``ImageReference.workdir_name``), and refuses one that exists. ``config ID ...`` changes the
 image config kept in builder.json; only the options given change anything. ``build ID TARGET
 --layers a,b`` reopens the base image, packs each ``layers/<name>`` as a layer (part 4), in
-the order given, applies the config, and writes the result to TARGET.
+the order given, applies the config, and writes the result to TARGET. ``run ID -l root -u deps
+-- CMD`` is planned here (``cbt_run_plan``: ``layers/root`` is the base image's root
+filesystem), and run by the cbt command, which adds the container parts 5-7 give.
 """
 
 from __future__ import annotations
@@ -21,19 +23,22 @@ import re
 import shlex
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from part2_manual_oci import Descriptor, ImageConfig, rfc3339, write_file_atomic
 from part2_manual_oci import mediatypes as mt
+from part4_tar import extract_layer
 
 from .errors import AmbiguousImage, BuildError, CbtError, ImageNotFound, InvalidReference, WorkdirError
-from .image import Image, layer_from_directory, utc_now
+from .image import Image, Layer, layer_from_directory, utc_now
 from .reference import ImageReference, parse_reference
 
 BUILDER_FILE = "builder.json"
 LAYERS_DIR = "layers"
+#: the layer folder that holds the base image's root filesystem (made by ``run``, as in the blog)
+ROOT_LAYER = "root"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -53,9 +58,11 @@ class BuilderState:
     """What builder.json holds (cbt's field names in JSON).
 
     ``image_config`` is cbt's ``ociImage``: created at ``from``, the base's platform, the
-    base's ``config`` copied; its diff_ids stay empty until ``build``. ``base_manifest`` and
-    ``config_history`` are ours: the base manifest's digest at ``from`` (``build`` refuses a
-    base that changed since), and the config commands run, for the image history.
+    base's ``config`` copied; its diff_ids stay empty until ``build``. ``base_manifest``,
+    ``config_history`` and ``run_layers`` are ours: the base manifest's digest at ``from``
+    (``build`` refuses a base that changed since), the config commands run, for the image
+    history, and the layer folders ``run`` used as an overlay's upper directory (their
+    deletions are overlayfs whiteouts, which only a packer that translates them may pack).
     """
 
     from_image: str
@@ -63,6 +70,7 @@ class BuilderState:
     image_config: ImageConfig
     base_manifest: str | None = None
     config_history: tuple[str, ...] = ()
+    run_layers: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return {
@@ -72,6 +80,7 @@ class BuilderState:
             "ociManifest": {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST},
             "baseManifest": self.base_manifest,
             "configHistory": list(self.config_history),
+            "runLayers": list(self.run_layers),
         }
 
     @classmethod
@@ -83,6 +92,7 @@ class BuilderState:
                 image_config=ImageConfig.from_json(d["ociImage"], f"{where}: ociImage"),
                 base_manifest=d.get("baseManifest"),
                 config_history=tuple(d.get("configHistory") or ()),
+                run_layers=tuple(d.get("runLayers") or ()),
             )
         except (KeyError, TypeError) as e:
             raise WorkdirError(f"{where}: not a cbt builder state (missing {e})") from None
@@ -305,18 +315,33 @@ def cbt_build(
     home: str | os.PathLike | None = None,
     compression: str = "gzip",
     source_date_epoch: int | None = None,
+    pack: Callable[..., Layer] | None = None,
 ) -> BuildResult:
     """``cbt build ID TARGET --layers a,b``: base layers, then ``layers/a``, ``layers/b``,
-    then the config of builder.json, written to TARGET (an OCI layout or an oci-archive)."""
+    then the config of builder.json, written to TARGET (an OCI layout or an oci-archive).
+
+    ``pack(folder, out_dir, compression=..., source_date_epoch=...)`` makes each layer (default:
+    ``layer_from_directory``, part 4); folders ``run`` wrote into need one that translates
+    overlayfs's whiteouts (the cbt command passes part 7's)."""
     if isinstance(target, str):
         target = parse_reference(target)
     if not layers:
         raise BuildError("layers must be specified (--layers NAME[,NAME...])")
     if len(set(layers)) != len(layers):
         raise BuildError(f"a layer is named twice in --layers {','.join(layers)}")
+    if ROOT_LAYER in layers:
+        raise BuildError(f"layers/{ROOT_LAYER} is the base image's root filesystem (run made it): its files are in the base layers already")
     workdir = Workdir.open(workdir_id, home)
     state = workdir.state()
     dirs = [_layer_dir(workdir, name) for name in layers]
+    if pack is None:
+        ran = [name for name in layers if name in state.run_layers]
+        if ran:
+            raise BuildError(
+                f"layers/{ran[0]} was the upper layer of `cbt run`: overlayfs wrote its deletions there as devices, "
+                "which only the cbt command (python -m capstone.cbt) translates into a layer (part 7)"
+            )
+    pack = pack or layer_from_directory
     try:
         base_ref = parse_reference(state.from_image)
     except InvalidReference as e:
@@ -344,7 +369,7 @@ def cbt_build(
     image = base
     with tempfile.TemporaryDirectory(prefix=".build-", dir=workdir.path) as tmp:
         for name, layer_dir in zip(layers, dirs):
-            layer = layer_from_directory(layer_dir, tmp, compression=compression, source_date_epoch=source_date_epoch)
+            layer = pack(layer_dir, tmp, compression=compression, source_date_epoch=source_date_epoch)
             image = image.append_layer(layer, created_by=f"cbt build --layers {name}: COPY layers/{name}/ /", created=created)
         wanted = state.image_config
         changes = {}
@@ -358,6 +383,96 @@ def cbt_build(
             image = image.with_config(created_by=created_by, created=created, **changes)
         descriptor = image.write(target)
     return BuildResult(image, descriptor, target, len(base.layers), tuple(layers))
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What ``cbt run`` runs, with every path checked: the layer folders as overlay lower
+    directories (top first, as overlayfs lists them), the upper folder that receives the
+    changes, the command, and the image's Env, WorkingDir and User from builder.json."""
+
+    workdir: Workdir
+    lowers: tuple[Path, ...]
+    upper: Path
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    user: str
+
+
+def materialize_root(workdir: Workdir, state: BuilderState | None = None) -> Path:
+    """``layers/root``: the base image's root filesystem, its layers applied in order (whiteouts
+    too, part 4). Made once, into a temporary folder renamed when complete."""
+    root = workdir.layers_dir / ROOT_LAYER
+    if root.is_dir():
+        return root
+    state = state or workdir.state()
+    try:
+        ref = parse_reference(state.from_image)
+    except InvalidReference as e:
+        raise WorkdirError(f"{workdir.builder_file}: fromImage: {e}") from None
+    try:
+        base = Image.load(ref, manifest_digest=state.base_manifest) if state.base_manifest else Image.load(ref)
+    except ImageNotFound as e:
+        raise BuildError(f"base image {state.from_image} changed since `from` ({e}); make a new working folder with `from`") from None
+    with tempfile.TemporaryDirectory(prefix=".root-", dir=workdir.path) as tmp:
+        target = Path(tmp) / ROOT_LAYER
+        target.mkdir(0o755)
+        for layer in base.layers:
+            with layer.open() as blob:
+                extract_layer(blob, target)
+        os.rename(target, root)
+    return root
+
+
+def cbt_run_plan(
+    workdir_id: str,
+    lowers: Sequence[str],
+    upper: str,
+    argv: Sequence[str],
+    *,
+    home: str | os.PathLike | None = None,
+) -> RunPlan:
+    """``cbt run ID -l root,deps -u app -- CMD``: the lower layer folders (bottom first, as
+    given; ``root`` is the base image, made by :func:`materialize_root` the first time), the
+    upper folder (made if missing, and noted in builder.json: ``build`` must translate its
+    whiteouts), and the command with the image's config. Part 3 plans; running needs a
+    container (parts 5-7), which the cbt command adds."""
+    if not argv:
+        raise CbtError("a command must be specified after --")
+    if not lowers:
+        raise CbtError("lower layers must be specified (-l root[,NAME...])")
+    for name in (*lowers, upper):
+        _check_id(name, "layer name")
+    if len(set(lowers)) != len(lowers):
+        raise CbtError(f"a layer is named twice in -l {','.join(lowers)}")
+    if upper == ROOT_LAYER:
+        raise CbtError(f"layers/{ROOT_LAYER} is the base image: it cannot be the upper layer")
+    if upper in lowers:
+        raise CbtError(f"the upper layer {upper!r} cannot be a lower layer too")
+    workdir = Workdir.open(workdir_id, home)
+    state = workdir.state()
+    dirs = [materialize_root(workdir, state) if name == ROOT_LAYER else _layer_dir(workdir, name) for name in lowers]
+    upper_dir = workdir.layers_dir / upper
+    if upper_dir.is_symlink() or (upper_dir.exists() and not upper_dir.is_dir()):
+        raise CbtError(f"{upper_dir}: not a layer folder")
+    upper_dir.mkdir(0o755, exist_ok=True)
+    if upper not in state.run_layers:
+        state = replace(state, run_layers=state.run_layers + (upper,))
+        workdir.save(state)
+    config = state.image_config.config
+    return RunPlan(
+        workdir=workdir,
+        lowers=tuple(reversed(dirs)),
+        upper=upper_dir,
+        argv=tuple(argv),
+        env=tuple(config.env or ()),
+        cwd=config.working_dir or "/",
+        user=config.user or "0",
+    )
 
 
 def remove_workdir(workdir_id: str, *, home: str | os.PathLike | None = None) -> Path:

@@ -1,4 +1,8 @@
-"""``python -m part7_union``: a union of two layers, copy-up, a whiteout, the resulting layer."""
+"""``python -m part7_union``: a union of two layers, copy-up, a whiteout, the resulting layer.
+
+``python -m part7_union cbt`` runs the blog's ``cbt run`` (with the cbt command) and builds its
+layer folders into an image; ``lab start DIR`` / ``lab check DIR`` are the chapter's lab.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,40 @@ from .chapter import run_chapter
 from .errors import UnionError
 
 
+def cbt_main(argv: list[str]) -> int:
+    """``cbt [--workdir DIR]``: the blog's ``cbt run``, for real, through the cbt command."""
+    from .cbtrun import run_cbt_story
+
+    parser = argparse.ArgumentParser(prog="python -m part7_union cbt", description="cbt run, the end of the cbt story")
+    parser.add_argument("--workdir", type=Path, help="an empty (or new) directory; kept afterwards")
+    args = parser.parse_args(argv)
+    n = Narrator()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="part7-cbt-"))
+    if args.workdir and work.exists() and any(work.iterdir()):
+        n.warn(f"{work}: not empty; give an empty or new directory")
+        return 2
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        ok = run_cbt_story(n, work)
+    except BrokenPipeError:
+        raise
+    except (UnionError, LayerError, OSError) as e:
+        n.warn(f"failed: {e}")
+        return 1
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["lab"]:
         from .lab import LAB
 
         return lab_main(LAB, argv[1:])
+    if argv[:1] == ["cbt"]:
+        return cbt_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m part7_union", description=__doc__)
     parser.add_argument("--workdir", type=Path, help="an empty (or new) directory for the demonstration; kept afterwards")
     args = parser.parse_args(argv)
