@@ -14,14 +14,16 @@ Layout of ``scratch`` (the container owns it; created when missing)::
     scratch/work/     overlay workdir
     scratch/merged/   the overlay mount: the container's root filesystem
 
-**Where the overlay is mounted.** In the caller's mount namespace (the host's, as root), at
-``scratch/merged``, on ``__enter__``; it is unmounted in ``__exit__`` whatever happened (a
-lazy detach if a plain unmount fails), and the work, merged and init dirs are deleted (the upper
-too unless ``keep_upper=True``). Part 6's ``run`` copies the mount table when it unshares its
-mount namespace, so the container sees the overlay and pivots into it; the host keeps one
-mount, visible under the scratch dir only while the container exists. This is the simplest
-robust choice: no mount helper inside the container, and the upper dir can be read (and packed)
-by the caller after the command ended, while the mount is still up or after.
+**Where the overlay is mounted.** Never in the caller's mount namespace. Each :meth:`run`
+forks a helper process with a mount namespace of its own (part 5's ``spawn`` with NEWNS, its
+mounts made private so nothing propagates back); the helper mounts the overlay at
+``scratch/merged`` there and calls part 6's ``run``, whose container copies that mount table and
+pivots into the overlay. When the helper ends, its namespace and the mount end with it, however
+it ends: a build killed with SIGKILL leaves no mount behind (the helper is told by
+``PR_SET_PDEATHSIG``: SIGTERM, which part 6 answers by stopping the container and cleaning up).
+The upper dir is an ordinary directory of the caller's: read and packed after the command,
+with no mount up. ``__exit__`` deletes the work, merged and init dirs (the upper too unless
+``keep_upper=True``).
 
 **The init layer.** Part 6 binds generated ``/etc/hosts``, ``/etc/hostname`` and
 ``/etc/resolv.conf`` over the image's and needs ``/proc``, ``/dev``, ``/sys`` and each extra
@@ -34,9 +36,11 @@ writes nothing produces an empty change set.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
+import signal
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -105,13 +109,9 @@ class Container:
         self._overlay: OverlayMount | None = None
 
     # -- lifetime ----------------------------------------------------------------------------
-    @property
-    def mounted(self) -> bool:
-        return self._overlay is not None and self._overlay.mounted
-
     def __enter__(self) -> "Container":
         try:
-            self.mount()
+            self.prepare()
         except BaseException:
             self.close()
             raise
@@ -120,9 +120,10 @@ class Container:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def mount(self) -> "Container":
-        """Make init/upper/work and mount the overlay at ``root`` (done by ``__enter__``)."""
-        if self.mounted:
+    def prepare(self) -> "Container":
+        """Make init/upper/work/merged (done by ``__enter__``); the overlay itself is mounted
+        by each :meth:`run`, in the helper's own mount namespace."""
+        if self._overlay is not None:
             return self
         self.scratch.mkdir(parents=True, exist_ok=True)
         for d in (self.upper, self.work, self.root):
@@ -131,24 +132,14 @@ class Container:
         if missing:
             raise ContainerRunError(f"layer snapshot missing: {missing[0]}")
         _make_init_layer(self.init, self.lowers, self.upper, self.mounts)
-        self._overlay = OverlayMount((self.init, *self.lowers), self.upper, self.work, self.root)
         try:
-            self._overlay.mount()
+            self._overlay = OverlayMount((self.init, *self.lowers), self.upper, self.work, self.root)
         except OverlayError as e:
             raise ContainerRunError(f"{e.strerror or e}: {self.root}") from None
         return self
 
-    def unmount(self) -> None:
-        """Unmount the overlay (the upper dir stays; :meth:`write_changes` still works)."""
-        if self._overlay is not None and self._overlay.mounted:
-            try:
-                self._overlay.unmount()
-            except OverlayError:
-                self._overlay.unmount(lazy=True)
-
     def close(self) -> None:
-        """Unmount, then delete work, merged, init (and upper unless ``keep_upper``)."""
-        self.unmount()
+        """Delete work, merged, init (and upper unless ``keep_upper``)."""
         names = ["work", "merged", "init"] + ([] if self.keep_upper else ["upper"])
         for name in names:
             p = self.scratch / name
@@ -191,16 +182,11 @@ class Container:
         signal N). Setup failures raise :class:`ContainerRunError` naming the step.
         ``kill_on_interrupt``: SIGINT or SIGTERM to this process kills the container (a build's
         RUN step) instead of being passed on to it."""
-        if not self.mounted:
-            raise ContainerRunError(f"container not mounted: {self.root} (use it as a context manager)")
+        if self._overlay is None:
+            raise ContainerRunError(f"container not prepared: {self.root} (use it as a context manager)")
         spec = self.spec(args, env=env, cwd=cwd or "/", user=user or "0", network=network, hostname=hostname, **fields)
-        try:
-            return run_container(spec, stdin=stdin, stdout=stdout, stderr=stderr, on_step=on_step,
-                                 kill_on_interrupt=kill_on_interrupt)
-        except RuntimeSetupError as e:
-            raise ContainerRunError(str(e), e.exit_code) from None
-        except ContainerError as e:
-            raise ContainerRunError(str(e)) from None
+        return _run_in_own_mounts(self._overlay, spec, stdio=(stdin, stdout, stderr), on_step=on_step,
+                                  kill_on_interrupt=kill_on_interrupt)
 
     # -- what changed ------------------------------------------------------------------------
     def changes(self) -> list[Change]:
@@ -215,7 +201,79 @@ class Container:
         return write_change_list(self.changes(), self.upper, out, compression, source_date_epoch=source_date_epoch)
 
     def __repr__(self) -> str:
-        return f"Container({len(self.lowers)} lowers, root={self.root}, {'mounted' if self.mounted else 'not mounted'})"
+        return f"Container({len(self.lowers)} lowers, root={self.root})"
+
+
+#: prctl(2): the signal this process gets when its parent dies
+PR_SET_PDEATHSIG = 1
+#: what the caller passes on to the helper (and part 6 there to the container, or kills it)
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _run_in_own_mounts(overlay: OverlayMount, spec: ContainerSpec, *, stdio, on_step, kill_on_interrupt: bool) -> int:
+    """Part 6's ``run(spec)`` in a helper process with a mount namespace of its own, where
+    ``overlay`` is mounted (see the module page). The helper reports part 6's setup steps, then
+    the exit code or the error, as JSON lines on a pipe; the caller's SIGINT/SIGTERM/SIGHUP/
+    SIGQUIT go to the helper meanwhile, and part 6 there does what it does with them."""
+    from part5_namespaces import CloneFlags, MountFlags, NamespaceError, forward_signals, mount, prctl, spawn
+
+    parent = os.getpid()
+    report_r, report_w = os.pipe()
+
+    def send(message: dict) -> None:
+        os.write(report_w, json.dumps(message).encode() + b"\n")
+
+    def helper() -> int:
+        os.close(report_r)
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            return 125  # the caller died before the line above: nobody to run for
+        try:
+            # private first: an unshared namespace keeps the host's propagation, and a mount
+            # made under a shared mount would appear in the host's namespace too
+            mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
+            overlay.mount()
+            code = run_container(spec, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                                 on_step=(lambda step: send({"step": step})) if on_step else None,
+                                 kill_on_interrupt=kill_on_interrupt)
+            send({"code": code})
+        except RuntimeSetupError as e:
+            send({"error": str(e), "exit_code": e.exit_code})
+        except OverlayError as e:
+            send({"error": f"{e.strerror or e}: {overlay.target}", "exit_code": 125})
+        except ContainerError as e:
+            send({"error": str(e), "exit_code": 125})
+        except OSError as e:
+            send({"error": f"{e.strerror or e}: {e.filename or overlay.target}", "exit_code": 125})
+        return 0
+
+    try:
+        child = spawn(helper, CloneFlags.NEWNS)
+    except BaseException as e:
+        os.close(report_r)
+        if isinstance(e, NamespaceError):
+            raise ContainerRunError(f"a mount namespace for the container: {e}") from None
+        raise
+    finally:
+        os.close(report_w)
+    restore = forward_signals(child.pid, FORWARDED_SIGNALS)
+    result: dict | None = None
+    try:
+        with child, os.fdopen(report_r, "rb") as reports:
+            for line in reports:
+                message = json.loads(line)
+                if "step" in message:
+                    on_step(message["step"])
+                else:
+                    result = message
+            status = child.wait()
+    finally:
+        restore()
+    if result is None:
+        raise ContainerRunError(f"the container's helper process ended ({status}) without a result")
+    if "error" in result:
+        raise ContainerRunError(result["error"], result["exit_code"])
+    return result["code"]
 
 
 def _make_init_layer(init: Path, lowers: tuple[Path, ...], upper: Path, mounts: tuple[Mount, ...]) -> None:
@@ -352,22 +410,22 @@ def run_image(
             cwd = "/" + cwd
         the_user = user or _get(cfg, "user", "User") or "0"
         lowers = store.lowers(image)
-        scratch = Path(store.path) / "containers" / cid
-        if on_container is not None:
-            on_container(cid, scratch)
-        try:
-            with Container(lowers, scratch, mounts=mounts, keep_upper=not rm) as c:
-                code = c.run(
-                    argv, env=full_env, cwd=cwd, user=the_user, network=network,
-                    hostname=hostname, terminal=tty, init=init,
-                    stdin=stdin, stdout=stdout, stderr=stderr,
-                )
-        except BaseException:
-            if not os.path.ismount(scratch / "merged"):
+        # leased while this process lives: a run killed before it ends is swept away later
+        with store.lease(store.containers_dir, cid, keep=not rm) as scratch:
+            if on_container is not None:
+                on_container(cid, scratch)
+            try:
+                with Container(lowers, scratch, mounts=mounts, keep_upper=not rm) as c:
+                    code = c.run(
+                        argv, env=full_env, cwd=cwd, user=the_user, network=network,
+                        hostname=hostname, terminal=tty, init=init,
+                        stdin=stdin, stdout=stdout, stderr=stderr,
+                    )
+            except BaseException:
                 shutil.rmtree(scratch, ignore_errors=True)  # a container that never ran is not kept
-            raise
-    if not rm:
-        _write_container_record(scratch, cid, name, image, argv, code)
+                raise
+            if not rm:
+                _write_container_record(scratch, cid, name, image, argv, code)
     return code
 
 

@@ -219,13 +219,15 @@ class Layer:
         return cls(info.descriptor(), info.diff_id, FileBlob(path))
 
 
-def write_layer_blob(out_dir: str | os.PathLike, produce: Callable[[BinaryIO], "LayerInfo"]) -> Layer:
+def write_layer_blob(out_dir: str | os.PathLike, produce: Callable[[BinaryIO], "LayerInfo"], *,
+                     tmp_dir: str | os.PathLike | None = None) -> Layer:
     """Run ``produce(file)`` (it writes a layer blob and returns part 4's ``LayerInfo``) into a
-    temp file in ``out_dir``, then rename it to ``out_dir/<hex>``: the blob appears complete or
-    not at all. The :class:`Layer` it made."""
+    temp file in ``out_dir`` (or ``tmp_dir``, on the same file system: a directory its writer
+    owns), then rename it to ``out_dir/<hex>``: the blob appears complete or not at all. The
+    :class:`Layer` it made."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-layer-")
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir if tmp_dir is not None else out_dir, prefix=".tmp-layer-")
     try:
         with os.fdopen(fd, "wb") as f:
             info = produce(f)

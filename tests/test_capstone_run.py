@@ -17,8 +17,9 @@ import pytest
 from support import capstone, in_child
 
 from capstone.runner import Container, ContainerRunError, container_command, merge_env, run_image
-from capstone.store import Store
+from capstone.store import Store, mounts_under
 from part3_go_style_builder import layer_from_directory
+from part6_runtime import Mount
 from part7_union import describe_tree
 
 BUSYBOX = "capstone/busybox"
@@ -222,12 +223,42 @@ def test_container_cleans_up_when_the_command_cannot_start(store, tmp_path):
             with Container(lowers, tmp_path / "c") as c:
                 c.run(["/no/such/program"])
         except ContainerRunError as e:
-            return str(e), (tmp_path / "c").exists(), c.mounted
+            return str(e), (tmp_path / "c").exists(), mounts_under(tmp_path)
         return "no error", None, None
 
     message, left, mounted = in_child(body)
     assert "exec" in message and "/no/such/program" in message
-    assert left is False and mounted is False
+    assert left is False and mounted == []
+
+
+def test_the_overlay_is_never_mounted_in_the_callers_namespace(store, tmp_path):
+    """The helper mounts it in a namespace of its own: while the command runs, the caller's
+    mount table has nothing under the container's directory, yet the command sees its root."""
+    lowers = store.lowers(store.load(BUSYBOX))
+    ready = tmp_path / "ready"
+
+    def body():
+        import threading
+
+        seen = []
+
+        def watch():
+            while not ready.exists():
+                seen.append(mounts_under(tmp_path))
+            seen.append(mounts_under(tmp_path))
+
+        with Container(lowers, tmp_path / "c", mounts=[Mount("/out", "bind", str(tmp_path), ("rbind",))]) as c:
+            t = threading.Thread(target=watch)
+            t.start()
+            code = c.run(["sh", "-c", "awk '$5 == \"/\" {print $(NF-2)}' /proc/self/mountinfo > /out/root; "
+                                      "sleep 0.3; touch /out/ready"],
+                         network="none")
+            t.join()
+        return code, seen
+
+    code, seen = in_child(body)
+    assert code == 0 and (tmp_path / "root").read_text().split() == ["overlay"]
+    assert seen and all(m == [] for m in seen)
 
 
 # -- the command line ---------------------------------------------------------------------------

@@ -9,8 +9,10 @@
 
 A step never changes the image it starts from (part 3 images are values): a failure at any
 point leaves the store's names as they were. Scratch space (overlay upper/work dirs, staged
-files) lives in ``STORE/tmp/build-<id>/`` and is removed when the build ends, however it ends;
-a RUN's overlay is unmounted by ``capstone.runner.Container`` on the way out.
+files, snapshots being made) lives in ``STORE/tmp/build-<id>/``, leased by the build's process
+(``Store.lease``): removed when the build ends, and by the next build's ``Store.sweep`` or by
+``prune`` when the process was killed. A RUN's overlay lives in a private mount namespace of
+the step (``capstone.runner.Container``) and goes with it.
 """
 
 from __future__ import annotations
@@ -232,7 +234,7 @@ class Builder:
                 continue
             plan = self._copy_plans.pop(layer.diff_id, None)
             if plan is not None and not self.store.has_snapshot(layer.diff_id):
-                tmp = Path(self.store.snapshots_dir) / f".tmp-copy-{secrets.token_hex(6)}"
+                tmp = self.scratch / f"snapshot-{secrets.token_hex(6)}"  # leased with the build
                 try:
                     materialize(plan, tmp, source_date_epoch=self.source_date_epoch)
                     self._adopt_snapshot(layer.diff_id, tmp)
@@ -247,7 +249,8 @@ class Builder:
         job = self._fork_snapshot(plan)
         try:
             layer = write_entries_layer(self.store, lambda w: write_copy(plan, w, staging / "stage", view),
-                                        compression=COMPRESSION, source_date_epoch=self.source_date_epoch)
+                                        compression=COMPRESSION, source_date_epoch=self.source_date_epoch,
+                                        tmp_dir=self.scratch)
         except BaseException:
             if job is not None:
                 self._finish_snapshot("", job, keep=False)
@@ -267,7 +270,7 @@ class Builder:
             return None
         if self.secrets is not None or any(e.archive for e in plan.entries) or (os.cpu_count() or 1) < 2:
             return None  # a relay thread runs (no fork), an archive to unpack, or one core
-        tmp = Path(self.store.snapshots_dir) / f".tmp-copy-{secrets.token_hex(6)}"
+        tmp = self.scratch / f"snapshot-{secrets.token_hex(6)}"  # leased with the build
         try:
             pid = os.fork()
         except OSError:
@@ -337,17 +340,19 @@ class Builder:
 
     # -- the build -----------------------------------------------------------------------------
     def run(self) -> Image:
-        self.scratch = self.store.tmp_dir / f"build-{secrets.token_hex(8)}"
-        self.scratch.mkdir(parents=True)
-        try:
-            for pos, planned in enumerate(self.plan.stages, 1):
-                self.build_stage(pos, planned)
-            final = self.stages[self.plan.target]
-            return final.image
-        finally:
-            self._reap_snapshots()
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            self._save_digests()
+        # what builds killed before us left (their scratch dirs, mounts below them) goes first;
+        # ours is leased for as long as this process lives, so the next build can tell
+        self.store.sweep()
+        with self.store.lease(self.store.tmp_dir, f"build-{secrets.token_hex(8)}") as scratch:
+            self.scratch = scratch
+            try:
+                for pos, planned in enumerate(self.plan.stages, 1):
+                    self.build_stage(pos, planned)
+                final = self.stages[self.plan.target]
+                return final.image
+            finally:
+                self._reap_snapshots()
+                self._save_digests()
 
     def _save_digests(self) -> None:
         if not self.digests.changed:
@@ -574,7 +579,7 @@ class Builder:
                     w.add_path(d, sub)
 
             layer = write_entries_layer(self.store, fill, compression=COMPRESSION,
-                                        source_date_epoch=self.source_date_epoch)
+                                        source_date_epoch=self.source_date_epoch, tmp_dir=self.scratch)
             return layer, created_by, None, {"working_dir": path}
 
         return self._layer_step(stage, key, make, "WORKDIR")
@@ -783,7 +788,8 @@ class Builder:
                     from part7_union import write_change_list
 
                     layer = write_blob(self.store, lambda f: write_change_list(
-                        changes, c.upper, f, COMPRESSION, source_date_epoch=self.source_date_epoch))
+                        changes, c.upper, f, COMPRESSION, source_date_epoch=self.source_date_epoch),
+                                       tmp_dir=self.scratch)
                 self._adopt_snapshot(layer.diff_id, c.upper)
                 return layer, created_by, f"{len(changes)} changes in the upper dir"
 

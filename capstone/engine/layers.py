@@ -1,8 +1,9 @@
 """Writing a new layer straight into the store's blob directory.
 
 A layer is produced in one streaming pass (part 4: tar -> sha256 for the diff_id -> compressor
--> sha256 and size for the digest -> file) into a temp file *inside* the store's
-``blobs/sha256`` directory, then renamed to its digest. The store's ``commit`` finds the blob
+-> sha256 and size for the digest -> file) into a temp file on the store's file system (the
+build's leased scratch directory, so a killed build's half-written layer goes with it), then
+renamed into ``blobs/sha256`` under its digest. The store's ``commit`` finds the blob
 already there and neither copies nor hashes it again: a 512 MiB layer is read once, written
 once.
 """
@@ -19,14 +20,15 @@ if TYPE_CHECKING:  # part 4 is imported when a layer is written (never on a cach
 
 
 
-def write_blob(store, produce: Callable[[BinaryIO], LayerInfo]) -> Layer:
+def write_blob(store, produce: Callable[[BinaryIO], LayerInfo], *, tmp_dir=None) -> Layer:
     """Run ``produce(file)`` (it writes a layer and returns its LayerInfo) into the store's
-    blob directory; the :class:`Layer` it made, stored under its digest."""
-    return write_layer_blob(store.layout.blobs_dir, produce)
+    blob directory; the :class:`Layer` it made, stored under its digest. ``tmp_dir``: where the
+    temp file is written (on the store's file system; default: the blob directory)."""
+    return write_layer_blob(store.layout.blobs_dir, produce, tmp_dir=tmp_dir)
 
 
 def write_entries_layer(store, fill: Callable[[LayerWriter], None], *, compression: str = "gzip",
-                        source_date_epoch: int | None = None) -> Layer:
+                        source_date_epoch: int | None = None, tmp_dir=None) -> Layer:
     """A layer whose entries ``fill(writer)`` adds with part 4's ``LayerWriter``."""
 
     from part4_tar import LayerWriter
@@ -36,7 +38,7 @@ def write_entries_layer(store, fill: Callable[[LayerWriter], None], *, compressi
             fill(w)
         return w.close()
 
-    return write_blob(store, produce)
+    return write_blob(store, produce, tmp_dir=tmp_dir)
 
 
 __all__ = ["write_blob", "write_entries_layer"]

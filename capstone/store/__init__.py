@@ -11,10 +11,11 @@ exclusively, builds and runs hold ``gc.lock`` shared so that ``prune`` waits for
 images in and out as part 3 ``Image`` values; ``lowers(image)`` gives the overlay lower
 directories of an image; ``import_rootfs``, ``export`` and ``load_archive`` cross its border.
 The name ``capstone/busybox`` is made from the host's busybox-static on first use.
+``lease``/``sweep`` keep what killed builds and runs leave from staying (see ``store.py``).
 """
 
 from .errors import AmbiguousImage, ExportError, ImageInUse, ImageNotFound, StoreError
-from .store import EMBEDDED_BUSYBOX, ImageEntry, Store, image_from_layout
+from .store import EMBEDDED_BUSYBOX, ImageEntry, Store, image_from_layout, mounts_under
 
 __all__ = [
     "AmbiguousImage",
@@ -26,4 +27,5 @@ __all__ = [
     "Store",
     "StoreError",
     "image_from_layout",
+    "mounts_under",
 ]

@@ -8,12 +8,22 @@
     STORE/snapshots/<hex>/     a layer extracted once as an overlay lower (diff_id hex)
     STORE/cache/<key hex>      build cache: one small JSON file per key
     STORE/tmp/                 scratch space on the store's file system (builds, exports)
+    STORE/containers/<id>/     a ``run`` container's upper dir (kept without ``--rm``)
     STORE/lock                 flock: writers hold it exclusively
     STORE/gc.lock              flock: builds and runs hold it shared, prune exclusively
 
 Every write is a temp file or directory in the same directory, renamed into place; index.json
 is written last, so an operation that fails or is interrupted leaves the store as it was
 (apart from unreferenced blobs, which ``prune`` removes).
+
+**Leftovers of killed processes.** A build's scratch directory and a running container's
+directory are *leased* (:meth:`Store.lease`): a ``.lease`` file inside is locked (flock) for as
+long as the process (or a child it forked) lives, and the kernel drops the lock when it dies,
+however it dies. :meth:`Store.sweep`, run at the start of every build and by ``prune``, removes
+each leased directory whose lock it can take, after detaching any mount still below it (a
+``RUN --mount`` overlay of a build killed with SIGKILL); ``prune``, which waits until no build or
+run is using the store, removes everything in ``tmp/``. The RUN step's own overlay is mounted
+in a private mount namespace of the step (``capstone.runner``), so it cannot outlive it.
 """
 
 from __future__ import annotations
@@ -25,9 +35,11 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -59,6 +71,10 @@ from .errors import AmbiguousImage, ImageInUse, ImageNotFound, StoreError
 EMBEDDED_BUSYBOX = "docker.io/capstone/busybox:latest"
 MIN_ID_PREFIX = 4
 TEMP_PREFIX = ".tmp-"
+#: the file whose lock marks a leased directory as in use (see the module page)
+LEASE = ".lease"
+#: a temp entry of snapshots/ older than this is a dead extraction's (part 2's rule for layouts)
+STALE_TEMP_SECONDS = 3600
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 _DIGEST_IN_TEXT = re.compile(r"sha256:[a-f0-9]{64}")
 CHUNK = 1 << 20
@@ -141,6 +157,65 @@ class Store:
     def tmp_dir(self) -> Path:
         """Scratch space on the store's file system (renames into the store stay atomic)."""
         return self.path / "tmp"
+
+    @property
+    def containers_dir(self) -> Path:
+        return self.path / "containers"
+
+    # -- leased directories and leftovers ------------------------------------------------------
+    @contextlib.contextmanager
+    def lease(self, parent: Path, name: str | None = None, *, keep: bool = False) -> Iterator[Path]:
+        """A new directory ``parent/name`` (default ``parent/<random>``) leased by this process
+        for the block: ``.lease`` inside is locked before the directory gets its name (a sweep
+        never sees it unlocked), and the lock lasts while this process or a child it forked
+        lives. On exit the directory is removed, or with ``keep`` only its lease file (a
+        container kept by ``run`` without ``--rm``)."""
+        parent.mkdir(parents=True, exist_ok=True)
+        final = parent / (name or secrets.token_hex(8))
+        pending = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "lease-", dir=parent))
+        fd = os.open(pending / LEASE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(pending, final)
+        except BaseException:
+            os.close(fd)
+            shutil.rmtree(pending, ignore_errors=True)
+            raise
+        try:
+            yield final
+        finally:
+            try:
+                if keep:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(final / LEASE)
+                else:
+                    _detach_mounts_under(final)
+                    _remove_tree(final)
+            finally:
+                os.close(fd)
+
+    def sweep(self) -> list[Path]:
+        """Remove what dead builds and runs left (see the module page): every leased directory
+        of ``tmp/`` and ``containers/`` whose lock is free, mounts below it detached first, and
+        temp entries of ``snapshots/`` older than an hour. Returns what was removed."""
+        removed = []
+        for parent in (self.tmp_dir, self.containers_dir):
+            try:
+                entries = list(parent.iterdir())
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if _take_dead_lease(entry):
+                    removed.append(entry)
+        now = time.time()
+        with contextlib.suppress(FileNotFoundError):
+            for entry in self.snapshots_dir.iterdir():
+                if entry.name.startswith(TEMP_PREFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        if now - entry.lstat().st_mtime > STALE_TEMP_SECONDS:
+                            _remove_tree(entry)
+                            removed.append(entry)
+        return removed
 
     def _flock(self, name: str, operation: int) -> int:
         """An fd of ``STORE/name`` (created if missing) holding ``flock(operation)``."""
@@ -586,10 +661,12 @@ class Store:
             for snap in self.snapshots_dir.iterdir():
                 if snap.name not in keep_hex:
                     _remove_tree(snap)
-            mounted = _mounts_under(self.tmp_dir)
+            # no build or run is using the store (we hold gc.lock exclusively): all of tmp/ is
+            # left over, and so is every container directory that still has a lease
             for entry in self.tmp_dir.iterdir():
-                if not any(m == entry or entry in m.parents for m in mounted):
-                    _remove_tree(entry)
+                _detach_mounts_under(entry)
+                _remove_tree(entry)
+            self.sweep()
         return removed, freed
 
     # -- snapshots -----------------------------------------------------------------------------
@@ -754,13 +831,52 @@ def _remove_tree(path: Path) -> None:
             path.unlink()
 
 
-def _mounts_under(root: Path) -> list[Path]:
-    """Mount points at or below ``root`` in this mount namespace (never deleted through)."""
+_MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def mounts_under(root: Path) -> list[Path]:
+    """Mount points at or below ``root`` in this process's mount namespace, deepest first."""
     out = []
     root_s = str(root)
     with contextlib.suppress(OSError), open("/proc/self/mountinfo") as f:
         for line in f:
-            point = line.split()[4].replace("\\040", " ")
+            # the kernel writes space, tab, newline and backslash in a path as \ooo
+            point = _MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), line.split()[4])
             if point == root_s or point.startswith(root_s + "/"):
                 out.append(Path(point))
-    return out
+    return sorted(out, key=lambda p: len(p.parts), reverse=True)
+
+
+def _detach_mounts_under(root: Path) -> None:
+    """Detach every mount at or below ``root`` (deepest first), so that removing ``root``
+    never deletes through a mount into what it shows (a lower layer, the build context)."""
+    points = mounts_under(root)
+    if not points:
+        return
+    from part5_namespaces import UmountFlags, umount2  # only when something is mounted there
+
+    for point in points:
+        with contextlib.suppress(OSError):
+            umount2(point, UmountFlags.DETACH)
+    left = mounts_under(root)
+    if left:
+        raise StoreError(f"cannot detach the mount at {left[0]} (left by a killed build or run)")
+
+
+def _take_dead_lease(entry: Path) -> bool:
+    """If ``entry`` is a leased directory whose lock no process holds, remove it (holding the
+    lock meanwhile); True when it was removed."""
+    try:
+        fd = os.open(entry / LEASE, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False  # not leased (a kept container, another tool's file): not ours to judge
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its process is alive
+        _detach_mounts_under(entry)
+        _remove_tree(entry)
+        return True
+    finally:
+        os.close(fd)

@@ -1,0 +1,195 @@
+"""Nothing left behind: a build killed with SIGKILL (or SIGTERM) at any point leaves no mount, no
+process and no scratch directory that the next build's start-up or ``prune`` does not remove,
+and the store as it was.
+
+Each test starts ``capstone build`` in a child process, waits until it is at a chosen point
+(inside a RUN step, a RUN with a ``--mount`` overlay, a COPY, an ADD download), kills it, and
+then looks only at its own things: the mounts under its own temp dir (``/proc/self/mountinfo``),
+the processes whose command line carries its own marker, and its own store.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hostile_http import HostileServer
+
+from capstone.store import Store, mounts_under
+from part2_manual_oci import validate_layout
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (namespaces, overlay mounts)")
+
+
+def start_build(store: Path, ctx: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "capstone", "--store", str(store), "build", "-q", "--network",
+                             "none", *extra, str(ctx)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"the build ended ({proc.returncode}) before {what}: {proc.stderr.read().decode()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids whose command line holds ``marker`` (this test's own, unique)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def wait_gone(marker: str, timeout: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return processes_with(marker)
+
+
+def scratch_entries(store: Path) -> list[str]:
+    return sorted(p.name for p in (store / "tmp").iterdir()) if (store / "tmp").exists() else []
+
+
+def check_store(store_dir: Path, tagged: list[str]) -> None:
+    store = Store.open(store_dir)
+    validate_layout(store.path / "oci")
+    for name in tagged:
+        assert store.resolve(name) is not None, name
+    assert scratch_entries(store_dir) == []
+    for sub in ("snapshots", "oci/blobs/sha256", "cache"):
+        assert not [p for p in (store_dir / sub).iterdir() if p.name.startswith(".tmp")], sub
+
+
+@pytest.fixture
+def store_dir(tmp_path) -> Path:
+    s = Store.open(tmp_path / "store")
+    s.load("capstone/busybox")
+    return s.path
+
+
+def context(tmp_path: Path, dockerfile: str, files: dict[str, bytes] | None = None) -> Path:
+    ctx = tmp_path / f"ctx-{secrets.token_hex(3)}"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(dockerfile)
+    for name, data in (files or {}).items():
+        (ctx / name).write_bytes(data)
+    return ctx
+
+
+def run_marker() -> tuple[str, str]:
+    seconds = str(900000 + secrets.randbelow(99999))
+    return seconds, f"sleep {seconds}"
+
+
+def started(store_dir: Path) -> bool:
+    base = store_dir / "build-cache-mounts"
+    return base.exists() and any(p.name == "started" for p in base.rglob("started"))
+
+
+def then_clean(store_dir: Path, tmp_path: Path, how: str, tagged: list[str]) -> None:
+    """After the kill: the next build's start-up (``how="build"``) or ``prune`` removes what is
+    left; then nothing of ours is mounted and the store is whole."""
+    if how == "build":
+        ctx = context(tmp_path, "FROM scratch\nLABEL after=kill\n")
+        r = subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), "build", "-q", str(ctx)],
+                           cwd=REPO, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(REPO)})
+    else:
+        r = subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), "prune"], cwd=REPO,
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    assert mounts_under(tmp_path) == []
+    check_store(store_dir, tagged)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("how", ["build", "prune"])
+def test_killed_inside_a_run_step(store_dir, tmp_path, sig, how):
+    seconds, marker = run_marker()
+    ctx = context(tmp_path, "FROM capstone/busybox\nRUN --mount=type=cache,target=/c "
+                            f"sh -c 'touch /c/started; exec sleep {seconds}'\n")
+    proc = start_build(store_dir, ctx)
+    wait_for(lambda: started(store_dir), "the RUN step", proc)
+    assert mounts_under(tmp_path) == []  # the step's overlay is in its own mount namespace
+    proc.send_signal(sig)
+    proc.wait(30)
+    assert wait_gone(marker) == [], "the RUN step's command outlived the build"
+    assert mounts_under(tmp_path) == []
+    then_clean(store_dir, tmp_path, how, ["capstone/busybox"])
+
+
+@pytest.mark.parametrize("how", ["build", "prune"])
+def test_killed_inside_a_run_step_with_a_mount_overlay(store_dir, tmp_path, how):
+    """``RUN --mount=type=bind,from=STAGE`` of a stage of two layers mounts an overlay in the
+    build's namespace: a SIGKILL leaves it, and the next build or prune detaches it."""
+    seconds, marker = run_marker()
+    ctx = context(tmp_path, "FROM capstone/busybox AS two\nRUN echo layer > /layer\n"
+                            "FROM capstone/busybox\nRUN --mount=type=cache,target=/c --mount=type=bind,from=two,target=/two "
+                            f"sh -c 'touch /c/started; exec sleep {seconds}'\n")
+    proc = start_build(store_dir, ctx)
+    wait_for(lambda: started(store_dir), "the RUN step", proc)
+    proc.kill()
+    proc.wait(30)
+    assert wait_gone(marker) == []
+    left = mounts_under(tmp_path)
+    assert left and all(str(p).startswith(str(store_dir / "tmp")) for p in left)
+    then_clean(store_dir, tmp_path, how, ["capstone/busybox"])
+
+
+def test_killed_inside_a_copy(store_dir, tmp_path):
+    big = os.urandom(1 << 20) * 96  # 96 MiB that compress badly: the layer takes a while
+    ctx = context(tmp_path, "FROM capstone/busybox\nCOPY big /big\n", {"big": big})
+    proc = start_build(store_dir, ctx)
+    wait_for(lambda: any(p.name.endswith("-copy") for p in (store_dir / "tmp").glob("build-*/*")), "the COPY", proc)
+    time.sleep(0.2)
+    proc.kill()
+    proc.wait(30)
+    assert scratch_entries(store_dir)  # what it left, until the next build
+    then_clean(store_dir, tmp_path, "build", ["capstone/busybox"])
+
+
+def test_killed_inside_a_download(store_dir, tmp_path):
+    with HostileServer({"/f": "trickle"}) as server:
+        ctx = context(tmp_path, f"FROM scratch\nADD {server.url}/f /f\n")
+        proc = start_build(store_dir, ctx)
+        wait_for(lambda: any((store_dir / "tmp").glob("build-*/*-copy/downloads/0/f")), "the download", proc)
+        proc.kill()
+        proc.wait(30)
+    then_clean(store_dir, tmp_path, "prune", ["capstone/busybox"])
+
+
+def test_a_live_build_is_not_swept(store_dir, tmp_path):
+    """The sweep takes only dead builds' directories: one build running while another starts
+    keeps its scratch directory and finishes."""
+    seconds, marker = run_marker()
+    ctx = context(tmp_path, "FROM capstone/busybox\nRUN --mount=type=cache,target=/c "
+                            f"sh -c 'touch /c/started; sleep 1; echo {seconds} > /done'\n")
+    proc = start_build(store_dir, ctx, "-t", "live:1")
+    wait_for(lambda: started(store_dir), "the RUN step", proc)
+    other = context(tmp_path, "FROM scratch\nLABEL other=build\n")
+    r = subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), "build", "-q", str(other)],
+                       cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    assert proc.wait(60) == 0, proc.stderr.read().decode()
+    check_store(store_dir, ["capstone/busybox", "live:1"])
