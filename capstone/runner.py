@@ -286,8 +286,8 @@ def _make_init_layer(init: Path, lowers: tuple[Path, ...], upper: Path, mounts: 
     wanted: list[tuple[str, bool]] = [(d, True) for d in RUNTIME_DIRS] + [(f, False) for f in RUNTIME_FILES]
     for m in mounts:
         is_dir = True
-        if m.is_bind and m.source and os.path.exists(m.source):
-            is_dir = os.path.isdir(m.source)
+        if m.is_bind and m.source_path and os.path.exists(m.source_path):
+            is_dir = os.path.isdir(m.source_path)
         wanted.append((m.destination.strip("/"), is_dir))
     made_dirs: list[tuple[Path, os.stat_result]] = []
     for rel, is_dir in wanted:

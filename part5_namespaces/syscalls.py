@@ -327,3 +327,33 @@ def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int =
     attr = _BpfProgAttach(target_fd, prog_fd, attach_type, flags, 0)
     _check(_syscall("bpf", ctypes.c_int(BPF_PROG_ATTACH), ctypes.byref(attr), ctypes.c_uint(ctypes.sizeof(attr))),
            "bpf(BPF_PROG_ATTACH)")
+
+
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
+MOVE_MOUNT_T_EMPTY_PATH = 0x00000040
+
+
+# int syscall(SYS_open_tree, int dirfd, const char *pathname, unsigned int flags);
+def open_tree(dirfd: int, path: str | os.PathLike = "", *, recursive: bool = True) -> int:
+    """A detached copy (OPEN_TREE_CLONE) of the mount tree at ``path`` relative to ``dirfd``
+    (``""``: ``dirfd`` itself, a file or directory opened with O_PATH): a bind mount that is
+    not attached anywhere yet, and can be attached in another mount namespace with
+    :func:`move_mount`. Closing the descriptor unattached drops it."""
+    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    if os.fspath(path) == "":
+        flags |= AT_EMPTY_PATH
+    return _check(_syscall("open_tree", ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags)), "open_tree", os.fspath(path) or None)
+
+
+# int syscall(SYS_move_mount, int from_dirfd, const char *from_path, int to_dirfd,
+#             const char *to_path, unsigned int flags);
+def move_mount(from_fd: int, to_fd: int) -> None:
+    """Attach the mount ``from_fd`` (from :func:`open_tree`) on the file or directory
+    ``to_fd`` (an O_PATH descriptor of the mount point): both by descriptor, no path walked."""
+    _check(
+        _syscall("move_mount", ctypes.c_int(from_fd), b"", ctypes.c_int(to_fd), b"",
+                 ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)),
+        "move_mount",
+    )

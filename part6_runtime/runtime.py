@@ -141,6 +141,21 @@ def _prepare(spec: ContainerSpec, stdio: tuple, res: _Resources) -> Plan:
             os.chown(path, root_uid, root_gid)
     _make_mountpoints(rootfs, spec, [inside for _, inside in etc], res)
 
+    # a source given as a descriptor: a detached copy of its mount tree, made here in the
+    # caller's mount namespace and attached by the child in the container's (a descriptor of
+    # a mount of another namespace cannot be bind-mounted there)
+    trees = []
+    for m in spec.mounts:
+        if m.is_bind and isinstance(m.source, int):
+            try:
+                tree = syscalls.open_tree(m.source, "", recursive="rbind" in m.options)
+            except OSError as e:
+                raise SpecError(f"bind mount on {m.destination}: cloning the source: {e.strerror}") from None
+            res.undo.append(functools.partial(os.close, tree))
+            trees.append(tree)
+        else:
+            trees.append(-1)
+
     # load what the child needs from the host before its pivot_root: libc, libseccomp
     syscalls.libc()
     if spec.seccomp is not False:
@@ -157,6 +172,7 @@ def _prepare(spec: ContainerSpec, stdio: tuple, res: _Resources) -> Plan:
         go_fd=-1,
         stdio=stdio,
         import_root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        mount_trees=tuple(trees),
     )
 
 
@@ -242,9 +258,9 @@ def _make_mountpoints(rootfs: str, spec: ContainerSpec, etc_files: list[str], re
     for m in spec.mounts:
         is_dir = True
         if m.is_bind:
-            if not os.path.exists(m.source):
-                raise SpecError(f"bind mount source {m.source} does not exist")
-            is_dir = os.path.isdir(m.source)
+            if not os.path.exists(m.source_path):
+                raise SpecError(f"bind mount source {m.source_path} does not exist")
+            is_dir = os.path.isdir(m.source_path)
         wanted.append((m.destination, is_dir))
     with RootDir(rootfs) as rd:
         for inside, is_dir in wanted:

@@ -122,6 +122,8 @@ class Plan:
     cgroup_members: tuple[tuple[str, str, str], ...] = ()
     #: the directory holding the part6_runtime package, for a fresh interpreter's sys.path
     import_root: str = ""
+    #: per spec mount: a detached copy of a descriptor source's mount tree (open_tree), or -1
+    mount_trees: tuple[int, ...] = ()
 
 
 @dataclass
@@ -256,8 +258,9 @@ def mount_cgroupfs(ctx: Context) -> None:
 
 def extra_mounts(ctx: Context) -> None:
     """The spec's extra mounts: bind mounts of host paths and tmpfs."""
-    for m in ctx.spec.mounts:
-        _mount_one(ctx, m)
+    trees = ctx.plan.mount_trees or (-1,) * len(ctx.spec.mounts)
+    for m, tree in zip(ctx.spec.mounts, trees):
+        _mount_one(ctx, m, tree)
 
 
 def etc_files(ctx: Context) -> None:
@@ -517,7 +520,8 @@ def reexecute(plan: Plan, start: int) -> None:
         pickle.dump((plan, start), f, protocol=pickle.HIGHEST_PROTOCOL)
     os.lseek(data, 0, os.SEEK_SET)
     syscalls.close_range(3, flags=syscalls.CLOSE_RANGE_CLOEXEC)
-    for fd in (data, plan.report_fd, plan.console_fd):
+    # the mount trees of the sources given as descriptors are attached by the new interpreter
+    for fd in (data, plan.report_fd, plan.console_fd, *plan.mount_trees):
         if fd is not None and fd >= 0:
             os.set_inheritable(fd, True)
     argv = [sys.executable, "-I", "-S", "-c", _RESUME.format(fd=data)]
@@ -684,20 +688,37 @@ def _system_options(ctx: Context, destination: str, flags: int, data: str | None
     return flags, data
 
 
-def _mount_one(ctx: Context, m: Mount) -> None:
-    target = ctx.path(m.destination)
+def _mount_one(ctx: Context, m: Mount, tree: int = -1) -> None:
     flags, data = _parse_options(m.options)
     nodev = ctx.spec.nodev and "dev" not in m.options
     if m.is_bind:
-        mount(m.source, target, None, MountFlags.BIND | (flags & MountFlags.REC))
         # read-only, nosuid, noexec and nodev hold for the submounts of an rbind too
         attrs = MountAttr.NODEV if nodev else MountAttr.NONE
         for word in m.options:
             attrs |= _OPTION_ATTRS.get(word, 0)
-        if attrs:
-            set_mount_attrs(target, attrs)
-    else:
-        if nodev:
-            flags |= MountFlags.NODEV
-        mount(m.source or m.type, target, m.type, flags & ~(MountFlags.BIND | MountFlags.REC), ",".join(data) or None)
+        if tree >= 0:
+            # a source given as a descriptor: the parent cloned its mount tree (open_tree), its
+            # attributes are set before anyone can see it, and it is attached on the mount
+            # point's descriptor: no path is walked, none can be swapped
+            if attrs:
+                syscalls.mount_setattr("", attrs, dirfd=tree)
+            _at_mount_point(ctx, m.destination, lambda where: syscalls.move_mount(tree, where))
+            return
+        _at_mount_point(ctx, m.destination, lambda where: mount(m.source_path, f"/proc/self/fd/{where}", None, MountFlags.BIND | (flags & MountFlags.REC)))
+        if attrs:  # opened again: now it is the root of the new mount
+            _at_mount_point(ctx, m.destination, lambda where: set_mount_attrs(f"/proc/self/fd/{where}", attrs))
+        return
+    if nodev:
+        flags |= MountFlags.NODEV
+    _at_mount_point(ctx, m.destination, lambda where: mount(m.source or m.type, f"/proc/self/fd/{where}", m.type, flags & ~(MountFlags.BIND | MountFlags.REC), ",".join(data) or None))
 
+
+def _at_mount_point(ctx: Context, destination: str, action) -> None:
+    """``action(fd)`` with ``fd`` an O_PATH descriptor of ``destination``, resolved inside the
+    rootfs (part 4's RootDir)."""
+    with RootDir(ctx.root) as rd:
+        where = rd.open(destination)
+    try:
+        action(where)
+    finally:
+        os.close(where)

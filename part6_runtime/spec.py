@@ -89,13 +89,17 @@ RLIMIT_NAMES = (
 class Mount:
     """An extra mount: ``bind`` (``source`` is a host path) or ``tmpfs``.
 
-    ``options`` are mount(8)-style words: ``ro``, ``rw``, ``nosuid``, ``nodev``, ``noexec``,
-    ``rbind``, and for tmpfs data such as ``size=64m`` or ``mode=1777``.
+    A bind's ``source`` may also be an open descriptor (an ``int``; ``O_PATH`` is enough): the
+    mount is then made through ``/proc/self/fd/N``, so what the caller resolved and opened is
+    what the container gets, whatever a path would point to by then (a symlink swapped in).
+    The caller keeps it open until ``run`` returns. ``options`` are mount(8)-style words:
+    ``ro``, ``rw``, ``nosuid``, ``nodev``, ``noexec``, ``rbind``, and for tmpfs data such as
+    ``size=64m`` or ``mode=1777``.
     """
 
     destination: str
     type: str = "bind"
-    source: str | None = None
+    source: str | int | None = None
     options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -103,7 +107,7 @@ class Mount:
         if not self.destination.startswith("/"):
             raise SpecError(f"mount destination {self.destination!r} must be an absolute path")
         if self.type == "bind" or "bind" in self.options or "rbind" in self.options:
-            if not self.source:
+            if self.source is None or self.source == "" or (isinstance(self.source, int) and self.source < 0):
                 raise SpecError(f"bind mount on {self.destination} needs a source")
         elif self.type not in ("tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup"):
             raise SpecError(f"mount on {self.destination}: unsupported type {self.type!r} (bind, tmpfs)")
@@ -111,6 +115,11 @@ class Mount:
     @property
     def is_bind(self) -> bool:
         return self.type == "bind" or "bind" in self.options or "rbind" in self.options
+
+    @property
+    def source_path(self) -> str | None:
+        """The source as a path: ``/proc/self/fd/N`` for a descriptor."""
+        return f"/proc/self/fd/{self.source}" if isinstance(self.source, int) else self.source
 
 
 @dataclass(frozen=True)

@@ -281,3 +281,71 @@ RUN --mount=type=bind,from=tools,source=/t,target=/t (cat /t/x; ls /t) > /again
 """)
     run_build(store, ctx)
     assert cat(store, tmp_path, "/seen", "/again") == "changed\ntool\nx\n"
+
+
+# -- every mount source resolved inside its own root ---------------------------------------------
+
+
+def test_a_stage_symlink_cannot_mount_a_host_directory(store, tmp_path):
+    """A stage makes LINK a symlink to a host path (absolute, and ../..-style); a later bind of
+    ``from=stage,source=LINK`` resolves it inside the stage, never on the host."""
+    canary = tmp_path / "host-secret"
+    canary.mkdir()
+    (canary / "token").write_text("HOST-CANARY\n")
+    ctx = make_context(tmp_path / "ctx", f"""\
+FROM capstone/busybox AS evil
+RUN ln -s {canary} /abs && ln -s ../../../../../../../..{canary} /rel && mkdir -p /inside/x
+FROM capstone/busybox
+RUN --mount=type=bind,from=evil,source=abs,target=/a,rw (ls /a; cat /a/token; echo x > /a/planted) > /probe-a 2>&1; true
+RUN --mount=type=bind,from=evil,source=rel,target=/r (ls /r; cat /r/token) > /probe-r 2>&1; true
+""")
+    with pytest.raises(DockerfileError, match=r"^Dockerfile:4: .*source abs not found in evil"):
+        run_build(store, ctx)
+    # the same links, pointing where the stage does have a directory: that one is mounted
+    ctx2 = make_context(tmp_path / "ctx2", """\
+FROM capstone/busybox AS evil
+RUN mkdir -p /srv/data && echo stage > /srv/data/token && ln -s /srv/data /abs && ln -s ../../../../../srv/data /rel
+FROM capstone/busybox
+RUN --mount=type=bind,from=evil,source=abs,target=/a cat /a/token > /probe-a
+RUN --mount=type=bind,from=evil,source=rel,target=/r cat /r/token > /probe-r
+""")
+    run_build(store, ctx2)
+    assert cat(store, tmp_path, "/probe-a", "/probe-r") == "stage\nstage\n"
+    assert sorted(p.name for p in canary.iterdir()) == ["token"]
+
+
+def test_a_context_symlink_cannot_mount_a_host_directory(store, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "token").write_text("HOST-CANARY\n")
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\n"
+                       "RUN --mount=type=bind,source=up,target=/u,rw (ls /u; cat /u/outside/token; echo x > /u/planted) > /probe 2>&1; true\n",
+                       {"inside.txt": "in\n"})
+    (ctx / "up").symlink_to("..")  # the context's parent, as a path would see it
+    run_build(store, ctx)
+    seen = cat(store, tmp_path, "/probe")
+    assert "HOST-CANARY" not in seen and "inside.txt" in seen, seen  # ".." from the root is the root
+    assert sorted(p.name for p in outside.iterdir()) == ["token"] and not (tmp_path / "planted").exists()
+    assert not (ctx / "planted").exists()
+
+
+def test_a_cache_id_cannot_leave_the_cache_directory(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\n"
+                       "RUN --mount=type=cache,id=../../../../escape,target=/c echo x > /c/planted\n")
+    run_build(store, ctx)
+    planted = [p for p in Path(store.path).rglob("planted")]
+    assert len(planted) == 1 and planted[0].is_relative_to(Path(store.path) / "build-cache-mounts"), planted
+    assert not list(tmp_path.glob("escape*")) and not list(Path(store.path).parent.glob("escape*"))
+
+
+def test_a_mount_target_through_an_image_symlink_stays_in_the_image(store, tmp_path):
+    canary = tmp_path / "host-dir"
+    canary.mkdir()
+    ctx = make_context(tmp_path / "ctx", f"""\
+FROM capstone/busybox
+RUN ln -s {canary} /data
+RUN --mount=type=bind,source=f.txt,target=/data/f.txt --mount=type=tmpfs,target=/data/t cat /data/f.txt > /probe
+""", {"f.txt": "from the context\n"})
+    run_build(store, ctx)
+    assert cat(store, tmp_path, "/probe") == "from the context\n"
+    assert list(canary.iterdir()) == []

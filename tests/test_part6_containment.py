@@ -307,3 +307,46 @@ def test_a_devices_node_in_a_bind_source_cannot_be_used(rootfs, tmp_path):
     os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # on the list: only nodev refuses it
     code, out = sh(rootfs, "echo x > /data/null && echo WROTE", mounts=(Mount("/data", "bind", str(tmp_path), ("rbind", "rw")),))
     assert "WROTE" not in out and "Permission denied" in out, out
+
+
+# -- mounts by descriptor ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", [False, True], ids=["command-as-pid-1", "init"])
+def test_a_source_given_as_a_descriptor_is_what_gets_mounted(rootfs, tmp_path, init):
+    """The caller resolves and opens a source; swapping a symlink in at its path afterwards
+    (before the container mounts it) changes nothing: the mount is made from the descriptor
+    (a detached copy of its tree, attached on the mount point's descriptor)."""
+    from part6_runtime import Mount
+
+    opened = tmp_path / "opened"
+    opened.mkdir()
+    (opened / "file").write_text("the one that was opened\n")
+    canary = tmp_path / "host-canary"
+    canary.mkdir()
+    (canary / "file").write_text("HOST CANARY\n")
+    fd = os.open(opened, os.O_PATH | os.O_CLOEXEC)
+    try:
+        opened.rename(tmp_path / "moved-away")
+        opened.symlink_to(canary)  # the path now leads to the host's directory
+        code, out = sh(rootfs, "cat /data/file; echo x > /data/new", init=init,
+                       mounts=(Mount("/data", "bind", fd, ("rbind", "ro")),))
+    finally:
+        os.close(fd)
+    assert "the one that was opened" in out and "HOST CANARY" not in out, out
+    assert "Read-only file system" in out and sorted(p.name for p in canary.iterdir()) == ["file"]
+
+
+def test_a_mount_target_is_resolved_inside_the_rootfs(rootfs, tmp_path):
+    """An image whose mount point is a symlink to a host path gets the mount inside itself."""
+    from part6_runtime import Mount
+
+    canary = tmp_path / "host-dir"
+    canary.mkdir()
+    (rootfs / "mnt-link").symlink_to(canary)  # absolute: the host's path, as the image says
+    try:
+        code, out = sh(rootfs, "echo inside > /mnt-link/made; ls /mnt-link", mounts=(Mount("/mnt-link", "tmpfs", None, ()),))
+    finally:
+        (rootfs / "mnt-link").unlink()
+    assert list(canary.iterdir()) == [] and "made" in out, out
+    assert not (rootfs / str(canary).lstrip("/")).exists()  # the mount point made for it is gone too

@@ -64,6 +64,7 @@ from .runstep import (
     RunSetupError,
     check_entitlements,
     insecure_fields,
+    open_own,
     parse_entitlements,
     plan_mounts,
     run_argv,
@@ -753,7 +754,7 @@ class Builder:
                 script_file = scratch / "script"
                 script_file.write_text(script)
                 os.chmod(script_file, 0o755)
-                mounts.mounts.append(Mount(SCRIPT_PATH, "bind", str(script_file), ("rbind", "ro")))
+                mounts.mounts.append(Mount(SCRIPT_PATH, "bind", mounts.hold(open_own(script_file)), ("rbind", "ro")))
                 mounts.key.append({"script": hashlib.sha256(script.encode()).hexdigest()})
             key = make_key(stage.key, "RUN", argv=argv, env=key_env, user=user, workdir=workdir,
                            network=net, mounts=mounts.key, **({"security": "insecure"} if privileged else {}))

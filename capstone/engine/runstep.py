@@ -31,6 +31,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -146,11 +147,21 @@ class MountPlan:
     env: dict[str, str] = field(default_factory=dict)
     #: ssh agent relays, closed after the step
     relays: list = field(default_factory=list)
+    #: the O_PATH descriptors the mounts are made from (closed after the step)
+    fds: list[int] = field(default_factory=list)
+
+    def hold(self, fd: int) -> int:
+        """Keep ``fd`` (a mount source) open until :meth:`cleanup`; returns it."""
+        self.fds.append(fd)
+        return fd
 
     def cleanup(self) -> None:
         for relay in self.relays:
             relay.close()
         self.relays.clear()
+        for fd in self.fds:  # first: a descriptor inside an overlay would keep it busy
+            os.close(fd)
+        self.fds.clear()
         for ov in reversed(self.overlays):
             try:
                 ov.unmount()
@@ -231,7 +242,7 @@ def _secret_mount(plan: MountPlan, spec: str, *, workdir: str, scratch: Path, se
             plan.temps.append(directory)
             path = write_secret_file(directory, "secret", data, mode=0o400 if m.mode is None else m.mode,
                                      uid=uid, gid=gid)
-            plan.mounts.append(Mount(target, "bind", str(path), ("rbind", "ro", "nosuid", "nodev", "noexec")))
+            plan.mounts.append(Mount(target, "bind", plan.hold(open_own(path)), ("rbind", "ro", "nosuid", "nodev", "noexec")))
         plan.key.append({"type": "secret", "id": ident, "target": target, "env": m.env,
                          "mode": m.mode, "uid": m.uid, "gid": m.gid})  # the id, never the value
         return ssh_count
@@ -252,7 +263,7 @@ def _secret_mount(plan: MountPlan, spec: str, *, workdir: str, scratch: Path, se
     # the directory is 0700 root: a step running as another user must be able to reach the socket
     if uid or gid:
         os.chmod(directory, 0o711)
-    plan.mounts.append(Mount(target, "bind", str(relay.path), ("rbind", "nosuid", "nodev", "noexec")))
+    plan.mounts.append(Mount(target, "bind", plan.hold(open_own(relay.path)), ("rbind", "nosuid", "nodev", "noexec")))
     plan.env.setdefault("SSH_AUTH_SOCK", target)
     plan.key.append({"type": "ssh", "id": ident, "target": target, "mode": m.mode, "uid": m.uid, "gid": m.gid})
     return ssh_count + 1
@@ -290,7 +301,7 @@ def _other_mount(plan: MountPlan, n: int, spec: str, *, context, workdir, scratc
             directory.mkdir(parents=True, exist_ok=True)
             os.chmod(directory, int(fields.get("mode") or "755", 8))
             os.chown(directory, int(fields.get("uid") or 0), int(fields.get("gid") or 0))
-        plan.mounts.append(Mount(target, "bind", str(directory), ("rbind", "ro" if readonly and "ro" in fields else "rw")))
+        plan.mounts.append(Mount(target, "bind", plan.hold(open_own(directory)), ("rbind", "ro" if readonly and "ro" in fields else "rw")))
         plan.key.append({"type": "cache", "target": target})  # contents never in the key
         return
     if kind == "bind":
@@ -306,21 +317,42 @@ def _other_mount(plan: MountPlan, n: int, spec: str, *, context, workdir, scratc
                 base = Path(lowers[0])
             else:  # the stage's layers as one tree; rw: writes go to an upper dir, thrown away
                 base = _overlay(plan, scratch, n, lowers, writable=not readonly)
-            host = base / rel if rel else base
-            if not os.path.lexists(host):
-                raise RunSetupError(f"--mount={spec}: source {source} not found")
+            # inside the stage's own root: its symlinks (even "/etc" or "../../..") stay in it
+            host = open_inside(base, rel)
+            if host is None:
+                raise RunSetupError(f"--mount={spec}: source {source} not found in {origin}")
+            plan.hold(host)
             key = {"type": "bind", "from": digest, "source": rel, "target": target, "rw": not readonly}
         else:
             host, key = _context_bind(plan, n, spec, context, rel, target, readonly, scratch, content_digest)
-        if not readonly and not os.path.isdir(host):  # one file: the step writes to a copy
+        if not readonly and not stat.S_ISDIR(os.fstat(host).st_mode):  # one file: the step writes to a copy
             copy = scratch / f"rw{n}"
-            shutil.copy2(host, copy)
+            with open(f"/proc/self/fd/{host}", "rb") as src, open(copy, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            shutil.copymode(f"/proc/self/fd/{host}", copy)
             plan.temps.append(copy)
-            host = copy
-        plan.mounts.append(Mount(target, "bind", str(host), ("rbind", "ro" if readonly else "rw")))
+            host = plan.hold(open_own(copy))
+        plan.mounts.append(Mount(target, "bind", host, ("rbind", "ro" if readonly else "rw")))
         plan.key.append(key)
         return
     raise RunSetupError(f"--mount={spec}: unknown mount type {kind!r}")
+
+
+def open_inside(root: str | os.PathLike, rel: str) -> int | None:
+    """An O_PATH descriptor of ``rel`` resolved inside ``root`` by part 4's RootDir (symlinks
+    followed as if ``root`` were ``/``, ``..`` stopping at it), or None when it is not there."""
+    from part4_tar import RootDir, UnsafePathError
+
+    try:
+        with RootDir(root) as rd:
+            return rd.open(rel)
+    except (FileNotFoundError, NotADirectoryError, UnsafePathError):
+        return None
+
+
+def open_own(path: str | os.PathLike) -> int:
+    """An O_PATH descriptor of a file or directory the build made itself (never a symlink)."""
+    return os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
 def _overlay(plan: MountPlan, scratch: Path, n: int, lowers, *, writable: bool) -> Path:
@@ -342,36 +374,39 @@ def _overlay(plan: MountPlan, scratch: Path, n: int, lowers, *, writable: bool) 
 
 
 def _context_bind(plan: MountPlan, n: int, spec: str, context, rel: str, target: str, readonly: bool,
-                  scratch: Path, content_digest) -> tuple[Path, dict]:
-    """A bind of the build context: what ``.dockerignore`` excludes is not there (a file is
-    "not found"; a directory is shown through an overlay whose top layer whites them out, see
+                  scratch: Path, content_digest) -> tuple[int, dict]:
+    """A bind of the build context, as a descriptor: resolved inside the context (its
+    symlinks stay in it); what ``.dockerignore`` excludes is not there (a file is "not found";
+    a directory is shown through an overlay whose top layer whites them out, see
     :mod:`.contextmounts`); ``rw`` writes go to an upper dir in the scratch."""
     from .contextmounts import context_view, kept_items, make_mask
     from .sources import SourceItem
 
     found = context.locate(rel)
-    if found is None:
+    source = open_inside(context.root, found[0]) if found is not None else None
+    if source is None:
         raise RunSetupError(f"--mount={spec}: source {rel or '/'} not found in the build context")
-    top = SourceItem(found[0], os.path.join(context.root, found[0]) if found[0] else context.root, found[1])
+    plan.hold(source)
+    top = SourceItem(found[0], os.path.join(context.root, found[0]) if found[0] else context.root, os.fstat(source))
     key = {"type": "bind", "source": rel, "target": target, "rw": not readonly}
     if not top.is_dir:
         key["content"] = content_digest([(".", top.path, top.st)])
-        return Path(top.path), key
+        return source, key
     view = context_view(context, top)
     key["content"] = content_digest([("." if item is top else item.rel, item.path, item.st) for item in kept_items(view)])
     if not view.hidden and readonly:
-        return Path(top.path), key
-    lowers = [Path(top.path)]
+        return source, key
+    lowers = [Path(f"/proc/self/fd/{source}")]  # overlayfs too takes the lower the descriptor holds
     if view.hidden:
         mask = scratch / f"mask{n}"
         mask.parent.mkdir(parents=True, exist_ok=True)
         plan.temps.append(mask)
         make_mask(view, mask)
         lowers.insert(0, mask)
-    return _overlay(plan, scratch, n, lowers, writable=not readonly), key
+    return plan.hold(open_own(_overlay(plan, scratch, n, lowers, writable=not readonly))), key
 
 
 __all__ = [
     "ENTITLEMENTS", "MountPlan", "NETWORKS", "RunSetupError", "SCRIPT_PATH", "check_entitlements",
-    "insecure_fields", "parse_entitlements", "plan_mounts", "run_argv",
+    "insecure_fields", "open_inside", "open_own", "parse_entitlements", "plan_mounts", "run_argv",
 ]
