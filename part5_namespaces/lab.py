@@ -65,6 +65,15 @@ def _with_maps(write_id_maps, uid_maps, gid_maps) -> dict:
     return _inside(course_spawn, F.NEWUSER, _view, before_release=lambda pid: write_id_maps(pid, uid_maps, gid_maps))
 
 
+def _rootless(flags: CloneFlags) -> tuple[CloneFlags, dict]:
+    """``flags`` as an ordinary user may ask for them: with a user namespace first, mapping
+    the caller's own ids (as root: unchanged)."""
+    if os.geteuid() == 0:
+        return flags, {}
+    uid_maps, gid_maps = current_user_mapping()
+    return flags | F.NEWUSER, {"uid_maps": uid_maps, "gid_maps": gid_maps}
+
+
 def _range_user() -> tuple[str, bool]:
     """A user with subordinate ids: this one when it has a range, else (as root) a new one."""
     me = pwd.getpwuid(os.geteuid()).pw_name
@@ -137,7 +146,8 @@ def check_spawn(ctx: LabContext) -> None:
         socket.sethostname("lab-inside")
         return {"pid": os.getpid(), "hostname": socket.gethostname(), "uts": os.readlink("/proc/self/ns/uts")}
 
-    seen = _inside(spawn, F.NEWUTS | F.NEWPID, inside)
+    flags, maps = _rootless(F.NEWUTS | F.NEWPID)
+    seen = _inside(spawn, flags, inside, **maps)
     assert seen["pid"] == 1, f"with NEWPID the target must be PID 1 of the new namespace, it was pid {seen['pid']}"
     assert seen["uts"] != os.readlink("/proc/self/ns/uts") and socket.gethostname() == host, "the child must be in a new UTS namespace"
 
@@ -164,7 +174,8 @@ def check_spawn(ctx: LabContext) -> None:
         os.write(w, line.split()[1].encode())
         return 0
 
-    child = spawn(report_nspid, F.NEWPID)
+    flags, maps = _rootless(F.NEWPID)
+    child = spawn(report_nspid, flags, **maps)
     os.close(w)
     with os.fdopen(r, "rb") as f:
         host_pid = int(f.read() or 0)
@@ -181,11 +192,11 @@ def check_spawn(ctx: LabContext) -> None:
         raise AssertionError(f"a failed unshare in the child raised {type(e).__name__}: {e}; expected NamespaceError naming the step") from None
     else:
         raise AssertionError("spawn returned although the child's unshare failed (EINVAL): read the child's error message and raise it")
-    bad = [IdMap(0, 100000, 10), IdMap(5, 200000, 10)]  # overlapping: the kernel refuses the write
+    bad = [IdMap(0, 100000, 10), IdMap(5, 200000, 10)]  # overlapping: the kernel (or newuidmap) refuses it
     try:
         spawn(lambda: 0, F.NEWUSER, uid_maps=bad, gid_maps=bad)
     except IdMapError as e:
-        assert "uid_map" in str(e), f"a map the kernel refuses must be raised naming the file, got {e}"
+        assert "uid_map" in str(e) or "newuidmap" in str(e), f"a map the kernel refuses must be raised naming the file, got {e}"
     else:
         raise AssertionError("spawn returned although writing the id maps failed: raise the IdMapError (and reap the child)")
     leftover = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == os.getpid()]
