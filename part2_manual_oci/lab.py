@@ -411,7 +411,7 @@ names one image); a manifest whose blob is not stored is refused with `BlobNotFo
 atomically, under the layout's lock.""",
              ("Concepts", "Experiments"),
              ("`self.index()` reads index.json as an `Index`; `self._write_index(index)` writes it atomically; `with self._index_lock():`.",
-              "`dataclasses.replace(descriptor, annotations=...)` and `replace(index, manifests=...)` make changed copies.",
+              "`dataclasses.replace(descriptor, annotations=...)` and `dataclasses.replace(index, manifests=...)` make changed copies.",
               "`mediatypes.ANNOTATION_REF_NAME` is the annotation's name."),
              "index.json after naming latest, adding v1, re-pointing latest, and a manifest whose blob is missing; no files left beside "
              "index.json; validate_layout on the result.",

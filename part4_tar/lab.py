@@ -372,26 +372,29 @@ skipped and listed in `self.skipped`. `_add_file` must refuse a file that change
              """`_Extractor.whiteout(dir_parts, name, entry)` applies `DIR/.wh.NAME`: it deletes `NAME` (a file,
 a symlink, or a whole directory) in `DIR` of the root, as the layers below left it, and writes
 nothing. Names this same layer wrote stay ("whiteouts apply only to lower layers"); a `DIR` that
-does not exist is not created; `.` and `..` are attacks (`UnsafeArchiveError`). `DIR` is resolved
-inside the root: a symlink on the way is followed as if the root were `/`.""",
+does not exist is not created; `.`, `..` and names with a `/` are attacks (`UnsafeArchiveError`).
+`DIR` is resolved inside the root: a symlink on the way is followed as if the root were `/`.""",
              ("Concepts",),
-             ("`self.root.walk(parts, entry, create=False)` resolves a directory inside the root: `(fd, real parts)`, or None. Close the fd.",
-              "`_lstat(name, dir_fd)` (None when missing) and `self._remove(name, dir_fd, st)` work relative to a directory fd: nothing "
-              "is followed.",
+             ("`self.root` is part 4's `RootDir`: `self.root.directory(dir_parts)` resolves a directory inside the root and "
+              "gives its `.real` parts; it raises FileNotFoundError or NotADirectoryError when there is none.",
+              "`self.root.remove(parts)` removes a name inside the root (a whole directory too), never following a symlink.",
               "`self.written` holds the real paths (tuples of parts) this layer wrote."),
              "a whiteout of a file, of a directory tree, of a name the layer wrote itself, of a missing name; whiteouts through "
              "symlinks that point out of the root (canary files outside must survive); and '.wh..' and '.wh...' (refused, nothing deleted).",
              check_whiteout),
         Task(4, "opaque directories: .wh..wh..opq", ("extract.py:_Extractor.opaque", "extract.py:_Extractor._clear_lower"),
-             """`_Extractor.opaque(dir_parts, entry)` applies `DIR/.wh..wh..opq`: everything the lower
-layers put in `DIR` disappears, but what this same layer writes there stays, whether it comes
-before or after the marker in the stream. `DIR` is created if missing and resolved inside the
-root. `_clear_lower(dfd, real)` removes, below the directory `dfd`, every entry this layer did
-not touch (`self.touched` holds this layer's paths and all their parents).""",
+             """`_Extractor.opaque(dir_parts)` applies `DIR/.wh..wh..opq`: everything the lower layers put in
+`DIR` disappears, but what this same layer writes there stays, whether it comes before or after
+the marker in the stream. `DIR` is created if missing and resolved inside the root.
+`_clear_lower(fd, real)` removes, below the directory open (for listing) as `fd`, every entry this
+layer did not touch (`self.touched` holds this layer's paths and all their parents).""",
              ("Concepts",),
-             ("`self.root.walk(dir_parts, entry, create=True)` gives `(fd, real parts)`; `self._touch(real)` marks the directory as this layer's.",
+             ("`self.root.directory(dir_parts, create=True)` gives `.fd` (the root's own: open one for listing with "
+              "`os.open(\".\", _LIST_FLAGS, dir_fd=...)`) and `.real`; `self.root.forget()` first, since you may remove directories "
+              "the root keeps open; `self._touch(real)` marks the directory as this layer's.",
               "Entries after the marker are written later and never removed: only what is there now needs clearing.",
-              "Keep a touched subdirectory and clear inside it; remove an untouched one whole (`self._remove`)."),
+              "Keep a touched subdirectory and clear inside it; remove an untouched directory whole (`remove_tree(name, fd)`), "
+              "an untouched file with `os.unlink(name, dir_fd=fd)`; `_lstat(name, fd)` is None for a missing name."),
              "an opaque marker with entries before and after it, one in a new directory, one at the top of the root; markers through "
              "symlinks that point out of the root (canary files outside must survive).",
              check_opaque),

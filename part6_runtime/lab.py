@@ -270,7 +270,7 @@ the new PID namespace, so it shows only the container's processes.""",
         Task(3, "pivot_root into the rootfs", ("setup.py:pivot",),
              """`pivot(ctx)` makes the rootfs the container's `/` and the host's root unreachable:
 `pivot_root` (the new root is the bind mount of task 1), detach the old root (`umount2` with
-MNT_DETACH), and `chdir("/")`. The course's way is `pivot_root(".", ".")` (the old root stacked on
+MNT_DETACH), and `os.chdir("/")`. The course's way is `pivot_root(".", ".")` (the old root stacked on
 the new one, unmounted from where it is); the blog's way puts it in a directory `put_old` under the
 new root and removes that directory afterwards: either passes if nothing is left behind.""",
              ("Concepts",),

@@ -12,6 +12,7 @@ import ast
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,6 +127,47 @@ def test_every_task_names_sections_of_its_chapter_page(package):
         assert f"## Task {task.number}: {task.title}" in text
         for hole in task.holes:
             assert f"`{hole.split(':')[1]}`" in text
+
+
+#: modules a hint may name a function of without it being the course's own
+_STDLIB = ("os", "tarfile", "gzip", "shutil", "stat", "tempfile", "dataclasses", "json", "socket", "io", "hashlib", "sys")
+
+
+def _names_of_the_course() -> set[str]:
+    """Every function, class and parameter name the course defines."""
+    names = set()
+    for path in REPO.glob("part*/*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            if isinstance(node, ast.arg):
+                names.add(node.arg)
+    return names
+
+
+def _callable(call: str, course: set[str]) -> bool:
+    """Whether ``call`` (``os.open``, ``self.root.remove``, ``set``) names something that exists:
+    a standard module's function, a builtin, a str or bytes method, or a name of the course."""
+    import builtins
+
+    first, *_, last = call.split(".") if "." in call else (call, call)
+    if first in _STDLIB:
+        return hasattr(importlib.import_module(first), last)
+    if "." not in call:
+        return hasattr(builtins, call) or call in course
+    return last in course or hasattr(str, last) or hasattr(bytes, last)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_the_functions_a_task_names_exist(package):
+    """TASKS.md is prose written against the code: every function it names (`x.y(` in a goal
+    or a hint) must still be defined in the course, or the task sends students to a name the
+    code no longer has."""
+    course = _names_of_the_course()
+    for task in lab_of(package).tasks:
+        for text in (task.goal, *task.hints):
+            for call in re.findall(r"`([A-Za-z_][\w.]*)\(", text):
+                assert _callable(call, course), f"task {task.number} of {package} names {call}(), which the course no longer defines"
 
 
 def test_a_hole_that_no_longer_exists_is_reported_by_name(monkeypatch):
