@@ -3,7 +3,7 @@
 ``cbt run WORKDIR -l root -u deps -- CMD`` (the blog's example: ``cbt run $CONTAINER -l root -u
 deps -- /bin/sh -c "echo hello world"``) needs a container: namespaces (part 5), a runtime
 (part 6) and a union mount (part 7). Part 3, where cbt lives, may import parts 1, 2 and 4 only
-(DESIGN.md §1: a chapter builds on earlier ones, never on later ones), and part 7 may not
+(docs/architecture.md §1: a chapter builds on earlier ones, never on later ones), and part 7 may not
 import parts 3 and 6. The capstone may import every part, so the command is assembled here,
 from public pieces and nothing else:
 
