@@ -314,7 +314,7 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
     cgroup = None
     # every container gets a cgroup of its own (its device rules live there); an unprivileged
     # caller cannot make one, and its user namespace already denies mknod and foreign devices
-    if spec.limits.uses_cgroups or os.geteuid() == 0:
+    if spec.limits.uses_cgroups or _host_root():
         cgroup = Cgroup.create(f"part6-{os.getpid()}-{os.urandom(4).hex()}", spec.limits, devices=spec.device_rules)
         res.undo.append(cgroup.remove)
         version, members = cgroup.version, cgroup.members
@@ -407,6 +407,18 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
     if reporter.last_step is None and code != 0:
         raise RuntimeSetupError("namespaces", ContainerError(f"the container's process exited ({code}) before its first setup step"))
     return code
+
+
+def _host_root() -> bool:
+    """Root of the host (the initial user namespace): who may make cgroups and device rules.
+    Root of a user namespace of its own (a rootless builder) may not."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def _replace(plan: Plan, **changes) -> Plan:
