@@ -143,15 +143,12 @@ def _prepare(spec: ContainerSpec, stdio: tuple, res: _Resources) -> Plan:
 
     # a source given as a descriptor: a detached copy of its mount tree, made here in the
     # caller's mount namespace and attached by the child in the container's (a descriptor of
-    # a mount of another namespace cannot be bind-mounted there)
+    # a mount of another namespace cannot be bind-mounted there); a caller that runs us in a
+    # namespace of our own gives the detached tree itself, made in its namespace
     trees = []
     for m in spec.mounts:
         if m.is_bind and isinstance(m.source, int):
-            try:
-                tree = syscalls.open_tree(m.source, "", recursive="rbind" in m.options)
-            except OSError as e:
-                raise SpecError(f"bind mount on {m.destination}: cloning the source: {e.strerror}") from None
-            res.undo.append(functools.partial(os.close, tree))
+            res.undo.append(functools.partial(os.close, tree := _mount_tree(m)))
             trees.append(tree)
         else:
             trees.append(-1)
@@ -174,6 +171,30 @@ def _prepare(spec: ContainerSpec, stdio: tuple, res: _Resources) -> Plan:
         import_root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         mount_trees=tuple(trees),
     )
+
+
+def _mount_tree(m) -> int:
+    """A detached mount tree for ``m``'s descriptor source: a clone of the mount it names, or
+    (when it is not a mount of this namespace) a duplicate of the detached tree it already is."""
+    try:
+        return syscalls.open_tree(m.source, "", recursive="rbind" in m.options)
+    except OSError as e:
+        if e.errno != errno_.EINVAL or _mount_id(m.source) in _visible_mount_ids():
+            raise SpecError(f"bind mount on {m.destination}: cloning the source: {e.strerror}") from None
+    return os.dup(m.source)
+
+
+def _mount_id(fd: int) -> int | None:
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("mnt_id:"):
+                return int(line.split()[1])
+    return None
+
+
+def _visible_mount_ids() -> set[int]:
+    with open("/proc/self/mountinfo") as f:
+        return {int(line.split()[0]) for line in f}
 
 
 def _capability_sets(spec: ContainerSpec, uid: int) -> CapabilitySets:

@@ -89,10 +89,12 @@ RLIMIT_NAMES = (
 class Mount:
     """An extra mount: ``bind`` (``source`` is a host path) or ``tmpfs``.
 
-    A bind's ``source`` may also be an open descriptor (an ``int``; ``O_PATH`` is enough): the
-    mount is then made through ``/proc/self/fd/N``, so what the caller resolved and opened is
-    what the container gets, whatever a path would point to by then (a symlink swapped in).
-    The caller keeps it open until ``run`` returns. ``options`` are mount(8)-style words:
+    A bind's ``source`` may also be an open descriptor (an ``int``): an ``O_PATH`` descriptor
+    of a file or directory of the caller's mount namespace, or a detached mount tree made by
+    ``open_tree(OPEN_TREE_CLONE)`` (what a caller that runs part 6 in a mount namespace of its
+    own must give). The container then gets what the caller resolved and opened, whatever a
+    path would point to by then (a symlink swapped in). The caller keeps it open until ``run``
+    returns. ``options`` are mount(8)-style words:
     ``ro``, ``rw``, ``nosuid``, ``nodev``, ``noexec``, ``rbind``, and for tmpfs data such as
     ``size=64m`` or ``mode=1777``.
     """

@@ -154,6 +154,19 @@ def make_context(root: Path, dockerfile: str, files: dict[str, str | bytes] | No
 
 
 # -- runc -----------------------------------------------------------------------------------------
+#: the mounts `docker run` (and BuildKit's RUN) hand runc, as config.json says them
+DOCKER_MOUNTS = (
+    {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+)
+#: Docker's /sys/fs/cgroup mount (part 6 makes it too)
+CGROUP_MOUNT = {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}
+
 def runc_run(bundle: Path, name_prefix: str, **process) -> subprocess.CompletedProcess:
     """Run an unpacked bundle with runc (no terminal; ``process`` keys replace those of its
     config.json's ``process``), then delete the container whatever happened."""

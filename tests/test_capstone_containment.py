@@ -349,3 +349,11 @@ RUN --mount=type=bind,source=f.txt,target=/data/f.txt --mount=type=tmpfs,target=
     run_build(store, ctx)
     assert cat(store, tmp_path, "/probe") == "from the context\n"
     assert list(canary.iterdir()) == []
+
+
+def test_capstone_run_init_is_a_fresh_reaper_and_the_command_pid_2(store):
+    r = capstone(store.path, "run", "--rm", "--init", "--network", "none", "capstone/busybox",
+                 "sh", "-c", "echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/1/environ; true")
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines[0] == "2" and " -I -S -c " in lines[1], (r.stdout, r.stderr)
+    assert "Permission denied" in r.stdout + r.stderr  # the reaper's environment is not readable

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import make_context, runc_run
+from support import CGROUP_MOUNT, DOCKER_MOUNTS, make_context, runc_run
 
 from capstone.engine import build
 from capstone.store import Store
@@ -43,13 +43,7 @@ PROBE = (
 def _docker_run_config(rootfs: Path, etc: Path) -> dict:
     caps = list(DOCKER_DEFAULT_CAPABILITIES)
     mounts = [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]},
+        *DOCKER_MOUNTS, CGROUP_MOUNT,
     ] + [{"destination": f"/etc/{name}", "type": "bind", "source": str(etc / name), "options": ["rbind", "rprivate"]}
          for name in ("hosts", "hostname", "resolv.conf")]
     return {

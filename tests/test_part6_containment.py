@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support import runc_run
 
 from part6_runtime import BundleError, ContainerSpec, load_bundle, make_busybox_rootfs, run, run_bundle
 from part6_runtime import cgroups as cgroups_module
@@ -177,13 +178,9 @@ def _bundle(tmp_path: Path, args: list[str], namespaces=("pid", "mount", "ipc", 
 
 
 def _runc(bundle: Path) -> tuple[int, str]:
-    name = f"part6-contain-{uuid.uuid4().hex[:10]}"
-    try:
-        r = subprocess.run(["runc", "run", name], cwd=bundle, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, timeout=60)
-    finally:
-        subprocess.run(["runc", "delete", "-f", name], capture_output=True)
-    return r.returncode, r.stdout
+    """runc's exit code and output (the probes send stderr to stdout themselves)."""
+    r = runc_run(bundle, "part6-contain")
+    return r.returncode, r.stdout + r.stderr
 
 
 def _ours(bundle: Path) -> tuple[int, str]:

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support import DOCKER_MOUNTS
 
 from part6_runtime import DOCKER_DEFAULT_CAPABILITIES, ContainerSpec, Mount, make_busybox_rootfs, run
 from part6_runtime.seccomp import profile_json
@@ -97,12 +98,7 @@ def _docker_like_config(root: Path) -> dict:
     no_new_privs (`--security-opt no-new-privileges`), its seccomp profile, masked paths."""
     caps = list(DOCKER_DEFAULT_CAPABILITIES)
     mounts = [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        *DOCKER_MOUNTS,
     ] + [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro"]} for src, dst in _binds()]
     return {
         "ociVersion": "1.0.2",

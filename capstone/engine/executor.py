@@ -749,12 +749,10 @@ class Builder:
             env += [f"{k}={v}" for k, v in mounts.env.items()]
         try:
             if script is not None:
-                from part6_runtime import Mount
-
                 script_file = scratch / "script"
                 script_file.write_text(script)
                 os.chmod(script_file, 0o755)
-                mounts.mounts.append(Mount(SCRIPT_PATH, "bind", mounts.hold(open_own(script_file)), ("rbind", "ro")))
+                mounts.bind(SCRIPT_PATH, mounts.hold(open_own(script_file)), ("rbind", "ro"))
                 mounts.key.append({"script": hashlib.sha256(script.encode()).hexdigest()})
             key = make_key(stage.key, "RUN", argv=argv, env=key_env, user=user, workdir=workdir,
                            network=net, mounts=mounts.key, **({"security": "insecure"} if privileged else {}))

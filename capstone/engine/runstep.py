@@ -155,6 +155,16 @@ class MountPlan:
         self.fds.append(fd)
         return fd
 
+    def bind(self, target: str, fd: int, options: tuple[str, ...]) -> None:
+        """Mount what ``fd`` (an O_PATH descriptor the build resolved) holds at ``target``, as
+        a detached copy of its mount tree made now (open_tree): the runtime and the container
+        run in mount namespaces of their own, where a descriptor of this namespace's mounts
+        could not be bind-mounted, but a detached tree can be attached anywhere."""
+        from part5_namespaces import syscalls
+        from part6_runtime import Mount
+
+        self.mounts.append(Mount(target, "bind", self.hold(syscalls.open_tree(fd, "", recursive=True)), options))
+
     def cleanup(self) -> None:
         for relay in self.relays:
             relay.close()
@@ -209,7 +219,6 @@ def _fields(spec: str):
 def _secret_mount(plan: MountPlan, spec: str, *, workdir: str, scratch: Path, secrets, ssh_count: int) -> int:
     """A ``type=secret`` or ``type=ssh`` mount, as BuildKit's ``dispatchSecret``/``dispatchSSH``
     read them; returns the number of ssh mounts so far (their default targets count up)."""
-    from part6_runtime import Mount
 
     from .secretmounts import AgentRelay, private_dir, write_secret_file
 
@@ -242,7 +251,7 @@ def _secret_mount(plan: MountPlan, spec: str, *, workdir: str, scratch: Path, se
             plan.temps.append(directory)
             path = write_secret_file(directory, "secret", data, mode=0o400 if m.mode is None else m.mode,
                                      uid=uid, gid=gid)
-            plan.mounts.append(Mount(target, "bind", plan.hold(open_own(path)), ("rbind", "ro", "nosuid", "nodev", "noexec")))
+            plan.bind(target, plan.hold(open_own(path)), ("rbind", "ro", "nosuid", "nodev", "noexec"))
         plan.key.append({"type": "secret", "id": ident, "target": target, "env": m.env,
                          "mode": m.mode, "uid": m.uid, "gid": m.gid})  # the id, never the value
         return ssh_count
@@ -263,7 +272,7 @@ def _secret_mount(plan: MountPlan, spec: str, *, workdir: str, scratch: Path, se
     # the directory is 0700 root: a step running as another user must be able to reach the socket
     if uid or gid:
         os.chmod(directory, 0o711)
-    plan.mounts.append(Mount(target, "bind", plan.hold(open_own(relay.path)), ("rbind", "nosuid", "nodev", "noexec")))
+    plan.bind(target, plan.hold(open_own(relay.path)), ("rbind", "nosuid", "nodev", "noexec"))
     plan.env.setdefault("SSH_AUTH_SOCK", target)
     plan.key.append({"type": "ssh", "id": ident, "target": target, "mode": m.mode, "uid": m.uid, "gid": m.gid})
     return ssh_count + 1
@@ -301,7 +310,7 @@ def _other_mount(plan: MountPlan, n: int, spec: str, *, context, workdir, scratc
             directory.mkdir(parents=True, exist_ok=True)
             os.chmod(directory, int(fields.get("mode") or "755", 8))
             os.chown(directory, int(fields.get("uid") or 0), int(fields.get("gid") or 0))
-        plan.mounts.append(Mount(target, "bind", plan.hold(open_own(directory)), ("rbind", "ro" if readonly and "ro" in fields else "rw")))
+        plan.bind(target, plan.hold(open_own(directory)), ("rbind", "ro" if readonly and "ro" in fields else "rw"))
         plan.key.append({"type": "cache", "target": target})  # contents never in the key
         return
     if kind == "bind":
@@ -332,7 +341,7 @@ def _other_mount(plan: MountPlan, n: int, spec: str, *, context, workdir, scratc
             shutil.copymode(f"/proc/self/fd/{host}", copy)
             plan.temps.append(copy)
             host = plan.hold(open_own(copy))
-        plan.mounts.append(Mount(target, "bind", host, ("rbind", "ro" if readonly else "rw")))
+        plan.bind(target, host, ("rbind", "ro" if readonly else "rw"))
         plan.key.append(key)
         return
     raise RunSetupError(f"--mount={spec}: unknown mount type {kind!r}")
