@@ -39,11 +39,12 @@ from ..dockerfile import (
     Arg,
     Copy,
     Dockerfile,
+    From,
     Instruction,
     Run,
     StageVariables,
     Workdir,
-    parse,
+    parse_instructions,
 )
 from ..errors import CapstoneError, DockerfileError
 from .cachekeys import base_key, cache_lookup, cache_record, make_key
@@ -379,16 +380,17 @@ class Builder:
         self.steps.append(StepResult(number, planned.name, planned.from_.line, planned.from_.original.strip(),
                                      "FROM", None, seconds=time.monotonic() - t0))
         self.progress.explain("FROM", hit=None, detail=f"base {label} ({len(image.layers)} layers)")
-        # ONBUILD triggers of the base image run first, then are cleared (Docker's rule)
+        # the base's ONBUILD triggers run first, as if written right after FROM, and are then
+        # cleared: grandchildren do not run them again (Docker's rule). A stage of this
+        # Dockerfile as the base counts as its image would (BuildKit, moby/buildkit#5490).
         triggers = list(image.config.config.on_build or ())
-        if triggers and planned.base_stage is None:
+        if triggers:
             cfg = image.config
             stage.image = Image(replace(cfg, config=replace(cfg.config, on_build=None)), image.layers)
-            for text in triggers:
-                parsed = parse(text.encode(), file=f"{self.file} (ONBUILD of {label})")
-                for ins in parsed.instructions:
-                    ins = replace(ins, location=planned.from_.location)
-                    self.step(stage, pos, number, ins, last=False)
+            for n, text in enumerate(triggers, 1):
+                ins = self._trigger(text, planned, label)
+                self.progress.step(pos, number, self.total(), f"ONBUILD {_short_text(ins)}")
+                self.step(stage, pos, number, ins, last=n == len(triggers) and not planned.instructions)
         for i, ins in enumerate(planned.instructions):
             number += 1
             self.progress.step(pos, number, self.total(), _short_text(ins))
@@ -398,6 +400,24 @@ class Builder:
             labels = {**(cfg.config.labels or {}), **self.labels}
             stage.image = Image(replace(cfg, config=replace(cfg.config, labels=labels)), stage.image.layers)
         stage.digest = _image_digest(stage.image)
+
+    def _trigger(self, text: str, planned: PlannedStage, label: str) -> Instruction:
+        """One ONBUILD trigger of the base, parsed as an instruction of this stage: it runs with
+        this stage's variables and build context, and its errors name the FROM line."""
+        def fail(why: str) -> StepError:
+            shown = " ".join(text.split("\n")[0].split())
+            return self.fail(planned.from_, f"ONBUILD trigger \"{shown[:120]}\" of {label}: {why}")
+
+        try:
+            found = parse_instructions(text.encode(), file=self.file)
+        except DockerfileError as e:
+            raise fail(e.message) from None
+        if len(found) != 1:  # BuildKit: "onbuild trigger should be a single expression"
+            raise fail("a trigger is a single instruction")
+        ins = found[0]
+        if isinstance(ins, From):
+            raise fail("FROM isn't allowed as an ONBUILD trigger")
+        return replace(ins, location=planned.from_.location)
 
     def resolve_base(self, planned: PlannedStage) -> tuple[Image, str, str, StageVariables | None]:
         """The base image of a stage, the key its steps start from, a label, and (for a stage
