@@ -1,6 +1,8 @@
 """oci-archive: an image layout packed as one plain tar file (``skopeo ... oci-archive:FILE``).
 
-Writing tars the layout's files with stable names, owners and times. Reading unpacks into a
+Writing tars the layout's files with stable names, owners and times, and checks every blob
+against its name while it is copied (a damaged blob is never exported: the write fails and the
+archive is not made). Reading unpacks into a
 fresh directory and accepts only regular files and directories with relative names and no
 ``..``: an archive from elsewhere cannot plant a symlink or write outside that directory.
 """
@@ -17,9 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from .digest import ALGORITHM
 from .errors import ArchiveError
 from .hostinfo import source_date_epoch as _source_date_epoch
-from .layout import TEMP_PREFIX, OCILayout
+from .layout import TEMP_PREFIX, OCILayout, VerifiedBlobReader
 
 CHUNK = 1 << 20
 
@@ -85,10 +88,24 @@ def _write_tar(root: Path, out: BinaryIO, mtime: int) -> None:
                 tar.addfile(info)
             elif stat.S_ISREG(st.st_mode):
                 info.mode, info.size = 0o644, st.st_size
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
+                digest = _blob_digest(name)
+                if digest is None:
+                    with open(path, "rb") as f:
+                        tar.addfile(info, f)
+                    continue
+                with VerifiedBlobReader(path, digest, st.st_size) as blob:
+                    tar.addfile(info, blob)
+                    blob.read(1)  # at the end: the digest is checked there
             else:
                 raise ArchiveError(f"{path}: not a regular file or directory; an image layout holds only those")
+
+
+def _blob_digest(name: str) -> str | None:
+    """``sha256:<hex>`` for a layout member ``blobs/sha256/<hex>``, else None."""
+    parts = name.split("/")
+    if len(parts) == 3 and parts[0] == "blobs" and parts[1] == ALGORITHM:
+        return f"{ALGORITHM}:{parts[2]}"
+    return None
 
 
 def _safe_name(name: str, archive: str) -> PurePosixPath | None:

@@ -214,6 +214,8 @@ class Builder:
         #: COPY/ADD snapshots being made by a child process: diff_id -> (pid, directory)
         self._snapshot_jobs: dict[str, tuple[int, Path]] = {}
         self._stopped_snapshots: list[tuple[int, Path]] = []
+        #: the blobs of those COPY/ADD layers: diff_id -> descriptor
+        self._copy_layers: dict = {}
         #: ``--secret`` / ``--ssh`` (a :class:`~.secretmounts.BuildSecrets`, or None)
         self.secrets = secrets
         #: the entitlements granted on the command line (``--allow network.host``)
@@ -239,7 +241,7 @@ class Builder:
                 tmp = self.scratch / f"snapshot-{secrets.token_hex(6)}"  # leased with the build
                 try:
                     materialize(plan, tmp, source_date_epoch=self.source_date_epoch)
-                    self._adopt_snapshot(layer.diff_id, tmp)
+                    self._adopt_snapshot(layer.diff_id, tmp, layer.descriptor)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
         return self.store.lowers(image) if image.layers else []
@@ -263,6 +265,7 @@ class Builder:
             else:
                 self._snapshot_jobs[layer.diff_id] = job
         self._copy_plans[layer.diff_id] = plan
+        self._copy_layers[layer.diff_id] = layer.descriptor
         return layer
 
     def _fork_snapshot(self, plan: CopyPlan) -> tuple[int, Path] | None:
@@ -306,7 +309,7 @@ class Builder:
         _, status = os.waitpid(pid, 0)
         try:
             if os.waitstatus_to_exitcode(status) == 0 and not self.store.has_snapshot(diff_id):
-                self._adopt_snapshot(diff_id, tmp)
+                self._adopt_snapshot(diff_id, tmp, self._copy_layers.get(diff_id))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return self.store.has_snapshot(diff_id)
@@ -809,20 +812,21 @@ class Builder:
                     layer = write_blob(self.store, lambda f: write_change_list(
                         changes, c.upper, f, COMPRESSION, source_date_epoch=self.source_date_epoch),
                                        tmp_dir=self.scratch)
-                self._adopt_snapshot(layer.diff_id, c.upper)
+                self._adopt_snapshot(layer.diff_id, c.upper, layer.descriptor)
                 return layer, created_by, f"{len(changes)} changes in the upper dir"
 
             return self._layer_step(stage, key, make, "RUN")
         finally:
             mounts.cleanup()
 
-    def _adopt_snapshot(self, diff_id: str, upper: Path) -> None:
+    def _adopt_snapshot(self, diff_id: str, upper: Path, layer=None) -> None:
         """The upper dir of a finished RUN *is* its layer in overlay format: keep it as the
-        layer's snapshot instead of extracting the layer again later."""
+        layer's snapshot instead of extracting the layer again later (``layer``: the blob just
+        written from it, recorded as good for the snapshot)."""
         store = self.store
         adopt = getattr(store, "adopt_snapshot", None)
         if adopt is not None:
-            adopt(diff_id, upper)
+            adopt(diff_id, upper, layer)
             return
         final = Path(store.snapshots_dir) / digest_hex(diff_id)
         if final.exists() or not upper.is_dir():

@@ -6,6 +6,7 @@
                                whose org.opencontainers.image.ref.name is its normalized name
     STORE/ids/<config hex>     image id -> manifest descriptor (tagged or not)
     STORE/snapshots/<hex>/     a layer extracted once as an overlay lower (diff_id hex)
+    STORE/snapshot-blobs/<hex> the blobs that snapshot was checked against (``check_snapshot``)
     STORE/cache/<key hex>      build cache: one small JSON file per key
     STORE/tmp/                 scratch space on the store's file system (builds, exports)
     STORE/containers/<id>/     a ``run`` container's upper dir (kept without ``--rm``)
@@ -138,7 +139,7 @@ class Store:
         path = Path(path).absolute()
         try:
             path.mkdir(parents=True, exist_ok=True)
-            for sub in ("ids", "snapshots", "cache", "tmp"):
+            for sub in ("ids", "snapshots", "snapshot-blobs", "cache", "tmp"):
                 (path / sub).mkdir(exist_ok=True)
             layout = OCILayout.create(path / "oci")
         except OSError as e:
@@ -148,6 +149,11 @@ class Store:
     @property
     def snapshots_dir(self) -> Path:
         return self.path / "snapshots"
+
+    @property
+    def markers_dir(self) -> Path:
+        """``<diff_id hex>``: which blobs of that layer its snapshot was checked against."""
+        return self.path / "snapshot-blobs"
 
     @property
     def cache_dir(self) -> Path:
@@ -661,6 +667,9 @@ class Store:
             for snap in self.snapshots_dir.iterdir():
                 if snap.name not in keep_hex:
                     _remove_tree(snap)
+            for marker in self.markers_dir.iterdir():
+                if marker.name not in keep_hex:
+                    _remove_tree(marker)
             # no build or run is using the store (we hold gc.lock exclusively): all of tmp/ is
             # left over, and so is every container directory that still has a lease
             for entry in self.tmp_dir.iterdir():
@@ -712,16 +721,72 @@ class Store:
                 if not final.is_dir():
                     raise StoreError(f"cannot place snapshot {final}: {e.strerror}") from None
                 # another process extracted it first: keep theirs
+            # the store's blob was read to its end and matched its digest: record which one
+            self._mark_snapshot(diff_id, layer.digest, checked=blob is None)
         finally:
             _remove_tree(tmp)
         return final
 
-    def adopt_snapshot(self, diff_id: str, directory: str | os.PathLike) -> Path:
+    # -- the blob a snapshot was checked against ------------------------------------------------
+    def _marker(self, diff_id: str) -> Path:
+        return self.markers_dir / digest_hex(diff_id)
+
+    def _blob_state(self, digest: str) -> list[int] | None:
+        """What says the store's blob is still the file it was: (inode, size, mtime)."""
+        try:
+            st = os.stat(self.layout.blob_path(digest))
+        except FileNotFoundError:
+            return None
+        return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+    def _mark_snapshot(self, diff_id: str, digest: str, *, checked: bool) -> None:
+        """Record beside the snapshot of ``diff_id`` that the blob ``digest`` was found good
+        (``checked``: its bytes were hashed, or it was written from the same content just now)
+        as its file is now; unchecked, the blob is hashed when the snapshot is next used."""
+        path = self._marker(diff_id)
+        try:
+            marker = json.loads(path.read_bytes())
+            blobs = marker["blobs"] if marker.get("diff_id") == diff_id and isinstance(marker.get("blobs"), dict) else {}
+        except (OSError, ValueError, KeyError):
+            blobs = {}
+        state = self._blob_state(digest) if checked else None
+        if state is None:
+            blobs.pop(digest, None)
+        else:
+            blobs[digest] = state
+        write_file_atomic(path, canonical_json({"diff_id": diff_id, "blobs": blobs}))
+
+    def check_snapshot(self, layer: Descriptor, diff_id: str) -> None:
+        """Before a snapshot is used: is the store's blob of ``layer`` still the file it was when
+        it was last found good (the marker beside the snapshot says)? If it changed, or was never
+        compared, it is hashed now: a damaged blob is a :class:`StoreError` (the image must be
+        pulled or built again), a good one (repaired) is recorded. A layer whose blob is not in
+        the store has only its snapshot, made and checked against its diff_id when extracted."""
+        state = self._blob_state(layer.digest)
+        if state is None:
+            return
+        try:
+            marker = json.loads(self._marker(diff_id).read_bytes())
+            if marker.get("diff_id") == diff_id and marker.get("blobs", {}).get(layer.digest) == state:
+                return
+        except (OSError, ValueError, AttributeError):
+            pass
+        from part2_manual_oci import digest_stream
+
+        with open(self.layout.blob_path(layer.digest), "rb") as f:
+            digest, size = digest_stream(f)
+        if (digest, size) != (layer.digest, layer.size):
+            raise StoreError(f"layer blob {layer.digest} in the store is damaged ({size} bytes hashing to {digest}; "
+                             f"the snapshot of {diff_id[:19]} is not used): pull or build the image again")
+        self._mark_snapshot(diff_id, layer.digest, checked=True)
+
+    def adopt_snapshot(self, diff_id: str, directory: str | os.PathLike, layer: Descriptor | None = None) -> Path:
         """Keep ``directory`` as the snapshot of the layer ``diff_id`` instead of extracting the
         layer later: a RUN step's upper dir, or the staged files of a COPY, are that layer in
         overlay's format already. It is renamed into place (so it must be on the store's file
         system, e.g. under ``tmp_dir``); if a snapshot is there already, ``directory`` is left
-        alone. Returns the snapshot's path."""
+        alone. ``layer``: the blob just written from the same files (recorded as good for the
+        snapshot). Returns the snapshot's path."""
         final = self.snapshots_dir / digest_hex(diff_id)
         directory = Path(directory)
         if final.is_dir():
@@ -737,6 +802,8 @@ class Store:
                         raise StoreError(f"adopt_snapshot: {directory} is on another file system than "
                                          f"{self.snapshots_dir}") from None
                     raise StoreError(f"adopt_snapshot: cannot place {final}: {e.strerror}") from None
+            if layer is not None:
+                self._mark_snapshot(diff_id, layer.digest, checked=True)
         return final
 
     def has_snapshot(self, diff_id: str) -> bool:
@@ -746,7 +813,10 @@ class Store:
         """The image's layers as overlay lower dirs, top layer first (overlay's order)."""
         out = []
         for layer in reversed(image.layers):
-            if self.has_snapshot(layer.diff_id) or self.layout.has_blob(layer.descriptor.digest):
+            if self.has_snapshot(layer.diff_id):
+                self.check_snapshot(layer.descriptor, layer.diff_id)
+                out.append(self.snapshots_dir / digest_hex(layer.diff_id))
+            elif self.layout.has_blob(layer.descriptor.digest):
                 out.append(self.snapshot(layer.descriptor, layer.diff_id))
             else:
                 with layer.open() as f:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from part2_manual_oci import (
     MAX_JSON_SIZE,
+    BlobCorrupt,
     ContainerConfig,
     Descriptor,
     History,
@@ -173,7 +174,11 @@ def _export_oci_archive(store: "Store", mdesc: Descriptor, path: Path, ref_name:
             # a hard link costs nothing; the archive writer only reads
             os.link(store.layout.blob_path(desc.digest), layout.blob_path(desc.digest))
         written = layout.add_manifest(mdesc, ref_name)
-        write_oci_archive(layout.path, path)
+        try:
+            write_oci_archive(layout.path, path)  # checks each blob as it copies it
+        except BlobCorrupt as e:
+            # the blob is a hard link of the store's: name the store's file, not the link
+            raise ExportError(f"save: {str(e).replace(str(layout.path), str(store.layout.path))}") from None
     return written
 
 
