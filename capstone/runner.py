@@ -36,6 +36,7 @@ writes nothing produces an empty change set.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -140,7 +141,7 @@ class Container:
 
     def close(self) -> None:
         """Delete work, merged, init (and upper unless ``keep_upper``)."""
-        names = ["work", "merged", "init"] + ([] if self.keep_upper else ["upper"])
+        names = ["work", "merged", "init", "binds"] + ([] if self.keep_upper else ["upper"])
         for name in names:
             p = self.scratch / name
             if os.path.ismount(p):  # never delete through a mount that is still there
@@ -204,6 +205,48 @@ class Container:
         return f"Container({len(self.lowers)} lowers, root={self.root})"
 
 
+def _detached_sources(spec: ContainerSpec, where: Path, syscalls) -> dict[int, tuple[int, Path]]:
+    """For each bind mount of ``spec`` whose source is a descriptor: (a detached clone of its
+    mount tree, made in this namespace; an empty mount point for it under ``where``), by the
+    mount's index."""
+    trees: dict[int, tuple[int, Path]] = {}
+    try:
+        for i, m in enumerate(spec.mounts):
+            if not (m.is_bind and isinstance(m.source, int)):
+                continue
+            point = where / str(i)
+            where.mkdir(exist_ok=True)
+            if stat.S_ISDIR(os.fstat(m.source).st_mode):
+                point.mkdir()
+            else:
+                point.touch(mode=0o600)
+            try:
+                trees[i] = (syscalls.open_tree(m.source, "", recursive="rbind" in m.options), point)
+            except OSError as e:
+                raise ContainerRunError(f"bind mount on {m.destination}: cloning the source: {e.strerror}") from None
+    except BaseException:
+        for tree, _ in trees.values():
+            os.close(tree)
+        raise
+    return trees
+
+
+def _attach_sources(spec: ContainerSpec, trees: dict[int, tuple[int, Path]], syscalls) -> ContainerSpec:
+    """In the helper: attach each detached source at its mount point, and give part 6 a
+    descriptor of that mount instead (a mount of the helper's own namespace)."""
+    if not trees:
+        return spec
+    mounts = list(spec.mounts)
+    for i, (tree, point) in trees.items():
+        to = os.open(point, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            syscalls.move_mount(tree, to)
+        finally:
+            os.close(to)
+        mounts[i] = dataclasses.replace(mounts[i], source=os.open(point, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC))
+    return dataclasses.replace(spec, mounts=tuple(mounts))
+
+
 #: prctl(2): the signal this process gets when its parent dies
 PR_SET_PDEATHSIG = 1
 #: what the caller passes on to the helper (and part 6 there to the container, or kills it)
@@ -215,9 +258,13 @@ def _run_in_own_mounts(overlay: OverlayMount, spec: ContainerSpec, *, stdio, on_
     ``overlay`` is mounted (see the module page). The helper reports part 6's setup steps, then
     the exit code or the error, as JSON lines on a pipe; the caller's SIGINT/SIGTERM/SIGHUP/
     SIGQUIT go to the helper meanwhile, and part 6 there does what it does with them."""
-    from part5_namespaces import CloneFlags, MountFlags, NamespaceError, forward_signals, mount, prctl, spawn
+    from part5_namespaces import CloneFlags, MountFlags, NamespaceError, forward_signals, mount, prctl, spawn, syscalls
 
     parent = os.getpid()
+    # a bind source given as a descriptor is a mount of this namespace, which the helper's
+    # cannot clone (EINVAL): clone it here, detached, and let the helper attach the copy in its
+    # own namespace, where part 6 finds a mount it may clone
+    trees = _detached_sources(spec, overlay.target.parent / "binds", syscalls)
     report_r, report_w = os.pipe()
 
     def send(message: dict) -> None:
@@ -233,7 +280,8 @@ def _run_in_own_mounts(overlay: OverlayMount, spec: ContainerSpec, *, stdio, on_
             # made under a shared mount would appear in the host's namespace too
             mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
             overlay.mount()
-            code = run_container(spec, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+            here = _attach_sources(spec, trees, syscalls)
+            code = run_container(here, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
                                  on_step=(lambda step: send({"step": step})) if on_step else None,
                                  kill_on_interrupt=kill_on_interrupt)
             send({"code": code})
@@ -256,6 +304,8 @@ def _run_in_own_mounts(overlay: OverlayMount, spec: ContainerSpec, *, stdio, on_
         raise
     finally:
         os.close(report_w)
+        for tree, _ in trees.values():
+            os.close(tree)  # the helper has its own copies
     restore = forward_signals(child.pid, FORWARDED_SIGNALS)
     result: dict | None = None
     try:
