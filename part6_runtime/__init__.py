@@ -11,7 +11,7 @@ its own PID namespace and returns its exit code (128+N when signal N killed it).
 
 from .bundle import BundleWarning, load_bundle, run_bundle, spec_from_bundle
 from .capabilities import current_capabilities
-from .devices import DOCKER_DEVICE_RULES, RUNC_ALLOWED_DEVICES, DeviceRule
+from .devices import DEFAULT_DEVICE_RULES, DOCKER_DEVICE_RULES, RUNC_ALLOWED_DEVICES, DeviceRule
 from .errors import BundleError, ContainerError, RuntimeSetupError, SpecError
 from .rootfs import make_busybox_rootfs
 from .runtime import run
@@ -33,6 +33,7 @@ __all__ = [
     "ContainerError",
     "ContainerSpec",
     "DOCKER_DEFAULT_CAPABILITIES",
+    "DEFAULT_DEVICE_RULES",
     "DOCKER_DEVICE_RULES",
     "DeviceRule",
     "Limits",

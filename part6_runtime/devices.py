@@ -75,6 +75,13 @@ RUNC_ALLOWED_DEVICES = (
 #: what a container of Docker (or BuildKit) gets: its spec denies everything, runc appends its list
 DOCKER_DEVICE_RULES = (DeviceRule(False, "a", None, None, "rwm"),) + RUNC_ALLOWED_DEVICES
 
+#: what a container of this course gets: Docker's rules less one, ``b *:* m``. runc lets a
+#: container make a node of any block device, the host's disks included, and relies on the
+#: rules above (and nodev) to refuse opening it; no build step needs a block device node, so
+#: making one is refused too (EPERM), a node of the host's disk never exists in an image. A
+#: bundle (``run_bundle``) gets runc's list unchanged.
+DEFAULT_DEVICE_RULES = tuple(r for r in DOCKER_DEVICE_RULES if not (r.allow and r.type == "b"))
+
 
 def effective_rules(rules: tuple[DeviceRule, ...] | list[DeviceRule]) -> tuple[bool, tuple[DeviceRule, ...]]:
     """Apply ``rules`` in order the way the v1 controller does: ``(default allow?, exceptions)``.

@@ -14,7 +14,7 @@ from os import PathLike, fspath
 
 from part5_namespaces import IdMap
 
-from .devices import DOCKER_DEVICE_RULES, DeviceRule
+from .devices import DEFAULT_DEVICE_RULES, DeviceRule
 from .errors import SpecError
 
 #: the PATH a container gets when its environment has none (Docker's default)
@@ -286,8 +286,9 @@ class ContainerSpec:
 
     @property
     def device_rules(self) -> tuple[DeviceRule, ...]:
-        """The device cgroup rules, in order: the spec's, or deny all then runc's list."""
-        return DOCKER_DEVICE_RULES if self.devices is None else self.devices
+        """The device cgroup rules, in order: the spec's, or deny all then runc's list without
+        block-device nodes (``DEFAULT_DEVICE_RULES``)."""
+        return DEFAULT_DEVICE_RULES if self.devices is None else self.devices
 
     @property
     def effective_masked_paths(self) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from support import runc_run
 
 from part6_runtime import BundleError, ContainerSpec, load_bundle, make_busybox_rootfs, run, run_bundle
 from part6_runtime import cgroups as cgroups_module
-from part6_runtime.devices import DOCKER_DEVICE_RULES, device_filter, effective_rules
+from part6_runtime.devices import DEFAULT_DEVICE_RULES, DOCKER_DEVICE_RULES, device_filter, effective_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIFIED = Path("/sys/fs/cgroup/unified")
@@ -111,11 +111,11 @@ def test_a_block_device_of_the_host_cannot_be_opened(rootfs):
     code, out = sh(rootfs, _disk_probe())
     try:
         assert "READ" not in out, out
-        # mknod itself is allowed, as under runc ("m" for every device); using the node is not:
-        # nodev on the root filesystem refuses it (EACCES), the device cgroup in /dev (EPERM)
-        assert "made on rootfs" in out and "made in dev" in out
-        assert "head: /disk: Permission denied" in out
-        assert "head: /dev/disk: Operation not permitted" in out
+        # making a block-device node is refused (DEFAULT_DEVICE_RULES: runc's list less "b *:* m"),
+        # so the node never exists, on the root filesystem or in /dev
+        assert "made on rootfs" not in out and "made in dev" not in out, out
+        assert "mknod: /disk: Operation not permitted" in out
+        assert "mknod: /dev/disk: Operation not permitted" in out
         assert out.rstrip().endswith("1\nend"), out  # /dev/zero, on the list, still works
     finally:
         (rootfs / "disk").unlink(missing_ok=True)
@@ -123,7 +123,8 @@ def test_a_block_device_of_the_host_cannot_be_opened(rootfs):
 
 def test_the_device_cgroup_lists_runcs_defaults(rootfs):
     code, out = sh(rootfs, "cat /sys/fs/cgroup/devices/devices.list")
-    assert code == 0 and out.splitlines() == [r.v1_line for r in DOCKER_DEVICE_RULES[1:]], out
+    assert code == 0 and out.splitlines() == [r.v1_line for r in DEFAULT_DEVICE_RULES[1:]], out
+    assert "b *:* m" not in out.splitlines() and "c *:* m" in out.splitlines()
 
 
 def test_v2_device_filter_refuses_the_host_disk(rootfs, monkeypatch):
@@ -134,7 +135,7 @@ def test_v2_device_filter_refuses_the_host_disk(rootfs, monkeypatch):
     code, out = sh(rootfs, _disk_probe() + "; cat /proc/self/cgroup; cut -d' ' -f5,9 /proc/self/mountinfo | grep cgroup", nodev=False)
     try:
         assert "READ" not in out, out
-        assert "head: /disk: Operation not permitted" in out and "head: /dev/disk: Operation not permitted" in out
+        assert "mknod: /disk: Operation not permitted" in out and "mknod: /dev/disk: Operation not permitted" in out
         assert "\n0::/\n" in out and "/sys/fs/cgroup cgroup2" in out, out
     finally:
         (rootfs / "disk").unlink(missing_ok=True)
