@@ -23,28 +23,55 @@ all of them become a :class:`DownloadError` leaf, never a traceback::
     ├── DownloadTooLarge     more bytes than declared or allowed
     ├── DownloadIncomplete   the body ended before the declared size
     ├── DownloadTooSlow      a timeout, or less than the minimum rate over the window
-    └── NetworkError         connection refused or reset, TLS, DNS, protocol errors
+    ├── NetworkError         connection refused or reset, TLS, DNS, protocol errors
+    └── TransferCancelled    stopped: another transfer of the same command failed, or ^C
+
+**Retries.** A connection that fails (refused, reset, closed before the declared size) and a
+server error (5xx, 429) are tried again, :attr:`Limits.retries` times, after a delay that
+doubles from :attr:`Limits.retry_delay` (a ``Retry-After`` is honoured up to the largest
+delay). A timeout, a trickle, a body larger than declared, a certificate that does not verify
+and any other 4xx are not: they would only fail again. :func:`send` is a request with these
+retries.
+
+**Resumption.** :class:`ResumableBody` is a body of a declared size that survives a connection
+failing halfway: it asks again with ``Range: bytes=N-`` and goes on from byte N (a server that
+ignores the range sends it all again, and the first N bytes are skipped), so its reader (a
+hashing writer into the store) sees one unbroken stream.
+
+**Progress and parallel transfers.** Every chunk passes through ``Body._take``, the one place
+that counts it: it tells a ``meter`` how much arrived, and stops when a ``cancel`` event is set.
+A :class:`TransferProgress` receives what a command shows (begin, advance, end, notes; the
+base class shows nothing). :func:`run_parallel` runs a few transfers at a time
+(:attr:`Limits.parallel`) and stops the others at their next chunk when one fails or the
+command is interrupted, so what they were writing is removed before it returns.
 
 The pieces, for any caller that has an httpx response in hand (the registry client makes its
 own requests, with auth): :func:`http_client` (an ``httpx.Client`` with the limits' timeouts),
-:func:`network_errors` (a context manager around a request), :class:`Body` (a file object over
-a streamed response), :func:`read_body` (a small body into memory). :func:`download` is the
-whole thing for a URL to a file (``ADD``). Every chunk passes through ``Body._take``, the one
-place that counts it: the hook for a progress callback, and retries wrap a whole ``Body``.
+:func:`network_errors` (a context manager around a request), :func:`send`, :class:`Body` (a
+file object over a streamed response), :class:`ResumableBody`, :func:`read_body` (a small body
+into memory). :func:`download` is the whole thing for a URL to a file (``ADD``).
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
+import email.utils
 import hashlib
 import io
 import os
+import random
+import re
+import socket
 import ssl
+import threading
 import time
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -52,6 +79,7 @@ from .errors import CapstoneError
 
 __all__ = [
     "Body",
+    "CancelGroup",
     "DownloadError",
     "DownloadIncomplete",
     "DownloadTooLarge",
@@ -59,10 +87,15 @@ __all__ = [
     "Downloaded",
     "Limits",
     "NetworkError",
+    "ResumableBody",
+    "TransferCancelled",
+    "TransferProgress",
     "download",
     "http_client",
     "network_errors",
     "read_body",
+    "run_parallel",
+    "send",
 ]
 
 #: an error body is only read for its message
@@ -89,6 +122,20 @@ class NetworkError(DownloadError):
     """The connection failed: refused, reset, TLS, name resolution, a malformed response."""
 
 
+class TransferCancelled(DownloadError):
+    """Stopped on purpose: another transfer of the same command failed, or it was interrupted."""
+
+    retryable = False
+
+
+#: what is worth a second try: the connection, not the content (see the module page)
+DownloadIncomplete.retryable = True
+DownloadTooLarge.retryable = False
+DownloadTooSlow.retryable = False
+DownloadError.retryable = False
+NetworkError.retryable = True
+
+
 def _size(text: str) -> int:
     """``1048576``, ``64K``, ``1M``, ``2G`` (powers of 1024)."""
     text = text.strip()
@@ -106,6 +153,9 @@ ENVIRONMENT = {
     "min_rate": ("CAPSTONE_MIN_RATE", _size),
     "rate_window": ("CAPSTONE_RATE_WINDOW", float),
     "max_undeclared": ("CAPSTONE_MAX_UNDECLARED", _size),
+    "retries": ("CAPSTONE_RETRIES", int),
+    "retry_delay": ("CAPSTONE_RETRY_DELAY", float),
+    "parallel": ("CAPSTONE_PARALLEL_TRANSFERS", int),
 }
 
 
@@ -116,9 +166,14 @@ class Limits:
     ``connect_timeout``: seconds to open the connection (TCP and TLS). ``read_timeout``:
     seconds without a single byte. ``min_rate``: bytes per second that must arrive on average
     over every ``rate_window`` seconds of the body. ``max_undeclared``: the largest body taken
-    without a descriptor size or Content-Length. :meth:`from_environment` reads
-    ``$CAPSTONE_CONNECT_TIMEOUT``, ``$CAPSTONE_READ_TIMEOUT``, ``$CAPSTONE_MIN_RATE`` (``1K``),
-    ``$CAPSTONE_RATE_WINDOW`` and ``$CAPSTONE_MAX_UNDECLARED`` (``1G``) over the defaults.
+    without a descriptor size or Content-Length. ``retries``: how many times a failed
+    connection or a server error is tried again; ``retry_delay``: seconds before the first
+    retry (doubled each time, at most :data:`MAX_RETRY_DELAY`). ``parallel``: how many
+    transfers of one command run at a time (layers of a pull or a push).
+    :meth:`from_environment` reads ``$CAPSTONE_CONNECT_TIMEOUT``, ``$CAPSTONE_READ_TIMEOUT``,
+    ``$CAPSTONE_MIN_RATE`` (``1K``), ``$CAPSTONE_RATE_WINDOW``, ``$CAPSTONE_MAX_UNDECLARED``
+    (``1G``), ``$CAPSTONE_RETRIES``, ``$CAPSTONE_RETRY_DELAY`` and
+    ``$CAPSTONE_PARALLEL_TRANSFERS`` over the defaults.
     """
 
     connect_timeout: float = 30.0
@@ -126,6 +181,9 @@ class Limits:
     min_rate: int = 1024
     rate_window: float = 60.0
     max_undeclared: int = 1 << 30
+    retries: int = 3
+    retry_delay: float = 0.5
+    parallel: int = 3
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Limits":
@@ -138,12 +196,24 @@ class Limits:
                     values[field_name] = convert(text)
                 except ValueError:
                     raise DownloadError(f"${var}={text!r}: not a number") from None
+                if values[field_name] < 0 or (field_name == "parallel" and values[field_name] < 1):
+                    raise DownloadError(f"${var}={text!r}: out of range")
         return cls(**values)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1, 2, ...): doubling, a little
+        jitter so that parallel transfers do not come back at the same instant."""
+        base = min(MAX_RETRY_DELAY, self.retry_delay * (2 ** (attempt - 1)))
+        return base * (1 + random.random() / 4)
 
     def timeout(self) -> httpx.Timeout:
         """httpx's timeouts: connect, and read (and write, and waiting for a pooled
         connection) as the read timeout."""
         return httpx.Timeout(self.read_timeout, connect=self.connect_timeout)
+
+
+#: the longest wait between two attempts (also the most of a Retry-After that is honoured)
+MAX_RETRY_DELAY = 8.0
 
 
 def http_client(limits: Limits | None = None, **kwargs) -> httpx.Client:
@@ -165,6 +235,8 @@ def describe(error: BaseException) -> str:
         return f"timed out ({type(error).__name__})"
     cause: BaseException | None = error
     while cause is not None:  # the deepest ssl or socket error says most
+        if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_message:
+            return f"TLS error: certificate verify failed: {cause.verify_message}"
         if isinstance(cause, ssl.SSLError):
             return f"TLS error: {cause.reason or cause}"
         cause = cause.__cause__ or cause.__context__
@@ -177,7 +249,21 @@ def describe(error: BaseException) -> str:
 def _convert(error: BaseException, what: str) -> DownloadError:
     if isinstance(error, httpx.TimeoutException):
         return DownloadTooSlow(f"{what}: {describe(error)}")
-    return NetworkError(f"{what}: {describe(error)}")
+    converted = NetworkError(f"{what}: {describe(error)}")
+    # a refused, reset or dropped connection may work the next time; TLS that fails to agree
+    # or to verify, a name that does not resolve, a malformed URL will not
+    converted.retryable = not (_ssl_cause(error) or isinstance(error, (httpx.InvalidURL, httpx.UnsupportedProtocol))
+                               or "Name or service not known" in str(error))
+    return converted
+
+
+def _ssl_cause(error: BaseException) -> bool:
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 #: what a request or a read can raise that is the network's fault, not ours
@@ -211,8 +297,9 @@ class Body(io.RawIOBase):
 
     ``expected``: the exact size (a descriptor's); ``limit``: the most that is accepted (a
     manifest's 4 MiB); with neither, the Content-Length, else ``limits.max_undeclared``.
-    ``what`` starts every message (``GET https://host/v2/a/blobs/sha256:...``). The response is
-    the caller's to close.
+    ``what`` starts every message (``GET https://host/v2/a/blobs/sha256:...``). ``meter`` is
+    told the size of every chunk that is taken; a set ``cancel`` event stops the transfer at
+    the next chunk (:class:`TransferCancelled`). The response is the caller's to close.
     """
 
     def __init__(
@@ -223,10 +310,16 @@ class Body(io.RawIOBase):
         expected: int | None = None,
         limit: int | None = None,
         limits: Limits | None = None,
+        meter: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         super().__init__()
         self.what = what
         self.limits = limits or Limits.from_environment()
+        self.meter = meter
+        self.cancel = cancel
+        if isinstance(cancel, CancelGroup):
+            cancel.watch(response)
         declared = _content_length(response)
         if expected is not None and declared is not None and declared != expected:
             raise DownloadTooLarge(f"{what}: the server declares {declared} bytes, expected {expected}") \
@@ -260,11 +353,15 @@ class Body(io.RawIOBase):
 
     def _take(self, chunk: bytes) -> bytes:
         """Count one chunk: refused when it goes past the bound, or when the rate is too low."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise TransferCancelled(f"{self.what}: stopped")
         total = self.received + len(chunk)
         if total > self.bound:
             raise DownloadTooLarge(f"{self.what}: more than {self.bound} bytes ({self.why}); stopped there")
         self.received = total
         self._check_rate(time.monotonic())
+        if self.meter is not None:
+            self.meter(len(chunk))
         return chunk
 
     def _check_rate(self, now: float) -> None:
@@ -324,6 +421,316 @@ def read_body(response: httpx.Response, *, what: str, limit: int, expected: int 
     return b"".join(Body(response, what=what, expected=expected, limit=limit, limits=limits).chunks())
 
 
+# -- retries -----------------------------------------------------------------------------------------
+
+#: statuses that say "not now" rather than "no": tried again
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """A ``Retry-After`` in seconds (a number or an HTTP date), None when absent or unreadable."""
+    text = (response.headers.get("retry-after") or "").strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return max(0.0, when - time.time())
+
+
+def _wait(seconds: float, cancel: threading.Event | None, what: str) -> None:
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise TransferCancelled(f"{what}: stopped")
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    what: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    content: Callable[[], bytes | Iterator[bytes]] | None = None,
+    limits: Limits | None = None,
+    auth: httpx.Auth | None = None,
+    cancel: threading.Event | None = None,
+    on_retry: Callable[[str], None] | None = None,
+    timeout: httpx.Timeout | None = None,
+) -> httpx.Response:
+    """Send a request and return its response, streamed (the caller reads and closes it).
+
+    A connection failure or a 5xx/429 answer is tried again as the module page says;
+    ``content`` is a factory so that a body can be sent again. When every attempt failed the
+    last error is raised (one :class:`DownloadError` line saying how many attempts were made),
+    or the last 5xx response is returned for the caller to report. ``on_retry`` hears one line
+    per retry; ``timeout`` replaces the client's for this request."""
+    limits = limits or Limits.from_environment()
+    what = what or f"{method} {url}"
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with network_errors(what):
+                request = client.build_request(method, url, headers=headers, content=content() if content else None,
+                                               **({"timeout": timeout} if timeout is not None else {}))
+                response = client.send(request, stream=True, auth=auth)
+        except DownloadError as e:
+            if not e.retryable or attempt > limits.retries:
+                if attempt > 1:
+                    e.args = (f"{e} (after {attempt} attempts)",)
+                raise
+            reason = str(e).removeprefix(what + ": ")
+            delay = limits.backoff(attempt)
+        else:
+            if response.status_code not in RETRY_STATUSES or attempt > limits.retries:
+                return response
+            reason = f"{response.status_code} {response.reason_phrase}".strip()
+            delay = limits.backoff(attempt)
+            asked = _retry_after(response)
+            if asked is not None:
+                delay = min(MAX_RETRY_DELAY, max(delay, asked))
+            response.close()
+        if on_retry is not None:
+            on_retry(f"{what}: {reason}; retrying in {delay:.1f} s ({attempt + 1} of {limits.retries + 1})")
+        _wait(delay, cancel, what)
+
+
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+class ResumableBody(io.RawIOBase):
+    """A body of exactly ``expected`` bytes that goes on where it stopped when the connection
+    fails (see the module page).
+
+    ``open_at(offset)`` sends the request again with ``Range: bytes=offset-`` (when offset > 0)
+    and returns the streamed response, its status already checked (200 or 206); it has its own
+    retries for opening. The body is resumed at most :attr:`Limits.retries` times in a row
+    without progress. ``meter`` hears only bytes that are new; ``cancel`` stops it.
+    """
+
+    def __init__(
+        self,
+        open_at: Callable[[int], httpx.Response],
+        *,
+        what: str,
+        expected: int,
+        limits: Limits | None = None,
+        meter: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.open_at = open_at
+        self.what = what
+        self.expected = expected
+        self.limits = limits or Limits.from_environment()
+        self.meter = meter
+        self.cancel = cancel
+        self.on_retry = on_retry
+        self.received = 0
+        self.resumed = 0
+        self._response: httpx.Response | None = None
+        self._body: Body | None = None
+        self._skip = 0
+        self._pending = b""
+        self._failures = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+            self._response = None
+        super().close()
+
+    def _open(self) -> None:
+        offset = self.received
+        response = self.open_at(offset)
+        try:
+            remaining, self._skip = self.expected, 0
+            if offset and response.status_code == 206:
+                found = _CONTENT_RANGE.match(response.headers.get("content-range", "").strip())
+                if not found or int(found.group(1)) != offset or int(found.group(2)) != self.expected - 1:
+                    raise DownloadError(f"{self.what}: asked for bytes {offset}- and the server sent the range "
+                                        f"{response.headers.get('content-range')!r}")
+                remaining = self.expected - offset
+            elif offset:  # the whole body again: what we have is skipped
+                self._skip = offset
+            self._body = Body(response, what=self.what, expected=remaining, limits=self.limits, cancel=self.cancel)
+        except BaseException:
+            response.close()
+            raise
+        self._response = response
+
+    def _next(self) -> bytes:
+        while self.received < self.expected:
+            try:
+                if self._body is None:
+                    self._open()
+                chunk = self._body._next()
+            except DownloadError as e:
+                self._drop()
+                if self.cancel is not None and self.cancel.is_set():
+                    raise TransferCancelled(f"{self.what}: stopped") from None
+                self._failures += 1
+                if not e.retryable or self._failures > self.limits.retries:
+                    if isinstance(e, DownloadIncomplete):  # in the whole body's terms, not the last range's
+                        raise DownloadIncomplete(f"{self.what}: the body ended after {self.received} of "
+                                                 f"{self.expected} bytes (it broke off {self._failures} times in a row)") from None
+                    raise
+                delay = self.limits.backoff(self._failures)
+                if self.on_retry is not None:
+                    self.on_retry(f"{e}; resuming at byte {self.received} in {delay:.1f} s")
+                _wait(delay, self.cancel, self.what)
+                self.resumed += 1
+                continue
+            if not chunk:  # Body checks the size: an early end is DownloadIncomplete
+                break
+            if self._skip:
+                dropped = min(self._skip, len(chunk))
+                self._skip -= dropped
+                chunk = chunk[dropped:]
+                if not chunk:
+                    continue
+            self._failures = 0
+            self.received += len(chunk)
+            if self.meter is not None:
+                self.meter(len(chunk))
+            return chunk
+        self._drop()
+        return b""
+
+    def _drop(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        self._response = self._body = None
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            self._pending = self._next()
+            if not self._pending:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def chunks(self) -> Iterator[bytes]:
+        if self._pending:
+            chunk, self._pending = self._pending, b""
+            yield chunk
+        while chunk := self._next():
+            yield chunk
+
+
+# -- progress and parallel transfers -----------------------------------------------------------------
+
+
+class TransferProgress:
+    """What a transfer reports while it runs, for a command to show (a bar on a terminal,
+    lines in a log). The base class shows nothing: a quiet command, or a library call.
+
+    ``key`` names one transfer (a blob digest, a URL); ``total`` is its size when known;
+    ``outcome`` says how it ended: ``done``, ``exists`` (nothing to send or fetch),
+    ``mounted`` (the registry took it from another repository), ``failed``. Methods are
+    called from the transfers' threads."""
+
+    def begin(self, key: str, label: str, total: int | None) -> None:
+        pass
+
+    def advance(self, key: str, amount: int) -> None:
+        pass
+
+    def end(self, key: str, outcome: str = "done") -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+class CancelGroup(threading.Event):
+    """The cancel event of a group of transfers: setting it also shuts down the connections
+    of the bodies that are reading (a read blocked on a silent server returns at once instead
+    of after the read timeout), so an interrupted command ends promptly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._responses: weakref.WeakSet[httpx.Response] = weakref.WeakSet()
+        self._mutex = threading.Lock()
+
+    def watch(self, response: httpx.Response) -> None:
+        with self._mutex:
+            self._responses.add(response)
+        if self.is_set():
+            _shut_down(response)
+
+    def set(self) -> None:
+        super().set()
+        with self._mutex:
+            responses = list(self._responses)
+        for response in responses:
+            _shut_down(response)
+
+
+def _shut_down(response: httpx.Response) -> None:
+    """Shut the socket under ``response`` down (its reader gets the end of the stream)."""
+    if response.is_closed:
+        return
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+T = TypeVar("T")
+
+
+def run_parallel(jobs: Sequence[Callable[[threading.Event], T]], *, workers: int) -> list[T]:
+    """Run ``jobs`` ``workers`` at a time; their results in order.
+
+    Each job gets the group's cancel event (to hand to its bodies). When a job fails, or the
+    caller is interrupted (^C), the event is set: the others stop at their next chunk, and
+    this returns (raising the first failure) only when every job has ended, so none is still
+    writing into the store."""
+    cancel = CancelGroup()
+    if workers <= 1 or len(jobs) <= 1:
+        return [job(cancel) for job in jobs]
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="transfer")
+    futures = [pool.submit(job, cancel) for job in jobs]
+    failure: BaseException | None = None
+    try:
+        pending = set(futures)
+        while pending:
+            # a timeout so that ^C reaches this thread while it waits
+            done, pending = concurrent.futures.wait(pending, timeout=0.5, return_when=concurrent.futures.FIRST_EXCEPTION)
+            for f in done:
+                if f.exception() is not None and not cancel.is_set():
+                    failure = f.exception()
+                    cancel.set()
+            if cancel.is_set():
+                break
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        for f in futures:
+            f.cancel()
+        pool.shutdown(wait=True)
+    if failure is not None:
+        raise failure
+    return [f.result() for f in futures]
+
+
+# -- a URL into a file ---------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Downloaded:
     """A file :func:`download` wrote: its ``path``, ``size``, ``digest`` (``ALGORITHM:hex``),
@@ -345,40 +752,71 @@ def download(
     algorithm: str = "sha256",
     limits: Limits | None = None,
     client: httpx.Client | None = None,
+    progress: TransferProgress | None = None,
 ) -> Downloaded:
     """GET ``url`` into the new file ``dest`` (mode 0600), hashed with ``algorithm`` on the way.
 
-    Bounded as the module page says; anything but a 200 is an error. A failed download leaves
-    no file.
+    Bounded, retried and resumed as the module page says (resumed when the size is known: from
+    ``expected_size`` or the first answer's Content-Length); anything but a 200 is an error. A
+    failed download leaves no file. ``progress`` hears the bytes as they arrive.
     """
     limits = limits or Limits.from_environment()
     what = f"GET {url}"
     dest = Path(dest)
     own = client is None
     client = client or http_client(limits)
+    progress = progress or TransferProgress()
+    note = progress.note
+    first: list[httpx.Response] = []
+
+    def open_at(offset: int) -> httpx.Response:
+        if first:  # the first answer, opened below to learn the size
+            return first.pop()
+        response = send(client, "GET", url, what=what, headers={"Range": f"bytes={offset}-"} if offset else None,
+                        limits=limits, on_retry=note)
+        if response.status_code not in ((200, 206) if offset else (200,)):
+            response.close()
+            raise DownloadError(f"{what}: HTTP {response.status_code} {response.reason_phrase}".rstrip())
+        return response
+
+    body: Body | ResumableBody | None = None
     try:
-        with network_errors(what):
-            request = client.build_request("GET", url)
-            response = client.send(request, stream=True)
+        response = open_at(0)
         try:
-            if response.status_code != 200:
-                raise DownloadError(f"{what}: HTTP {response.status_code} {response.reason_phrase}".rstrip())
-            body = Body(response, what=what, expected=expected_size, limits=limits)
-            h = hashlib.new(algorithm)
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    for chunk in body.chunks():
-                        f.write(chunk)
-                        h.update(chunk)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(dest)
-                raise
-            return Downloaded(dest, body.received, f"{algorithm}:{h.hexdigest()}",
-                              response.headers.get("last-modified"), str(response.url))
+            size = expected_size if expected_size is not None else _content_length(response)
+            meter = lambda n: progress.advance(url, n)  # noqa: E731
+            if size is None:  # no size to resume to: one try, bounded by the limit
+                body = Body(response, what=what, limits=limits, meter=meter)
+            else:
+                first.append(response)
+                body = ResumableBody(open_at, what=what, expected=size, limits=limits, meter=meter, on_retry=note)
+            progress.begin(url, url.rsplit("/", 1)[-1] or url, size)
+            _write_new_file(dest, body.chunks(), h := hashlib.new(algorithm))
+        except BaseException:
+            progress.end(url, "failed")
+            raise
         finally:
             response.close()
+            if isinstance(body, ResumableBody):
+                body.close()
+        progress.end(url, "done")
+        return Downloaded(dest, body.received, f"{algorithm}:{h.hexdigest()}",
+                          response.headers.get("last-modified"), str(response.url))
     finally:
         if own:
             client.close()
+
+
+def _write_new_file(dest: Path, chunks: Iterator[bytes], h) -> None:
+    """``chunks`` into the new file ``dest`` (0600, never through a symlink), hashed into
+    ``h``; a failure leaves no file."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                h.update(chunk)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dest)
+        raise

@@ -110,6 +110,9 @@ class HostileServer:
             if not chunk:
                 return None
             data += chunk
+            if data[:1] == b"\x16":  # a TLS hello: an HTTP server answers 400 and hangs up, as Go's does
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return None
         line = data.split(b"\r\n", 1)[0].decode("latin-1")
         parts = line.split(" ")
         return parts[1] if len(parts) > 1 else "/"

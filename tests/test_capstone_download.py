@@ -34,10 +34,11 @@ from capstone.store import Store
 from part2_manual_oci import mediatypes as mt
 
 REPO = Path(__file__).resolve().parent.parent
-FAST = Limits(connect_timeout=2, read_timeout=1, min_rate=1024, rate_window=1.5, max_undeclared=1 << 20)
+FAST = Limits(connect_timeout=2, read_timeout=1, min_rate=1024, rate_window=1.5, max_undeclared=1 << 20,
+              retry_delay=0.05)
 #: the same limits for a capstone command in a child process
 FAST_ENV = {"CAPSTONE_CONNECT_TIMEOUT": "2", "CAPSTONE_READ_TIMEOUT": "1", "CAPSTONE_MIN_RATE": "1K",
-            "CAPSTONE_RATE_WINDOW": "1.5", "CAPSTONE_MAX_UNDECLARED": "1M"}
+            "CAPSTONE_RATE_WINDOW": "1.5", "CAPSTONE_MAX_UNDECLARED": "1M", "CAPSTONE_RETRY_DELAY": "0.05"}
 
 
 def fetch(server: HostileServer, tmp_path: Path, **kw):
@@ -145,7 +146,7 @@ def test_http_errors_name_the_status(tmp_path):
 
 def test_limits_from_the_environment():
     limits = Limits.from_environment(FAST_ENV)
-    assert limits == Limits(2, 1, 1024, 1.5, 1 << 20)
+    assert limits == Limits(2, 1, 1024, 1.5, 1 << 20, retry_delay=0.05)
     with pytest.raises(DownloadError, match="CAPSTONE_READ_TIMEOUT"):
         Limits.from_environment({"CAPSTONE_READ_TIMEOUT": "soon"})
 
