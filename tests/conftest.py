@@ -2,7 +2,11 @@
 
 A test that forgets ``--store`` (or a working folder, or registry credentials) must not read or
 write the store, the cbt working folders or the credentials of whoever runs the suite, nor meet
-another suite's: the defaults point into this session's own temporary directory.
+another suite's: the defaults point into this session's own temporary directory. That covers
+every place registry settings are read from: the containers auth file ($XDG_RUNTIME_DIR,
+$XDG_CONFIG_HOME), the Docker config, registries.conf and the certs.d roots (never the real
+/etc: a test writes its CAs under its own directory). Retries wait a twentieth of a second
+instead of half of one: the tests of retries say how long they wait.
 """
 
 from __future__ import annotations
@@ -18,4 +22,11 @@ def own_default_locations(tmp_path_factory):
         mp.setenv("CBT_HOME", str(home / "cbt"))
         mp.setenv("DOCKER_CONFIG", str(home / "docker"))
         mp.delenv("REGISTRY_AUTH_FILE", raising=False)
+        mp.setenv("XDG_RUNTIME_DIR", str(home / "runtime"))
+        mp.setenv("XDG_CONFIG_HOME", str(home / "config"))
+        (home / "registries.conf").write_text("")
+        mp.setenv("CONTAINERS_REGISTRIES_CONF", str(home / "registries.conf"))
+        mp.setenv("CAPSTONE_CERTS_D", str(home / "certs.d"))
+        mp.delenv("CAPSTONE_INSECURE_REGISTRIES", raising=False)
+        mp.setenv("CAPSTONE_RETRY_DELAY", "0.05")
         yield home

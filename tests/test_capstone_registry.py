@@ -25,6 +25,7 @@ import httpx
 import pytest
 from support import capstone, in_child
 
+from capstone.download import NetworkError
 from capstone.registry import ManifestUnknown, RegistryAuthError, RegistryClient, pull, push
 from capstone.runner import run_image
 from capstone.store import Store
@@ -248,7 +249,7 @@ class TokenService:
                         self.send_response(401)
                         self.end_headers()
                         return
-                scope = query.get("scope", [""])[0]
+                scope = " ".join(query.get("scope", []))  # a mount asks for two repositories
                 service.requests.append((scope, user))
                 body = json.dumps({"token": service.sign(scope, query.get("service", [""])[0])}).encode()
                 self.send_response(200)
@@ -307,11 +308,31 @@ def test_bearer_token_flow_push_and_pull(store, token_registry, tmp_path):
     assert ("repository:test/tok:pull", "test") in tokens.requests
 
 
+def test_a_mount_asks_for_a_token_over_both_repositories(store, token_registry):
+    registry, tokens = token_registry
+    with RegistryClient(registry.host, credentials=("test", "secret")) as client:
+        push(store, "test/pushed:1", f"docker://{registry.host}/test/mount-from:1", client=client)
+    messages: list[str] = []
+    with RegistryClient(registry.host, credentials=("test", "secret")) as client:
+        push(store, "test/pushed:1", f"docker://{registry.host}/test/mount-to:1", client=client,
+             on_progress=messages.append)
+    assert ("repository:test/mount-to:pull,push repository:test/mount-from:pull", "test") in tokens.requests
+    assert len([m for m in messages if m.endswith("mounted from another repository")]) == 2
+
+
 def test_wrong_credentials_are_refused(store, token_registry, tmp_path):
     registry, _ = token_registry
-    with pytest.raises(RegistryAuthError, match="token service"):
+    with pytest.raises(RegistryAuthError) as info:
         pull(Store.open(tmp_path / "s"), f"{registry.host}/test/tok:1",
              client=RegistryClient(registry.host, credentials=("test", "wrong")))
+    # which registry refused which user, where the credentials came from, and who said no
+    assert str(info.value).startswith(f"{registry.host} refused user 'test' (credentials from the caller): "
+                                      f"token service {tokens_realm(token_registry)}")
+    assert "wrong" not in str(info.value)
+
+
+def tokens_realm(token_registry) -> str:
+    return token_registry[1].realm
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -336,18 +357,28 @@ def test_cli_push_to_an_archive_goes_through_the_store_export(store, tmp_path):
 def test_cli_pull_unreachable_registry_is_one_line(tmp_path):
     r = capstone(tmp_path / "s", "pull", f"127.0.0.1:{free_port()}/x/y:1")
     assert r.returncode == 1
-    assert len(r.stderr.strip().splitlines()) == 1 and "127.0.0.1" in r.stderr
+    *retries, error = r.stderr.strip().splitlines()
+    assert error.startswith("capstone: GET https://127.0.0.1:") and "Connection refused (after 4 attempts)" in error
+    # a refused connection is tried again (the lines say so), then fails in one line
+    assert len(retries) == 3 and all("Connection refused; retrying in" in line for line in retries), r.stderr
 
 
-def test_plain_http_only_for_loopback_registries(monkeypatch):
+def test_plain_http_only_for_loopback_registries(monkeypatch, registry):
     from capstone.registry import is_insecure
     from capstone.registry.client import parse_challenge
 
     monkeypatch.delenv("CAPSTONE_INSECURE_REGISTRIES", raising=False)
     assert is_insecure("localhost:5000") and is_insecure("127.0.0.1:5000") and is_insecure("[::1]:5000")
+    assert is_insecure("127.0.0.2:5000")
     assert not is_insecure("docker.io") and not is_insecure("registry.example:5000")
     assert RegistryClient("docker.io").base == "https://registry-1.docker.io"
-    assert RegistryClient("127.0.0.1:5000").base == "http://127.0.0.1:5000"
+    # a loopback registry that speaks no TLS (the first request tries it) is spoken to in HTTP
+    assert RegistryClient(registry.host).base == f"http://{registry.host}"
+    # unless TLS is demanded
+    with RegistryClient(registry.host, insecure=False) as strict:
+        assert strict.base == f"https://{registry.host}"
+        with pytest.raises(NetworkError, match="TLS error"):
+            strict.ping()
     monkeypatch.setenv("CAPSTONE_INSECURE_REGISTRIES", "registry.example:5000")
     assert is_insecure("registry.example:5000")
     scheme, params = parse_challenge('Bearer realm="https://auth.example/token",service="registry.example",'

@@ -8,6 +8,8 @@
     STORE/snapshots/<hex>/     a layer extracted once as an overlay lower (diff_id hex)
     STORE/snapshot-blobs/<hex> the blobs that snapshot was checked against (``check_snapshot``)
     STORE/cache/<key hex>      build cache: one small JSON file per key
+    STORE/sources/<blob hex>   where a blob is known to be: REGISTRY/REPOSITORY lines (a push
+                               to another repository of that registry mounts it from there)
     STORE/tmp/                 scratch space on the store's file system (builds, exports)
     STORE/containers/<id>/     a ``run`` container's upper dir (kept without ``--rm``)
     STORE/lock                 flock: writers hold it exclusively
@@ -663,6 +665,10 @@ class Store:
                 desc = self._recorded_id(entry.name) if _HEX64.match(entry.name) else None
                 if desc is None or desc.digest not in keep:
                     entry.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                for entry in (self.path / "sources").iterdir():
+                    if "sha256:" + entry.name not in keep:
+                        entry.unlink()
             keep_hex = {digest_hex(d) for d in diff_ids}
             for snap in self.snapshots_dir.iterdir():
                 if snap.name not in keep_hex:
@@ -822,6 +828,29 @@ class Store:
                 with layer.open() as f:
                     out.append(self.snapshot(layer.descriptor, layer.diff_id, blob=f))
         return out
+
+    # -- where blobs came from -----------------------------------------------------------------
+    def add_source(self, digest: str, repository: str) -> None:
+        """Note that ``REGISTRY/REPOSITORY`` has the blob ``digest`` (it was pulled from or
+        pushed there): a push to another repository of the same registry can mount it."""
+        if repository in self.sources(digest):
+            return
+        directory = self.path / "sources"
+        directory.mkdir(exist_ok=True)
+        # one short line appended in one write: concurrent writers never interleave it
+        fd = os.open(directory / digest_hex(digest), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, (repository + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def sources(self, digest: str) -> list[str]:
+        """The ``REGISTRY/REPOSITORY`` names known to have the blob, oldest first."""
+        try:
+            text = (self.path / "sources" / digest_hex(digest)).read_text(errors="replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return list(dict.fromkeys(line for line in text.splitlines() if line))
 
     # -- build cache ---------------------------------------------------------------------------
     def _cache_file(self, key: str) -> Path:
