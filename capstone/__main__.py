@@ -91,9 +91,9 @@ COMMANDS: dict[str, tuple[str, Configure, Run]] = {
 
 def all_commands() -> dict[str, tuple[str, Configure, Run]]:
     """``parse`` and the commands of the builder's own modules, in the order ``--help`` lists them."""
-    from . import cli_build, cli_run, cli_store
+    from . import cli_build, cli_registry, cli_run, cli_store
 
-    return {**cli_build.COMMANDS, **cli_run.COMMANDS, **cli_store.COMMANDS, **COMMANDS}
+    return {**cli_build.COMMANDS, **cli_run.COMMANDS, **cli_registry.COMMANDS, **cli_store.COMMANDS, **COMMANDS}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

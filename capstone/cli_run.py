@@ -106,37 +106,47 @@ def _volume(text: str):
 
 
 def configure_pull(p: argparse.ArgumentParser) -> None:
+    from .cli_registry import add_registry_flags
+
     p.add_argument("ref", metavar="REF", help="NAME[:TAG|@DIGEST] (docker.io/library/ for a bare name)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the digest, show no progress")
+    add_registry_flags(p)
 
 
 def run_pull(args: argparse.Namespace, n: Narrator) -> int:
+    from .cli_registry import registry_options, terminate_as_interrupt
     from .refs import parse_name
     from .registry import pull
+    from .transferview import transfer_view
 
     store = _store(args)
     ref = args.ref[len("docker://"):] if args.ref.startswith("docker://") else args.ref
-    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    desc = pull(store, ref, on_progress=say)
+    with terminate_as_interrupt(), transfer_view("quiet" if args.quiet else "auto") as view:
+        desc = pull(store, ref, on_progress=view, options=registry_options(args))
     n.out.write(f"{desc.digest}\n" if args.quiet else f"{parse_name(ref).name}@{desc.digest}\n")
     n.out.flush()
     return 0
 
 
 def configure_push(p: argparse.ArgumentParser) -> None:
+    from .cli_registry import add_registry_flags
+
     p.add_argument("image", metavar="IMAGE", help="an image in the store")
     p.add_argument("dest", metavar="DEST", nargs="?",
                    help="docker://HOST/REPO:TAG, oci:DIR[:TAG], oci-archive:FILE[:TAG] or "
                         "docker-archive:FILE (default: the image's own name)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the digest, show no progress")
+    add_registry_flags(p)
 
 
 def run_push(args: argparse.Namespace, n: Narrator) -> int:
+    from .cli_registry import registry_options, terminate_as_interrupt
     from .registry import push
+    from .transferview import transfer_view
 
     store = _store(args)
-    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    result = push(store, args.image, args.dest, on_progress=say)
+    with terminate_as_interrupt(), transfer_view("quiet" if args.quiet else "auto") as view:
+        result = push(store, args.image, args.dest, on_progress=view, options=registry_options(args))
     n.out.write(f"{result}\n")
     n.out.flush()
     return 0

@@ -117,9 +117,10 @@ def in_child(fn):
 
 
 def capstone(store_dir: Path, *args: str, env: dict[str, str | None] | None = None,
-             timeout: float = 60) -> subprocess.CompletedProcess:
+             timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
     """``python -m capstone --store STORE_DIR ARGS...``, output captured; ``env`` changes this
-    process's environment for the command (a None value removes the variable)."""
+    process's environment for the command (a None value removes the variable); ``input`` is
+    its standard input (default: none, as from /dev/null)."""
     environ = None
     if env is not None:
         environ = dict(os.environ)
@@ -129,7 +130,8 @@ def capstone(store_dir: Path, *args: str, env: dict[str, str | None] | None = No
             else:
                 environ[key] = value
     return subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=environ)
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=environ,
+                          input=input, stdin=subprocess.DEVNULL if input is None else None)
 
 
 def image_rootfs(store_dir: Path, ref: str, dest: Path) -> Path:
