@@ -12,7 +12,7 @@ case by case (its test tables are ported in ``tests/test_capstone_shell*.py``):
 * ``${v#p}`` ``${v##p}`` ``${v%p}`` ``${v%%p}`` (shortest/longest prefix/suffix removal) and
   ``${v/p/r}`` ``${v//p/r}`` (first/all replacement). Patterns know ``*`` and ``?``; ``\\*``,
   ``\\?`` and ``\\\\`` are literal, ``\\}`` and ``\\/`` protect the delimiters; any other escape
-  in a pattern is an error.
+  in a pattern is an error. They are matched by :mod:`.shellpattern`, without backtracking.
 * Single quotes keep everything literal; double quotes expand ``$`` and let the escape
   character protect ``"``, ``$`` and itself (elsewhere it stays); unquoted, the escape character
   protects any next character and is dropped.
@@ -31,12 +31,12 @@ result is made, at every level of nesting and inside ``${v//p/r}``, so the work 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..errors import ExpansionError
 from .dump import go_quote
+from .shellpattern import ONE, STAR, ShellPattern
 
 __all__ = ["MAX_EXPANSION", "ExpansionError", "Expansion", "Lexer", "env_from_list"]
 
@@ -397,27 +397,27 @@ class _Run:
         value, found = self.get_env(name)
         if self.lex.skip_unset_env and not found:
             return "${" + name + "/" + pattern + "/" + replacement + "}"
-        rx = _pattern_regex(pattern, greedy=True, anchored=False)
+        found = ShellPattern(_pattern_tokens(pattern))
         if replace_all:
-            return _go_replace_all(rx, value, replacement, self)
-        m = rx.search(value)
+            return _go_replace_all(found, value, replacement, self)
+        m = found.search(value, 0)
         if m is None:
             return value
-        return value[: m.start()] + replacement + value[m.end() :]
+        return value[: m[0]] + replacement + value[m[1] :]
 
 
-def _pattern_regex(pattern: str, greedy: bool, anchored: bool) -> "re.Pattern[str]":
-    """A ``${v#pattern}`` pattern as a regular expression: ``*`` any run, ``?`` one character."""
-    star = ".*" if greedy else ".*?"
-    out = ["^"] if anchored else []
+def _pattern_tokens(pattern: str) -> list:
+    """A ``${v#pattern}`` pattern as :mod:`.shellpattern` tokens: ``*`` any run, ``?`` one
+    character; ``\\*``, ``\\?`` and ``\\\\`` literal, ``\\}`` and ``\\/`` the delimiter itself."""
+    out: list = []
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
         i += 1
         if ch == "*":
-            out.append(star)
+            out.append(STAR)
         elif ch == "?":
-            out.append(".")
+            out.append(ONE)
         elif ch == "\\":
             nxt = pattern[i] if i < n else None
             if nxt in ("}", "/"):
@@ -426,15 +426,15 @@ def _pattern_regex(pattern: str, greedy: bool, anchored: bool) -> "re.Pattern[st
             if nxt not in ("*", "?", "\\"):
                 shown = _REPLACEMENT_CHAR if nxt is None else nxt
                 raise _Failure(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{shown}'")
-            out.append(re.escape(nxt))
+            out.append(nxt)
         else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out))
+            out.append(ch)
+    return out
 
 
 def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
-    m = _pattern_regex(pattern, greedy, anchored=True).search(value)
-    return value[m.end() :] if m else value
+    end = ShellPattern(_pattern_tokens(pattern)).prefix(value, longest=greedy)
+    return value if end is None else value[end:]
 
 
 def _reverse_pattern(pattern: str) -> str:
@@ -453,12 +453,13 @@ def _reverse_pattern(pattern: str) -> str:
 
 
 def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
-    # a regular expression finds the leftmost match, never the shortest rightmost one: reverse
-    # both the pattern and the value and trim a prefix instead
-    return _trim_prefix(_reverse_pattern(pattern), value[::-1], greedy)[::-1]
+    # the shortest (longest) suffix is the shortest (longest) prefix of the reversed value,
+    # for the pattern reversed (before it is read, as BuildKit: its errors show it reversed)
+    end = ShellPattern(_pattern_tokens(_reverse_pattern(pattern))).prefix(value[::-1], longest=greedy)
+    return value if end is None else value[: len(value) - end]
 
 
-def _go_template(template: str, match: "re.Match[str]") -> str:
+def _go_template(template: str, match: str) -> str:
     """Go's Regexp.Expand: ``$$`` is ``$``, ``$0``/``${0}`` the match, other names empty."""
     out: list[str] = []
     i, n = 0, len(template)
@@ -484,12 +485,12 @@ def _go_template(template: str, match: "re.Match[str]") -> str:
             continue
         i = k + 1 if brace else k
         if name == "0":
-            out.append(match.group(0))
+            out.append(match)
         # the pattern has no groups: every other number or name expands to nothing
     return "".join(out)
 
 
-def _go_replace_all(rx: "re.Pattern[str]", value: str, template: str, run: _Run) -> str:
+def _go_replace_all(pattern: ShellPattern, value: str, template: str, run: _Run) -> str:
     """Regexp.ReplaceAllString: an empty match right after a match is not replaced again.
     (``run`` bounds the result: each character of ``value`` may become a whole template.)"""
     out: list[str] = []
@@ -498,14 +499,14 @@ def _go_replace_all(rx: "re.Pattern[str]", value: str, template: str, run: _Run)
     search = 0
     n = len(value)
     while search <= n:
-        m = rx.search(value, search)
+        m = pattern.search(value, search)
         if m is None:
             break
-        a0, a1 = m.span()
+        a0, a1 = m
         out.append(value[last_end:a0])
         size = run.grown(size + a0 - last_end)
         if a1 > last_end or a0 == 0:
-            out.append(_go_template(template, m))
+            out.append(_go_template(template, value[a0:a1]))
             size = run.grown(size + len(out[-1]))
         last_end = a1
         if search + 1 > a1:
