@@ -428,9 +428,11 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
-def run_task(lab: Lab, task: Task, directory: Path | None) -> TaskResult:
-    """Check one task in this process (``directory`` None: the course's own code)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f"lab-{lab.package}-task{task.number}-"))
+def run_task(lab: Lab, task: Task, directory: Path | None, tmp: Path | None = None) -> TaskResult:
+    """Check one task in this process (``directory`` None: the course's own code), with the
+    scratch directory ``tmp`` (default: a new one, removed afterwards)."""
+    own_tmp = tmp is None
+    tmp = Path(tempfile.mkdtemp(prefix=f"lab-{lab.package}-task{task.number}-")) if own_tmp else tmp
     try:
         reference = reference_modules(lab)
         try:
@@ -455,7 +457,8 @@ def run_task(lab: Lab, task: Task, directory: Path | None) -> TaskResult:
                               traceback.format_exc())
         return TaskResult(task.number, task.title, PASSED)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if own_tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _flush() -> None:
@@ -466,8 +469,11 @@ def _flush() -> None:
 
 def run_task_isolated(lab: Lab, task: Task, directory: Path | None, timeout: float) -> TaskResult:
     """:func:`run_task` in a forked child with its own session: a hang or a crash fails the
-    task, and every process the attempt left behind is killed with its process group."""
-    results = Path(tempfile.mkdtemp(prefix="lab-results-"))
+    task, and every process the attempt left behind is killed with its process group. The
+    check's scratch directory is made here and removed here, whatever became of the child."""
+    results = Path(tempfile.mkdtemp(prefix=f"lab-{lab.package}-task{task.number}-"))
+    scratch = results / "scratch"
+    scratch.mkdir()
     _flush()
     pid = os.fork()
     if pid == 0:
@@ -479,7 +485,7 @@ def run_task_isolated(lab: Lab, task: Task, directory: Path | None, timeout: flo
             os.dup2(null, 0)
             os.dup2(log, 1)
             os.dup2(log, 2)
-            result = run_task(lab, task, directory)
+            result = run_task(lab, task, directory, scratch)
             data = dict(result.to_json(), traceback=result.traceback)
             # named by pid: a forked process of the attempt that runs on into this code cannot
             # pass its result off as the check's

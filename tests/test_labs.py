@@ -236,6 +236,8 @@ def test_the_table_says_what_is_wrong_in_words_and_where(tmp_path):
 
 
 def test_a_hang_a_crash_and_a_runaway_fork_fail_only_their_task(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     directory = _quiz(
         tmp_path,
         parts_a_run_step_needs="while True: pass",
@@ -245,8 +247,9 @@ def test_a_hang_a_crash_and_a_runaway_fork_fail_only_their_task(tmp_path):
         diff_id_is_the_digest_of="print('debugging output'); return 'compressed'",
     )
     r = subprocess.run([sys.executable, "-m", "part1_overview", "lab", "check", str(directory), "--timeout", "3", "-v"],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
+                       cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "TMPDIR": str(scratch)})
     rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()[:1].isdigit()}
+    assert list(scratch.iterdir()) == []  # the killed and the crashed checks left no scratch directory
     assert "did not finish within 3 s" in rows["1"]
     assert "exited with code 3 before it could report" in rows["2"]
     assert "failed" in rows["3"] and "misses 4 stage(s)" in rows["3"]
