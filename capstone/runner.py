@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from part2_manual_oci import env_to_dict
-from part4_tar import LayerInfo
+from part4_tar import LayerInfo, RootDir, fd_path
 from part6_runtime import ContainerError, ContainerSpec, Mount, RuntimeSetupError, SpecError
 from part6_runtime import run as run_container
 from part7_union import Change, LayerStack, OverlayError, OverlayMount, upper_changes, write_change_list
@@ -327,7 +327,8 @@ def _run_in_own_mounts(overlay: OverlayMount, spec: ContainerSpec, *, stdio, on_
 
 
 def _make_init_layer(init: Path, lowers: tuple[Path, ...], upper: Path, mounts: tuple[Mount, ...]) -> None:
-    """The mount points the image lacks, in ``init`` (a lower dir above the image's layers)."""
+    """The mount points the image lacks, in ``init`` (a lower dir above the image's layers),
+    written through part 4's RootDir: a mount destination never leads out of ``init``."""
     if init.exists():
         shutil.rmtree(init)
     init.mkdir()
@@ -339,45 +340,50 @@ def _make_init_layer(init: Path, lowers: tuple[Path, ...], upper: Path, mounts: 
         if m.is_bind and m.source_path and os.path.exists(m.source_path):
             is_dir = os.path.isdir(m.source_path)
         wanted.append((m.destination.strip("/"), is_dir))
-    made_dirs: list[tuple[Path, os.stat_result]] = []
-    for rel, is_dir in wanted:
-        parts = [p for p in rel.split("/") if p not in ("", ".")]
-        if not parts or ".." in parts:
-            continue
-        _ensure(init, stack, parts, is_dir, made_dirs)
-    # a directory that stands for one of the image's keeps its mtime (after its children exist)
-    for path, st in reversed(made_dirs):
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    made_dirs: list[tuple[str, os.stat_result]] = []
+    with RootDir(init) as rd:
+        for rel, is_dir in wanted:
+            parts = [p for p in rel.split("/") if p not in ("", ".")]
+            if not parts or ".." in parts:
+                continue
+            _ensure(rd, stack, parts, is_dir, made_dirs)
+        # a directory that stands for one of the image's keeps its mtime (after its children exist)
+        for rel, st in reversed(made_dirs):
+            rd.set_times(rel, (st.st_atime_ns, st.st_mtime_ns))
     if root_st is not None:  # the merged root shows the upper's attributes: give it the image's
         for d in (init, upper):
             os.chown(d, root_st.st_uid, root_st.st_gid)
             os.chmod(d, stat.S_IMODE(root_st.st_mode))
 
 
-def _ensure(init: Path, stack: LayerStack | None, parts: list[str], is_dir: bool, made: list) -> None:
+def _ensure(rd: RootDir, stack: LayerStack | None, parts: list[str], is_dir: bool, made: list) -> None:
     node = stack.root() if stack else None
     for i, name in enumerate(parts):
         last = i == len(parts) - 1
         child = stack.children(node).get(name) if node is not None and node.is_dir else None
-        target = init.joinpath(*parts[: i + 1])
+        rel = "/".join(parts[: i + 1])
         if child is not None:
             if last:
                 return  # the image has it: part 6 uses it as it is
             if not child.is_dir:
                 return  # a symlink or file on the way: leave it to the runtime
-            if not target.exists():
-                target.mkdir()
-                os.chown(target, child.st.st_uid, child.st.st_gid, follow_symlinks=False)
-                os.chmod(target, stat.S_IMODE(child.st.st_mode))
-                made.append((target, child.st))
+            if rd.lstat(rel) is None:
+                fd = rd.make_dir(rel, stat.S_IMODE(child.st.st_mode))
+                try:
+                    os.chown(fd_path(fd), child.st.st_uid, child.st.st_gid)
+                    os.chmod(fd_path(fd), stat.S_IMODE(child.st.st_mode))
+                finally:
+                    os.close(fd)
+                made.append((rel, child.st))
             node = child
             continue
         node = None
+        if rd.lstat(rel) is not None:
+            continue
         if last and not is_dir:
-            if not target.exists():
-                target.touch(mode=0o644)
+            os.close(rd.create_file(rel, 0o644))
         else:
-            target.mkdir(mode=0o755, exist_ok=True)
+            os.close(rd.make_dir(rel, 0o755))
 
 
 # -- run an image from the store -------------------------------------------------------------

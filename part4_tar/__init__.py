@@ -19,7 +19,7 @@ from .blobinfo import layer_info
 from .compression import detect_compression, open_decompressed
 from .errors import LayerError, UnsafeArchiveError, UnsafePathError
 from .extract import apply_layers, extract_layer
-from .rootdir import Parent, RootDir, fd_path, split_name
+from .rootdir import Parent, RootDir, copy_data, fd_path, split_name
 from .writer import LayerInfo, LayerWriter, write_layer
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "UnsafeArchiveError",
     "UnsafePathError",
     "apply_layers",
+    "copy_data",
     "detect_compression",
     "extract_layer",
     "fd_path",

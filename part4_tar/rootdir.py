@@ -61,19 +61,45 @@ def split_name(name: str | tuple[str, ...]) -> tuple[str, ...]:
     if "\0" in name:
         # no file name holds a NUL; C code would cut the name short there
         raise UnsafePathError(name, "NUL byte in the name")
+    parts = name.split("/")
+    if "" in parts or "." in parts:
+        parts = [p for p in parts if p and p != "."]
+    if ".." in parts:
+        raise UnsafePathError(name, "'..' would escape the root")
     if len(name) > PATH_MAX // 4 and len(name.encode("utf-8", "surrogateescape")) > PATH_MAX:
         # what path-based tools can create at all; it also bounds the depth, and with it the
         # work and memory one name can cost
         raise LayerError(f"{show(name)}: longer than PATH_MAX ({PATH_MAX} bytes)")
-    parts = tuple(p for p in name.split("/") if p and p != ".")
-    if ".." in parts:
-        raise UnsafePathError(name, "'..' would escape the root")
-    return parts
+    return tuple(parts)
 
 
 def fd_path(fd: int) -> str:
     """A path naming the file of ``fd`` itself (for calls that have no f* form on O_PATH)."""
     return f"/proc/self/fd/{fd}"
+
+
+def copy_data(src_fd: int, dst_fd: int) -> None:
+    """All of ``src_fd`` into ``dst_fd`` (a file just created inside a root): in the kernel
+    with ``copy_file_range`` when it can, else read/write. Descriptors only, no path."""
+    try:
+        while os.copy_file_range(src_fd, dst_fd, 1 << 30):
+            pass
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF):
+            raise
+    # copy_file_range refused (another file system on an old kernel, a special file): the
+    # offsets it may have moved are reset and the copy done in user space
+    os.lseek(src_fd, 0, os.SEEK_SET)
+    os.lseek(dst_fd, 0, os.SEEK_SET)
+    os.ftruncate(dst_fd, 0)
+    while True:
+        data = os.read(src_fd, 1 << 20)
+        if not data:
+            break
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst_fd, view):]
 
 
 def _id(st: os.stat_result) -> Id:
@@ -441,22 +467,29 @@ class RootDir:
             return None
 
     # -- writing ---------------------------------------------------------------------------
-    def _place(self, name: str | tuple[str, ...], *, keep_dir: bool = False) -> tuple[Parent, os.stat_result | None]:
-        """Where ``name`` is written (parents made), with what was there removed, never
-        followed; an existing directory is kept with ``keep_dir`` (and its lstat returned)."""
+    def _make(self, name: str | tuple[str, ...], make, *, keep=None):
+        """``make(parent)`` at ``name`` (parents made, inside the root), and its result. When
+        something is there already (EEXIST: nothing was followed), it is removed, never
+        followed, and ``make`` runs again; unless ``keep(lstat)`` says to keep it: then the
+        result is None. Returns (where, result)."""
         parts = split_name(name)
         shown = name if isinstance(name, str) else "/".join(name)
         p = self._parent(parts, True, shown)
         if not p.name:
             raise IsADirectoryError(errno.EISDIR, "Is a directory: the root itself", self.path)
-        st = _lstat(p.name, p.fd)
-        if st is None:
-            return p, None
-        if keep_dir and stat.S_ISDIR(st.st_mode):
-            return p, st
-        if self._remove(p, st):
-            p = self._parent(parts, True, shown)  # the cached directories were dropped
-        return p, None
+        for _ in range(MAX_SYMLINKS):
+            try:
+                return p, make(p)
+            except FileExistsError:
+                st = _lstat(p.name, p.fd)
+                if st is None:
+                    continue  # gone meanwhile
+                if keep is not None and keep(st):
+                    return p, None
+                if self._remove(p, st):
+                    p = self._parent(parts, True, shown)  # the cached directories were dropped
+        # something is made there again each time it is removed: a race we do not run forever
+        raise FileExistsError(errno.EEXIST, "File exists", shown)
 
     def _remove(self, p: Parent, st: os.stat_result) -> bool:
         """Remove what ``st`` describes at ``p``; whether the cached directories were dropped."""
@@ -481,14 +514,8 @@ class RootDir:
         closes it; metadata through :func:`fd_path`). An empty ``name`` is the root."""
         if not split_name(name):
             return os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
-        p, st = self._place(name, keep_dir=True)
-        made = False
-        if st is None:
-            try:
-                os.mkdir(p.name, 0o700, dir_fd=p.fd)
-                made = True
-            except FileExistsError:
-                pass  # made meanwhile: the open below checks it is a directory
+        p, made = self._make(name, lambda p: os.mkdir(p.name, 0o700, dir_fd=p.fd) or True,
+                             keep=lambda st: stat.S_ISDIR(st.st_mode))
         fd = os.open(p.name, _DIR_FLAGS, dir_fd=p.fd)
         if made:
             os.chmod(fd_path(fd), mode)
@@ -498,17 +525,14 @@ class RootDir:
         """A new empty regular file at ``name`` (what was there is removed first), open for
         writing (``O_EXCL|O_NOFOLLOW``: never a file or link that was there). ``mode`` is
         masked by the umask, as open(2) does: set it with ``fchmod``."""
-        p, _ = self._place(name)
-        return os.open(p.name, _CREATE_FLAGS, mode, dir_fd=p.fd)
+        return self._make(name, lambda p: os.open(p.name, _CREATE_FLAGS, mode, dir_fd=p.fd))[1]
 
     def symlink(self, target: str, name: str | tuple[str, ...]) -> Parent:
         """A symlink ``name -> target`` (the target is stored as it is, never followed here).
         Returns where it is, for ``*at`` calls with ``follow_symlinks=False``."""
         if "\0" in target:
             raise UnsafePathError(target, "NUL byte in the link target")
-        p, _ = self._place(name)
-        os.symlink(target, p.name, dir_fd=p.fd)
-        return p
+        return self._make(name, lambda p: os.symlink(target, p.name, dir_fd=p.fd))[0]
 
     def link(self, existing: str | tuple[str, ...], name: str | tuple[str, ...]) -> Parent:
         """A hard link ``name`` to the file ``existing`` (resolved inside the root; its last
@@ -526,24 +550,19 @@ class RootDir:
                 raise FileNotFoundError(errno.ENOENT, "No such file or directory", shown)
             if stat.S_ISDIR(sst.st_mode):
                 raise IsADirectoryError(errno.EISDIR, "Is a directory", shown)
-            p = self._parent(name, True, "/".join(name))
-            st = _lstat(p.name, p.fd) if p.name else None
-            if st is not None and _id(st) == _id(sst):
-                return p  # already that file
-            p, _ = self._place(name)
-            os.link(src.name, p.name, src_dir_fd=src_fd, dst_dir_fd=p.fd, follow_symlinks=False)
-            return p
+            return self._make(name, lambda p: os.link(src.name, p.name, src_dir_fd=src_fd, dst_dir_fd=p.fd,
+                                                      follow_symlinks=False),
+                              keep=lambda st: _id(st) == _id(sst))[0]  # already that file
         finally:
             os.close(src_fd)
 
     def mknod(self, name: str | tuple[str, ...], mode: int, device: int = 0) -> Parent:
         """A fifo (``stat.S_IFIFO`` in ``mode``) or device node at ``name``, its permission
         bits exactly those of ``mode`` (not masked by the umask). Returns where it is."""
-        p, _ = self._place(name)
         if stat.S_ISFIFO(mode):
-            os.mkfifo(p.name, 0o600, dir_fd=p.fd)
+            p = self._make(name, lambda p: os.mkfifo(p.name, 0o600, dir_fd=p.fd))[0]
         else:
-            os.mknod(p.name, stat.S_IFMT(mode) | 0o600, device, dir_fd=p.fd)
+            p = self._make(name, lambda p: os.mknod(p.name, stat.S_IFMT(mode) | 0o600, device, dir_fd=p.fd))[0]
         # chmod by descriptor: a node swapped for a symlink since mknod is never followed
         fd = os.open(p.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=p.fd)
         try:
@@ -552,6 +571,15 @@ class RootDir:
         finally:
             os.close(fd)
         return p
+
+    def set_times(self, name: str | tuple[str, ...], ns: tuple[int, int]) -> None:
+        """atime and mtime (nanoseconds) of ``name``, never following its last component
+        (``utimensat(AT_SYMLINK_NOFOLLOW)`` from its directory's descriptor)."""
+        p = self.parent(name, create=False)
+        if not p.name:
+            os.utime(fd_path(self.fd), ns=ns)
+        else:
+            os.utime(p.name, ns=ns, dir_fd=p.fd, follow_symlinks=False)
 
     def remove(self, name: str | tuple[str, ...]) -> bool:
         """Remove ``name`` (a directory with all it holds; a symlink itself, never its target).
@@ -570,4 +598,4 @@ class RootDir:
         return True
 
 
-__all__ = ["Parent", "RootDir", "fd_path", "remove_tree", "split_name"]
+__all__ = ["Parent", "RootDir", "copy_data", "fd_path", "remove_tree", "split_name"]

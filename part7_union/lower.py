@@ -20,7 +20,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-from part4_tar import extract_layer
+from part4_tar import extract_layer, fd_path
 
 from .errors import ChangesError
 from .whiteouts import OPAQUE_MARKER, WHITEOUT_PREFIX, opaque_xattr
@@ -40,23 +40,31 @@ def extract_lower(blob: BinaryIO | str | os.PathLike, dest: str | os.PathLike, *
 
 
 def convert_whiteouts(root: str | os.PathLike, *, userxattr: bool = False) -> int:
-    """Turn the OCI whiteout files under ``root`` into overlay whiteouts; how many there were."""
+    """Turn the OCI whiteout files under ``root`` into overlay whiteouts; how many there were.
+
+    Walked with ``os.fwalk``, every change made through the descriptor of the directory it is
+    in (``unlinkat``, ``mknodat``, the xattr through ``/proc/self/fd``): a symlink in the tree
+    is never followed, so a hostile layer's links cannot aim a conversion outside ``root``.
+    """
     count = 0
     xattr = opaque_xattr(userxattr)
-    for dirpath, _dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames, dir_fd in os.fwalk(root):
         for name in filenames:
             if not name.startswith(WHITEOUT_PREFIX):
                 continue
-            marker = os.path.join(dirpath, name)
-            if not stat.S_ISREG(os.lstat(marker).st_mode):
+            if not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
                 continue
-            os.unlink(marker)
+            os.unlink(name, dir_fd=dir_fd)
             count += 1
             if name == OPAQUE_MARKER:
-                os.setxattr(dirpath, xattr, b"y", follow_symlinks=False)
+                os.setxattr(fd_path(dir_fd), xattr, b"y")
                 continue
-            target = os.path.join(dirpath, name[len(WHITEOUT_PREFIX):])
-            if os.path.lexists(target):
-                raise ChangesError(f"layer has both {marker} and {target}")
-            os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+            target = name[len(WHITEOUT_PREFIX):]
+            try:
+                os.stat(target, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                raise ChangesError(f"layer has both {os.path.join(dirpath, name)} and {os.path.join(dirpath, target)}")
+            os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=dir_fd)
     return count

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from part4_tar import RootDir, copy_data, fd_path
 
 from .errors import SnapshotError
 from .whiteouts import is_opaque, is_whiteout, read_xattrs
@@ -163,65 +164,90 @@ def copy_tree(tree: "str | os.PathLike | Sequence[str | os.PathLike] | LayerStac
     """Copy the merged view of ``tree`` into the directory ``dest`` (created, or empty).
 
     Keeps types, modes, owners, xattrs (not overlay's), times, devices and hard links (within
-    the copy). Each file is read once, from the layer that provides it.
+    the copy). Each file is read once, from the layer that provides it, and written through
+    part 4's RootDir: inside ``dest`` whatever the names and links, never through a link.
     """
     stack = LayerStack.of(tree)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
     root = stack.root()
-    links: dict[tuple[int, int], Path] = {}
-    dirs: list[tuple[Path, os.stat_result]] = [(dest, root.st)]
-    for node in stack.walk(root):
-        target = dest / node.rel
+    links: dict[tuple[int, int], str] = {}
+    dirs: list[tuple[str, os.stat_result]] = [("", root.st)]
+    with RootDir(dest, create=True) as rd:
+        for node in stack.walk(root):
+            try:
+                _copy_entry(rd, node, links)
+            except OSError as e:
+                raise SnapshotError(f"copy {node.path} -> {Path(dest) / node.rel}: {e.strerror}") from None
+            if node.is_dir:
+                dirs.append((node.rel, node.st))
+        fd = rd.make_dir("")
         try:
-            _copy_entry(node, target, links)
-        except OSError as e:
-            raise SnapshotError(f"copy {node.path} -> {target}: {e.strerror}") from None
-        if node.is_dir:
-            dirs.append((target, node.st))
-    _set_meta(dest, root.path, root.st)
-    # directory times last, deepest first: creating children changed them
-    for d, st in reversed(dirs):
-        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            _set_meta(fd_path(fd), root.path, root.st)
+        finally:
+            os.close(fd)
+        # directory times last, deepest first: creating children changed them
+        for rel, st in reversed(dirs):
+            rd.set_times(rel, (st.st_atime_ns, st.st_mtime_ns))
 
 
-def _copy_entry(node: Node, target: Path, links: dict[tuple[int, int], Path]) -> None:
+def _copy_entry(rd: RootDir, node: Node, links: dict[tuple[int, int], str]) -> None:
     st = node.st
     fmt = stat.S_IFMT(st.st_mode)
     if fmt == stat.S_IFDIR:
-        target.mkdir()
-        _set_meta(target, node.path, st)
+        fd = rd.make_dir(node.rel, 0o700)
+        try:
+            _set_meta(fd_path(fd), node.path, st)
+        finally:
+            os.close(fd)
         return
     key = (st.st_dev, st.st_ino)
-    if fmt != stat.S_IFDIR and st.st_nlink > 1 and key in links:
-        os.link(links[key], target)
+    if st.st_nlink > 1 and key in links:
+        rd.link(links[key], node.rel)
         return
     if fmt == stat.S_IFREG:
-        shutil.copyfile(node.path, target, follow_symlinks=False)
+        src = os.open(node.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fd = rd.create_file(node.rel, 0o600)
+            try:
+                copy_data(src, fd)
+                _set_meta(fd, node.path, st)
+                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            finally:
+                os.close(fd)
+        finally:
+            os.close(src)
     elif fmt == stat.S_IFLNK:
-        os.symlink(os.readlink(node.path), target)
+        where = rd.symlink(os.readlink(node.path), node.rel)
+        _set_meta(f"{fd_path(where.fd)}/{where.name}", node.path, st)
+        rd.set_times(node.rel, (st.st_atime_ns, st.st_mtime_ns))
     else:  # devices, fifos, sockets
-        os.mknod(target, st.st_mode, st.st_rdev)
-    _set_meta(target, node.path, st)
+        where = rd.mknod(node.rel, st.st_mode, st.st_rdev)
+        fd = os.open(where.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=where.fd)
+        try:
+            _set_meta(fd_path(fd), node.path, st)
+            os.utime(fd_path(fd), ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(fd)
     if st.st_nlink > 1:
-        links[key] = target
-    if fmt != stat.S_IFLNK:
-        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-    else:
-        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        links[key] = node.rel
 
 
-def _set_meta(target: Path, source: Path, st: os.stat_result) -> None:
+def _set_meta(target: str | int, source: Path, st: os.stat_result) -> None:
     """Owner first (chown clears set-id bits and file capabilities), then mode, then xattrs.
 
+    ``target`` is an open descriptor, a ``/proc/self/fd/N`` path (a link to the file itself,
+    followed) or, for a symlink, ``/proc/self/fd/DIR/NAME`` (not followed).
     Without root, files owned by others are kept as ours (a rootless copy cannot give them away).
     """
+    link = stat.S_ISLNK(st.st_mode)
     try:
-        os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
+        if isinstance(target, int):
+            os.fchown(target, st.st_uid, st.st_gid)
+        else:
+            os.chown(target, st.st_uid, st.st_gid, follow_symlinks=not link)
     except PermissionError:
         if os.geteuid() == 0:
             raise
-    if not stat.S_ISLNK(st.st_mode):
+    if not link:
         os.chmod(target, stat.S_IMODE(st.st_mode))
         for name, value in read_xattrs(source).items():
-            os.setxattr(target, name, value, follow_symlinks=False)
+            os.setxattr(target, name, value)

@@ -105,6 +105,65 @@ def outside_state(top, skip):
     return out
 
 
+class Canaries:
+    """Files outside everything a build may touch, and proof that it neither changed nor read
+    them: ``dir`` holds a file, a subdirectory with a file, and a symlink; an inotify watch
+    on both directories (armed after their state is taken) sees every open, read, write,
+    attribute change, creation and deletion, and :meth:`check` asserts there was none and
+    that the state is as it was. Hostile inputs point their symlinks at ``dir``."""
+
+    EVENTS = 0xFFF  # IN_ACCESS ... IN_MOVE_SELF: everything that can happen to a file or in a dir
+
+    def __init__(self, dir: Path) -> None:
+        import ctypes
+
+        self.dir = dir
+        (dir / "sub").mkdir(parents=True)
+        (dir / "victim").write_text("original\n")
+        (dir / "sub" / "secret").write_text("secret\n")
+        os.symlink("victim", dir / "link")
+        self.before = outside_state(dir, dir / ".nothing-skipped")
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        assert self.fd >= 0, os.strerror(ctypes.get_errno())
+        for d in (dir, dir / "sub"):
+            assert libc.inotify_add_watch(self.fd, str(d).encode(), self.EVENTS) >= 0
+
+    def events(self) -> list[int]:
+        import struct
+
+        masks = []
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return masks
+            offset = 0
+            while offset < len(data):
+                _wd, mask, _cookie, length = struct.unpack_from("iIII", data, offset)
+                masks.append(mask)
+                offset += 16 + length
+
+    def check(self) -> None:
+        try:
+            events = self.events()
+        finally:
+            os.close(self.fd)
+        assert events == [], f"something opened, read or changed the canaries: inotify masks {events}"
+        assert outside_state(self.dir, self.dir / ".nothing-skipped") == self.before
+
+
+def tree_listing(root: Path) -> dict:
+    """Every entry below ``root``: path -> (mode, owner, contents or link target)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        out[str(p.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid,
+                                         os.readlink(p) if p.is_symlink() else
+                                         p.read_bytes() if p.is_file() else None)
+    return out
+
+
 # -- the capstone ---------------------------------------------------------------------------------
 def in_child(fn):
     """``fn()`` in a child with a private mount namespace; its result, or its error."""
@@ -142,6 +201,40 @@ def image_rootfs(store_dir: Path, ref: str, dest: Path) -> Path:
     dest.mkdir(parents=True)
     apply_layers([layer.open() for layer in Store.open(store_dir).load(ref).layers], dest)
     return dest
+
+
+def check_copy_snapshots(store, steps, tmp_path: Path) -> int:
+    """Each COPY/ADD layer of ``steps`` (a build's StepResults) has a snapshot made from its
+    files that equals the extracted layer; how many were checked."""
+    from part4_tar import apply_layers
+
+    checked = 0
+    for step in steps:
+        if step.diff_id is None or step.kind not in ("COPY", "ADD"):
+            continue
+        snapshot = store.snapshots_dir / step.diff_id.split(":", 1)[1]
+        extracted = tmp_path / f"layer-{step.diff_id[7:19]}"
+        extracted.mkdir()
+        apply_layers([store.layout.open_blob(step.layer_digest)], extracted)
+        assert tree_listing(snapshot) == tree_listing(extracted)
+        checked += 1
+    return checked
+
+
+def spy_on_snapshot_children(monkeypatch) -> list:
+    """The jobs ``Builder._fork_snapshot`` returns while a build runs: (pid, dir) for a COPY
+    whose snapshot a child process makes, None for one too small to fork for."""
+    import capstone.engine.executor as executor
+
+    jobs = []
+    real = executor.Builder._fork_snapshot
+
+    def spy(self, plan):
+        jobs.append(real(self, plan))
+        return jobs[-1]
+
+    monkeypatch.setattr(executor.Builder, "_fork_snapshot", spy)
+    return jobs
 
 
 def make_context(root: Path, dockerfile: str, files: dict[str, str | bytes] | None = None) -> Path:

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from support import make_context
+from support import check_copy_snapshots, make_context, spy_on_snapshot_children
 
 from capstone.engine import build
 from capstone.errors import DockerfileError
@@ -191,15 +191,6 @@ EOF
     assert (root / "w/notes.txt").read_text() == "note\n"
 
 
-def _tree_listing(root: Path) -> list[tuple]:
-    out = []
-    for p in sorted(root.rglob("*")):
-        st = p.lstat()
-        out.append((str(p.relative_to(root)), st.st_mode, st.st_uid, st.st_gid,
-                    p.read_bytes() if p.is_file() and not p.is_symlink() else None))
-    return out
-
-
 def test_large_copy_snapshot_made_beside_the_layer_matches_it(store, tmp_path, monkeypatch):
     # 1,200 entries: over the threshold at which the snapshot of a COPY is made by a child
     # process while the layer is written; the RUN after it mounts that snapshot as a lower.
@@ -210,17 +201,7 @@ COPY tree/ /data/
 RUN find /data -type f | wc -l > /count && cat /data/d11/f1199.txt >> /count
 COPY tree/ /again/
 """, files)
-    import capstone.engine.executor as executor
-
-    children = []
-    real = executor.Builder._fork_snapshot
-
-    def spy(self, plan):
-        job = real(self, plan)
-        children.append(job)
-        return job
-
-    monkeypatch.setattr(executor.Builder, "_fork_snapshot", spy)
+    children = spy_on_snapshot_children(monkeypatch)
     with open(os.devnull, "wb") as devnull:
         result = build(store, ctx, tags=["bigcopy"], network="none", run_output=devnull)
     monkeypatch.undo()
@@ -233,14 +214,7 @@ COPY tree/ /again/
     assert (dest / "count").read_text().split() == ["1200", "file", "1199"]
     assert len(list((dest / "again").rglob("*.txt"))) == 1200
     # each COPY layer's snapshot (the last one adopted when the build ended) equals the layer
-    copy_steps = [s for s in result.steps if s.diff_id is not None and s.kind == "COPY"]
-    assert len(copy_steps) == 2
-    for step in copy_steps:
-        snapshot = store.snapshots_dir / step.diff_id.split(":", 1)[1]
-        extracted = tmp_path / f"layer-{step.diff_id[7:19]}"
-        extracted.mkdir()
-        apply_layers([store.layout.open_blob(step.layer_digest)], extracted)
-        assert _tree_listing(snapshot) == _tree_listing(extracted)
+    assert check_copy_snapshots(store, result.steps, tmp_path) == 2
     # no snapshot helper left behind: no temporary dirs, no unreaped children
     assert not [p for p in store.snapshots_dir.iterdir() if p.name.startswith(".")]
     with pytest.raises(ChildProcessError):

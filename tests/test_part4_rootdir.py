@@ -284,3 +284,13 @@ def test_components_swapped_for_symlinks_while_writing_never_lead_outside(world)
         stop.set()
         t.join()
     assert written > 0
+
+
+def test_set_times_never_follows_the_last_component(world):
+    root, outside = world
+    (root / "out").symlink_to(str(outside / "canary"))
+    with RootDir(root) as rd:
+        rd.set_times("out", (10**9, 2 * 10**9))
+        rd.set_times("", (3 * 10**9, 3 * 10**9))
+    assert os.lstat(root / "out").st_mtime_ns == 2 * 10**9
+    assert os.stat(root).st_mtime_ns == 3 * 10**9

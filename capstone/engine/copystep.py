@@ -37,7 +37,6 @@ read from the file it is made from.
 
 from __future__ import annotations
 
-import errno
 import os
 import posixpath
 import shutil
@@ -118,6 +117,21 @@ def _is_tar(path: str) -> bool:
         return False
 
 
+def check_entry_name(keyword: str, what: str, name: str) -> None:
+    """A name a COPY/ADD writes below its destination: refused before anything is written (in
+    this process, and in any child that makes the snapshot) when it would leave it."""
+    from part4_tar import UnsafePathError, split_name
+
+    if name.startswith("/"):
+        raise CopyError(f"{keyword} failed: {what}: an absolute name would leave the destination")
+    try:
+        parts = split_name(name)
+    except UnsafePathError as e:
+        raise CopyError(f"{keyword} failed: {what}: {e.reason}") from None
+    if not parts:
+        raise CopyError(f"{keyword} failed: {what}: not a file name")
+
+
 def plan_copy(
     ins: Copy | Add,
     source: ContextSource | ImageSource,
@@ -182,6 +196,7 @@ def plan_copy(
             continue
         if downloads is not None and word in downloads:
             path = downloads[word]
+            check_entry_name(keyword, word, os.path.basename(path))
             matched.append((os.path.basename(path), SourceItem(os.path.basename(path), path, os.lstat(path)), False,
                             source))
             continue
@@ -206,6 +221,7 @@ def plan_copy(
                 unpack = _is_tar(item.path)
             matched.append((name, item, unpack, source))
     for doc in ins.heredocs:
+        check_entry_name(keyword, f"heredoc <<{doc.name}", doc.name)
         staging.mkdir(parents=True, exist_ok=True)
         path = staging / f"heredoc-{len(matched)}"
         path.write_text(doc.body)
@@ -549,17 +565,22 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
     so they are copied instead, with the metadata the layer gave them (owner, mode, mtime in
     whole seconds clamped to ``SOURCE_DATE_EPOCH``, extended attributes, hard links).
 
+    Every name is written through part 4's :class:`~part4_tar.RootDir`, as extraction writes
+    it: resolved inside ``root`` (a symlink that an earlier entry of the same COPY made is
+    followed as if ``root`` were ``/``, never out of it), a ``..`` name refused before anything
+    is written, the last component never followed. So the snapshot is what the layer gives,
+    in this process or in the child process a large COPY forks.
+
     Thousands of small files make this a loop of system calls: each file is copied through
     file descriptors only (``copy_file_range`` in the kernel, then ``fchown``/``fchmod``/
-    ``futimens`` on the open copy), with no path lookups beyond the two opens.
+    ``futimens`` on the open copy), its directory found among the few that RootDir keeps open.
     """
-    root = os.fspath(root)
-    os.makedirs(root, exist_ok=True)
+    from part4_tar import RootDir, copy_data, fd_path
+
     links: dict[tuple[int, int], str] = {}
     dirs: list[tuple[str, int]] = []
     epoch = source_date_epoch
     read_flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-    write_flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
     def mtime_ns(seconds: float) -> int:
         s = int(seconds // 1)
@@ -567,107 +588,76 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
             s = epoch
         return s * 1_000_000_000
 
-    def make_dir(target: str, e: CopyEntry) -> None:
-        try:
-            os.mkdir(target)
-        except FileExistsError:
-            if not os.path.isdir(target):
-                raise
-        os.chown(target, e.uid, e.gid)
-        os.chmod(target, e.mode)
+    with RootDir(root, create=True) as rd:
 
-    for e in plan.entries:
-        target = f"{root}/{e.dest}" if e.dest else root
-        if e.src is None:
-            make_dir(target, e)
-            dirs.append((target, mtime_ns(e.mtime_ns / 1e9)))
-            continue
-        st = e.st
-        mode = st.st_mode
-        direct = _matches(e)
-        if stat.S_ISDIR(mode):
-            make_dir(target, e)
-            if direct:
-                _copy_xattrs(e.src, target)
-            dirs.append((target, mtime_ns(st.st_mtime)))
-            continue
-        if direct and st.st_nlink > 1:
-            first = links.get((st.st_dev, st.st_ino))
-            if first is not None:
-                _unlink_existing(target)
-                os.link(first, target)
-                continue
-            links[(st.st_dev, st.st_ino)] = target
-        ns = mtime_ns(st.st_mtime)
-        if stat.S_ISREG(mode):
-            src_fd = os.open(e.src, read_flags)
+        def make_dir(e: CopyEntry, xattrs_from: str | None = None) -> None:
+            fd = rd.make_dir(e.dest, 0o700)
             try:
+                os.chown(fd_path(fd), e.uid, e.gid)
+                os.chmod(fd_path(fd), e.mode)
+                if xattrs_from is not None:
+                    _copy_xattrs(xattrs_from, fd_path(fd), follow_dst=True)
+            finally:
+                os.close(fd)
+
+        for e in plan.entries:
+            if e.src is None:
+                make_dir(e)
+                dirs.append((e.dest, mtime_ns(e.mtime_ns / 1e9)))
+                continue
+            st = e.st
+            mode = st.st_mode
+            direct = _matches(e)
+            if stat.S_ISDIR(mode):
+                make_dir(e, e.src if direct else None)
+                dirs.append((e.dest, mtime_ns(st.st_mtime)))
+                continue
+            if direct and st.st_nlink > 1:
+                first = links.get((st.st_dev, st.st_ino))
+                if first is not None:
+                    rd.link(first, e.dest)
+                    continue
+                links[(st.st_dev, st.st_ino)] = e.dest
+            ns = mtime_ns(st.st_mtime)
+            if stat.S_ISREG(mode):
+                src_fd = os.open(e.src, read_flags)
                 try:
-                    fd = os.open(target, write_flags, 0o600)
-                except FileExistsError:
-                    _unlink_existing(target)
-                    fd = os.open(target, write_flags, 0o600)
+                    fd = rd.create_file(e.dest, 0o600)
+                    try:
+                        copy_data(src_fd, fd)
+                        os.fchown(fd, e.uid, e.gid)
+                        os.fchmod(fd, e.mode)
+                        if direct:
+                            _copy_xattrs(src_fd, fd)
+                        os.utime(fd, ns=(ns, ns))
+                    finally:
+                        os.close(fd)
+                finally:
+                    os.close(src_fd)
+                continue
+            if stat.S_ISLNK(mode):
+                where = rd.symlink(os.readlink(e.src), e.dest)
+                os.chown(where.name, e.uid, e.gid, dir_fd=where.fd, follow_symlinks=False)
+            else:
+                where = rd.mknod(e.dest, stat.S_IFMT(mode) | e.mode, st.st_rdev)
+                fd = os.open(where.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=where.fd)
                 try:
-                    _copy_data(src_fd, fd)
-                    os.fchown(fd, e.uid, e.gid)
-                    os.fchmod(fd, e.mode)
+                    os.chown(fd_path(fd), e.uid, e.gid)
+                    os.chmod(fd_path(fd), e.mode)  # after chown, which may clear set-id bits
                     if direct:
-                        _copy_xattrs(src_fd, fd)
-                    os.utime(fd, ns=(ns, ns))
+                        _copy_xattrs(e.src, fd_path(fd), follow_dst=True)
                 finally:
                     os.close(fd)
-            finally:
-                os.close(src_fd)
-            continue
-        _unlink_existing(target)
-        if stat.S_ISLNK(mode):
-            os.symlink(os.readlink(e.src), target)
-        else:
-            os.mknod(target, mode, st.st_rdev)
-        os.chown(target, e.uid, e.gid, follow_symlinks=False)
-        if not stat.S_ISLNK(mode):
-            os.chmod(target, e.mode)
-            if direct:
-                _copy_xattrs(e.src, target)
-        os.utime(target, ns=(ns, ns), follow_symlinks=False)
-    for path, ns in reversed(dirs):
-        os.utime(path, ns=(ns, ns))
+            os.utime(where.name, ns=(ns, ns), dir_fd=where.fd, follow_symlinks=False)
+        for name, ns in reversed(dirs):
+            rd.set_times(name, (ns, ns))
 
 
-def _unlink_existing(path: str) -> None:
-    """Remove a non-directory at ``path`` (a later entry replaces an earlier one)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _copy_data(src_fd: int, dst_fd: int) -> None:
-    """All of ``src_fd`` into ``dst_fd``: in the kernel when it can, else read/write."""
-    try:
-        while os.copy_file_range(src_fd, dst_fd, 1 << 30):
-            pass
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF):
-            raise
-    # copy_file_range refused (another file system on an old kernel, a special file): the
-    # offsets it may have moved are reset and the copy done in user space
-    os.lseek(src_fd, 0, os.SEEK_SET)
-    os.lseek(dst_fd, 0, os.SEEK_SET)
-    os.ftruncate(dst_fd, 0)
-    while True:
-        data = os.read(src_fd, 1 << 20)
-        if not data:
-            break
-        view = memoryview(data)
-        while view:
-            view = view[os.write(dst_fd, view):]
-
-
-def _copy_xattrs(src, dst) -> None:
-    """The extended attributes of ``src`` onto ``dst`` (paths, not followed, or open fds)."""
+def _copy_xattrs(src, dst, *, follow_dst: bool = False) -> None:
+    """The extended attributes of ``src`` onto ``dst``: open descriptors, or paths not followed
+    at their end (``follow_dst`` for a ``/proc/self/fd/N`` destination, a link to the file)."""
     follow = {} if isinstance(src, int) else {"follow_symlinks": False}
+    to = {} if isinstance(dst, int) else {"follow_symlinks": follow_dst}
     try:
         names = os.listxattr(src, **follow)
     except OSError:
@@ -676,7 +666,7 @@ def _copy_xattrs(src, dst) -> None:
         if name.startswith(("trusted.overlay.", "user.overlay.")):
             continue  # overlay's bookkeeping, never content (part 4 leaves it out too)
         try:
-            os.setxattr(dst, name, os.getxattr(src, name, **follow), **follow)
+            os.setxattr(dst, name, os.getxattr(src, name, **follow), **to)
         except OSError:
             pass
 
@@ -685,4 +675,5 @@ def made_time(source_date_epoch: int | None) -> float:
     return float(source_date_epoch) if source_date_epoch is not None else time.time()
 
 
-__all__ = ["CopyEntry", "CopyError", "CopyPlan", "made_time", "materialize", "plan_copy", "write_copy"]
+__all__ = ["CopyEntry", "CopyError", "CopyPlan", "check_entry_name", "made_time", "materialize", "plan_copy",
+           "write_copy"]

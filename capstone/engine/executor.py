@@ -49,7 +49,7 @@ from ..dockerfile import (
 from ..errors import CapstoneError, DockerfileError
 from .cachekeys import base_key, cache_lookup, cache_record, make_key
 from .contenthash import FileDigests, entry_line, selection_digest
-from .copystep import CopyError, CopyPlan, made_time, materialize, plan_copy, write_copy
+from .copystep import CopyError, CopyPlan, check_entry_name, made_time, materialize, plan_copy, write_copy
 from .errors import BuildError, StepError
 from .gitsource import GitSourceError, ResolvedGit, checkout, is_git_source, parse_git_source, resolve
 from .layers import write_blob, write_entries_layer
@@ -714,6 +714,7 @@ class Builder:
             from ..download import download
 
             name = word.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "download"
+            check_entry_name("ADD", word, name)  # the file's name in the image: no ".."
             target = staging / "downloads" / f"{len(out)}" / name
             target.parent.mkdir(parents=True, exist_ok=True)
             algorithm = "sha256"

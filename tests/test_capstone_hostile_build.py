@@ -1,0 +1,236 @@
+"""A Dockerfile and a build context are hostile: the build's writes stay in its store.
+
+Each test points symlinks (from the context, from another stage, from an ADDed archive, from
+the image) at canary files outside the context and the store, or names a heredoc with ``..``,
+then builds. Afterwards the canaries must be exactly as they were, and an inotify watch on them
+must have seen nothing at all (no open, no read, no write): ``support.Canaries``. Where the
+build succeeds, the snapshot made from a COPY's files (in the build's own process, or in the
+child process a large COPY forks) must equal what extracting its layer gives.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from support import Canaries, check_copy_snapshots, make_context, spy_on_snapshot_children
+
+from capstone.engine import build
+from capstone.errors import DockerfileError
+from capstone.store import Store
+from part4_tar import apply_layers
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
+
+#: over the size at which a COPY's snapshot is made by a forked child (executor.py)
+LARGE = 1100
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    s = Store.open(tmp_path_factory.mktemp("store"))
+    s.load("capstone/busybox")
+    return s
+
+
+@pytest.fixture
+def canaries(tmp_path) -> Canaries:
+    c = Canaries(tmp_path / "outside")
+    yield c
+    c.check()
+
+
+def do_build(store: Store, ctx: Path, **kw):
+    with open(os.devnull, "wb") as devnull:
+        return build(store, ctx, network="none", run_output=devnull, no_cache=True, **kw)
+
+
+def no_temporary_snapshots(store: Store) -> None:
+    assert not [p for p in store.snapshots_dir.iterdir() if p.name.startswith(".")]
+
+
+def source_dir(ctx: Path, size: str) -> Path:
+    """``ctx/dir``: empty, or ``LARGE`` files (its COPY's snapshot is then made by a child)."""
+    d = ctx / "dir"
+    d.mkdir(parents=True)
+    for i in range(LARGE if size == "large" else 0):
+        (d / f"f{i:04d}").write_text(f"{i}\n")
+    return d
+
+
+# -- COPY: a heredoc written through a symlink the same COPY brings ---------------------------------
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_heredoc_through_a_context_symlink_to_the_host_stays_in_the_image(store, tmp_path, canaries, size,
+                                                                         monkeypatch):
+    ctx = make_context(tmp_path / "ctx", """\
+FROM capstone/busybox
+COPY dir <<l/victim /dest/
+pwned
+l/victim
+RUN cat /dest/l/victim > /seen
+""")
+    source_dir(ctx, size)
+    os.symlink(str(canaries.dir), ctx / "dir/l")
+    forked = spy_on_snapshot_children(monkeypatch)
+    result = do_build(store, ctx, tags=[f"hostile-heredoc-{size}"])
+    assert [job is not None for job in forked] == [size == "large"], "a large COPY's snapshot is made by a child"
+    assert check_copy_snapshots(store, result.steps, tmp_path)
+    # inside the image, the absolute link means the image's own path
+    image = tmp_path / "image"
+    image.mkdir()
+    apply_layers([layer.open() for layer in store.load(f"hostile-heredoc-{size}").layers], image)
+    assert (image / "seen").read_text() == "pwned\n"
+    assert (image / str(canaries.dir).lstrip("/") / "victim").read_text() == "pwned\n"
+    no_temporary_snapshots(store)
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_heredoc_named_with_dotdot_is_refused_before_anything_is_written(store, tmp_path, canaries, size):
+    # aimed from the snapshot's destination directory at the canary itself
+    target = os.path.relpath(canaries.dir / "victim", store.snapshots_dir / ".tmp-copy-x" / "dest")
+    ctx = make_context(tmp_path / "ctx", f"""\
+FROM capstone/busybox
+COPY dir <<{target} /dest/
+pwned
+{target}
+RUN true
+""")
+    source_dir(ctx, size)
+    with pytest.raises(DockerfileError, match=r"^Dockerfile:2: COPY failed: .*'\.\.' would escape the root"):
+        do_build(store, ctx)
+    no_temporary_snapshots(store)
+
+
+def test_an_absolute_heredoc_name_is_refused(store, tmp_path, canaries):
+    ctx = make_context(tmp_path / "ctx", f"""\
+FROM capstone/busybox
+COPY <<{canaries.dir}/victim /dest/
+pwned
+{canaries.dir}/victim
+""")
+    with pytest.raises(DockerfileError, match=r"^Dockerfile:2: COPY failed: .*absolute"):
+        do_build(store, ctx)
+
+
+def test_heredoc_through_a_symlink_from_another_stage(store, tmp_path, canaries):
+    ctx = make_context(tmp_path / "ctx", f"""\
+FROM capstone/busybox AS a
+RUN mkdir /d && ln -s {canaries.dir} /d/l && ln -s ../../../../../../../../../.. /d/up
+FROM capstone/busybox
+COPY --from=a /d/ <<l/victim <<up/escaped /dest/
+pwned
+l/victim
+out
+up/escaped
+RUN cat /dest/l/victim > /seen
+""")
+    result = do_build(store, ctx, tags=["hostile-from"])
+    assert check_copy_snapshots(store, result.steps, tmp_path)
+
+
+def test_heredoc_through_a_symlink_from_an_added_archive(store, tmp_path, canaries):
+    ctx = make_context(tmp_path / "ctx", """\
+FROM capstone/busybox
+ADD t.tar <<l/victim <<r/sub/secret /dest/
+pwned
+l/victim
+pwned too
+r/sub/secret
+RUN cat /dest/l/victim /dest/r/sub/secret > /seen
+""")
+    with tarfile.open(ctx / "t.tar", "w") as t:
+        for name, target in (("l", str(canaries.dir)), ("r", os.path.relpath(canaries.dir, "/" + "x/" * 12))):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.linkname = tarfile.SYMTYPE, target
+            t.addfile(ti)
+        data = b"through the archive\n"
+        ti = tarfile.TarInfo("l/link")
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+    result = do_build(store, ctx, tags=["hostile-add"])
+    assert check_copy_snapshots(store, result.steps, tmp_path)
+
+
+# -- WORKDIR and mount points through the image's symlinks -------------------------------------
+def test_workdir_through_an_image_symlink_to_the_host(store, tmp_path, canaries):
+    ctx = make_context(tmp_path / "ctx", f"""\
+FROM capstone/busybox
+RUN ln -s {canaries.dir}/sub /w
+WORKDIR /w/new/deeper
+RUN pwd > /seen
+""")
+    do_build(store, ctx, tags=["hostile-workdir"])
+    image = tmp_path / "image"
+    image.mkdir()
+    apply_layers([layer.open() for layer in store.load("hostile-workdir").layers], image)
+    inside = str(canaries.dir).lstrip("/") + "/sub/new/deeper"
+    assert (image / inside).is_dir()
+    assert (image / "seen").read_text() in ("/w/new/deeper\n", f"/{inside}\n")
+
+
+def test_mount_points_through_image_symlinks_to_the_host(store, tmp_path, canaries):
+    # the image's /etc/hosts and /etc/hostname, and a mount target's parent, lead to the host's
+    # canaries when read from the host: the runtime's bind targets and mount points
+    ctx = make_context(tmp_path / "ctx", """\
+FROM capstone/busybox
+COPY etc/ /etc/
+COPY mnt/ /mnt/
+RUN --mount=type=tmpfs,target=/mnt/t/cache cat /etc/hosts > /seen && echo x > /mnt/t/cache/x
+""")
+    (ctx / "etc").mkdir()
+    (ctx / "mnt").mkdir()
+    os.symlink(f"{canaries.dir}/victim", ctx / "etc/hosts")
+    os.symlink(f"{canaries.dir}/sub/new", ctx / "etc/hostname")
+    os.symlink(str(canaries.dir), ctx / "mnt/t")
+    do_build(store, ctx, tags=["hostile-mountpoints"])
+    image = tmp_path / "image"
+    image.mkdir()
+    apply_layers([layer.open() for layer in store.load("hostile-mountpoints").layers], image)
+    assert "localhost" in (image / "seen").read_text()
+    # the RUN left no mount point behind in its layer
+    assert not (image / str(canaries.dir).lstrip("/")).exists()
+
+
+# -- the snapshot writer itself refuses, in this process and in the forked child -------------------
+def hostile_plan(ctx: Path, dest: str, count: int):
+    from capstone.engine.copystep import CopyEntry, CopyPlan
+
+    src = ctx / "f"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_text("pwned\n")
+    st = os.lstat(src)
+    entries = [CopyEntry(f"d/f{i}", str(src), st, 0, 0, 0o644) for i in range(count)]
+    entries.append(CopyEntry(dest, str(src), st, 0, 0, 0o644))
+    return CopyPlan(entries=entries, files=len(entries), bytes=len(entries) * st.st_size)
+
+
+def test_materialize_refuses_a_dotdot_name_before_writing_it(tmp_path, canaries):
+    from capstone.engine.copystep import materialize
+    from part4_tar import UnsafePathError
+
+    snap = tmp_path / "snap"
+    dest = os.path.relpath(canaries.dir / "victim", snap)
+    with pytest.raises(UnsafePathError, match="would escape the root"):
+        materialize(hostile_plan(tmp_path / "ctx", dest, 3), snap)
+
+
+def test_the_forked_snapshot_child_refuses_a_dotdot_name(store, tmp_path, canaries):
+    from types import SimpleNamespace
+
+    import capstone.engine.executor as executor
+
+    scratch = tmp_path / "scratch"  # the build's scratch directory, where the child makes its tree
+    scratch.mkdir()
+    builder = SimpleNamespace(secrets=None, store=store, source_date_epoch=None, scratch=scratch)
+    plan = hostile_plan(tmp_path / "ctx", "", executor.PARALLEL_SNAPSHOT_ENTRIES)
+    # aimed from the child's directory (its name is only known after the fork: one level down)
+    plan.entries[-1].dest = "d/" + os.path.relpath(canaries.dir / "victim", scratch / "x" / "d")
+    job = executor.Builder._fork_snapshot(builder, plan)
+    assert job is not None, "a plan this big is snapshotted by a child"
+    pid, tmp = job
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 1  # it failed, and removed what it made
+    assert not tmp.exists()
