@@ -12,8 +12,13 @@
                                to another repository of that registry mounts it from there)
     STORE/tmp/                 scratch space on the store's file system (builds, exports)
     STORE/containers/<id>/     a ``run`` container's upper dir (kept without ``--rm``)
+    STORE/build-cache-mounts/  the directories of ``RUN --mount=type=cache``
     STORE/lock                 flock: writers hold it exclusively
     STORE/gc.lock              flock: builds and runs hold it shared, prune exclusively
+
+The store is private: every directory above is 0700 (existing stores are fixed when opened), so
+the setuid programs and device nodes of an image, which its snapshots hold as they are, are out
+of reach of every other local user.
 
 Every write is a temp file or directory in the same directory, renamed into place; index.json
 is written last, so an operation that fails or is interrupted leaves the store as it was
@@ -40,6 +45,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -137,12 +143,15 @@ class Store:
     # -- opening and locks ---------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Store":
-        """Open the store at ``path``, creating it (and its parents) when missing."""
+        """Open the store at ``path``, creating it (and its parents) when missing.
+
+        The store is private (see :func:`_make_private`): its directories are made 0700, and
+        a store made before that rule has its modes fixed here."""
         path = Path(path).absolute()
         try:
+            fresh = not path.exists()
             path.mkdir(parents=True, exist_ok=True)
-            for sub in ("ids", "snapshots", "snapshot-blobs", "cache", "tmp"):
-                (path / sub).mkdir(exist_ok=True)
+            _make_private(path, own_root=fresh or _is_store(path) or not any(path.iterdir()))
             layout = OCILayout.create(path / "oci")
         except OSError as e:
             raise StoreError(f"cannot open the store {path}: {e.strerror or e}") from None
@@ -227,7 +236,7 @@ class Store:
 
     def _flock(self, name: str, operation: int) -> int:
         """An fd of ``STORE/name`` (created if missing) holding ``flock(operation)``."""
-        fd = os.open(self.path / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, operation)
         except BaseException:
@@ -894,6 +903,42 @@ class Store:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+#: the store's own directories: 0700, so that nothing in them is reachable by another user
+PRIVATE_DIRS = ("oci", "ids", "snapshots", "snapshot-blobs", "cache", "tmp", "containers", "build-cache-mounts")
+PRIVATE_MODE = 0o700
+
+
+def _is_store(path: Path) -> bool:
+    return (path / "oci" / "oci-layout").is_file() and (path / "snapshots").is_dir()
+
+
+def _make_private(path: Path, *, own_root: bool) -> None:
+    """Make the store's directories private (0700), creating the missing ones.
+
+    A snapshot is an image's root filesystem as files: a setuid-root program or a device node
+    from an image sits there with its real owner and mode, and a RUN step's upper dir (in
+    ``tmp/``) holds whatever the step made. Reachable by another local user, that is root for
+    them (a store outside a private home: ``--store /var/lib/...``, ``$CAPSTONE_STORE``). So no
+    directory of the store lets anyone but its owner through. The root itself is made 0700
+    too when it is the store's own (new, empty, or a store already); a directory the user
+    pointed ``--store`` at that holds other things keeps its mode: the subdirectories are what
+    must be closed. A store made before this rule is fixed the first time it is opened.
+    """
+    if own_root and stat.S_IMODE(path.stat().st_mode) != PRIVATE_MODE:
+        os.chmod(path, PRIVATE_MODE)
+    for sub in PRIVATE_DIRS:
+        d = path / sub
+        try:
+            os.mkdir(d, PRIVATE_MODE)
+        except FileExistsError:
+            pass
+        st = os.lstat(d)
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(d))
+        if stat.S_IMODE(st.st_mode) != PRIVATE_MODE:
+            os.chmod(d, PRIVATE_MODE)
+
 
 
 def image_from_layout(layout: OCILayout, mdesc: Descriptor) -> Image:
