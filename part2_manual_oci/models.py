@@ -30,11 +30,18 @@ _DIGEST_GRAMMAR = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 def canonical_json(obj_json: Mapping[str, Any] | Any) -> bytes:
     """The exact bytes we store for a JSON document: compact, sorted keys, UTF-8.
 
-    Accepts a dict or a model (anything with ``to_json()``).
+    Accepts a dict or a model (anything with ``to_json()``). A string may hold bytes that are
+    not UTF-8, kept as surrogateescape code points (a file name from ``os.listdir`` in a
+    history entry's ``created_by``): JSON is UTF-8, so each such byte becomes U+FFFD, as Go's
+    encoding/json writes it in the configs other tools make.
     """
     if hasattr(obj_json, "to_json"):
         obj_json = obj_json.to_json()
-    return json.dumps(obj_json, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text = json.dumps(obj_json, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode("utf-8")
 
 
 def env_to_dict(env: Iterable[str]) -> dict[str, str]:

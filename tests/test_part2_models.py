@@ -291,3 +291,10 @@ def test_container_config_json_round_trip(user, env, entrypoint, cmd, labels, po
     c = ContainerConfig(user=user, env=env, entrypoint=entrypoint, cmd=cmd, labels=labels, exposed_ports=ports, args_escaped=args_escaped, shell=shell, extra=extra)
     config = ImageConfig(architecture="amd64", os="linux", config=c, rootfs_diff_ids=(D1,))
     assert ImageConfig.from_json(json.loads(canonical_json(config))) == config
+
+
+def test_canonical_json_writes_bytes_that_are_not_utf8_as_replacement_characters():
+    # a file name from os.listdir (b"caf\xe9" as surrogateescape) in a history entry: JSON is
+    # UTF-8, and Go's encoding/json writes each such byte as U+FFFD
+    assert canonical_json({"created_by": "COPY caf\udce9 /x"}) == '{"created_by":"COPY caf\ufffd /x"}'.encode()
+    assert canonical_json({"a": "é"}) == '{"a":"é"}'.encode()

@@ -24,7 +24,13 @@ class FileDigests:
     """sha256 of files, remembered by (path, size, mtime_ns, ino, ctime_ns)."""
 
     def __init__(self, table: dict | None = None) -> None:
-        self.table: dict[str, list] = dict(table or {})
+        #: real path (str; a name that is not UTF-8 as surrogateescape) -> [size, mtime_ns,
+        #: ino, ctime_ns, sha256 hex]. What a cache file holds is only a hint: a row of any
+        #: other shape (an older format, a damaged file) is dropped, never trusted or fatal
+        self.table: dict[str, list] = {
+            path: row for path, row in (table.items() if isinstance(table, dict) else ())
+            if isinstance(path, str) and _valid_row(row)
+        }
         self.changed = False
         self.read_bytes = 0
 
@@ -50,6 +56,11 @@ class FileDigests:
         self.table[path] = sig + [hexdigest]
         self.changed = True
         return hexdigest
+
+
+def _valid_row(row) -> bool:
+    return (isinstance(row, list) and len(row) == 5 and all(type(v) is int for v in row[:4])
+            and isinstance(row[4], str) and len(row[4]) == 64)
 
 
 def entry_line(dest: str, st: os.stat_result, uid: int, gid: int, mode: int,

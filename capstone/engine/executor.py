@@ -207,7 +207,7 @@ class Builder:
         self._views: dict[tuple, RootfsView] = {}
         self._counter = 0
         self.source_date_epoch = plan.source_date_epoch
-        self._digest_key = "contenthash:" + hashlib.sha256(str(context_dir).encode()).hexdigest()
+        self._digest_key = "contenthash:" + hashlib.sha256(os.fsencode(context_dir)).hexdigest()
         self.digests = FileDigests((store.cache_get(self._digest_key) or {}).get("files"))
         #: COPY/ADD layers made by this build: diff_id -> plan (to make their snapshots by copy)
         self._copy_plans: dict[str, CopyPlan] = {}
@@ -366,8 +366,8 @@ class Builder:
         table = {p: v for p, v in self.digests.table.items() if not p.startswith(scratch)}
         try:
             self.store.cache_put(self._digest_key, {"files": table})
-        except OSError:
-            pass  # only a speed-up: the next build hashes again
+        except (OSError, ValueError):
+            pass  # only a speed-up: the next build hashes again (a failed write is no error)
 
     def total(self) -> int:
         return self.plan.total_steps

@@ -876,8 +876,13 @@ class Store:
 
     def cache_put(self, key: str, value: dict) -> None:
         """Store ``value`` under ``key`` (atomically). Every ``sha256:...`` string in a value
-        keeps that blob (an image manifest: the whole image) alive through ``prune``."""
-        write_file_atomic(self._cache_file(key), canonical_json(value))
+        keeps that blob (an image manifest: the whole image) alive through ``prune``.
+
+        Strings may carry file names that are not UTF-8 (the bytes kept as surrogateescape
+        code points, as ``os.listdir`` gives them): the file is ASCII JSON, those code points
+        written as ``\\udcXX`` escapes, which :meth:`cache_get` reads back as they were."""
+        data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        write_file_atomic(self._cache_file(key), data.encode("ascii"))
 
     # -- import and transfer -------------------------------------------------------------------
     def import_rootfs(self, src: str | os.PathLike, name: str) -> Descriptor:

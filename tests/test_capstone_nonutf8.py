@@ -1,0 +1,113 @@
+"""File names that are not UTF-8 are carried as the bytes they are (surrogateescape in Python's
+str): through the context walk, .dockerignore matching, the content-hash cache keys, the layers
+and the store's cache files. A cache file that cannot be written or read is only a miss: it
+never fails a build, this one or a later one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from capstone.engine import build
+from capstone.store import Store
+from part4_tar import apply_layers
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
+
+LATIN1 = b"caf\xe9.txt"  # "café.txt" in Latin-1: not UTF-8
+IGNORED = b"na\xefve.txt"
+DIRNAME = b"d\xff"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    s = Store.open(tmp_path_factory.mktemp("store"))
+    s.load("capstone/busybox")
+    return s
+
+
+def make_ctx(root: Path) -> Path:
+    root.mkdir()
+    b = os.fsencode(root)
+    files = {
+        LATIN1: b"latin-1 name\n",
+        IGNORED: b"excluded by a .dockerignore line that is not UTF-8 either\n",
+        DIRNAME + b"/x": b"in a directory whose name is not UTF-8\n",
+        b".dockerignore": IGNORED + b"\n",
+        b"Dockerfile": b"FROM capstone/busybox\nCOPY " + LATIN1 + b" /one/\nCOPY . /all/\nRUN find /all > /listing\n",
+    }
+    for name, data in files.items():
+        path = b + b"/" + name
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    return root
+
+
+def do_build(store, ctx, tag):
+    with open(os.devnull, "wb") as devnull:
+        return build(store, ctx, tags=[tag], network="none", run_output=devnull)
+
+
+def rootfs(store, tag, dest: Path) -> bytes:
+    dest.mkdir()
+    apply_layers([layer.open() for layer in store.load(tag).layers], dest)
+    return os.fsencode(dest)
+
+
+def test_names_that_are_not_utf8_go_through_the_build_as_bytes(store, tmp_path):
+    ctx = make_ctx(tmp_path / "ctx")
+    do_build(store, ctx, "nonutf8")
+    root = rootfs(store, "nonutf8", tmp_path / "rootfs")
+    assert open(root + b"/one/" + LATIN1, "rb").read() == b"latin-1 name\n"
+    assert sorted(os.listdir(root + b"/all")) == sorted([b".dockerignore", b"Dockerfile", LATIN1, DIRNAME])
+    assert os.listdir(root + b"/all/" + DIRNAME) == [b"x"]
+    # the RUN step saw the same bytes
+    assert b"/all/" + LATIN1 in open(root + b"/listing", "rb").read().split(b"\n")
+
+    # the content-hash table was saved (with the names as they are) and the rebuild uses it
+    again = do_build(store, ctx, "nonutf8")
+    assert again.cache_hits == len(again.steps) - 1  # every step but FROM
+    saved = [store.cache_get(p.name) for p in store.cache_dir.iterdir()]
+    files = [v["files"] for v in saved if v and "files" in v]
+    assert any(os.fsdecode(os.fsencode(ctx) + b"/" + LATIN1) in table for table in files)
+
+
+def test_cache_keys_tell_two_names_apart_by_their_bytes(store, tmp_path):
+    ctx = make_ctx(tmp_path / "ctx")
+    do_build(store, ctx, "nonutf8-keys")
+    b = os.fsencode(ctx)
+    os.rename(b + b"/" + LATIN1, b + b"/caf\xe8.txt")  # same content, another byte
+    with open(b + b"/Dockerfile", "wb") as f:
+        f.write(b"FROM capstone/busybox\nCOPY . /all/\n")
+    first = do_build(store, ctx, "nonutf8-keys")
+    os.rename(b + b"/caf\xe8.txt", b + b"/caf\xe7.txt")
+    second = do_build(store, ctx, "nonutf8-keys")
+    assert [s.cached for s in first.steps if s.kind == "COPY"] == [False]
+    assert [s.cached for s in second.steps if s.kind == "COPY"] == [False]
+    root = rootfs(store, "nonutf8-keys", tmp_path / "rootfs")
+    assert b"caf\xe7.txt" in os.listdir(root + b"/all") and b"caf\xe8.txt" not in os.listdir(root + b"/all")
+
+
+def test_a_cache_file_that_cannot_be_written_or_read_is_only_a_miss(store, tmp_path, monkeypatch):
+    ctx = make_ctx(tmp_path / "ctx")
+
+    def refuse(key, value):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "cache_put", lambda key, value: refuse(key, value) if key.startswith("contenthash:")
+                  else Store.cache_put(store, key, value))
+        do_build(store, ctx, "nonutf8-fail")
+    do_build(store, ctx, "nonutf8-fail")
+    # a damaged table (a row of another shape, a name that is no string) is dropped, not fatal
+    for entry in store.cache_dir.iterdir():
+        value = store.cache_get(entry.name)
+        if value and "files" in value:
+            store.cache_put(entry.name, {"files": {**value["files"], "/x": "junk", "/y": [1, 2]}})
+    (ctx / "new.txt").write_text("changed\n")
+    result = do_build(store, ctx, "nonutf8-fail")
+    assert [s.cached for s in result.steps if s.kind == "COPY"] == [True, False]
