@@ -525,7 +525,16 @@ class RootDir:
         """A new empty regular file at ``name`` (what was there is removed first), open for
         writing (``O_EXCL|O_NOFOLLOW``: never a file or link that was there). ``mode`` is
         masked by the umask, as open(2) does: set it with ``fchmod``."""
-        return self._make(name, lambda p: os.open(p.name, _CREATE_FLAGS, mode, dir_fd=p.fd))[1]
+        parts = split_name(name)
+        # the common case of a big tree: a new name in a directory resolved a moment ago
+        d = self._dirs.get(parts[:-1]) if len(parts) > 1 else None
+        if d is not None:
+            self._dirs.move_to_end(parts[:-1])
+            try:
+                return os.open(parts[-1], _CREATE_FLAGS, mode, dir_fd=d.fd)
+            except FileExistsError:
+                pass  # something is there: replaced below
+        return self._make(parts, lambda p: os.open(p.name, _CREATE_FLAGS, mode, dir_fd=p.fd))[1]
 
     def symlink(self, target: str, name: str | tuple[str, ...]) -> Parent:
         """A symlink ``name -> target`` (the target is stored as it is, never followed here).
