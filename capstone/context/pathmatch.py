@@ -312,7 +312,9 @@ class PathPattern:
         head = directory + "/" if directory else ""
         kind = self.kind
         if kind == "exact":
-            return self.text.startswith(head) and len(self.text) > len(head)
+            # "a/" itself counts: a pattern with a trailing slash names the directory's own
+            # entry, which a walker must still reach (hypothesis found the case)
+            return self.text.startswith(head)
         if kind == "prefix":
             start = self.text[:-2]
             return head.startswith(start) or start.startswith(head)
