@@ -163,3 +163,14 @@ COPY dir /exist
     root = image_rootfs(store, "exist:1", tmp_path / "rootfs")
     assert meta(root / "exist") == (0o700, 5, 6)
     assert (root / "exist/f").read_text() == "f"
+
+
+def test_workdir_for_a_user_the_image_lacks_fails_as_buildkit(tmp_path):
+    """BuildKit's mkdir resolves USER in the image's /etc/passwd and fails when it cannot;
+    making the directory root's instead would hide the mistake until the container runs."""
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nUSER nosuchuser\nWORKDIR /app\n")
+    store = tmp_path / "store"
+    r = capstone(store, "build", "-q", "--network", "none", "-t", "wd:2", str(ctx))
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].endswith(
+        "Dockerfile:3: unable to find user nosuchuser: no matching entries in passwd file"), r.stderr

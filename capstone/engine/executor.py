@@ -577,12 +577,9 @@ class Builder:
             view = self.view(stage.image)
             if path == "/" or view.is_dir(path):
                 return None, created_by, "the directory exists: no layer", {"working_dir": path}
-            uid = gid = 0
-            if user:
-                try:
-                    uid, gid = parse_chown(user, view.read_text)
-                except ValueError:
-                    uid = gid = 0
+            # a USER the image cannot resolve fails the step, as BuildKit's mkdir does ("unable
+            # to find user X: no matching entries in passwd file"), rather than making root's
+            uid, gid = parse_chown(user, view.read_text) if user else (0, 0)
             resolved, _ = view.resolve(path)
             parts = split_path(resolved)
             staging = self.temp("workdir")
