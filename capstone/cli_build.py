@@ -1,7 +1,7 @@
 """The command line of the builder's build command: ``COMMANDS``, merged by ``__main__``.
 
 ``capstone build [-t NAME[:TAG]]... [-f FILE] [--build-arg K[=V]]... [--target STAGE]
-[--no-cache] [--network host|none|private] [--platform P] [--label K=V]...
+[--no-cache] [--network host|none|private] [--platform P[,P...]] [--pull[=always|missing|never]] [--label K=V]...
 [--output type=oci|oci-archive|docker-archive,dest=...] [--iidfile F]
 [--progress auto|plain|quiet] [--secret id=ID[,src=PATH|,env=VAR]]... [--ssh default|ID[=SOCKET|KEY]]...
 [--allow network.host|security.insecure]... [--explain] CONTEXT``
@@ -41,7 +41,15 @@ def configure_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not use the build cache (still record)")
     p.add_argument("--network", choices=("private", "host", "none"), default="private",
                    help="network of RUN steps (default private: outbound access through slirp4netns)")
-    p.add_argument("--platform", metavar="P", help="the target platform (os/arch[/variant])")
+    p.add_argument("--platform", metavar="P[,P...]",
+                   help="the target platform (os/arch[/variant]); several, comma-separated, build one image "
+                        "per platform into one index under one name")
+    p.add_argument("--pull", action="store_const", const="always", default="missing", dest="pull",
+                   help="--pull[=always|missing|never]: pull the base images: always (resolve every tag again; "
+                        "--pull alone), missing (the default: when the store lacks them for the platform) or never")
+    # only the --pull=VALUE spelling takes a value (``--pull .`` is --pull and the context), as podman
+    for value in ("always", "missing", "never", "true", "false"):
+        p.add_argument(f"--pull={value}", action="store_const", const=value, dest="pull", help=argparse.SUPPRESS)
     p.add_argument("--label", action="append", default=[], metavar="K=V", help="add a label to the image")
     p.add_argument("-o", "--output", action="append", default=[], metavar="type=T,dest=D",
                    help="also export: type=oci|oci-archive|docker-archive,dest=PATH or type=registry,name=REF")
@@ -97,7 +105,7 @@ def run_build(args: argparse.Namespace, n) -> int:
         try:
             result = build(
                 store, Path(args.context), args.file, tags=args.tag, build_args=build_args,
-                target=args.target, no_cache=args.no_cache, network=args.network, platform=args.platform,
+                target=args.target, no_cache=args.no_cache, network=args.network, platform=args.platform, pull=args.pull,
                 labels=labels, outputs=args.output, iidfile=args.iidfile, progress=progress,
                 explain=args.explain, log=log, run_output=run_output,
                 secrets=args.secret, ssh=args.ssh, allow=args.allow,

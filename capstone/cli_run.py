@@ -109,6 +109,8 @@ def configure_pull(p: argparse.ArgumentParser) -> None:
     from .cli_registry import add_registry_flags
 
     p.add_argument("ref", metavar="REF", help="NAME[:TAG|@DIGEST] (docker.io/library/ for a bare name)")
+    p.add_argument("--platform", metavar="P", help="the platform's image of a multi-platform index "
+                   "(os/arch[/variant]; default: this host's)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest, show no progress")
     add_registry_flags(p)
 
@@ -121,8 +123,16 @@ def run_pull(args: argparse.Namespace, n: Narrator) -> int:
 
     store = _store(args)
     ref = args.ref[len("docker://"):] if args.ref.startswith("docker://") else args.ref
+    platform = None
+    if args.platform:
+        from part2_manual_oci import PlatformError, parse_platform
+
+        try:
+            platform = parse_platform(args.platform)
+        except PlatformError as e:
+            raise CapstoneError(f"--platform: {e}") from None
     with terminate_as_interrupt(), transfer_view("quiet" if args.quiet else "auto") as view:
-        desc = pull(store, ref, on_progress=view, options=registry_options(args))
+        desc = pull(store, ref, platform=platform, on_progress=view, options=registry_options(args))
     n.out.write(f"{desc.digest}\n" if args.quiet else f"{parse_name(ref).name}@{desc.digest}\n")
     n.out.flush()
     return 0

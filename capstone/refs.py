@@ -21,15 +21,19 @@ otherwise the registry is ``docker.io``, and a one-part repository there lives u
 
 A reference can also name where an image is rather than what it is called
 (``parse_reference``): ``oci-layout:DIR[:TAG]`` (``oci:`` too), ``oci-archive:FILE[:TAG]``,
-``docker-archive:FILE[:NAME:TAG]``, ``docker://NAME`` and ``scratch``.
+``docker-archive:FILE[:NAME:TAG]``, read by part 3's one grammar, and ``docker://NAME``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import CapstoneError
+
+if TYPE_CHECKING:
+    from part3_go_style_builder import ImageReference
 
 DEFAULT_REGISTRY = "docker.io"
 LEGACY_REGISTRY = "index.docker.io"
@@ -58,8 +62,6 @@ _SHA256_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 OCI_LAYOUT = "oci-layout"
 OCI_ARCHIVE = "oci-archive"
 DOCKER_ARCHIVE = "docker-archive"
-DOCKER = "docker"
-SCRATCH = "scratch"
 _TRANSPORT_ALIASES = {"oci": OCI_LAYOUT, OCI_LAYOUT: OCI_LAYOUT, OCI_ARCHIVE: OCI_ARCHIVE,
                       DOCKER_ARCHIVE: DOCKER_ARCHIVE}
 
@@ -196,63 +198,38 @@ def is_image_id(text: str) -> bool:
 
 
 # -- transports --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TransportRef:
-    """A reference that says where an image is: ``transport:path[:ref]``.
-
-    ``transport`` is ``oci-layout``, ``oci-archive``, ``docker-archive``, ``docker`` or
-    ``scratch``. ``path`` is the directory or file (None for docker and scratch). ``ref`` is
-    what names the image in there: the layout's ref name (``bench``, or a full name with
-    colons: everything after the path's ``:``), docker-archive's ``NAME:TAG``, or None.
-    ``name`` is the parsed name for ``docker://``.
-    """
-
-    transport: str
-    path: str | None = None
-    ref: str | None = None
-    name: NameRef | None = None
-
-    def __str__(self) -> str:
-        if self.transport == SCRATCH:
-            return SCRATCH
-        if self.transport == DOCKER:
-            return f"docker://{self.name.name}"
-        return f"{self.transport}:{self.path}" + (f":{self.ref}" if self.ref else "")
+# One grammar for ``TRANSPORT:PATH[:REF]``: part 3's ``parse_reference`` (cbt's and skopeo's).
+# Here it is only told apart from a name, and ``docker://NAME`` is read as a name.
 
 
 def has_transport(text: str) -> bool:
-    """Whether ``text`` names a transport (``oci:``, ``docker://``, ``scratch``...), not a name."""
-    if text == SCRATCH or text.startswith("docker://"):
+    """Whether ``text`` names a transport (``oci:``, ``oci-archive:``, ``docker://``...), not a name."""
+    if text.startswith("docker://"):
         return True
     head, colon, _ = text.partition(":")
     return bool(colon) and head in _TRANSPORT_ALIASES
 
 
-def parse_transport(text: str) -> TransportRef:
-    """Parse a transport reference; :class:`InvalidName` when it is malformed."""
-    if text == SCRATCH:
-        return TransportRef(SCRATCH)
+def parse_transport(text: str) -> ImageReference:
+    """``oci:DIR[:REF]``, ``oci-layout:``, ``oci-archive:FILE[:REF]`` or
+    ``docker-archive:FILE[:NAME[:TAG]]`` by part 3's grammar; :class:`InvalidName` when malformed."""
+    from part3_go_style_builder import InvalidReference
+    from part3_go_style_builder import parse_reference as parse_location
+
+    try:
+        ref = parse_location(text)
+    except InvalidReference as e:
+        raise InvalidName(str(e)) from None
+    if ref.transport == DOCKER_ARCHIVE and ref.image is not None:
+        parse_name(ref.ref_name)  # NAME[:TAG] must be a valid name by Docker's rules
+    return ref
+
+
+def parse_reference(text: str) -> NameRef | ImageReference:
+    """A name (:class:`NameRef`; ``docker://NAME`` too) or a transport reference (part 3's
+    ``ImageReference``)."""
     if text.startswith("docker://"):
-        return TransportRef(DOCKER, name=parse_name(text[len("docker://"):]))
-    head, colon, rest = text.partition(":")
-    transport = _TRANSPORT_ALIASES.get(head) if colon else None
-    if transport is None:
-        raise InvalidName(f"{text!r} names no transport (oci:, oci-layout:, oci-archive:, docker-archive:, "
-                          "docker://, scratch)")
-    path, sep, ref = rest.partition(":")
-    if not path:
-        raise InvalidName(f"{text!r}: missing path (expected {head}:PATH[:REF])")
-    if sep and not ref:
-        raise InvalidName(f"{text!r}: empty reference after the path")
-    if transport == DOCKER_ARCHIVE and ref:
-        parse_name(ref)  # NAME[:TAG] must be a valid name
-    return TransportRef(transport, path, ref or None)
-
-
-def parse_reference(text: str) -> NameRef | TransportRef:
-    """A store name (:class:`NameRef`) or a transport reference (:class:`TransportRef`)."""
+        return parse_name(text[len("docker://"):])
     if has_transport(text):
         return parse_transport(text)
     return parse_name(text)

@@ -7,7 +7,8 @@ layout is the directory that holds them: ``oci-layout``, ``index.json``, ``blobs
 
 This part models those documents (``Descriptor``, ``ImageConfig``, ``Manifest``, ``Index``;
 OCI image-spec v1.1, Docker schema2 read too), reads and writes layouts (``OCILayout``:
-atomic, content-addressed, verified reads), checks them (``validate_layout``), packs them
+atomic, content-addressed, verified reads), checks them (``validate_layout``), picks an index's image for a platform
+(``select_platform``, containerd's rules; ``host_platform``), packs them
 (``write_oci_archive``) and builds the chapter's busybox image with nothing but the stdlib
 (``build_busybox_image``). Run ``python -m part2_manual_oci --out DIR`` to watch it happen.
 """
@@ -26,14 +27,32 @@ from .digest import (
     sha256_digest,
 )
 from .errors import ArchiveError, BlobCorrupt, BlobNotFound, LayoutError, ModelError
-from .hostinfo import host_platform, rfc3339, source_date_epoch
+from .hostinfo import rfc3339, source_date_epoch
 from .layout import MAX_JSON_SIZE, OCILayout, write_file_atomic
 from .models import ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest, Platform, canonical_json, env_to_dict
+from .platforms import (
+    ELF_MACHINES,
+    PlatformError,
+    PlatformNotFound,
+    compatible_platforms,
+    elf_header,
+    elf_platform,
+    format_platform,
+    host_platform,
+    normalize_platform,
+    parse_platform,
+    parse_platforms,
+    platform_compatible,
+    platform_matches,
+    same_platform,
+    select_platform,
+)
 from .validate import validate_layout
 
 __all__ = [
     "ALGORITHMS",
     "MAX_JSON_SIZE",
+    "ELF_MACHINES",
     "ArchiveError",
     "BlobCorrupt",
     "BlobNotFound",
@@ -49,18 +68,31 @@ __all__ = [
     "ModelError",
     "OCILayout",
     "Platform",
+    "PlatformError",
+    "PlatformNotFound",
     "build_busybox_image",
     "canonical_json",
     "check_digest",
+    "compatible_platforms",
     "digest_hex",
     "digest_stream",
+    "elf_header",
+    "elf_platform",
     "env_to_dict",
     "extract_oci_archive",
+    "format_platform",
     "host_platform",
     "mediatypes",
+    "normalize_platform",
     "open_oci_archive",
     "parse_digest",
+    "parse_platform",
+    "parse_platforms",
+    "platform_compatible",
+    "platform_matches",
     "rfc3339",
+    "same_platform",
+    "select_platform",
     "sha256_digest",
     "source_date_epoch",
     "validate_layout",

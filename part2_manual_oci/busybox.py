@@ -33,9 +33,10 @@ from typing import BinaryIO
 from . import mediatypes as mt
 from .digest import HashingWriter
 from .errors import LayoutError
-from .hostinfo import host_platform, rfc3339, source_date_epoch
+from .hostinfo import rfc3339, source_date_epoch
 from .layout import OCILayout
 from .models import ContainerConfig, Descriptor, History, ImageConfig, Manifest, Platform, canonical_json
+from .platforms import elf_platform, host_platform
 
 DEFAULT_BUSYBOX = "/usr/bin/busybox"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -218,6 +219,7 @@ def build_busybox_image(
     workdir: str | os.PathLike | None = None,
     epoch: int | None = None,
     on_step: StepCallback | None = None,
+    platform: Platform | None = None,
 ) -> Descriptor:
     """Build the runnable busybox image into the layout ``out_dir`` under ``tag``.
 
@@ -225,6 +227,10 @@ def build_busybox_image(
     layer.tar and layer.tar.gz there (default: a temporary directory). ``epoch`` (default
     $SOURCE_DATE_EPOCH, else 0) dates every file and the config. ``on_step(name, facts)``
     is called after each step with what it computed (the chapter script narrates those).
+    ``platform`` is the one the image is for: by default the one ``busybox`` was compiled for
+    (its ELF header: Debian's ``busybox-static:arm64`` makes a ``linux/arm64`` image), else
+    this host's. Listing a foreign busybox's applets runs it, through qemu-user where the
+    host has it registered with binfmt_misc.
     """
     report = on_step or (lambda name, facts: None)
     mtime = source_date_epoch(epoch)
@@ -252,7 +258,7 @@ def build_busybox_image(
             layer = layout.put_blob(f, mt.OCI_LAYER_GZIP, expected_digest=digest)
         report("layer", {"descriptor": layer, "path": layout.blob_path(layer.digest)})
 
-    plat = host_platform()
+    plat = platform or elf_platform(busybox) or host_platform()
     config = busybox_config(diff_id, created=created, busybox_version=rootfs.busybox_version, plat=plat)
     config_desc = layout.put_json(config, mt.OCI_CONFIG)
     report("config", {"config": config, "descriptor": config_desc, "bytes": canonical_json(config)})

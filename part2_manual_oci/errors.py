@@ -6,6 +6,8 @@ Exception tree::
     ├── BlobNotFound            a descriptor names a blob the layout does not hold
     ├── BlobCorrupt             a blob's bytes do not match its digest (or size)
     ├── ModelError              JSON that is not a valid descriptor / config / manifest / index
+    │   ├── PlatformError       a platform specifier that cannot be parsed (platforms.py)
+    │   └── PlatformNotFound    an index without an image for the platform asked for (platforms.py)
     └── ArchiveError            an oci-archive that cannot be read safely
 
 ``digest.DigestError`` (a ValueError) is raised for malformed digest strings.

@@ -41,10 +41,13 @@ from part2_manual_oci import (
     Manifest,
     ModelError,
     OCILayout,
+    Platform,
+    PlatformNotFound,
     canonical_json,
     digest_hex,
     digest_stream,
     host_platform,
+    select_platform,
     sha256_digest,
     write_oci_archive,
 )
@@ -331,18 +334,20 @@ class _ArchiveReader:
         self._tf.close()
 
 
-def _platform_entry(entries: tuple[Descriptor, ...], where: str) -> Descriptor:
-    """The entry of a multi-platform index that runs here."""
-    here = host_platform()
-    os_name, arch = here.os, here.architecture
-    manifests = [e for e in entries if e.media_type in mt.MANIFEST_TYPES]
-    matching = [e for e in manifests if e.platform is not None and (e.platform.os, e.platform.architecture) == (os_name, arch)]
-    if matching:
-        return matching[0]
-    if len(manifests) == 1:
-        return manifests[0]
-    found = ", ".join(str(e.platform) for e in manifests if e.platform) or "none"
-    raise ImageNotFound(f"{where}: no image for {os_name}/{arch} in the image index (platforms: {found})")
+def _config_platform(reader, desc: Descriptor) -> Platform | None:
+    """The platform an index entry without one is for: its config's (containerd reads it too)."""
+    if desc.media_type not in mt.MANIFEST_TYPES:
+        return None
+    manifest = Manifest.from_json(reader.read_json(desc), f"{reader.where}: manifest {desc.digest}")
+    return ImageConfig.from_json(reader.read_json(manifest.config), f"{reader.where}: config {manifest.config.digest}").platform
+
+
+def _platform_entry(reader, entries: tuple[Descriptor, ...], platform: Platform | None, where: str) -> Descriptor:
+    """The entry of a multi-platform index for ``platform`` (default: this host)."""
+    try:
+        return select_platform(entries, platform, where, platform_of=lambda d: _config_platform(reader, d))
+    except PlatformNotFound as e:
+        raise ImageNotFound(str(e)) from None
 
 
 def _entry_with_digest(reader, digest: str) -> Descriptor:
@@ -393,15 +398,22 @@ class Image:
 
     # -- making images --------------------------------------------------------------------------
     @classmethod
-    def scratch(cls, os: str | None = None, architecture: str | None = None) -> "Image":
-        """The empty image (FROM scratch) for this host's platform, or the one given."""
-        here = host_platform()
+    def scratch(cls, os: str | None = None, architecture: str | None = None, *,
+                platform: Platform | None = None) -> "Image":
+        """The empty image (FROM scratch) for ``platform``, else this host's platform (``os``
+        and ``architecture`` replace parts of it)."""
+        here = platform or host_platform()
         variant = here.variant if architecture in (None, here.architecture) else None
-        return cls(ImageConfig(architecture=architecture or here.architecture, os=os or here.os, variant=variant))
+        return cls(ImageConfig(architecture=architecture or here.architecture, os=os or here.os, variant=variant,
+                               os_version=here.os_version if os in (None, here.os) else None))
 
     @classmethod
-    def load(cls, ref: str | ImageReference, *, manifest_digest: str | None = None) -> "Image":
+    def load(cls, ref: str | ImageReference, *, manifest_digest: str | None = None,
+             platform: Platform | None = None) -> "Image":
         """The image a reference names, from an OCI layout or an oci-archive.
+
+        When the name is a multi-platform index, its image for ``platform`` (default: this
+        host) is taken, by part 2's ``select_platform``.
 
         With ``manifest_digest``, the image is the one whose manifest has that digest (an
         entry of index.json, or a platform entry of an image index in it), whatever the names:
@@ -425,7 +437,7 @@ class Image:
                 desc = select_manifest(reader.manifests(), ref, reader.where)
             if desc.media_type in mt.INDEX_TYPES:
                 nested = Index.from_json(reader.read_json(desc), f"{reader.where}: index {desc.digest}")
-                desc = _platform_entry(nested.manifests, f"{reader.where}: {ref.ref_name}")
+                desc = _platform_entry(reader, nested.manifests, platform, f"{reader.where}: {ref.ref_name}")
             if desc.media_type not in mt.MANIFEST_TYPES:
                 raise LayoutError(f"{reader.where}: {desc.digest} has media type {desc.media_type}, not an image manifest")
             manifest = Manifest.from_json(reader.read_json(desc), f"{reader.where}: manifest {desc.digest}")

@@ -1,22 +1,31 @@
-"""Image references with a transport, as cbt writes them, and choosing a manifest by name.
+"""Image references with a transport, as cbt and skopeo write them, and choosing a manifest by name.
 
-A reference is ``TRANSPORT:REST``, split on the first ``:``. ``REST`` is split on ``:`` again:
+This is the one grammar of transport references in the project (the capstone parses its
+``oci:``, ``oci-archive:`` and ``docker-archive:`` references here too). A reference is
+``TRANSPORT:PATH[:REF]``, split on the first ``:`` twice, so a path cannot hold a ``:`` (as in
+cbt and skopeo), and ``REF`` is everything after the path:
 
-=====================================  =========  ==========  =========
-reference                              path       image       tag
-=====================================  =========  ==========  =========
-``oci-layout:/tmp/centos``             /tmp/centos            latest
-``oci-layout:/tmp/centos:7``           /tmp/centos            7
-``oci-layout:/tmp/nodejs:nodejs:20``   /tmp/nodejs  nodejs    20
-``oci-archive:alpine.tar:latest``      alpine.tar             latest
-=====================================  =========  ==========  =========
+=============================================  =================  ====================  =========
+reference                                      path               image                 tag
+=============================================  =================  ====================  =========
+``oci-layout:/tmp/centos``                     /tmp/centos                              latest
+``oci-layout:/tmp/centos:7``                   /tmp/centos                              7
+``oci-layout:/tmp/nodejs:nodejs:20``           /tmp/nodejs        nodejs                20
+``oci:/s:localhost:5000/a/b:1``                /s                 localhost:5000/a/b    1
+``oci-archive:alpine.tar:latest``              alpine.tar                               latest
+``docker-archive:d.tar:busybox``               d.tar              busybox               latest
+``docker-archive:d.tar:busybox:bench``         d.tar              busybox               bench
+=============================================  =================  ====================  =========
 
-So a path cannot hold a ``:`` (as in cbt and skopeo). ``oci:`` is accepted as another name of
-``oci-layout:`` (skopeo's spelling).
+In ``REF`` the tag is what follows the last ``:`` after the last ``/`` (Docker's rule, so a
+registry's port is part of the image name). For ``oci-layout:`` and ``oci-archive:`` a ``REF``
+of one word is a tag (the layout's ref name); for ``docker-archive:`` it is an image name, as
+skopeo reads them. ``oci:`` is another name of ``oci-layout:`` (skopeo's spelling).
 
 In a layout, an image is named by its index entry's ``org.opencontainers.image.ref.name``
-annotation. cbt writes ``IMAGE:TAG`` there; skopeo and umoci write a bare ``TAG``. Both are
-accepted, see :func:`select_manifest`.
+annotation. cbt writes ``IMAGE:TAG`` there; skopeo and umoci write a bare ``TAG``; the capstone
+writes a full name (``docker.io/library/busybox:latest``). All are accepted, see
+:func:`select_manifest`.
 """
 
 from __future__ import annotations
@@ -30,7 +39,8 @@ from .errors import AmbiguousImage, ImageNotFound, InvalidReference
 
 OCI_ARCHIVE = "oci-archive"
 OCI_LAYOUT = "oci-layout"
-TRANSPORTS = (OCI_ARCHIVE, OCI_LAYOUT)
+DOCKER_ARCHIVE = "docker-archive"
+TRANSPORTS = (OCI_ARCHIVE, OCI_LAYOUT, DOCKER_ARCHIVE)
 _ALIASES = {"oci": OCI_LAYOUT}
 DEFAULT_TAG = "latest"
 
@@ -38,7 +48,8 @@ DEFAULT_TAG = "latest"
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # a repository name: components of alphanumerics joined by separators, split by "/"
 _COMPONENT = r"[A-Za-z0-9]+(?:(?:[._]|__|-+)[A-Za-z0-9]+)*"
-_IMAGE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+# ... the first of them may be a registry host with a port (localhost:5000/app)
+_IMAGE = re.compile(rf"^{_COMPONENT}(?::[0-9]+/{_COMPONENT})?(?:/{_COMPONENT})*$")
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tar.zst", ".tar.xz", ".tar.bz2", ".tgz", ".tar", ".oci")
 
 
@@ -68,6 +79,12 @@ class ImageReference:
         return f"{self.image}:{self.tag}" if self.image is not None else self.tag
 
     @property
+    def given_name(self) -> str | None:
+        """:attr:`ref_name` when the reference names an image or a tag, else None (the
+        layout's only image, or a default the caller picks)."""
+        return self.ref_name if self.image is not None or self.tag_given else None
+
+    @property
     def workdir_name(self) -> str:
         """cbt's working-folder name: the image name, else the layout folder's name, else the
         archive's file name without its extension (``nginx.tar`` -> ``nginx``)."""
@@ -86,7 +103,8 @@ class ImageReference:
 
 
 def parse_reference(text: str) -> ImageReference:
-    """Parse ``oci-archive:FILE[:TAG]``, ``oci-layout:DIR[:TAG]`` or ``...:IMAGE:TAG``.
+    """Parse ``oci-archive:FILE[:REF]``, ``oci-layout:DIR[:REF]`` or ``docker-archive:FILE[:REF]``
+    (``REF``: ``TAG`` or ``IMAGE[:TAG]``, see the module docstring).
 
     Raises :class:`InvalidReference` with a message that quotes the reference.
     """
@@ -102,38 +120,45 @@ def parse_reference(text: str) -> ImageReference:
         raise InvalidReference(
             f"unknown transport {transport!r} in {text!r} (expected one of: {', '.join(TRANSPORTS)})"
         )
-    parts = rest.split(":")
-    if len(parts) > 3:
-        raise InvalidReference(
-            f"too many ':' in {text!r} (expected {transport}:PATH[:TAG] or {transport}:PATH:IMAGE:TAG; "
-            "a path cannot contain ':')"
-        )
-    path = parts[0]
+    path, has_ref, ref_text = rest.partition(":")
     if not path:
         raise InvalidReference(f"missing path in {text!r} (expected {transport}:PATH[:TAG])")
-    image = None
-    tag = DEFAULT_TAG
-    if len(parts) == 3:
-        image = parts[1]
+    image, tag = _split_ref(ref_text, text, transport) if has_ref else (None, None)
+    ref = ImageReference(transport, path, image, tag or DEFAULT_TAG, tag_given=tag is not None)
+    if ref.workdir_name in ("", ".", ".."):
+        raise InvalidReference(f"cannot name a working folder after {text!r}: give an image name (PATH:IMAGE:TAG)")
+    return ref
+
+
+def _split_ref(ref: str, text: str, transport: str) -> tuple[str | None, str | None]:
+    """``REF`` -> (image or None, tag or None), checked."""
+    slash, colon = ref.rfind("/"), ref.rfind(":")
+    if colon > slash:
+        image, tag = ref[:colon], ref[colon + 1:]
         if not image:
             raise InvalidReference(f"empty image name in {text!r} (expected {transport}:PATH:IMAGE:TAG)")
-        if not _IMAGE.match(image):
-            raise InvalidReference(
-                f"invalid image name {image!r} in {text!r} (letters, digits and . _ - separators, "
-                "components joined by /)"
-            )
-    if len(parts) >= 2:
-        tag = parts[-1]
+    elif transport == DOCKER_ARCHIVE or "/" in ref:
+        image, tag = ref, None
+    else:
+        image, tag = None, ref
+    if tag is not None:
         if not tag:
             raise InvalidReference(f"empty tag in {text!r} (leave out the ':' for the default tag {DEFAULT_TAG})")
         if not _TAG.match(tag):
             raise InvalidReference(
                 f"invalid tag {tag!r} in {text!r} (up to 128 letters, digits, _ . -; not starting with . or -)"
             )
-    ref = ImageReference(transport, path, image, tag, tag_given=len(parts) >= 2)
-    if ref.workdir_name in ("", ".", ".."):
-        raise InvalidReference(f"cannot name a working folder after {text!r}: give an image name (PATH:IMAGE:TAG)")
-    return ref
+    if image is not None and not _IMAGE.match(image):
+        if ":" in image:
+            raise InvalidReference(
+                f"too many ':' in {text!r} (expected {transport}:PATH[:TAG] or {transport}:PATH:IMAGE:TAG; "
+                "a path cannot contain ':')"
+            )
+        raise InvalidReference(
+            f"invalid image name {image!r} in {text!r} (letters, digits and . _ - separators, "
+            "components joined by /, a registry may have a :port)"
+        )
+    return image, tag
 
 
 def _names(manifests: Sequence) -> str:

@@ -189,3 +189,41 @@ def test_every_part_has_a_chapter(package):
     assert (ROOT / package / "__init__.py").read_text().lstrip().startswith('"""')
     assert (ROOT / package / "__main__.py").exists(), f"{package} has no chapter script"
     assert (ROOT / package / "README.md").exists(), f"{package} has no chapter page"
+
+
+# -- one implementation of a concept ---------------------------------------------------------------
+PLATFORMS_MODULE = ROOT / "part2_manual_oci" / "platforms.py"
+#: a descriptor's or config's platform fields: reading them is choosing by platform
+_PLATFORM_FIELDS = {"os", "architecture", "variant", "os_version", "os_features"}
+#: modules that ask the CPU's name for another reason than an image's platform (syscall
+#: numbers, seccomp's architecture, the tour's facts)
+_MACHINE_READERS = {"part5_namespaces/syscalls.py", "part6_runtime/seccomp.py", "part1_overview/doctor.py",
+                    "part3_go_style_builder/__main__.py", "part5_namespaces/__main__.py"}
+
+
+def platform_selection_violations() -> list[str]:
+    """Choosing an index's image by platform, and naming this host's platform, happen in part
+    2's ``platforms`` module only: no other module reads ``<x>.platform.<field>``, defines
+    ``host_platform``/``select_platform``, or asks ``platform.machine()`` for an image."""
+    problems = []
+    for package in PACKAGES:
+        for path in modules(package):
+            if path == PLATFORMS_MODULE:
+                continue
+            where = path.relative_to(ROOT)
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Attribute) and node.attr in _PLATFORM_FIELDS
+                        and isinstance(node.value, ast.Attribute) and node.value.attr == "platform"):
+                    problems.append(f"{where}:{node.lineno}: reads .platform.{node.attr}: use part 2's select_platform / "
+                                    "platform_compatible")
+                elif isinstance(node, ast.FunctionDef) and node.name in ("host_platform", "select_platform"):
+                    problems.append(f"{where}:{node.lineno}: a second {node.name}()")
+                elif (isinstance(node, ast.Call) and _call_name(node.func) == "platform.machine"
+                      and str(where) not in _MACHINE_READERS):
+                    problems.append(f"{where}:{node.lineno}: platform.machine(): use part 2's host_platform()")
+    return problems
+
+
+def test_one_platform_selection():
+    assert platform_selection_violations() == []

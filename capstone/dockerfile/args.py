@@ -37,10 +37,10 @@ from __future__ import annotations
 import csv
 import io
 import os
-import platform as _platform
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
+
+from part2_manual_oci import Platform, PlatformError, format_platform, host_platform, normalize_platform, parse_platform
 
 from ..errors import BuildArgError, DockerfileError, ExpansionError
 from .instructions import (
@@ -70,11 +70,8 @@ __all__ = [
     "PROXY_ARGS",
     "BuildArgError",
     "BuildVariables",
-    "PlatformSpec",
     "StageVariables",
-    "host_platform",
     "parse_build_args",
-    "parse_platform",
     "platform_args",
     "unused_build_args_warning",
 ]
@@ -98,108 +95,29 @@ MAX_VARIABLES = 4 << 20
 #: what BuildKit puts in a stage's environment when the base image sets no PATH
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-_KNOWN_OS = frozenset({
-    "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux",
-    "nacl", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos",
-})
-_KNOWN_ARCH = frozenset({
-    "386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "loong64", "mips", "mipsle",
-    "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc", "ppc64", "ppc64le", "riscv",
-    "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm",
-})
-_SPECIFIER = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 
 # -- platforms -------------------------------------------------------------------------------
+# The platform model, its parser and this host's platform are part 2's (one of each in the
+# project); here they only become the eight automatic args.
 
 
-@dataclass(frozen=True)
-class PlatformSpec:
-    """An ``os/arch[/variant]`` platform, normalised as containerd normalises it."""
-
-    os: str
-    architecture: str
-    variant: str = ""
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
-    arch, variant = arch.lower(), variant.lower()
-    if arch in ("i386",):
-        return "386", ""
-    if arch in ("x86_64", "x86-64", "amd64"):
-        return "amd64", "" if variant == "v1" else variant
-    if arch in ("aarch64", "arm64"):
-        return "arm64", "" if variant in ("8", "v8", "") else variant
-    if arch == "armhf":
-        return "arm", "v7"
-    if arch == "armel":
-        return "arm", "v6"
-    if arch == "arm":
-        if variant in ("", "7"):
-            return "arm", "v7"
-        if variant in ("5", "6", "8"):
-            return "arm", "v" + variant
-        return "arm", variant
-    return arch, variant
-
-
-def host_platform() -> PlatformSpec:
-    """The platform this machine builds on (``linux/amd64`` here)."""
-    arch, variant = _normalize_arch(_platform.machine() or "amd64", "")
-    if arch == "armv7l":
-        arch, variant = "arm", "v7"
-    elif arch == "armv6l":
-        arch, variant = "arm", "v6"
-    return PlatformSpec("linux", arch, variant)
-
-
-def parse_platform(text: str) -> PlatformSpec:
-    """``linux/arm64``, ``linux/arm/v7``, ``arm64`` (this OS), ``linux`` (this arch).
-
-    Raises ValueError with containerd's wording for anything else.
-    """
-    parts = text.split("/")
-    if not text or len(parts) > 3 or any(not _SPECIFIER.match(p) for p in parts):
-        raise ValueError(f"{text!r}: invalid platform specifier")
-    host = host_platform()
-    if len(parts) == 1:
-        word = parts[0].lower()
-        if word in ("macos",):
-            word = "darwin"
-        if word in _KNOWN_OS:
-            return PlatformSpec(word, host.architecture, host.variant if word == host.os else "")
-        arch, variant = _normalize_arch(word, "")
-        if arch in _KNOWN_ARCH:
-            return PlatformSpec(host.os, arch, variant)
-        raise ValueError(f"{text!r}: unknown operating system or architecture")
-    os_name = parts[0].lower()
-    if os_name == "macos":
-        os_name = "darwin"
-    arch, variant = _normalize_arch(parts[1], parts[2] if len(parts) == 3 else "")
-    if os_name not in _KNOWN_OS:
-        raise ValueError(f"{text!r}: unknown operating system")
-    if arch not in _KNOWN_ARCH:
-        raise ValueError(f"{text!r}: unknown architecture")
-    return PlatformSpec(os_name, arch, variant)
-
-
-def platform_args(target: PlatformSpec | None = None, build: PlatformSpec | None = None) -> dict[str, str]:
-    """The eight automatic platform args: BUILD* from the host, TARGET* from ``--platform``."""
-    build = build or host_platform()
-    target = target or build
+def platform_args(target: Platform | None = None, build: Platform | None = None) -> dict[str, str]:
+    """The eight automatic platform args: BUILD* from the host, TARGET* from ``--platform``
+    (normalised as BuildKit does: ``linux/arm64/v8`` is ``linux/arm64``, ``linux/arm`` is
+    ``linux/arm/v7``)."""
+    build = normalize_platform(build or host_platform())
+    target = normalize_platform(target or build)
     return {
-        "BUILDPLATFORM": str(build),
+        "BUILDPLATFORM": format_platform(build),
         "BUILDOS": build.os,
         "BUILDARCH": build.architecture,
-        "BUILDVARIANT": build.variant,
-        "TARGETPLATFORM": str(target),
+        "BUILDVARIANT": build.variant or "",
+        "TARGETPLATFORM": format_platform(target),
         "TARGETOS": target.os,
         "TARGETARCH": target.architecture,
-        "TARGETVARIANT": target.variant,
+        "TARGETVARIANT": target.variant or "",
     }
 
 
@@ -427,7 +345,7 @@ class BuildVariables:
     """
 
     def __init__(self, dockerfile: Dockerfile, build_args: Mapping[str, str] | None = None, *,
-                 target: PlatformSpec | None = None, build_platform: PlatformSpec | None = None) -> None:
+                 target: Platform | None = None, build_platform: Platform | None = None) -> None:
         self.dockerfile = dockerfile
         self.file = dockerfile.file
         self.lexer = Lexer(dockerfile.escape)
@@ -472,7 +390,7 @@ class BuildVariables:
                     raise ExpansionError(f"empty platform value from expression {platform}")
                 try:
                     parse_platform(pfound.result)
-                except ValueError as e:
+                except PlatformError as e:
                     raise ExpansionError(f"failed to parse platform {platform}: {e}") from None
                 platform = pfound.result
         except DockerfileError as e:

@@ -29,8 +29,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-from part2_manual_oci import DigestError, digest_hex, parse_digest, rfc3339
-from part3_go_style_builder import Image, parse_reference
+from part2_manual_oci import (
+    DigestError,
+    Platform,
+    PlatformError,
+    digest_hex,
+    format_platform,
+    host_platform,
+    parse_digest,
+    parse_platform,
+    parse_platforms,
+    platform_compatible,
+    rfc3339,
+)
+from part3_go_style_builder import Image
 from part4_tar import LayerError
 
 from ..context import load_ignore
@@ -46,7 +58,8 @@ from ..dockerfile import (
     Workdir,
     parse_instructions,
 )
-from ..errors import CapstoneError, DockerfileError
+from ..errors import BuildArgError, CapstoneError, DockerfileError
+from ..refs import has_transport
 from .cachekeys import base_key, cache_lookup, cache_record, make_key
 from .contenthash import FileDigests, entry_line, selection_digest
 from .copystep import CopyError, CopyPlan, check_entry_name, made_time, materialize, plan_copy, write_copy
@@ -54,7 +67,7 @@ from .errors import BuildError, StepError
 from .gitsource import GitSourceError, ResolvedGit, checkout, is_git_source, parse_git_source, resolve
 from .layers import write_blob, write_entries_layer
 from .metadata import CONFIG_INSTRUCTIONS, HISTORY_COMMENT, MAX_CONFIG_SIZE, ConfigState, ConfigTooLarge, record_config
-from .outputs import OutputSpec, parse_output, write_iidfile
+from .outputs import OutputSpec, parse_output, write_iidfile, write_output
 from .owners import parse_chown
 from .plan import BuildPlan, PlannedStage, make_plan, read_dockerfile
 from .progress import Progress
@@ -156,6 +169,15 @@ def _image_digest(image: Image) -> str:
     return image.loaded_from.digest if image.loaded_from is not None else image.digest
 
 
+def _normalized(name: str) -> str | None:
+    from ..refs import InvalidName, normalize
+
+    try:
+        return normalize(name)
+    except InvalidName:
+        return None
+
+
 def _image_id(image: Image) -> str:
     return image.config_descriptor.digest
 
@@ -189,8 +211,11 @@ class Builder:
 
     def __init__(self, store, context_dir: Path, dockerfile: Dockerfile, plan: BuildPlan, *,
                  no_cache: bool, network: str, progress: Progress, run_output, labels: Mapping[str, str],
-                 dockerfile_path: Path, secrets=None, allow: frozenset[str] = frozenset()) -> None:
+                 dockerfile_path: Path, secrets=None, allow: frozenset[str] = frozenset(),
+                 pull: str = "missing") -> None:
         self.store = store
+        #: ``--pull``: ``missing`` (the default), ``always`` or ``never``
+        self.pull = pull
         self.context_dir = context_dir
         self.dockerfile = dockerfile
         self.plan = plan
@@ -422,45 +447,65 @@ class Builder:
             raise fail("FROM isn't allowed as an ONBUILD trigger")
         return replace(ins, location=planned.from_.location)
 
+    @property
+    def target_platform(self) -> Platform:
+        """The platform this build makes its image for (``--platform``, else this host's)."""
+        return self.plan.platform or host_platform()
+
     def resolve_base(self, planned: PlannedStage) -> tuple[Image, str, str, StageVariables | None]:
         """The base image of a stage, the key its steps start from, a label, and (for a stage
         built on a stage) that stage's variables."""
         name = planned.from_.image
-        platform = planned.from_.platform or (str(self.plan.platform) if self.plan.platform else "")
         if planned.base_stage is not None:
             base = self.stages[planned.base_stage]
             return base.image, make_key(base.key, "FROM-stage"), f"stage {base.planned.name}", base.variables
+        want = parse_platform(planned.from_.platform) if planned.from_.platform else self.target_platform
+        shown = format_platform(want)
         if name.lower() == SCRATCH:
-            spec = self.plan.platform
-            image = Image.scratch(spec.os, spec.architecture) if spec else Image.scratch()
-            return image, base_key("scratch", platform), "scratch", None
-        image = self.load_image(name, planned.from_)
-        return image, base_key(_image_digest(image), platform), name, None
+            return Image.scratch(platform=want), base_key("scratch", shown), "scratch", None
+        image = self.load_image(name, planned.from_, want)
+        have = image.config.platform
+        if not platform_compatible(want, have):
+            # BuildKit's InvalidBaseImagePlatform check: a warning, the build goes on
+            self.progress.warning(f"{self.file}:{planned.from_.line}: warning: base image {name} was pulled with "
+                                  f"platform \"{format_platform(have)}\", expected \"{shown}\" for current build "
+                                  "(InvalidBaseImagePlatform)")
+        return image, base_key(_image_digest(image), shown), name, None
 
-    def load_image(self, name: str, where: Instruction) -> Image:
-        """An image by name: the store first, then ``oci-layout:``/``oci-archive:``/
-        ``docker-archive:`` references, then a registry pull."""
+    def load_image(self, name: str, where: Instruction, platform: Platform | None = None) -> Image:
+        """An image by name for ``platform`` (default: the build's): ``oci-layout:`` /
+        ``oci-archive:`` / ``docker-archive:`` references, else the store and a registry as
+        ``--pull`` says (``missing``: the store's image when it is there for the platform,
+        else a pull; ``always``: a pull, so a moved tag is seen; ``never``: the store only)."""
         store = self.store
+        want = platform or self.target_platform
         try:
-            if name.startswith(("oci-layout:", "oci-archive:", "oci:", "docker-archive:")):
-                if name.startswith(("oci-layout:", "oci-archive:")):
-                    image = Image.load(parse_reference(name))
-                else:
-                    image = store.load_archive(name)
+            if has_transport(name):
+                image = store.load_archive(name, want)
                 desc = store.commit(image, [])
                 return store.load(desc.digest)
-            from ..store import ImageNotFound
+            from ..store import EMBEDDED_BUSYBOX, ImageNotFound
 
-            try:
-                return store.load(name)
-            except ImageNotFound:
-                pass
+            embedded = _normalized(name) == EMBEDDED_BUSYBOX  # made here from busybox-static: in no registry
+            local = None
+            if self.pull != "always" or embedded:
+                try:
+                    local = store.load(name, want)
+                except ImageNotFound:
+                    local = None
+            if local is not None and platform_compatible(want, local.config.platform):
+                return local
+            if self.pull == "never" or embedded:
+                found = "is not in the store" if local is None else \
+                    f"in the store is {format_platform(local.config.platform)}, not {format_platform(want)}"
+                why = " (--pull=never)" if self.pull == "never" else " (it is made from this host's busybox-static)"
+                raise self.fail(where, f"{where.keyword} {name}: the image {found}{why}")
             try:
                 from ..registry import pull
             except ImportError:
                 raise self.fail(where, f"image {name} is not in the store and registry pulls are "
                                        "not available") from None
-            desc = pull(store, name)
+            desc = pull(store, name, platform=want)
             return store.load(desc.digest)
         except DockerfileError:
             raise
@@ -783,7 +828,12 @@ class Builder:
 
             def make():
                 from ..runner import Container, ContainerRunError  # only when the step runs: a cache hit runs nothing
+                from .emulation import EmulatorMissing, check_can_run
 
+                try:  # an image of another architecture runs through qemu-user, if the host has it
+                    check_can_run(image.config.platform)
+                except EmulatorMissing as e:
+                    raise self.fail(raw, f"{_short_text(raw)}: {e}") from None
                 lowers = self.lowers(image)
                 shown = " ".join(argv)
                 shown = shown if len(shown) <= 120 else shown[:117] + "..."
@@ -842,6 +892,23 @@ class Builder:
         return selection_digest(lines)
 
 
+PULL_POLICIES = ("missing", "always", "never")
+
+
+def pull_policy(value: str | bool | None) -> str:
+    """``--pull``'s value: ``always``, ``missing`` or ``never`` (``True``/``"true"``: always,
+    as ``--pull`` alone; ``False``/``"false"``: missing, as podman reads them)."""
+    if value is None or value is False:
+        return "missing"
+    if value is True:
+        return "always"
+    text = str(value).strip().lower()
+    text = {"true": "always", "false": "missing"}.get(text, text)
+    if text not in PULL_POLICIES:
+        raise BuildError(f"--pull={value}: expected always, missing or never")
+    return text
+
+
 def build(
     store,
     context_dir: str | os.PathLike,
@@ -853,6 +920,7 @@ def build(
     no_cache: bool = False,
     network: str = "private",
     platform: str | None = None,
+    pull: str | bool | None = "missing",
     labels: Mapping[str, str] | None = None,
     outputs: Sequence[str | OutputSpec] = (),
     iidfile: str | os.PathLike | None = None,
@@ -867,11 +935,17 @@ def build(
     """Build the Dockerfile at ``dockerfile_path`` (default ``CONTEXT/Dockerfile``) with the
     build context ``context_dir`` into ``store``; tag the result with ``tags``.
 
-    ``network``: ``private`` (outbound access through slirp4netns), ``host`` or ``none``, for
-    RUN steps without ``--network``. ``outputs``: ``type=oci|oci-archive|docker-archive,dest=...``
-    or ``type=registry,name=...``. ``secrets``: ``--secret`` values (``id=ID,src=FILE``,
-    ``id=ID,env=VAR``) or :class:`~.secretmounts.SecretSource` s; ``ssh``: ``--ssh`` values
-    (``default``, ``ID=SOCKET``, ``ID=KEY``) or :class:`~.secretmounts.SSHSource` s, for
+    ``platform``: the target platform (``linux/arm64``), or several separated by commas: then
+    one image is built per platform and the result is an OCI image index of them, tagged as
+    one name (as ``buildah build --platform a,b --manifest``). ``pull``: ``missing`` (a base
+    is pulled when the store lacks it for the platform), ``always`` (every base is resolved in
+    its registry again: a moved tag is seen, and the cache keys follow its new digest) or
+    ``never``. ``network``: ``private`` (outbound access through slirp4netns), ``host`` or
+    ``none``, for RUN steps without ``--network``. ``outputs``: ``type=oci|oci-archive|
+    docker-archive|local|tar,dest=...`` or ``type=registry,name=...`` (see :mod:`.outputs`).
+    ``secrets``: ``--secret`` values (``id=ID,src=FILE``, ``id=ID,env=VAR``) or
+    :class:`~.secretmounts.SecretSource` s; ``ssh``: ``--ssh`` values (``default``,
+    ``ID=SOCKET``, ``ID=KEY``) or :class:`~.secretmounts.SSHSource` s, for
     ``RUN --mount=type=secret|ssh``. ``allow``: the entitlements granted, as BuildKit's
     (``network.host`` for ``RUN --network=host``, ``security.insecure`` for ``RUN
     --security=insecure``; ``--network host`` grants the first). ``log`` receives the progress lines (None: silent);
@@ -891,28 +965,43 @@ def build(
         granted = parse_entitlements(allow, network)
     except ValueError as e:
         raise BuildError(str(e)) from None
+    policy = pull_policy(pull)
     names = [parse_name(t).name for t in tags]  # InvalidName before any work
     specs = [o if isinstance(o, OutputSpec) else parse_output(o) for o in outputs]
+    platforms = _target_platforms(platform)
     dockerfile = read_dockerfile(dockerfile_path)
-    plan = make_plan(dockerfile, build_args or {}, target=target, platform=platform)
+    plans = [make_plan(dockerfile, build_args or {}, target=target, platform=p) for p in platforms]
     from .secretmounts import BuildSecrets
 
     build_secrets = BuildSecrets(secrets, ssh) if secrets or ssh else None
-    reporter = Progress(progress, log, explain, stages=len(plan.stages))
+    reporter = Progress(progress, log, explain, stages=len(plans[0].stages))
     for w in dockerfile.warnings:
         reporter.warning(f"{dockerfile.file}:{w.line}: warning: {w.message} ({w.rule})")
-    builder = Builder(store, context_dir, dockerfile, plan, no_cache=no_cache, network=network,
-                      progress=reporter, run_output=run_output, labels=labels or {},
-                      dockerfile_path=dockerfile_path, secrets=build_secrets, allow=granted)
+    multi = len(plans) > 1
+    images: list[Image] = []
+    steps: list[StepResult] = []
     try:
         with store.session():
-            image = builder.run()
+            for plan in plans:
+                say = reporter
+                if multi and log is not None:  # each line says which platform's build it is
+                    shown = format_platform(plan.platform)
+                    say = Progress(progress, lambda line, p=shown: log(f"[{p}] {line}"), explain,
+                                   stages=len(plan.stages))
+                builder = Builder(store, context_dir, dockerfile, plan, no_cache=no_cache, network=network,
+                                  progress=say, run_output=run_output, labels=labels or {},
+                                  dockerfile_path=dockerfile_path, secrets=build_secrets, allow=granted, pull=policy)
+                images.append(builder.run())
+                steps.extend(builder.steps)
             reporter.commit([parse_name(n).short for n in names])
-            desc = store.commit(image, names)
+            if multi:
+                desc = store.commit_index(images, names)
+            else:
+                desc = store.commit(images[0], names)
     finally:
         if build_secrets is not None:
             build_secrets.close()
-    image_id = _image_id(image)
+    image_id = desc.digest if multi else _image_id(images[0])
     reporter.produced(image_id)
     for n in names:
         reporter.message(f"Successfully tagged {n}")
@@ -923,15 +1012,25 @@ def build(
             store.tag(spec.dest, desc)
             push(store, spec.dest)
         else:
-            store.export(desc.digest, spec.transport(names[0] if names else None))
+            write_output(store, spec, desc, names[0] if names else None)
     if iidfile is not None:
         write_iidfile(iidfile, image_id)
     warnings = []
-    unused = plan.variables.warning()
+    unused = plans[0].variables.warning()
     if unused:
         warnings.append(unused)
         reporter.warning(unused)
-    return BuildResult(image_id, desc.digest, tuple(names), tuple(warnings), tuple(builder.steps))
+    return BuildResult(image_id, desc.digest, tuple(names), tuple(warnings), tuple(steps))
 
 
-__all__ = ["BuildResult", "Builder", "StepResult", "build"]
+def _target_platforms(text: str | None) -> tuple[Platform | None, ...]:
+    """``--platform``'s list (``linux/amd64,linux/arm64``), normalised; (None,) for this host."""
+    if not text:
+        return (None,)
+    try:
+        return parse_platforms(text)
+    except PlatformError as e:
+        raise BuildArgError(f"--platform: {e}") from None
+
+
+__all__ = ["PULL_POLICIES", "BuildResult", "Builder", "StepResult", "build", "pull_policy"]

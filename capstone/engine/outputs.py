@@ -69,6 +69,11 @@ def parse_output(text: str) -> OutputSpec:
     return OutputSpec(kind, os.path.expanduser(dest) if kind != "registry" else dest)
 
 
+def write_output(store, spec: OutputSpec, desc, name: str | None) -> None:
+    """Export the built image (``desc``: its manifest, or its index for several platforms)."""
+    store.export(desc.digest, spec.transport(name))
+
+
 def write_iidfile(path: str | os.PathLike, image_id: str) -> None:
     path = Path(path)
     if path.parent and not path.parent.exists():
@@ -76,4 +81,4 @@ def write_iidfile(path: str | os.PathLike, image_id: str) -> None:
     write_file_atomic(path, image_id.encode())
 
 
-__all__ = ["OUTPUT_TYPES", "OutputSpec", "parse_output", "write_iidfile"]
+__all__ = ["OUTPUT_TYPES", "OutputSpec", "parse_output", "write_iidfile", "write_output"]

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from part2_manual_oci import Platform, PlatformError, parse_platform
+
 from ..dockerfile import (
     BuildVariables,
     Dockerfile,
@@ -23,7 +25,6 @@ from ..dockerfile import (
     build_stage_graph,
     parse,
 )
-from ..dockerfile.args import PlatformSpec, parse_platform
 from ..errors import BuildArgError
 from .errors import BuildError
 
@@ -54,7 +55,8 @@ class BuildPlan:
     stages: tuple[PlannedStage, ...]
     target: int
     skipped: tuple[int, ...]
-    platform: PlatformSpec | None
+    #: the target platform (``--platform``), None for this host's
+    platform: Platform | None
     #: the build's one timestamp (seconds), or None: see :func:`source_date_epoch`
     source_date_epoch: int | None = None
 
@@ -102,15 +104,16 @@ def source_date_epoch(variables: BuildVariables) -> int | None:
 
 
 def make_plan(dockerfile: Dockerfile, build_args: Mapping[str, str] | None = None, *,
-              target: str | None = None, platform: str | None = None) -> BuildPlan:
-    """The stages to build for ``target`` (default: the last one), dependencies first."""
+              target: str | None = None, platform: str | Platform | None = None) -> BuildPlan:
+    """The stages to build for ``target`` (default: the last one), dependencies first, for
+    ``platform`` (one; a specifier such as ``linux/arm64`` or a part 2 ``Platform``)."""
     if not dockerfile.stages:
         raise BuildError(f"{dockerfile.file}: no FROM instruction: nothing to build")
-    spec = None
-    if platform:
+    spec = platform if isinstance(platform, Platform) else None
+    if isinstance(platform, str) and platform:
         try:
             spec = parse_platform(platform)
-        except ValueError as e:
+        except PlatformError as e:
             raise BuildArgError(f"--platform: {e}") from None
     variables = BuildVariables(dockerfile, build_args or {}, target=spec)
 

@@ -20,7 +20,7 @@ from .credentials import (
 )
 from .errors import BlobUnknown, DigestMismatch, ManifestUnknown, RegistryAuthError, RegistryError
 from .hostconfig import HostConfig
-from .transfer import LineProgress, fetch_blobs, pull, push, push_blobs, push_manifest, select_platform
+from .transfer import LineProgress, fetch_blobs, pull, push, push_blobs, push_manifest
 
 __all__ = [
     "BlobUnknown",
@@ -45,5 +45,4 @@ __all__ = [
     "push_manifest",
     "remove_credentials",
     "save_credentials",
-    "select_platform",
 ]

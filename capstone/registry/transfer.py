@@ -1,8 +1,10 @@
 """Pull an image from a registry into the store; push one from the store to a registry.
 
 **Pull** (``docker pull``): GET the manifest by tag or digest; an index (OCI) or manifest list
-(Docker) is resolved to the entry for this host's platform (``os``/``architecture``, the
-``variant`` preferred when the host has one); then the config and every layer the store lacks
+(Docker) is resolved to the entry for the platform asked for (default: this host) by part 2's
+``select_platform`` (containerd's rules: an exact os/architecture/variant first, then what the
+CPU also runs, such as arm/v6 for arm/v7); a single-platform image pulled for a platform must be
+that platform's (or one it runs), as with ``docker pull --platform``; then the config and every layer the store lacks
 are streamed from the registry straight into the store's blob directory, a few layers at a
 time (:attr:`~capstone.download.Limits.parallel`), each through
 ``OCILayout.put_blob(stream, expected_digest=...)``: hashed while written, renamed into place
@@ -32,11 +34,22 @@ import json
 import threading
 from collections.abc import Callable
 
-from part2_manual_oci import MAX_JSON_SIZE, BlobCorrupt, Descriptor, Index, Manifest, Platform, host_platform
+from part2_manual_oci import (
+    MAX_JSON_SIZE,
+    BlobCorrupt,
+    Descriptor,
+    Index,
+    Manifest,
+    Platform,
+    PlatformNotFound,
+    format_platform,
+    platform_compatible,
+    select_platform,
+)
 from part2_manual_oci import mediatypes as mt
 
 from ..download import TransferProgress, run_parallel
-from ..refs import DOCKER, NameRef, parse_name, parse_reference
+from ..refs import NameRef, parse_name, parse_reference
 from .client import RegistryClient, RegistryOptions
 from .errors import DigestMismatch, ManifestUnknown, RegistryError
 
@@ -100,9 +113,12 @@ def pull(
 
 def _pull(store, client: RegistryClient, ref: NameRef, platform: Platform | None, progress: TransferProgress) -> Descriptor:
     data, media_type, digest = client.get_manifest(ref.repository, ref.digest or ref.tag)
-    if media_type in mt.INDEX_TYPES:
+    while media_type in mt.INDEX_TYPES:  # an index may name an index: go down to the manifest
         index = Index.from_json(_json(data, f"{ref.name}: index"), f"{ref.name}: index")
-        entry = select_platform(index.manifests, platform or host_platform(), ref.name)
+        try:
+            entry = select_platform(index.manifests, platform, ref.name)
+        except PlatformNotFound as e:
+            raise ManifestUnknown(str(e)) from None
         progress.note(f"{ref.short}: index {digest[:19]}, picked {entry.platform or 'the only entry'}: {entry.digest[:19]}")
         data, media_type, digest = client.get_manifest(ref.repository, entry.digest, entry.size)
     if media_type not in mt.MANIFEST_TYPES:
@@ -111,7 +127,13 @@ def _pull(store, client: RegistryClient, ref: NameRef, platform: Platform | None
     if manifest.config.size > MAX_JSON_SIZE:  # refused before a byte of it is fetched
         raise RegistryError(f"{ref.name}: image config {manifest.config.digest} is {manifest.config.size} bytes, more "
                             f"than the {MAX_JSON_SIZE} an image config may have (podman and skopeo refuse it too)")
-    fetch_blobs(store, client, ref.repository, (manifest.config, *manifest.layers), progress, where=ref.name)
+    fetch_blobs(store, client, ref.repository, (manifest.config,), progress, where=ref.name)
+    if platform is not None:  # a single-platform image must be the one asked for (as docker pull)
+        have = store.layout.read_config(manifest).platform
+        if not platform_compatible(platform, have):
+            raise ManifestUnknown(f"{ref.name}: the image is for {format_platform(have)}, not the requested "
+                                  f"{format_platform(platform)}")
+    fetch_blobs(store, client, ref.repository, manifest.layers, progress, where=ref.name)
     stored = store.layout.put_blob(data, media_type, expected_digest=digest)
     store.tag(ref.name, stored)
     progress.note(f"{ref.short}: {digest}")
@@ -160,25 +182,6 @@ def _label(desc: Descriptor) -> str:
     return f"{kind} {desc.digest.removeprefix('sha256:')[:12]}"
 
 
-def select_platform(entries: tuple[Descriptor, ...], want: Platform, where: str) -> Descriptor:
-    """The index entry for ``want``: same os and architecture, the same variant preferred
-    (then one without a variant); a single unlabelled manifest is taken as is."""
-    manifests = [e for e in entries if e.media_type in mt.MANIFEST_TYPES or e.media_type in mt.INDEX_TYPES]
-    matching = [e for e in manifests if e.platform is not None
-                and (e.platform.os, e.platform.architecture) == (want.os, want.architecture)]
-    if matching:
-        for wanted_variant in (want.variant, None):
-            for e in matching:
-                if e.platform.variant == wanted_variant:
-                    return e
-        return matching[0]
-    unlabelled = [e for e in manifests if e.platform is None]
-    if len(manifests) == 1 or len(unlabelled) == 1:
-        return (unlabelled or manifests)[0]
-    found = ", ".join(str(e.platform) for e in manifests if e.platform) or "none"
-    raise ManifestUnknown(f"{where}: no image for {want} in the index (platforms: {found})")
-
-
 def push(
     store,
     name: str,
@@ -197,11 +200,9 @@ def push(
     progress = as_progress(on_progress)
     target = parse_reference(dest) if dest else parse_name(name)
     if not isinstance(target, NameRef):
-        if target.transport != DOCKER:
-            store.export(name, dest)
-            progress.note(f"exported to {dest}")
-            return dest
-        target = target.name
+        store.export(name, dest)
+        progress.note(f"exported to {dest}")
+        return dest
     image = store.load(name)  # raises the store's ImageNotFound with a clear message
     desc = store.resolve(name) or image.loaded_from
     if desc is None:

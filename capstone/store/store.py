@@ -64,10 +64,11 @@ from part2_manual_oci import (
     Manifest,
     OCILayout,
     Platform,
+    PlatformNotFound,
     build_busybox_image,
     canonical_json,
     digest_hex,
-    host_platform,
+    select_platform,
     write_file_atomic,
 )
 from part2_manual_oci import mediatypes as mt
@@ -399,18 +400,31 @@ class Store:
     def _record_id(self, config_digest: str, manifest: Descriptor) -> None:
         write_file_atomic(self.path / "ids" / digest_hex(config_digest), canonical_json(_plain(manifest)))
 
-    def _platform_manifest(self, desc: Descriptor) -> Descriptor:
-        """A manifest descriptor; for an index, the entry for this host's platform."""
+    def _platform_manifest(self, desc: Descriptor, platform: Platform | None = None) -> Descriptor:
+        """A manifest descriptor; for an index, its entry for ``platform`` (default: this
+        host), chosen by part 2's ``select_platform``."""
         if desc.media_type not in mt.INDEX_TYPES:
             return desc
-        entries = [d for d in self.layout.read_index(desc).manifests if d.media_type in mt.MANIFEST_TYPES]
-        here = host_platform()
-        for d in entries:
-            if d.platform is not None and (d.platform.os, d.platform.architecture) == (here.os, here.architecture):
-                return d
-        if len(entries) == 1:
-            return entries[0]
-        raise ImageNotFound(f"index {desc.digest} has no image for {here.os}/{here.architecture}")
+        try:
+            entry = select_platform(self.layout.read_index(desc).manifests, platform, f"index {desc.digest}",
+                                    platform_of=self._manifest_platform)
+        except PlatformNotFound as e:
+            raise ImageNotFound(str(e)) from None
+        return self._platform_manifest(entry, platform)
+
+    def _manifest_platform(self, desc: Descriptor) -> Platform | None:
+        """The platform of a stored manifest, read from its config (None for anything else)."""
+        if desc.media_type not in mt.MANIFEST_TYPES or not self.layout.has_blob(desc.digest):
+            return None
+        return self.layout.read_config(self.layout.read_manifest(desc)).platform
+
+    def _shown_manifest(self, desc: Descriptor) -> Descriptor:
+        """The manifest that stands for an image in listings: this host's, else (an index with
+        no image for this host) its first."""
+        try:
+            return self._platform_manifest(desc)
+        except ImageNotFound:
+            return self._platform_manifest(self.layout.read_index(desc).manifests[0])
 
     def _config_digest(self, desc: Descriptor) -> str | None:
         try:
@@ -442,12 +456,13 @@ class Store:
         """The normalized names that tag this manifest, in index.json order."""
         return [d.ref_name for d in self._entries() if d.digest == descriptor.digest and d.ref_name]
 
-    def load(self, name_or_id: str) -> Image:
-        """The stored image as a part 3 ``Image`` (layers read in place from the store)."""
+    def load(self, name_or_id: str, platform: Platform | None = None) -> Image:
+        """The stored image as a part 3 ``Image`` (layers read in place from the store); for a
+        multi-platform index, its image for ``platform`` (default: this host)."""
         desc = self.resolve(name_or_id)
         if desc is None:
             raise ImageNotFound(f"no image {name_or_id!r} in the store {self.path}")
-        return self._load(desc)
+        return self._load(desc, platform)
 
     def load_manifest(self, digest: str) -> Image:
         """The image whose manifest is the blob ``digest`` (what a build cache entry names),
@@ -463,8 +478,8 @@ class Store:
             return self.load(digest)  # an index, or no mediaType: the full lookup decides
         return image_from_layout(self.layout, Descriptor(media_type, digest, size))
 
-    def _load(self, desc: Descriptor) -> Image:
-        return image_from_layout(self.layout, self._platform_manifest(desc))
+    def _load(self, desc: Descriptor, platform: Platform | None = None) -> Image:
+        return image_from_layout(self.layout, self._platform_manifest(desc, platform))
 
     # -- writing images ------------------------------------------------------------------------
     def commit(self, image: Image, names: list[str]) -> Descriptor:
@@ -484,6 +499,17 @@ class Store:
             if normalized:
                 self._set_names(normalized, mdesc)
         return mdesc
+
+    def commit_index(self, images: list[Image], names: list[str]) -> Descriptor:
+        """Store ``images`` (one per platform) and an OCI image index of them, and tag the
+        index with each of ``names``: a multi-platform image under one name."""
+        normalized = [parse_name(n).name for n in names]
+        with self.lock():
+            entries = tuple(self.commit(image, []) for image in images)
+            index_desc = self.layout.put_json(Index(manifests=entries), mt.OCI_INDEX)
+            if normalized:
+                self._set_names(normalized, index_desc)
+        return index_desc
 
     def _reuse_loaded(self, image: Image) -> Descriptor | None:
         """The stored manifest when ``image`` is unchanged since it was loaded from the store."""
@@ -557,7 +583,7 @@ class Store:
         out = []
         for names, desc in by_digest.values():
             try:
-                manifest = self.manifest(desc)
+                manifest = self.layout.read_manifest(self._shown_manifest(desc))
                 config = self.layout.read_config(manifest)
             except (LayoutError, StoreError, ValueError):
                 continue
@@ -899,12 +925,13 @@ class Store:
 
         return export(self, name_or_id, dest)
 
-    def load_archive(self, src: str) -> Image:
+    def load_archive(self, src: str, platform: Platform | None = None) -> Image:
         """An image from ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or
-        ``docker-archive:FILE[:NAME:TAG]`` (read in place; ``commit`` stores it)."""
+        ``docker-archive:FILE[:NAME:TAG]`` (read in place; ``commit`` stores it); from a
+        multi-platform index, its image for ``platform`` (default: this host)."""
         from .transfer import load_archive
 
-        return load_archive(self, src)
+        return load_archive(self, src, platform)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -969,7 +996,7 @@ def _plain(desc: Descriptor) -> Descriptor:
 
 
 def _platform_of(config: ImageConfig) -> Platform:
-    return Platform(config.architecture, config.os, variant=config.variant)
+    return config.platform
 
 
 def _remove_tree(path: Path) -> None:

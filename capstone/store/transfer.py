@@ -40,12 +40,12 @@ from part2_manual_oci import (
     write_oci_archive,
 )
 from part2_manual_oci import mediatypes as mt
-from part3_go_style_builder import ArchiveBlob, FileBlob, Image, Layer, utc_now
+from part3_go_style_builder import ArchiveBlob, CbtError, FileBlob, Image, Layer, utc_now
 from part4_tar import extract_layer, layer_info, open_decompressed, write_layer
 
 from ..refs import DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_LAYOUT, InvalidName, parse_name, parse_transport
 from .errors import ExportError, ImageNotFound, StoreError
-from .store import TEMP_PREFIX, image_from_layout
+from .store import TEMP_PREFIX
 
 if TYPE_CHECKING:
     from .store import Store
@@ -111,7 +111,8 @@ def import_rootfs(store: "Store", src: Path, name: str) -> Descriptor:
 
 
 def _resolve(store: "Store", name_or_id: str) -> tuple[Descriptor, str | None]:
-    """(manifest descriptor for this platform, the NameRef the image was asked by or None)."""
+    """(the image's descriptor: its manifest, or its index when it has several platforms;
+    the NameRef the image was asked by, or None)."""
     desc = store.resolve(name_or_id)
     if desc is None:
         raise ImageNotFound(f"no image {name_or_id!r} in the store {store.path}")
@@ -122,11 +123,14 @@ def _resolve(store: "Store", name_or_id: str) -> tuple[Descriptor, str | None]:
     if ref is None or ref.tag is None:
         names = store.names_of(desc)
         ref = parse_name(names[0]) if names else None
-    mdesc = store._platform_manifest(desc)
-    manifest = store.layout.read_manifest(mdesc)
-    config = store.layout.read_config(manifest)
-    mdesc = replace(mdesc, annotations=None, platform=Platform(config.architecture, config.os, variant=config.variant))
-    return mdesc, ref
+    if desc.media_type in mt.INDEX_TYPES:
+        return replace(desc, annotations=None, platform=None), ref
+    return _with_platform(store, desc), ref
+
+
+def _with_platform(store: "Store", mdesc: Descriptor) -> Descriptor:
+    config = store.layout.read_config(store.layout.read_manifest(mdesc))
+    return replace(mdesc, annotations=None, platform=config.platform)
 
 
 def export(store: "Store", name_or_id: str, dest: str) -> Descriptor:
@@ -134,23 +138,30 @@ def export(store: "Store", name_or_id: str, dest: str) -> Descriptor:
         target = parse_transport(dest)
     except InvalidName as e:
         raise ExportError(f"save: {e}") from None
-    mdesc, ref = _resolve(store, name_or_id)
+    desc, ref = _resolve(store, name_or_id)
     with store.session():
         if target.transport == OCI_LAYOUT:
-            return _export_layout(store, mdesc, Path(target.path), target.ref or (ref.tag if ref else "latest"))
+            return _export_layout(store, desc, Path(target.path), target.given_name or (ref.tag if ref else "latest"))
         if target.transport == OCI_ARCHIVE:
-            return _export_oci_archive(store, mdesc, Path(target.path), target.ref or (ref.tag if ref else "latest"))
-        if target.transport == DOCKER_ARCHIVE:
-            tag = parse_name(target.ref) if target.ref else ref
+            return _export_oci_archive(store, desc, Path(target.path), target.given_name or (ref.tag if ref else "latest"))
+        if target.transport == DOCKER_ARCHIVE:  # one image per archive: this host's of an index
+            mdesc = _with_platform(store, store._platform_manifest(desc))
+            tag = parse_name(target.given_name) if target.given_name else ref
             _export_docker_archive(store, mdesc, Path(target.path), tag)
             return mdesc
     raise ExportError(f"save: cannot write to {dest!r} (expected oci:DIR[:TAG], oci-archive:FILE[:TAG] or "
                       "docker-archive:FILE[:NAME:TAG])")
 
 
-def _blobs_of(store: "Store", mdesc: Descriptor) -> list[Descriptor]:
-    manifest = store.layout.read_manifest(mdesc)
-    return [*manifest.layers, manifest.config, mdesc]
+def _blobs_of(store: "Store", desc: Descriptor) -> list[Descriptor]:
+    """Every blob ``desc`` needs, children before the documents that name them."""
+    if desc.media_type in mt.INDEX_TYPES:
+        out = []
+        for child in store.layout.read_index(desc).manifests:
+            out.extend(_blobs_of(store, child))
+        return [*out, desc]
+    manifest = store.layout.read_manifest(desc)
+    return [*manifest.layers, manifest.config, desc]
 
 
 def _export_layout(store: "Store", mdesc: Descriptor, path: Path, ref_name: str) -> Descriptor:
@@ -172,7 +183,8 @@ def _export_oci_archive(store: "Store", mdesc: Descriptor, path: Path, ref_name:
         layout = OCILayout.create(Path(tmp) / "layout")
         for desc in _blobs_of(store, mdesc):
             # a hard link costs nothing; the archive writer only reads
-            os.link(store.layout.blob_path(desc.digest), layout.blob_path(desc.digest))
+            if not layout.has_blob(desc.digest):
+                os.link(store.layout.blob_path(desc.digest), layout.blob_path(desc.digest))
         written = layout.add_manifest(mdesc, ref_name)
         try:
             write_oci_archive(layout.path, path)  # checks each blob as it copies it
@@ -255,33 +267,18 @@ def _add_uncompressed_layer(store: "Store", tar: tarfile.TarFile, ld: Descriptor
 # -- reading layouts and archives --------------------------------------------------------------
 
 
-def load_archive(store: "Store", src: str) -> Image:
+def load_archive(store: "Store", src: str, platform: Platform | None = None) -> Image:
     try:
         source = parse_transport(src)
     except InvalidName as e:
         raise ExportError(str(e)) from None
-    if source.transport == OCI_LAYOUT:
+    if source.transport in (OCI_LAYOUT, OCI_ARCHIVE):
         try:
-            layout = OCILayout.open(source.path)
-            desc = layout.resolve(source.ref)
-        except LayoutError as e:
-            raise ImageNotFound(f"{src}: {e}") from None
-        if desc.media_type in mt.INDEX_TYPES:
-            here = host_platform()
-            entries = [d for d in layout.read_index(desc).manifests if d.media_type in mt.MANIFEST_TYPES]
-            matching = [d for d in entries if d.platform and (d.platform.os, d.platform.architecture) == (here.os, here.architecture)]
-            if not matching and len(entries) != 1:
-                raise ImageNotFound(f"{src}: no image for {here.os}/{here.architecture}")
-            desc = (matching or entries)[0]
-        return image_from_layout(layout, desc)
-    if source.transport == OCI_ARCHIVE:
-        ref = f"oci-archive:{source.path}" + (f":{source.ref}" if source.ref else "")
-        try:
-            return Image.load(ref)
-        except Exception as e:  # noqa: BLE001 - part 3's errors are not CapstoneErrors: one line, with the reference
+            return Image.load(source, platform=platform)
+        except (CbtError, LayoutError) as e:  # part 3's and part 2's errors: one line, with the reference
             raise ImageNotFound(f"{src}: {e}") from None
     if source.transport == DOCKER_ARCHIVE:
-        return _load_docker_archive(Path(source.path), source.ref)
+        return _load_docker_archive(Path(source.path), source.given_name)
     raise ExportError(f"cannot read images from {src!r} (oci:, oci-archive: or docker-archive:)")
 
 
