@@ -2,7 +2,7 @@
 
 ``capstone build [-t NAME[:TAG]]... [-f FILE] [--build-arg K[=V]]... [--target STAGE]
 [--no-cache] [--network host|none|private] [--platform P[,P...]] [--pull[=always|missing|never]] [--label K=V]...
-[--output type=oci|oci-archive|docker-archive,dest=...] [--iidfile F]
+[--output type=oci|oci-archive|docker-archive|local|tar,dest=...] [--iidfile F]
 [--progress auto|plain|quiet] [--secret id=ID[,src=PATH|,env=VAR]]... [--ssh default|ID[=SOCKET|KEY]]...
 [--allow network.host|security.insecure]... [--explain] CONTEXT``
 
@@ -52,7 +52,9 @@ def configure_build(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--pull={value}", action="store_const", const=value, dest="pull", help=argparse.SUPPRESS)
     p.add_argument("--label", action="append", default=[], metavar="K=V", help="add a label to the image")
     p.add_argument("-o", "--output", action="append", default=[], metavar="type=T,dest=D",
-                   help="also export: type=oci|oci-archive|docker-archive,dest=PATH or type=registry,name=REF")
+                   help="also export: type=oci|oci-archive|docker-archive|local|tar,dest=PATH or "
+                        "type=registry,name=REF [,compression=gzip|zstd|uncompressed][,oci-mediatypes=false]; "
+                        "-o DIR is type=local (the root filesystem)")
     p.add_argument("--iidfile", metavar="F", help="write the image id to F")
     p.add_argument("--progress", choices=("auto", "plain", "quiet"), default="auto",
                    help="progress output on stderr (quiet: none)")

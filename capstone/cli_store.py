@@ -1,4 +1,4 @@
-"""The command line of the local store: images, inspect, history, tag, rmi, prune, import, save.
+"""The command line of the local store: images, inspect, history, tag, rmi, prune, import, save, load.
 
 Output follows docker's: ``images`` prints REPOSITORY TAG IMAGE ID CREATED SIZE (``-q`` only
 ids, ``--format json`` one JSON object per line), ``inspect`` a JSON array, ``history`` the
@@ -312,6 +312,40 @@ def run_save(args: argparse.Namespace, n: Narrator) -> int:
     return 0
 
 
+def configure_load(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", metavar="FILE", help="a docker-archive or oci-archive (docker save, "
+                   "podman save, skopeo copy)")
+    p.add_argument("-i", "--input", metavar="FILE", help="the archive (as docker load -i)")
+    p.add_argument("--platform", metavar="P", help="of a multi-platform entry, the image for this platform "
+                   "(default: this host's)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image ids")
+
+
+def run_load(args: argparse.Namespace, n: Narrator) -> int:
+    from part2_manual_oci import PlatformError, parse_platform
+
+    from .errors import CapstoneError
+    from .refs import parse_name
+
+    path = args.input or args.file
+    if not path or (args.input and args.file):
+        raise CapstoneError("load: name one archive: capstone load FILE (or -i FILE)")
+    platform = None
+    if args.platform:
+        try:
+            platform = parse_platform(args.platform)
+        except PlatformError as e:
+            raise CapstoneError(f"load: --platform: {e}") from None
+    store = _store(args)
+    for desc, names in store.load_file(path, platform):
+        if args.quiet or not names:
+            n.out.write(f"{'' if args.quiet else 'Loaded image ID: '}{store.image_id(desc)}\n")
+        else:
+            n.out.write("".join(f"Loaded image: {parse_name(name).short}\n" for name in names))
+    n.out.flush()
+    return 0
+
+
 COMMANDS: dict = {
     "images": ("list the images in the local store", configure_images, run_images),
     "inspect": ("show an image's config as JSON (like docker inspect)", configure_inspect, run_inspect),
@@ -321,4 +355,5 @@ COMMANDS: dict = {
     "prune": ("free blobs, snapshots and cache entries nothing refers to", configure_prune, run_prune),
     "import": ("make a single-layer base image from a root filesystem", configure_import, run_import),
     "save": ("write an image to an OCI layout, an oci-archive or a docker-archive", configure_save, run_save),
+    "load": ("read the images of a docker-archive or oci-archive into the store", configure_load, run_load),
 }

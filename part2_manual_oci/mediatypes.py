@@ -13,6 +13,7 @@ OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_LAYER_FOREIGN_GZIP = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
@@ -28,6 +29,7 @@ LAYER_COMPRESSION: dict[str, str] = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
+    DOCKER_LAYER: "none",
     DOCKER_LAYER_GZIP: "gzip",
     DOCKER_LAYER_FOREIGN_GZIP: "gzip",
 }

@@ -334,6 +334,16 @@ class _ArchiveReader:
         self._tf.close()
 
 
+def _open_reader(ref: ImageReference):
+    if ref.transport == OCI_LAYOUT:
+        if not os.path.exists(ref.path):
+            raise ImageNotFound(f"{ref.path}: no such OCI layout ({ref})")
+        return _LayoutReader(ref.path)
+    if ref.transport == OCI_ARCHIVE:
+        return _ArchiveReader(ref.path)
+    raise CbtError(f"cannot read images from transport {ref.transport!r} (oci-layout: and oci-archive: only)")
+
+
 def _config_platform(reader, desc: Descriptor) -> Platform | None:
     """The platform an index entry without one is for: its config's (containerd reads it too)."""
     if desc.media_type not in mt.MANIFEST_TYPES:
@@ -422,14 +432,7 @@ class Image:
         """
         if isinstance(ref, str):
             ref = parse_reference(ref)
-        if ref.transport == OCI_LAYOUT:
-            if not os.path.exists(ref.path):
-                raise ImageNotFound(f"{ref.path}: no such OCI layout ({ref})")
-            reader = _LayoutReader(ref.path)
-        elif ref.transport == OCI_ARCHIVE:
-            reader = _ArchiveReader(ref.path)
-        else:  # parse_reference allows no other
-            raise CbtError(f"cannot read images from transport {ref.transport!r}")
+        reader = _open_reader(ref)
         try:
             if manifest_digest is not None:
                 desc = _entry_with_digest(reader, manifest_digest)
@@ -459,6 +462,18 @@ class Image:
         finally:
             reader.close()
         return cls(config, tuple(layers), loaded_from=desc)
+
+    @staticmethod
+    def index_entries(ref: str | ImageReference) -> tuple[Descriptor, ...]:
+        """The entries of the index.json of the layout or oci-archive ``ref`` names: every
+        image in there (with its ref name annotation), for ``load(ref, manifest_digest=...)``."""
+        if isinstance(ref, str):
+            ref = parse_reference(ref)
+        reader = _open_reader(ref)
+        try:
+            return reader.manifests()
+        finally:
+            reader.close()
 
     def append_layer(
         self,

@@ -15,7 +15,7 @@ does (symlinks followed as if the root were ``/``, ``..`` stopping at it), from 
 the root, and never follows the last component of a name it writes.
 """
 
-from .blobinfo import layer_info
+from .blobinfo import layer_info, recompress_layer
 from .compression import detect_compression, open_decompressed
 from .errors import LayerError, UnsafeArchiveError, UnsafePathError
 from .extract import apply_layers, extract_layer
@@ -37,6 +37,7 @@ __all__ = [
     "fd_path",
     "layer_info",
     "open_decompressed",
+    "recompress_layer",
     "split_name",
     "write_layer",
 ]

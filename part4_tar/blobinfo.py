@@ -67,3 +67,42 @@ def layer_info(blob: BinaryIO, media_type: str | None = None) -> LayerInfo:
     except Exception as exc:  # zlib, zstd, lzma, bz2 each raise their own error types
         raise LayerError(f"the {compression} layer blob is corrupt: {exc}") from exc
     return LayerInfo("sha256:" + hashing.hash.hexdigest(), hashing.size, "sha256:" + diff.hexdigest(), media_type, compression)
+
+
+def recompress_layer(blob: BinaryIO, out: BinaryIO, compression: str) -> LayerInfo:
+    """Write the layer ``blob`` (any compression, found from its magic bytes) to ``out``
+    compressed with ``compression`` (``gzip``, ``zstd`` or ``none``), in one pass; the new
+    blob's digest, size and media type, and the diff_id, which recompression never changes
+    (it is the digest of the same uncompressed tar)."""
+    from part2_manual_oci.mediatypes import layer_media_type
+
+    from .compression import make_compressor
+
+    try:
+        media_type = layer_media_type(compression)
+    except ValueError as exc:
+        raise LayerError(str(exc)) from None
+    head, whole = read_head(blob)
+    source = detect_compression(head)
+    compressor = make_compressor(compression)
+    diff, written = hashlib.sha256(), hashlib.sha256()
+    size = 0
+
+    def emit(data: bytes) -> None:
+        nonlocal size
+        if data:
+            written.update(data)
+            size += len(data)
+            out.write(data)
+
+    try:
+        reader = decompressing_reader(whole, source)
+        while chunk := reader.read(CHUNK):
+            diff.update(chunk)
+            emit(compressor.compress(chunk))
+        emit(compressor.flush())
+    except LayerError:
+        raise
+    except Exception as exc:  # zlib, zstd, lzma, bz2 each raise their own error types
+        raise LayerError(f"the {source} layer blob is corrupt: {exc}") from exc
+    return LayerInfo("sha256:" + written.hexdigest(), size, "sha256:" + diff.hexdigest(), media_type, compression)

@@ -74,7 +74,7 @@ def test_skopeo_reads_the_store_layout_and_the_archives(built):
     info = json.loads(r.stdout)
     assert info["Digest"] == result.digest
     assert "WHO=interop" in info["Env"]
-    for ref in (f"oci-archive:{root / 'image.tar'}:1.0", f"docker-archive:{root / 'docker.tar'}"):
+    for ref in (f"oci-archive:{root / 'image.tar'}:docker.io/library/interop:1.0", f"docker-archive:{root / 'docker.tar'}"):
         r = run(["skopeo", "inspect", "--config", ref])
         assert r.returncode == 0, (ref, r.stderr)
         assert json.loads(r.stdout)["config"]["Cmd"] == ["/app/greet.sh"]

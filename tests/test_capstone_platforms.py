@@ -20,7 +20,7 @@ from support import capstone, make_context
 from test_capstone_registry import Registry, skopeo
 
 from capstone.store import Store
-from part2_manual_oci import Index, OCILayout, build_busybox_image, host_platform, validate_layout
+from part2_manual_oci import Index, OCILayout, Platform, build_busybox_image, elf_platform, host_platform, validate_layout
 from part2_manual_oci import mediatypes as mt
 
 ARM64_BUSYBOX = Path("/var/lib/capstone-ci/busybox-arm64")  # put there by .ci/run
@@ -253,3 +253,16 @@ def test_pull_never_fails_when_the_base_is_not_stored(registry, tmp_path):
     assert (store / "oci" / "index.json").read_bytes() == before
     bad = build(store, ctx, "--pull=sometimes")
     assert bad.returncode == 2
+
+
+def test_local_output_of_several_platforms_has_a_directory_each(bases, tmp_path):
+    """BuildKit's layout for -o type=local with several platforms: DIR/linux_amd64, DIR/linux_arm64."""
+    ctx = make_context(tmp_path / "ctx", PROBE.format(base=f"oci-layout:{bases}:multi"))
+    out = tmp_path / "fs"
+    r = build(tmp_path / "s", ctx, "-q", "--platform", f"{HOST},linux/arm64", "-o", f"type=local,dest={out}")
+    assert r.returncode == 0, r.stderr
+    host_dir = out / HOST.replace("/", "_")
+    assert (out / "linux_arm64" / "arch").read_text() == "aarch64\n"
+    assert elf_platform(out / "linux_arm64" / "bin" / "busybox") == Platform("arm64", "linux")
+    assert elf_platform(host_dir / "bin" / "busybox") == host_platform()
+    assert (host_dir / "args").read_text().startswith(HOST)

@@ -325,7 +325,7 @@ def test_save_to_each_destination_is_valid_and_readable(store, tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["Digest"] == desc.digest, r.stderr
 
     store.export("saved:v1", f"oci-archive:{tmp_path / 'img.tar'}")
-    r = run(["skopeo", "inspect", f"oci-archive:{tmp_path / 'img.tar'}:v1"])
+    r = run(["skopeo", "inspect", f"oci-archive:{tmp_path / 'img.tar'}:docker.io/library/saved:v1"])
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["Digest"] == desc.digest
 
@@ -350,7 +350,7 @@ def test_save_to_each_destination_is_valid_and_readable(store, tmp_path):
     assert validate_layout(back) == []
 
     # and we read each one back: same config, same diff_ids
-    for src in (f"oci:{tmp_path / 'layout'}:other", f"oci-archive:{tmp_path / 'img.tar'}:v1",
+    for src in (f"oci:{tmp_path / 'layout'}:other", f"oci-archive:{tmp_path / 'img.tar'}:docker.io/library/saved:v1",
                 f"docker-archive:{tmp_path / 'docker.tar'}", f"docker-archive:{tmp_path / 'docker.tar'}:saved:v1"):
         loaded = store.load_archive(src)
         assert loaded.config == image.config, src

@@ -13,7 +13,7 @@ import tarfile
 import pytest
 import zstandard
 
-from part4_tar import LayerError, detect_compression, extract_layer, layer_info, open_decompressed, write_layer
+from part4_tar import LayerError, detect_compression, extract_layer, layer_info, open_decompressed, recompress_layer, write_layer
 
 
 class Trickle(io.RawIOBase):
@@ -216,3 +216,31 @@ def test_gzip_falls_back_to_zlib_when_isal_is_missing(src, tmp_path):
     assert diff_id == isal_diff_id == expected.diff_id
     subprocess.run(["gzip", "-t", str(zlib_blob)], check=True)
     assert (tmp_path / "root/etc/hostname").read_text() == "layer\n"
+
+
+@pytest.mark.parametrize("source", ["gzip", "zstd", "none"])
+@pytest.mark.parametrize("target", ["gzip", "zstd", "none"])
+def test_recompress_layer_keeps_the_diff_id(tmp_path, source, target):
+    """A layer in another compression is the same uncompressed tar: same diff_id, new digest,
+    and layer_info of the result agrees with what recompress_layer reported."""
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"payload " * 10000)
+    blob = io.BytesIO()
+    original = write_layer(root, blob, source)
+    out = io.BytesIO()
+    info = recompress_layer(io.BytesIO(blob.getvalue()), out, target)
+    assert info.diff_id == original.diff_id and info.compression == target
+    data = out.getvalue()
+    assert info.digest == "sha256:" + hashlib.sha256(data).hexdigest() and info.size == len(data)
+    assert detect_compression(data[:8]) == target
+    again = layer_info(io.BytesIO(data))
+    assert (again.digest, again.diff_id, again.media_type) == (info.digest, info.diff_id, info.media_type)
+
+
+def test_recompress_layer_refuses_a_corrupt_blob():
+    broken = gzip.compress(b"x" * 4096)[:-12] + b"garbage!!!!!"
+    with pytest.raises(LayerError, match="corrupt"):
+        recompress_layer(io.BytesIO(broken), io.BytesIO(), "zstd")
+    with pytest.raises(LayerError, match="unknown layer compression"):
+        recompress_layer(io.BytesIO(gzip.compress(b"")), io.BytesIO(), "brotli")

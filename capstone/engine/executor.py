@@ -1006,13 +1006,7 @@ def build(
     for n in names:
         reporter.message(f"Successfully tagged {n}")
     for spec in specs:
-        if spec.type == "registry":
-            from ..registry import push
-
-            store.tag(spec.dest, desc)
-            push(store, spec.dest)
-        else:
-            write_output(store, spec, desc, names[0] if names else None)
+        write_output(store, spec, desc, names[0] if names else None)
     if iidfile is not None:
         write_iidfile(iidfile, image_id)
     warnings = []

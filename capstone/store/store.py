@@ -925,6 +925,26 @@ class Store:
 
         return export(self, name_or_id, dest)
 
+    def load_file(self, path: str | os.PathLike, platform: Platform | None = None) -> list[tuple[Descriptor, list[str]]]:
+        """``capstone load``: every image of a docker-archive or oci-archive file, stored and
+        named as the archive names it; (manifest descriptor, names) per image."""
+        from .transfer import load_file
+
+        return load_file(self, Path(path), platform)
+
+    def convert(self, desc: Descriptor, *, compression: str | None = None, oci_mediatypes: bool = True) -> Descriptor:
+        """``desc`` with its layers in ``compression`` and OCI's (or Docker's) media types,
+        for an export (see ``convert.py``)."""
+        from .convert import convert
+
+        return convert(self, desc, compression=compression, oci_mediatypes=oci_mediatypes)
+
+    def write_rootfs(self, desc: Descriptor, dest: str | os.PathLike, *, as_tar: bool = False) -> None:
+        """The image's root filesystem into the directory ``dest``, or as the tar file ``dest``."""
+        from .transfer import write_rootfs
+
+        write_rootfs(self, desc, Path(dest), as_tar=as_tar)
+
     def load_archive(self, src: str, platform: Platform | None = None) -> Image:
         """An image from ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or
         ``docker-archive:FILE[:NAME:TAG]`` (read in place; ``commit`` stores it); from a

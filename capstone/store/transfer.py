@@ -5,7 +5,9 @@ Destinations (skopeo's spellings):
 
 * ``oci:DIR[:REF]`` (``oci-layout:``): an OCI image layout; the index.json entry is named REF
   (default: the image's tag), blobs first, index.json last.
-* ``oci-archive:FILE[:REF]``: the same layout as a plain tar (part 2 ``write_oci_archive``).
+* ``oci-archive:FILE[:REF]``: the same layout as a plain tar (part 2 ``write_oci_archive``);
+  REF defaults to the image's full name (``docker.io/library/app:1``), so ``podman load``
+  names the image as it was named here.
 * ``docker-archive:FILE[:NAME:TAG]``: what ``docker save`` writes and ``docker load`` reads:
   ``manifest.json`` (``Config``, ``RepoTags``, ``Layers``), the config as ``<id>.json``, each
   layer uncompressed as ``<diff_id hex>/layer.tar``, and ``repositories``.
@@ -19,6 +21,7 @@ import contextlib
 import io
 import json
 import os
+import posixpath
 import tarfile
 import tempfile
 from dataclasses import replace
@@ -66,6 +69,10 @@ def import_rootfs(store: "Store", src: Path, name: str) -> Descriptor:
         if src.is_dir():
             root = src
         else:
+            kind = archive_kind(src)
+            if kind is not None:  # an image, whose layers would become files of the "root filesystem"
+                raise StoreError(f"import: {src} is {'an' if kind == OCI_ARCHIVE else 'a'} {kind} (an image, not a root filesystem): "
+                                 f"use capstone load {src}")
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "import-", dir=store.tmp_dir))) / "rootfs"
             try:
                 with open(src, "rb") as f:
@@ -142,8 +149,8 @@ def export(store: "Store", name_or_id: str, dest: str) -> Descriptor:
     with store.session():
         if target.transport == OCI_LAYOUT:
             return _export_layout(store, desc, Path(target.path), target.given_name or (ref.tag if ref else "latest"))
-        if target.transport == OCI_ARCHIVE:
-            return _export_oci_archive(store, desc, Path(target.path), target.given_name or (ref.tag if ref else "latest"))
+        if target.transport == OCI_ARCHIVE:  # the full name, by which podman load names the image
+            return _export_oci_archive(store, desc, Path(target.path), target.given_name or (ref.name if ref else "latest"))
         if target.transport == DOCKER_ARCHIVE:  # one image per archive: this host's of an index
             mdesc = _with_platform(store, store._platform_manifest(desc))
             tag = parse_name(target.given_name) if target.given_name else ref
@@ -282,33 +289,89 @@ def load_archive(store: "Store", src: str, platform: Platform | None = None) -> 
     raise ExportError(f"cannot read images from {src!r} (oci:, oci-archive: or docker-archive:)")
 
 
-def _load_docker_archive(path: Path, ref: str | None) -> Image:
+def _members(tf: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    """Regular members by their name relative to the archive's root (``./x`` is ``x``)."""
+    out = {}
+    for m in tf.getmembers():
+        name = posixpath.normpath(m.name.lstrip("/"))
+        if m.isreg() and not name.startswith(".."):
+            out[name] = m
+    return out
+
+
+def archive_kind(path: Path) -> str | None:
+    """``docker-archive`` (a ``manifest.json`` at the root, as ``docker save``, ``podman save``
+    and skopeo write), ``oci-archive`` (``oci-layout`` and ``index.json``), or None (any other
+    tar, or not a tar). Only the headers are read."""
     try:
-        tf = tarfile.open(path, "r:")
+        with tarfile.open(path, "r:*") as tf:
+            names = set(_members(tf))
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+    if "manifest.json" in names:
+        return DOCKER_ARCHIVE
+    if {"oci-layout", "index.json"} <= names:
+        return OCI_ARCHIVE
+    return None
+
+
+def _read_member(tf: tarfile.TarFile, members: dict, path: Path, name: str) -> bytes:
+    m = members.get(name)
+    if m is None:
+        raise ExportError(f"{path}: no member {name} (not a docker-archive?)")
+    if m.size > MAX_JSON_SIZE:  # part 2's limit for a JSON document of an image, as a pull allows
+        raise ExportError(f"{path}: {name} is {m.size} bytes, more than the {MAX_JSON_SIZE} a manifest or "
+                          "image config may have")
+    return tf.extractfile(m).read(MAX_JSON_SIZE + 1)
+
+
+def _docker_entries(tf: tarfile.TarFile, members: dict, path: Path) -> list[dict]:
+    try:
+        entries = json.loads(_read_member(tf, members, path, "manifest.json"))
+    except ValueError as e:
+        raise ExportError(f"{path}: manifest.json is not JSON ({e})") from None
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise ExportError(f"{path}: manifest.json lists no image")
+    for e in entries:
+        if not isinstance(e.get("Config"), str) or not isinstance(e.get("Layers") or [], list):
+            raise ExportError(f"{path}: manifest.json: an entry without Config or Layers")
+        tags = e.get("RepoTags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ExportError(f"{path}: manifest.json: RepoTags is not a list of names")
+    return entries
+
+
+def _docker_image(tf: tarfile.TarFile, members: dict, path: Path, entry: dict) -> Image:
+    try:
+        doc = json.loads(_read_member(tf, members, path, posixpath.normpath(entry["Config"])))
+    except ValueError as e:
+        raise ExportError(f"{path}: {entry['Config']} is not JSON ({e})") from None
+    config = ImageConfig.from_json(doc, f"{path}:{entry['Config']}")
+    layers = []
+    for name in entry.get("Layers") or []:
+        member = posixpath.normpath(str(name))
+        if member not in members:
+            raise ExportError(f"{path}: no member {name}")
+        info = layer_info(tf.extractfile(members[member]))
+        layers.append(Layer(info.descriptor(), info.diff_id, ArchiveBlob(path.resolve(), member)))
+    if tuple(layer.diff_id for layer in layers) != tuple(config.rootfs_diff_ids):
+        raise ExportError(f"{path}: the layers do not match the config's diff_ids")
+    return Image(config, tuple(layers))
+
+
+def _open_docker_archive(path: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, "r:*")
     except FileNotFoundError:
         raise ImageNotFound(f"{path}: no such archive") from None
     except (tarfile.TarError, OSError) as e:
         raise ExportError(f"{path}: not a docker-archive ({e})") from None
-    with tf:
-        members = {m.name.lstrip("./") if m.name.startswith("./") else m.name: m for m in tf.getmembers() if m.isreg()}
 
-        def read(name: str) -> bytes:
-            """A JSON member (manifest.json, a config): at most part 2's limit for a JSON
-            document of an image, as a pull or an OCI layout would allow."""
-            m = members.get(name)
-            if m is None:
-                raise ExportError(f"{path}: no member {name} (not a docker-archive?)")
-            if m.size > MAX_JSON_SIZE:
-                raise ExportError(f"{path}: {name} is {m.size} bytes, more than the {MAX_JSON_SIZE} a manifest or "
-                                  "image config may have")
-            return tf.extractfile(m).read()
 
-        try:
-            entries = json.loads(read("manifest.json"))
-        except ValueError as e:
-            raise ExportError(f"{path}: manifest.json is not JSON ({e})") from None
-        if not isinstance(entries, list) or not entries:
-            raise ExportError(f"{path}: manifest.json lists no image")
+def _load_docker_archive(path: Path, ref: str | None) -> Image:
+    with _open_docker_archive(path) as tf:
+        members = _members(tf)
+        entries = _docker_entries(tf, members, path)
         if ref is not None:
             wanted = parse_name(ref).name
             chosen = [e for e in entries if any(parse_name(t).name == wanted for t in e.get("RepoTags") or [])]
@@ -319,13 +382,96 @@ def _load_docker_archive(path: Path, ref: str | None) -> Image:
             entry = entries[0]
         else:
             raise ExportError(f"{path}: {len(entries)} images in the archive: name one (docker-archive:FILE:NAME:TAG)")
-        config = ImageConfig.from_json(json.loads(read(entry["Config"])), f"{path}:{entry['Config']}")
-        layers = []
-        for name in entry.get("Layers") or []:
-            if name not in members:
-                raise ExportError(f"{path}: no member {name}")
-            info = layer_info(tf.extractfile(members[name]))
-            layers.append(Layer(info.descriptor(), info.diff_id, ArchiveBlob(path.resolve(), name)))
-    if tuple(layer.diff_id for layer in layers) != tuple(config.rootfs_diff_ids):
-        raise ExportError(f"{path}: the layers do not match the config's diff_ids")
-    return Image(config, tuple(layers))
+        return _docker_image(tf, members, path, entry)
+
+
+def load_file(store: "Store", path: Path, platform: Platform | None = None) -> list[tuple[Descriptor, list[str]]]:
+    """``capstone load``: every image of a docker-archive or oci-archive file (``docker save``,
+    ``podman save``, ``skopeo copy``) into the store, named as the archive names it (a
+    docker-archive's ``RepoTags``; an oci-archive's ``org.opencontainers.image.ref.name`` when
+    it is a name, not a bare tag); a multi-platform entry gives its image for ``platform``
+    (default: this host). Everything is read and checked before any name changes. Returns
+    (manifest descriptor, names) per image."""
+    from part3_go_style_builder import ImageReference
+
+    if not path.is_file():
+        raise ImageNotFound(f"load: {path}: no such file")
+    kind = archive_kind(path)
+    if kind is None:
+        raise ExportError(f"load: {path} is neither a docker-archive (manifest.json) nor an oci-archive "
+                          "(oci-layout and index.json)")
+    loaded: list[tuple[Image, list[str]]] = []
+    if kind == DOCKER_ARCHIVE:
+        with _open_docker_archive(path) as tf:
+            members = _members(tf)
+            for entry in _docker_entries(tf, members, path):
+                try:
+                    names = [parse_name(t).name for t in entry.get("RepoTags") or []]
+                except InvalidName as e:
+                    raise ExportError(f"load: {path}: RepoTags: {e}") from None
+                loaded.append((_docker_image(tf, members, path, entry), names))
+    else:
+        ref = ImageReference(OCI_ARCHIVE, str(path))
+        try:
+            entries = Image.index_entries(ref)
+            for entry in entries:
+                name = entry.ref_name
+                names = [parse_name(name).name] if name and (":" in name or "/" in name) else []
+                loaded.append((Image.load(ref, manifest_digest=entry.digest, platform=platform), names))
+        except (CbtError, LayoutError, InvalidName) as e:
+            raise ExportError(f"load: {path}: {e}") from None
+    with store.session(), store.lock():
+        descs = [store.commit(image, []) for image, _ in loaded]
+        for desc, (_, names) in zip(descs, loaded):
+            for name in names:
+                store.tag(name, desc)
+    return [(desc, names) for desc, (_, names) in zip(descs, loaded)]
+
+
+# -- the root filesystem as an output -----------------------------------------------------------
+
+
+def write_rootfs(store: "Store", desc: Descriptor, dest: Path, *, as_tar: bool) -> None:
+    """The image's root filesystem (its layers applied in order, whiteouts honoured) in the
+    directory ``dest`` (``--output type=local``) or as one tar file (``type=tar``). For a
+    multi-platform index, each platform's under ``<os>_<arch>[_<variant>]/`` (BuildKit's
+    layout). A tar is written beside ``dest`` and renamed when complete."""
+    from part4_tar import apply_layers
+
+    if desc.media_type in mt.INDEX_TYPES:
+        targets = []
+        for child in store.layout.read_index(desc).manifests:
+            platform = store.layout.read_config(store.layout.read_manifest(child)).platform
+            targets.append(("_".join(p for p in (platform.os, platform.architecture, platform.variant) if p), child))
+    else:
+        targets = [("", desc)]
+
+    def fill(root: Path) -> None:
+        for sub, mdesc in targets:
+            where = root / sub if sub else root
+            where.mkdir(parents=True, exist_ok=True)
+            manifest = store.layout.read_manifest(mdesc)
+            apply_layers([store.layout.blob_path(ld.digest) for ld in manifest.layers], where)
+
+    with store.session():
+        if not as_tar:
+            if dest.exists() and not dest.is_dir():
+                raise ExportError(f"--output type=local: {dest} is not a directory")
+            dest.mkdir(parents=True, exist_ok=True)
+            fill(dest)
+            return
+        _check_parent(dest)
+        with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "rootfs-", dir=store.tmp_dir) as tmp:
+            root = Path(tmp) / "root"
+            root.mkdir()
+            fill(root)
+            fd, part = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    write_layer(root, out, "none")
+                os.chmod(part, 0o644)
+                os.replace(part, dest)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(part)
+                raise
