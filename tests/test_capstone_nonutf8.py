@@ -1,6 +1,6 @@
 """File names that are not UTF-8 are carried as the bytes they are (surrogateescape in Python's
-str): through the context walk, .dockerignore matching, the content-hash cache keys, the layers
-and the store's cache files. A cache file that cannot be written or read is only a miss: it
+str): through the context walk, .dockerignore matching (for COPY and for a RUN's bind mount of
+the context), the content-hash cache keys, the layers and the store's cache files. A cache file that cannot be written or read is only a miss: it
 never fails a build, this one or a later one.
 """
 
@@ -37,7 +37,8 @@ def make_ctx(root: Path) -> Path:
         IGNORED: b"excluded by a .dockerignore line that is not UTF-8 either\n",
         DIRNAME + b"/x": b"in a directory whose name is not UTF-8\n",
         b".dockerignore": IGNORED + b"\n",
-        b"Dockerfile": b"FROM capstone/busybox\nCOPY " + LATIN1 + b" /one/\nCOPY . /all/\nRUN find /all > /listing\n",
+        b"Dockerfile": b"FROM capstone/busybox\nCOPY " + LATIN1 + b" /one/\nCOPY . /all/\nRUN find /all > /listing\n"
+                       b"RUN --mount=type=bind,target=/ctx find /ctx > /bound\n",
     }
     for name, data in files.items():
         path = b + b"/" + name
@@ -65,8 +66,11 @@ def test_names_that_are_not_utf8_go_through_the_build_as_bytes(store, tmp_path):
     assert open(root + b"/one/" + LATIN1, "rb").read() == b"latin-1 name\n"
     assert sorted(os.listdir(root + b"/all")) == sorted([b".dockerignore", b"Dockerfile", LATIN1, DIRNAME])
     assert os.listdir(root + b"/all/" + DIRNAME) == [b"x"]
-    # the RUN step saw the same bytes
+    # the RUN step saw the same bytes, and its bind mount of the context what .dockerignore keeps
     assert b"/all/" + LATIN1 in open(root + b"/listing", "rb").read().split(b"\n")
+    bound = open(root + b"/bound", "rb").read().split(b"\n")
+    assert b"/ctx/" + LATIN1 in bound and b"/ctx/" + DIRNAME + b"/x" in bound
+    assert b"/ctx/" + IGNORED not in bound
 
     # the content-hash table was saved (with the names as they are) and the rebuild uses it
     again = do_build(store, ctx, "nonutf8")

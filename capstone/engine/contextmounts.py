@@ -61,27 +61,31 @@ def context_view(context: ContextSource, top: SourceItem) -> ContextView:
 
 def make_mask(view: ContextView, mask: Path) -> None:
     """Write ``view.hidden`` as overlay whiteouts under ``mask`` (a new directory), its
-    directories carrying the attributes of the source's."""
+    directories carrying the attributes of the source's. Written through part 4's RootDir,
+    like every layer directory the build makes: names that are the context's own, never a
+    path followed out of ``mask``."""
+    from part4_tar import RootDir, fd_path
+
     mask.mkdir()
-    made: list[tuple[Path, os.stat_result]] = [(mask, view.top.st)]
-    for rel in view.hidden:
-        parts = rel.split("/")
-        here, real = mask, Path(view.top.path)
-        for part in parts[:-1]:
-            here, real = here / part, real / part
-            if not here.exists():
-                here.mkdir()
-                made.append((here, os.lstat(real)))
-        # a whiteout: "this name does not exist" to every layer below
-        os.mknod(here / parts[-1], stat.S_IFCHR | 0o000, os.makedev(0, 0))
-    for path, st in reversed(made):
-        _copy_attributes(path, st)
-
-
-def _copy_attributes(path: Path, st: os.stat_result) -> None:
-    os.chown(path, st.st_uid, st.st_gid)
-    os.chmod(path, stat.S_IMODE(st.st_mode))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    made: list[tuple[str, os.stat_result]] = [("", view.top.st)]
+    with RootDir(mask) as rd:
+        for rel in view.hidden:
+            parts = rel.split("/")
+            for i in range(1, len(parts)):
+                sub = "/".join(parts[:i])
+                if rd.lstat(sub) is None:
+                    os.close(rd.make_dir(sub, 0o700))
+                    made.append((sub, os.lstat(os.path.join(view.top.path, sub))))
+            # a whiteout: "this name does not exist" to every layer below
+            rd.mknod(rel, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+        for sub, st in reversed(made):
+            fd = rd.make_dir(sub)
+            try:
+                os.chown(fd_path(fd), st.st_uid, st.st_gid)
+                os.chmod(fd_path(fd), stat.S_IMODE(st.st_mode))
+            finally:
+                os.close(fd)
+            rd.set_times(sub, (st.st_atime_ns, st.st_mtime_ns))
 
 
 def kept_items(view: ContextView) -> Iterable[SourceItem]:
