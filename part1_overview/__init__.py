@@ -7,10 +7,30 @@ the narration helper every chapter script prints through (``Narrator``), and the
 every chapter's lab (``Lab``, ``Task``, ``lab_main``: starter code with holes and a checker).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from .course import PARTS, PIPELINE, Part, Stage
 from .doctor import HostCheck, HostReport, cgroup_version, doctor, host_checks
-from .labkit import Lab, LabContext, LabError, Task, lab_main
 from .narrate import Narrator, run_cli
+
+if TYPE_CHECKING:
+    from .labkit import Lab, LabContext, LabError, Task, lab_main
+
+#: the lab machinery (ast, tempfile, traceback, argparse...) is imported when a lab first
+#: uses one of its names (PEP 562): every command prints through ``Narrator``, few run a lab
+_LAZY = {"Lab": "labkit", "LabContext": "labkit", "LabError": "labkit", "Task": "labkit", "lab_main": "labkit"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "PARTS",

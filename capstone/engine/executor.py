@@ -971,9 +971,11 @@ def build(
     platforms = _target_platforms(platform)
     dockerfile = read_dockerfile(dockerfile_path)
     plans = [make_plan(dockerfile, build_args or {}, target=target, platform=p) for p in platforms]
-    from .secretmounts import BuildSecrets
+    build_secrets = None
+    if secrets or ssh:
+        from .secretmounts import BuildSecrets  # only when a build has secrets: its start-up stays lean
 
-    build_secrets = BuildSecrets(secrets, ssh) if secrets or ssh else None
+        build_secrets = BuildSecrets(secrets, ssh)
     reporter = Progress(progress, log, explain, stages=len(plans[0].stages))
     for w in dockerfile.warnings:
         reporter.warning(f"{dockerfile.file}:{w.line}: warning: {w.message} ({w.rule})")

@@ -47,9 +47,11 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ..download import Limits
+if TYPE_CHECKING:
+    from ..download import Limits
 
 #: how long one ``git ls-remote`` / ``git fetch`` may take (seconds)
 LS_REMOTE_TIMEOUT = 60
@@ -190,6 +192,8 @@ def _limit_options(limits: Limits) -> list[str]:
 
 
 def _git(args: list[str], *, cwd: str | os.PathLike | None = None, timeout: float) -> subprocess.CompletedProcess:
+    from ..download import Limits  # the registry client's module (httpx): only when git runs
+
     limits = Limits.from_environment()
     argv = ["git", "-c", "advice.detachedHead=false", "-c", "init.defaultBranch=main", "-c", "protocol.version=2",
             *_limit_options(limits), *args]

@@ -1,0 +1,83 @@
+"""What the builder imports: a command loads the registry client (httpx), the runtime (part 6,
+part 5), the overlay code (part 7) and the RUN machinery only when a step needs them.
+
+Start-up is most of a cached build's time, so a stray import is a regression nobody would see
+in a test's pass/fail. These tests read the names of the modules ``python -X importtime``
+reports for real command lines (never the times: timing belongs in ``bench/``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import REPO, make_context
+
+from capstone.store import Store
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (namespaces, overlay mounts)")
+
+#: what a build that runs no RUN step and pulls nothing never needs
+REGISTRY = {"httpx", "capstone.registry", "capstone.download", "ssl"}
+RUNTIME = {"part5_namespaces", "part6_runtime", "capstone.runner"}
+UNION = {"part7_union"}
+
+
+def imported(*argv: str) -> set[str]:
+    """The modules ``python -m capstone ARGV...`` imports (it must succeed)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "capstone", *argv], capture_output=True,
+                       text=True, env=env, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    names = set()
+    for line in r.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2 and "self [us]" not in line:
+            names.add(line.rsplit("|", 1)[1].strip())
+    assert "capstone" in names  # the report was read
+    return names
+
+
+def packages(names: set[str], wanted: set[str]) -> set[str]:
+    """Which of ``wanted`` (modules or packages) appear among ``names``."""
+    return {w for w in wanted if any(n == w or n.startswith(w + ".") for n in names)}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("store")
+    Store.open(path).load("capstone/busybox")  # the embedded base, made once
+    return path
+
+
+def test_help_imports_neither_the_engine_nor_the_store():
+    names = imported("--help")
+    assert packages(names, REGISTRY | RUNTIME | UNION | {"capstone.engine", "capstone.store",
+                                                          "capstone.dockerfile"}) == set()
+    assert "part1_overview.labkit" not in names  # the lab machinery is for labs
+
+
+def test_a_build_without_run_needs_no_runtime_and_no_registry(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY a /a\nENV X=1\nCMD [\"/a\"]\n", {"a": "x"})
+    cold = imported("--store", str(store), "build", "--no-cache", "-q", str(ctx))
+    assert packages(cold, REGISTRY | RUNTIME) == set()
+
+
+def test_a_cached_build_imports_no_step_machinery(store, tmp_path):
+    """The first build runs its RUN steps (part 6 over part 7); the second is answered by the
+    cache at every step and loads neither, nor any layer's snapshot code."""
+    ctx = make_context(tmp_path / "ctx", (
+        "FROM capstone/busybox AS build\n"
+        "WORKDIR /src\n"
+        "COPY a .\n"
+        "RUN cp a b\n"
+        "FROM capstone/busybox\n"
+        "COPY --from=build /src/b /b\n"
+        "CMD [\"cat\", \"/b\"]\n"), {"a": "x"})
+    first = imported("--store", str(store), "build", "--network", "none", "-q", "-t", "startup", str(ctx))
+    assert packages(first, RUNTIME | UNION) == RUNTIME | UNION  # the test's own check: RUN did run
+    assert packages(first, REGISTRY) == set()
+    again = imported("--store", str(store), "build", "--network", "none", "-q", "-t", "startup", str(ctx))
+    assert packages(again, REGISTRY | RUNTIME | UNION) == set()
