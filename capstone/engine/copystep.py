@@ -25,8 +25,11 @@ The Dockerfile rules, as BuildKit applies them:
   (:mod:`.gitsource`) copies the checked-out tree's *contents* (or its subdir's) into the
   destination directory, walked like a context directory.
 
-Planning (:func:`plan_copy`) decides every entry of the layer and the content digest of the
-selection (the step's cache key needs it) without writing anything. Writing
+Planning comes in two halves, neither of which writes anything. :func:`select_sources` finds
+what the step reads; its content digest (:func:`sources_digest`) is what the step's cache key
+needs, and neither needs the image (the key's parent decides the image), so a cache hit never
+reads the image's layers. :func:`plan_copy` then places each entry in the image (the
+destination resolved through its symlinks, the directories on the way). Writing
 (:func:`write_copy`) streams the entries into part 4's ``LayerWriter`` straight from where
 they are: the context directory, or another stage's layer snapshots. Nothing is staged, except
 what must look different from its source (a ``--chown``/``--chmod`` that changes an owner or a
@@ -132,53 +135,45 @@ def check_entry_name(keyword: str, what: str, name: str) -> None:
         raise CopyError(f"{keyword} failed: {what}: not a file name")
 
 
-def plan_copy(
+@dataclass
+class CopySources:
+    """What a COPY/ADD reads, before it is placed in an image: each matched source (its name
+    at the destination, the item, whether ADD unpacks it, the source it is walked in) and the
+    ``--parents`` selection (path from the pivot -> item)."""
+
+    matched: list[tuple[str, SourceItem, bool, ContextSource | ImageSource]]
+    placed: dict[str, SourceItem]
+    excludes: object = None  # ``--exclude``'s PatternMatcher, or None
+
+
+def select_sources(
     ins: Copy | Add,
     source: ContextSource | ImageSource,
-    view: RootfsView,
-    workdir: str,
     *,
-    digests: FileDigests,
     staging: Path,
-    made_mtime: float,
     downloads: dict[str, str] | None = None,
     trees: dict[str, str] | None = None,
-) -> CopyPlan:
-    """Every entry the layer of ``ins`` (expanded) will hold, and their content digest.
+) -> CopySources:
+    """The sources of ``ins`` (expanded): the first half of :func:`plan_copy`, which needs no
+    image (the destination is resolved in the image by the second half).
 
-    ``view`` is the image being built (for the destination); ``source`` where files come from;
-    ``staging`` a directory for heredoc files; ``downloads`` maps ADD URLs to downloaded files;
-    ``trees`` maps ADD git sources to their checked-out directories (whose *contents* go to
-    the destination, a directory, as BuildKit copies a git source's ``/``).
+    ``staging`` is a directory for heredoc files; ``downloads`` maps ADD URLs to downloaded
+    files; ``trees`` maps ADD git sources to their checked-out directories (whose *contents*
+    go to the destination, a directory, as BuildKit copies a git source's ``/``).
     """
     is_add = isinstance(ins, Add)
     keyword = "ADD" if is_add else "COPY"
-    owner = Owner(None, None)
-    if ins.chown:
-        try:
-            uid, gid = parse_chown(ins.chown, view.read_text)
-        except ValueError as e:
-            raise CopyError(str(e)) from None
-        owner = Owner(uid, gid)
-    chmod = None
     if ins.chmod:
         try:
-            chmod = Chmod(ins.chmod)
+            Chmod(ins.chmod)
         except ValueError as e:
             raise CopyError(str(e)) from None
-    keep_owner = isinstance(source, ImageSource)
     excludes = None
     if ins.exclude:
         from ..context import PatternMatcher
 
         excludes = PatternMatcher(list(ins.exclude), source="--exclude")
 
-    raw_dest = ins.dest
-    dest_is_dir = raw_dest.endswith("/") or raw_dest in (".", "..") or raw_dest.endswith(("/.", "/.."))
-    dest = raw_dest if raw_dest.startswith("/") else posixpath.join(workdir or "/", raw_dest)
-    dest = posixpath.normpath("/" + dest).lstrip("/")
-
-    # -- the sources ---------------------------------------------------------------------
     # (name at the destination, item, unpack, the source it is walked in)
     matched: list[tuple[str, SourceItem, bool, ContextSource | ImageSource]] = []
     parents = isinstance(ins, Copy) and ins.parents
@@ -227,9 +222,77 @@ def plan_copy(
         path.write_text(doc.body)
         os.chmod(path, 0o644)
         matched.append((doc.name, SourceItem(doc.name, str(path), os.lstat(path)), False, source))
-    if len(matched) > 1 and not dest_is_dir:
+    if len(matched) > 1 and not _dest_is_dir(ins.dest):
         raise CopyError(f"When using {keyword} with more than one source file, the destination must be "
                         "a directory and end with a /")
+    return CopySources(matched, placed, excludes)
+
+
+def _dest_is_dir(raw_dest: str) -> bool:
+    return raw_dest.endswith("/") or raw_dest in (".", "..") or raw_dest.endswith(("/.", "/.."))
+
+
+def sources_digest(ins: Copy | Add, selected: CopySources, digests: FileDigests) -> str:
+    """The content digest of what ``ins`` reads (for its cache key): per entry its name below
+    the destination, type, mode, owner, size and content, as :func:`plan_copy`'s digest but
+    before the destination is resolved in the image (the key's parent decides that image)."""
+    keyword = "ADD" if isinstance(ins, Add) else "COPY"
+    lines = [f"{keyword}\0sources\n"]
+    for rel, item in selected.placed.items():
+        lines.append(entry_line(f"parents\0{rel}", item.st, item.st.st_uid, item.st.st_gid,
+                                stat.S_IMODE(item.st.st_mode), digests, item.path))
+    for name, item, unpack, item_source in selected.matched:
+        kind = "unpack" if unpack else "dir" if item.is_dir else "file"
+        lines.append(entry_line(f"{kind}\0{name}", item.st, item.st.st_uid, item.st.st_gid,
+                                stat.S_IMODE(item.st.st_mode), digests, item.path))
+        if item.is_dir:
+            for sub in item_source.walk(item):
+                if selected.excludes is not None and selected.excludes.matches(sub.rel):
+                    continue
+                lines.append(entry_line(f"\0{sub.rel}", sub.st, sub.st.st_uid, sub.st.st_gid,
+                                        stat.S_IMODE(sub.st.st_mode), digests, sub.path))
+    return selection_digest(lines)
+
+
+def plan_copy(
+    ins: Copy | Add,
+    source: ContextSource | ImageSource,
+    view: RootfsView,
+    workdir: str,
+    *,
+    digests: FileDigests | None,
+    staging: Path,
+    made_mtime: float,
+    downloads: dict[str, str] | None = None,
+    trees: dict[str, str] | None = None,
+    selected: CopySources | None = None,
+) -> CopyPlan:
+    """Every entry the layer of ``ins`` (expanded) will hold, and their content digest
+    (``digests`` None: no digest; the step was keyed by :func:`sources_digest`).
+
+    ``view`` is the image being built (for the destination); ``source`` where files come from;
+    ``selected``: what :func:`select_sources` found (None: select now, with ``staging``,
+    ``downloads`` and ``trees``, see there).
+    """
+    if selected is None:
+        selected = select_sources(ins, source, staging=staging, downloads=downloads, trees=trees)
+    matched, placed = selected.matched, selected.placed
+    is_add = isinstance(ins, Add)
+    keyword = "ADD" if is_add else "COPY"
+    owner = Owner(None, None)
+    if ins.chown:
+        try:
+            uid, gid = parse_chown(ins.chown, view.read_text)
+        except ValueError as e:
+            raise CopyError(str(e)) from None
+        owner = Owner(uid, gid)
+    chmod = Chmod(ins.chmod) if ins.chmod else None
+    keep_owner = isinstance(source, ImageSource)
+    excludes = selected.excludes
+    raw_dest = ins.dest
+    dest_is_dir = _dest_is_dir(raw_dest)
+    dest = raw_dest if raw_dest.startswith("/") else posixpath.join(workdir or "/", raw_dest)
+    dest = posixpath.normpath("/" + dest).lstrip("/")
     plan = CopyPlan()
     if not matched and not placed:
         # every source a pattern that matched nothing: BuildKit copies nothing, makes no
@@ -317,6 +380,8 @@ def plan_copy(
         add(f"{target_dir}/{final}" if target_dir else final, item)
 
     plan.entries = list(entries.values())
+    if digests is None:  # the caller keyed the step by the sources (sources_digest)
+        return plan
     lines = [f"{keyword}\0{'unpack' if is_add else ''}\n"]
     for e in plan.entries:
         if e.parent or e.src is None:

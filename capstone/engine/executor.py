@@ -62,7 +62,17 @@ from ..errors import BuildArgError, CapstoneError, DockerfileError
 from ..refs import has_transport
 from .cachekeys import base_key, cache_lookup, cache_record, make_key
 from .contenthash import FileDigests, entry_line, selection_digest
-from .copystep import CopyError, CopyPlan, check_entry_name, made_time, materialize, plan_copy, write_copy
+from .copystep import (
+    CopyError,
+    CopyPlan,
+    check_entry_name,
+    made_time,
+    materialize,
+    plan_copy,
+    select_sources,
+    sources_digest,
+    write_copy,
+)
 from .errors import BuildError, StepError
 from .gitsource import GitSourceError, ResolvedGit, checkout, is_git_source, parse_git_source, resolve
 from .layers import write_blob, write_entries_layer
@@ -651,52 +661,63 @@ class Builder:
         return self._layer_step(stage, key, make, "WORKDIR")
 
     # -- COPY / ADD --------------------------------------------------------------------------
-    def copy_source(self, ins: Copy | Add, where: Instruction):
-        """(source, extra key facts, label) for a COPY/ADD."""
-        if isinstance(ins, Copy) and ins.from_stage:
-            ref = ins.from_stage
-            index = None
-            if ref.isdigit():
-                index = int(ref)
-            else:
-                index = self.plan.graph.find(ref)
-            if index is not None:
-                if index not in self.stages:
-                    raise self.fail(where, f"COPY --from={ref}: stage is not built before this one")
-                src = self.stages[index]
-                image = src.image
-                label = f"stage {src.planned.name}"
-            else:
-                image = self.load_image(ref, where)
-                label = ref
-            return ImageSource(self.view(image), label), {"from": _image_digest(image)}, label
-        return self.context, {}, "build context"
+    def copy_from(self, ins: Copy | Add, where: Instruction) -> tuple[Image, str] | None:
+        """The image a ``COPY --from`` reads (a stage's, or one loaded by name) and a label;
+        None for the build context."""
+        if not (isinstance(ins, Copy) and ins.from_stage):
+            return None
+        ref = ins.from_stage
+        index = int(ref) if ref.isdigit() else self.plan.graph.find(ref)
+        if index is None:
+            return self.load_image(ref, where), ref
+        if index not in self.stages:
+            raise self.fail(where, f"COPY --from={ref}: stage is not built before this one")
+        src = self.stages[index]
+        return src.image, f"stage {src.planned.name}"
 
     def copy(self, stage: _Stage, raw: Instruction, ins: Copy | Add, last: bool):
-        source, facts, label = self.copy_source(ins, raw)
-        view = self.view(stage.image) if not ins.link else RootfsView([])
+        """COPY/ADD. The key is made from what the step reads, never from the image it writes
+        into (the parent key stands for that image): a context copy by the content digest of
+        its sources, a ``--from`` copy by the digest of the image it reads. A hit reads no
+        layer of either image; only a miss resolves the destination in the image."""
+        from_image = self.copy_from(ins, raw)
         workdir = stage.image.config.config.working_dir or "/"
         staging = self.temp("copy")
         created_by = f"{ins.keyword} {' '.join(_short_text(raw).split()[1:])}"
+
+        def view_of() -> RootfsView:
+            return self.view(stage.image) if not ins.link else RootfsView([])
+
+        facts = {} if from_image is None else {"from": _image_digest(from_image[0])}
         downloads = None
         gits: dict[str, ResolvedGit] = {}
         if isinstance(ins, Add):
             gits = self.resolve_git(ins)
             if gits and len(gits) == len(ins.sources) and not ins.heredocs:
-                return self.add_git(stage, ins, gits, view, workdir, staging, created_by, facts)
+                return self.add_git(stage, ins, gits, view_of, workdir, staging, created_by, facts)
             downloads = self.download(ins, staging)
         trees = self.fetch_git(ins, gits) if gits else None
-        plan = plan_copy(ins, source, view, workdir, digests=self.digests, staging=staging / "heredocs",
-                         made_mtime=made_time(self.source_date_epoch), downloads=downloads, trees=trees)
-        key = make_key(stage.key, ins.keyword, ins=_fingerprint(ins), workdir=workdir,
-                       content=plan.digest, **facts)
-        detail = (f"{plan.files} files, {plan.bytes} bytes from {label}; content {plan.digest[:19]}")
+        selected = None
+        if from_image is None:
+            selected = select_sources(ins, self.context, staging=staging / "heredocs", downloads=downloads,
+                                      trees=trees)
+            content = sources_digest(ins, selected, self.digests)
+            key = make_key(stage.key, ins.keyword, ins=_fingerprint(ins), workdir=workdir, content=content)
+            detail = f"from build context; content {content[:19]}"
+        else:
+            key = make_key(stage.key, ins.keyword, ins=_fingerprint(ins), workdir=workdir, **facts)
+            detail = f"from {from_image[1]} ({facts['from'][:19]})"
 
         def make():
+            source = self.context if from_image is None else ImageSource(self.view(from_image[0]), from_image[1])
+            view = view_of()
+            plan = plan_copy(ins, source, view, workdir, digests=None, staging=staging / "heredocs",
+                             made_mtime=made_time(self.source_date_epoch), selected=selected)
+            done = f"{plan.files} files, {plan.bytes} bytes {detail}"
             if not plan.entries:  # only patterns that matched nothing: no change, no layer
-                return None, created_by, detail
+                return None, created_by, done
             layer = self._write_copy_layer(plan, staging, view)
-            return layer, created_by, detail
+            return layer, created_by, done
 
         return self._layer_step(stage, key, make, ins.keyword, detail)
 
@@ -723,8 +744,8 @@ class Builder:
         return {word: checkout(r, self.temp("git") / "tree", keep_git_dir=ins.keep_git_dir).path
                 for word, r in gits.items()}
 
-    def add_git(self, stage: _Stage, ins: Add, gits: Mapping[str, ResolvedGit], view: RootfsView, workdir: str,
-                staging: Path, created_by: str, facts: dict):
+    def add_git(self, stage: _Stage, ins: Add, gits: Mapping[str, ResolvedGit], view_of: Callable[[], RootfsView],
+                workdir: str, staging: Path, created_by: str, facts: dict):
         """An ADD whose sources are all git repositories: the key is made from the commits (no
         fetch for a cache hit), the files fetched only when the step runs."""
         fp = _fingerprint(ins)
@@ -737,7 +758,8 @@ class Builder:
 
         def make():
             trees = self.fetch_git(ins, gits)
-            plan = plan_copy(ins, self.context, view, workdir, digests=self.digests, staging=staging / "heredocs",
+            view = view_of()
+            plan = plan_copy(ins, self.context, view, workdir, digests=None, staging=staging / "heredocs",
                              made_mtime=made_time(self.source_date_epoch), trees=trees)
             layer = self._write_copy_layer(plan, staging, view)
             return layer, created_by, f"{plan.files} files, {plan.bytes} bytes from {detail}"
