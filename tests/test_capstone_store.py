@@ -282,6 +282,7 @@ def test_load_manifest_reads_an_untagged_manifest_blob_directly(store, tmp_path)
 def test_tagging_again_with_the_same_names_does_not_rewrite_index_json(store):
     image = store.load("capstone/busybox")
     desc = store.commit(image, ["again:1"])
+    store.commit(image, ["later:1"])  # a name after it: a rebuild of again:1 keeps its place
     index = store.layout.path / "index.json"
     before = os.stat(index)
     assert store.commit(store.load("again:1"), ["again:1"]).digest == desc.digest

@@ -536,9 +536,13 @@ class Store:
         if not self.layout.has_blob(descriptor.digest):
             raise StoreError(f"cannot tag {descriptor.digest}: not in the store {self.path}")
         index = self.layout.index()
-        kept = tuple(d for d in index.manifests if d.ref_name not in names)
         plain = _plain(descriptor)
-        added = tuple(replace(plain, annotations={mt.ANNOTATION_REF_NAME: n}) for n in names)
+        wanted = {n: replace(plain, annotations={mt.ANNOTATION_REF_NAME: n}) for n in names}
+        # a name that already names this image keeps its place in the list: a rebuild of one
+        # of several tagged images leaves index.json as it is
+        kept = tuple(d for d in index.manifests if d.ref_name not in wanted or d == wanted[d.ref_name])
+        present = {d.ref_name for d in kept}
+        added = tuple(d for n, d in wanted.items() if n not in present)
         updated = replace(index, manifests=kept + added)
         if updated != index:  # a rebuild that changes nothing writes (and fsyncs) nothing
             self._write_index(updated)
