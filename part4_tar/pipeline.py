@@ -8,9 +8,10 @@
 those of the compressed bytes. Both are computed while the bytes pass, so there is never an
 uncompressed copy on disk nor a whole file in memory.
 
-On a multi-core machine the second half (compress, hash, write) runs in a worker thread:
-hashlib, ISA-L and zstd release the GIL, so hashing the tar stream and compressing it run on two
-cores at once. A bounded queue of chunks keeps memory flat.
+On a multi-core machine the second half (compress, hash, write) runs in a worker thread, and
+the compressor itself spreads a large layer over every core (gzip in blocks, :mod:`.pgzip`;
+zstd's worker threads): hashlib, ISA-L and zstd release the GIL, so hashing the tar stream,
+compressing it and hashing the blob run at once. Bounded queues keep memory flat.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class BlobPipeline:
 
     def __init__(self, out: BinaryIO, compression: str, level: int | None = None, *, threads: bool = True) -> None:
         self._out = out
-        self._compressor = make_compressor(compression, level)
+        self._compressor = make_compressor(compression, level, None if threads else 1)
         self._diff = hashlib.sha256()
         self._blob = hashlib.sha256()
         self.uncompressed_size = 0
@@ -134,7 +135,10 @@ class BlobPipeline:
         return "sha256:" + self._blob.hexdigest(), self.size, "sha256:" + self._diff.hexdigest()
 
     def abort(self) -> None:
-        """Stop the worker without finishing the blob (after an error)."""
+        """Stop the workers without finishing the blob (after an error)."""
         self._pending.clear()
         self._stop_worker()
+        close = getattr(self._compressor, "close", None)
+        if close is not None:
+            close()  # the compressor's own threads
         self._finished = True

@@ -244,3 +244,66 @@ def test_recompress_layer_refuses_a_corrupt_blob():
         recompress_layer(io.BytesIO(broken), io.BytesIO(), "zstd")
     with pytest.raises(LayerError, match="unknown layer compression"):
         recompress_layer(io.BytesIO(gzip.compress(b"")), io.BytesIO(), "brotli")
+
+
+# -- compression on every core ------------------------------------------------------------------
+
+
+def _blocks_of_mixed_data(n: int) -> bytes:
+    """n MiB, half random, half repetitive: what layers hold."""
+    import random
+
+    r = random.Random(n)
+    return b"".join(r.randbytes(1 << 19) + bytes([i]) * (1 << 19) for i in range(n))
+
+
+@pytest.mark.parametrize("backend", ["isal", "zlib"])
+def test_parallel_gzip_is_one_member_with_the_same_bytes_on_any_number_of_threads(backend, monkeypatch):
+    """Blocks compressed on 1, 2 or 5 threads give the same bytes: one gzip member (no second
+    header, nothing after its trailer) that gzip and zlib read back, whose blocks were
+    compressed by worker threads when there are several."""
+    import threading
+    import zlib
+
+    from part4_tar import pgzip
+
+    if backend == "zlib":
+        monkeypatch.setattr(pgzip, "_backend", lambda: (zlib.compressobj, zlib.crc32, None, zlib.Z_SYNC_FLUSH,
+                                                        zlib.Z_FINISH, 9, zlib.DEFLATED))
+    data = _blocks_of_mixed_data(6) + b"tail"  # six full blocks and a short last one
+    seen: set[str] = set()
+    outs = []
+    for threads in (1, 2, 5):
+        g = pgzip.ParallelGzip(1, threads)
+        out = b"".join(g.compress(data[i:i + 300_000]) for i in range(0, len(data), 300_000))
+        seen |= {t.name for t in threading.enumerate() if t.name.startswith("gzip-")}
+        outs.append(out + g.flush())
+    assert outs[0] == outs[1] == outs[2]
+    assert {"gzip-0", "gzip-1"} <= seen  # the blocks were compressed by worker threads
+    assert not [t for t in threading.enumerate() if t.name.startswith("gzip-")]  # and they ended
+    reader = zlib.decompressobj(31)
+    assert reader.decompress(outs[0]) == data and reader.eof and reader.unused_data == b""
+    assert gzip.decompress(outs[0]) == data
+    assert subprocess.run(["gzip", "-dc"], input=outs[0], capture_output=True, check=True).stdout == data
+
+
+def test_parallel_gzip_of_nothing_and_of_less_than_a_block():
+    from part4_tar.pgzip import ParallelGzip
+
+    for data in (b"", b"x", b"y" * 1000):
+        g = ParallelGzip(1, 4)
+        blob = g.compress(data) + g.flush()
+        assert gzip.decompress(blob) == data
+        assert subprocess.run(["gzip", "-t"], input=blob).returncode == 0
+
+
+def test_zstd_layers_are_the_same_on_any_number_of_threads():
+    from part4_tar.compression import make_compressor
+
+    data = _blocks_of_mixed_data(6)
+    outs = []
+    for threads in (1, 2, 3):
+        c = make_compressor("zstd", threads=threads)
+        outs.append(b"".join(c.compress(data[i:i + 1_000_000]) for i in range(0, len(data), 1_000_000)) + c.flush())
+    assert outs[0] == outs[1] == outs[2]
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(outs[0]) == data
