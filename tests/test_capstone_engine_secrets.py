@@ -9,6 +9,7 @@ import hashlib
 import os
 import secrets as pysecrets
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
@@ -206,9 +207,10 @@ def agent(tmp_path):
     sock = tmp_path / "agent.sock"
     proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
     try:
-        for _ in range(500):
-            if sock.exists():
-                break
+        for _ in range(1000):  # until it listens: the socket exists a moment before
+            with socket.socket(socket.AF_UNIX) as probe:
+                if sock.exists() and probe.connect_ex(str(sock)) == 0:
+                    break
             time.sleep(0.01)
         env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
         subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, capture_output=True)

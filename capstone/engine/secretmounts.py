@@ -244,6 +244,16 @@ class AgentRelay:
             pass
 
 
+def _accepts(path: str) -> bool:
+    """Does the unix socket at ``path`` accept a connection now?"""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 class KeyAgent:
     """A private ``ssh-agent`` holding the given key files, for ``--ssh ID=KEY``."""
 
@@ -269,13 +279,15 @@ class KeyAgent:
             raise
 
     def _wait_socket(self) -> None:
-        for _ in range(500):
-            if os.path.exists(self.socket):
+        # until it accepts a connection: the socket exists from bind(2), but connections are
+        # refused until the agent's listen(2), a moment later (ssh-add failed there on a busy host)
+        for _ in range(1000):
+            if _accepts(self.socket):
                 return
             if self._proc.poll() is not None:
                 raise BuildError(f"--ssh: ssh-agent exited with {self._proc.returncode}")
             time.sleep(0.01)
-        raise BuildError("--ssh: ssh-agent did not create its socket")
+        raise BuildError("--ssh: ssh-agent did not listen on its socket")
 
     def close(self) -> None:
         if self._proc.poll() is None:
