@@ -286,6 +286,27 @@ RUN --mount=type=bind,from=tools,source=/t,target=/t (cat /t/x; ls /t) > /again
     assert cat(store, tmp_path, "/seen", "/again") == "changed\ntool\nx\n"
 
 
+def test_a_rw_bind_of_a_stages_node_copies_the_node_never_opens_it(store, tmp_path):
+    """A ``rw`` bind of one file is a copy made by the builder, on the host: a device node or a
+    FIFO a stage made must be made again as that node, never opened there (``c 1 1`` would be
+    the host's memory, ``c 1 5`` an endless copy filling the disk, a FIFO a build blocked for
+    ever). Run as a command with a time limit: a build that opens the FIFO fails instead of
+    hanging the suite."""
+    ctx = make_context(tmp_path / "ctx", """\
+FROM capstone/busybox AS evil
+RUN mknod /null c 1 3 && mkfifo /fifo && chmod 0640 /fifo
+FROM capstone/busybox
+RUN --mount=type=bind,from=evil,source=null,target=/n,rw --mount=type=bind,from=evil,source=fifo,target=/f,rw \\
+    (stat -c '%n %F %t,%T %a' /n /f; echo x > /n) > /probe 2>&1; true
+""")
+    r = capstone(store.path, "build", "-q", "--network", "none", "-t", "contained", str(ctx), timeout=120)
+    assert r.returncode == 0, r.stderr
+    seen = cat(store, tmp_path, "/probe")
+    assert seen.splitlines()[:2] == ["/n character special file 1,3 644", "/f fifo 0,0 640"], seen
+    # nodev on the step's mounts: the copied node is as inert as the stage's
+    assert "Permission denied" in seen, seen
+
+
 # -- every mount source resolved inside its own root ---------------------------------------------
 
 

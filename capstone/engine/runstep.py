@@ -27,6 +27,7 @@ that changes nothing adds no layer (only a history entry), as BuildKit does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -179,7 +180,13 @@ class MountPlan:
                 ov.unmount(lazy=True)
         self.overlays.clear()
         for t in self.temps:
-            shutil.rmtree(t, ignore_errors=True)
+            # a copy of a node is unlinked: rmtree opens the path it is given, and a FIFO's
+            # open waits for a writer for ever, a device's is the host's device
+            if os.path.isdir(t) and not os.path.islink(t):
+                shutil.rmtree(t, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(t)
         self.temps.clear()
 
 
@@ -336,10 +343,8 @@ def _other_mount(plan: MountPlan, n: int, spec: str, *, context, workdir, scratc
             host, key = _context_bind(plan, n, spec, context, rel, target, readonly, scratch, content_digest)
         if not readonly and not stat.S_ISDIR(os.fstat(host).st_mode):  # one file: the step writes to a copy
             copy = scratch / f"rw{n}"
-            with open(f"/proc/self/fd/{host}", "rb") as src, open(copy, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            shutil.copymode(f"/proc/self/fd/{host}", copy)
             plan.temps.append(copy)
+            _writable_copy(host, copy)
             host = plan.hold(open_own(copy))
         plan.bind(target, host, ("rbind", "ro" if readonly else "rw"))
         plan.key.append(key)
@@ -357,6 +362,32 @@ def open_inside(root: str | os.PathLike, rel: str) -> int | None:
             return rd.open(rel)
     except (FileNotFoundError, NotADirectoryError, UnsafePathError):
         return None
+
+
+def _writable_copy(source: int, copy: Path) -> None:
+    """``copy``: what a ``rw`` bind of the one file ``source`` (an O_PATH descriptor) shows
+    the step, as overlayfs copies a file up. A regular file's bytes are copied; anything else
+    (a FIFO, a device node, a socket a stage made) is made again as the same node, never
+    opened: the builder runs on the host, where a stage's ``mknod /m c 1 1`` would be the
+    host's memory and a FIFO would block the build for ever. The node is then as inert as in
+    the stage: the step's mounts are ``nodev`` and its device cgroup refuses it."""
+    from part4_tar import copy_data, fd_path
+
+    st = os.fstat(source)
+    if not stat.S_ISREG(st.st_mode):
+        os.mknod(copy, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev)
+        os.chmod(copy, stat.S_IMODE(st.st_mode))
+        return
+    src = os.open(fd_path(source), os.O_RDONLY | os.O_CLOEXEC)  # the inode ``source`` holds, a regular file
+    try:
+        dst = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            copy_data(src, dst)
+            os.fchmod(dst, stat.S_IMODE(st.st_mode))
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
 
 
 def open_own(path: str | os.PathLike) -> int:
