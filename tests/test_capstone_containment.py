@@ -124,6 +124,40 @@ def test_capstone_run_cannot_read_the_hosts_disk(store, tmp_path):
     assert "mknod: /tmp/disk: Operation not permitted" in seen and "mknod: /dev/disk: Operation not permitted" in seen, seen
 
 
+def test_a_disk_node_an_archive_brings_is_inert_in_a_step_and_a_run(store, tmp_path):
+    """An image may hold device nodes (Docker keeps them, and ADD unpacks them): a node of the
+    host's disk, mode 0666, in the layer and the snapshot the step runs on. The step and a
+    container of the image cannot open it: the root filesystem is ``nodev`` and the device
+    cgroup lists no disk."""
+    import io
+    import tarfile
+
+    major, minor = os.major(HOST_DISK), os.minor(HOST_DISK)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as t:
+        for name, kind in (("disk", tarfile.BLKTYPE), ("mem", tarfile.CHRTYPE)):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mode = kind, 0o666
+            ti.devmajor, ti.devminor = (major, minor) if kind == tarfile.BLKTYPE else (1, 1)
+            t.addfile(ti)
+    # only ever read: a write that got through would damage this machine
+    probe = "for n in /dev-from-image/disk /dev-from-image/mem; do head -c 512 $n > /dev/null && echo READ $n; done; true"
+    ctx = make_context(tmp_path / "ctx", f"FROM capstone/busybox\nADD nodes.tar /dev-from-image/\nRUN ({probe}) > /probe 2>&1\n",
+                       {"nodes.tar": archive.getvalue()})
+    run_build(store, ctx)
+    seen = cat(store, tmp_path, "/probe")
+    assert "READ" not in seen and seen.count("Permission denied") == 2, seen
+    out = tmp_path / "run-out"
+
+    def body():
+        with open(out, "wb") as f:
+            return run_image(store, "contained", command=["sh", "-c", probe], network="none", stdout=f, stderr=f)
+
+    assert in_child(body) == 0
+    seen = out.read_text()
+    assert "READ" not in seen and seen.count("Permission denied") == 2, seen
+
+
 # -- entitlements --------------------------------------------------------------------------------
 
 
