@@ -19,8 +19,11 @@ forks a helper process with a mount namespace of its own (part 5's ``spawn`` wit
 mounts made private so nothing propagates back); the helper mounts the overlay at
 ``scratch/merged`` there and calls part 6's ``run``, whose container copies that mount table and
 pivots into the overlay. When the helper ends, its namespace and the mount end with it, however
-it ends: a build killed with SIGKILL leaves no mount behind (the helper is told by
-``PR_SET_PDEATHSIG``: SIGTERM, which part 6 answers by stopping the container and cleaning up).
+it ends: a build or a run killed with SIGKILL leaves no mount behind. The helper learns of its
+caller's death from ``PR_SET_PDEATHSIG`` with a signal the caller never passes on (SIGUSR1),
+and unwinds part 6's ``run``, which kills the container and removes what it set up: a SIGTERM
+the caller passes on goes to the container (``capstone run``, as ``docker run``, whose PID 1
+may ignore it), the caller's death always ends it.
 The upper dir is an ordinary directory of the caller's: read and packed after the command,
 with no mount up. ``__exit__`` deletes the work, merged and init dirs (the upper too unless
 ``keep_upper=True``).
@@ -251,6 +254,19 @@ def _attach_sources(spec: ContainerSpec, trees: dict[int, tuple[int, Path]], sys
 PR_SET_PDEATHSIG = 1
 #: what the caller passes on to the helper (and part 6 there to the container, or kills it)
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+#: the helper's parent-death signal: not one the caller forwards, so the helper can tell its
+#: caller's death (end the container) from a SIGTERM to pass on (which PID 1 may ignore: with
+#: SIGTERM here, a killed ``capstone run`` left its container running, reparented to init)
+CALLER_GONE = signal.SIGUSR1
+
+
+class _CallerGone(BaseException):
+    """Raised in the helper when its caller died: part 6's ``run`` unwinds, killing the
+    container and undoing its set-up (a BaseException, so no ``except Exception`` stops it)."""
+
+
+def _caller_gone(_signum: int, _frame: object) -> None:
+    raise _CallerGone
 
 
 def _run_in_own_mounts(overlay: OverlayMount, spec: ContainerSpec, *, stdio, on_step, kill_on_interrupt: bool) -> int:
@@ -272,9 +288,16 @@ def _run_in_own_mounts(overlay: OverlayMount, spec: ContainerSpec, *, stdio, on_
 
     def helper() -> int:
         os.close(report_r)
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        signal.signal(CALLER_GONE, _caller_gone)
+        prctl(PR_SET_PDEATHSIG, CALLER_GONE)
         if os.getppid() != parent:
             return 125  # the caller died before the line above: nobody to run for
+        try:
+            return body()
+        except _CallerGone:
+            return 125  # part 6 killed the container and cleaned up as the exception went by
+
+    def body() -> int:
         try:
             # private first: an unshared namespace keeps the host's propagation, and a mount
             # made under a shared mount would appear in the host's namespace too

@@ -2,8 +2,9 @@
 process and no scratch directory that the next build's start-up or ``prune`` does not remove,
 and the store as it was.
 
-Each test starts ``capstone build`` in a child process, waits until it is at a chosen point
-(inside a RUN step, a RUN with a ``--mount`` overlay, a COPY, an ADD download), kills it, and
+Each test starts ``capstone build`` (or ``capstone run``) in a child process, waits until it is
+at a chosen point (inside a RUN step, a RUN with a ``--mount`` overlay, a COPY, an ADD download,
+a container's command), kills it, and
 then looks only at its own things: the mounts under its own temp dir (``/proc/self/mountinfo``),
 the processes whose command line carries its own marker, and its own store.
 """
@@ -46,18 +47,29 @@ def wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = 60) 
         time.sleep(0.02)
 
 
-def processes_with(marker: str) -> list[int]:
-    """Pids whose command line holds ``marker`` (this test's own, unique)."""
-    found = []
+def command_lines() -> dict[int, list[bytes]]:
+    """Every process's arguments (those that end meanwhile left out)."""
+    found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(entry))
+                    found[int(entry)] = f.read().split(b"\0")[:-1]
             except OSError:
                 pass
     return found
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids whose command line, its arguments joined by spaces, holds ``marker`` (this test's
+    own, unique): ``sh -c '... exec sleep N'`` before the exec, and ``sleep N`` after it."""
+    return [pid for pid, argv in command_lines().items() if marker.encode() in b" ".join(argv)]
+
+
+def sleeping(seconds: str) -> list[int]:
+    """Pids of exactly ``sleep SECONDS``: a container's command, not the command line that
+    asked for it."""
+    return [pid for pid, argv in command_lines().items() if argv == [b"sleep", seconds.encode()]]
 
 
 def wait_gone(marker: str, timeout: float = 20) -> list[int]:
@@ -193,3 +205,24 @@ def test_a_live_build_is_not_swept(store_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     assert proc.wait(60) == 0, proc.stderr.read().decode()
     check_store(store_dir, ["capstone/busybox", "live:1"])
+
+
+def test_a_killed_run_leaves_no_mount_no_command_and_prune_removes_its_container(store_dir, tmp_path):
+    """``capstone run`` mounts its overlay in a helper's namespace too: killed with SIGKILL
+    while its command runs, it leaves no mount and no command (the helper had passed SIGTERM on
+    to PID 1, which ignores it: ``sleep`` ran on, reparented to init); the container directory
+    it leased is prune's. (A SIGTERM to a live ``capstone run`` goes to the container, as
+    under ``docker run``.)"""
+    seconds, marker = run_marker()
+    proc = subprocess.Popen([sys.executable, "-m", "capstone", "--store", str(store_dir), "run", "--network", "none",
+                             "capstone/busybox", "sleep", seconds], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    wait_for(lambda: sleeping(seconds), "the container's command", proc)
+    assert mounts_under(tmp_path) == []
+    assert len(list((store_dir / "containers").iterdir())) == 1
+    proc.kill()
+    proc.wait(30)
+    assert wait_gone(marker) == [], "the container's command outlived the run"
+    assert mounts_under(tmp_path) == []
+    then_clean(store_dir, tmp_path, "prune", ["capstone/busybox"])
+    assert list((store_dir / "containers").iterdir()) == []
