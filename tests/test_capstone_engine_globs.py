@@ -22,6 +22,8 @@ from support import capstone, image_rootfs, make_context
 
 from capstone.store import Store
 
+HOSTILE = Path(__file__).resolve().parent / "fixtures" / "hostile"
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
 
 
@@ -96,10 +98,9 @@ def test_twenty_star_sources_build_at_once(tmp_path):
     # a backtracking matcher takes exponential time in the stars (8: 30 s, 10: minutes); the
     # build gets a generous minute and is expected to take about a second
     name = "a" * 60
-    hit = "*a" * 20 + "*"
-    miss = "*a" * 20 + "b"
-    # "aaa...d/ab" ends as the miss does; only the "/" makes it fail: the worst case
-    ctx = make_context(tmp_path / "ctx", f"FROM scratch\nCOPY {miss} {hit} /d/\nCOPY {miss}/x* /e/\n",
+    # the hostile Dockerfile's sources: "*a" 20 times and "b" (a miss), "*a" 20 times and "*";
+    # "aaa...d/ab" ends as the miss does, only the "/" makes it fail: the worst case
+    ctx = make_context(tmp_path / "ctx", (HOSTILE / "Dockerfile.copy-twenty-stars").read_text(),
                        {name: "x", f"{name}x/a": "y", f"{name}d/ab": "z"})
     store = tmp_path / "store"
     r = build(store, ctx, "globs:stars", timeout=60)

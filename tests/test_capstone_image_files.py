@@ -123,6 +123,17 @@ def test_a_huge_passwd_is_refused(store, tmp_path):
         do_build(store, ctx2)
 
 
+def test_the_hostile_chown_is_one_line_from_the_cli(store, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    shutil.copy(HOSTILE / "Dockerfile.chown-out-of-range", ctx / "Dockerfile")
+    (ctx / "f").write_text("f")
+    r = child_build(store, ctx)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["Dockerfile:4: invalid --chown=99999999999999999999: "
+                                     "uid 99999999999999999999 is out of range (0 to 4294967294)"], r.stderr
+
+
 @pytest.mark.parametrize(("spec", "message"), [
     ("99999999999999999999", "uid 99999999999999999999 is out of range (0 to 4294967294)"),
     ("1:4294967295", "gid 4294967295 is out of range"),

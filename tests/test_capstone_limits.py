@@ -164,6 +164,20 @@ def test_add_checksum_md5_is_refused_before_any_request(store, tmp_path):
     assert info.value.line == 2 and str(info.value).startswith("Dockerfile:2: ADD --checksum: ")
 
 
+def test_the_hostile_checksum_is_one_line_from_the_cli_and_fetches_nothing(tmp_path):
+    from hostile_http import HostileServer
+
+    ctx = hostile(tmp_path, "checksum-md5")
+    with HostileServer({"/f": (b"data", "text/plain")}) as server:
+        r = subprocess.run([sys.executable, "-m", "capstone", "--store", str(tmp_path / "s"), "build", "-q",
+                            "--build-arg", f"URL={server.url}", str(ctx)], cwd=REPO, capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert server.requests == []
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == ["Dockerfile:5: ADD --checksum: unsupported digest algorithm 'md5' in "
+                                     "'md5:d41d8cd98f00b204e9800998ecf8427e' (supported: sha256, sha384, sha512)"], r.stderr
+
+
 @pytest.mark.parametrize("algorithm", ["sha256", "sha384", "sha512"])
 def test_add_checksum_of_each_supported_algorithm(store, tmp_path, algorithm):
     import hashlib
@@ -182,7 +196,6 @@ def test_add_checksum_of_each_supported_algorithm(store, tmp_path, algorithm):
 
 
 def test_a_20_mb_config_is_refused_by_pull_before_it_is_fetched(tmp_path):
-    import hashlib
     import json
 
     from hostile_http import HostileServer
@@ -190,15 +203,20 @@ def test_a_20_mb_config_is_refused_by_pull_before_it_is_fetched(tmp_path):
     from capstone.registry import RegistryError, pull
     from part2_manual_oci import mediatypes as mt
 
-    config_digest = "sha256:" + hashlib.sha256(b"never sent").hexdigest()
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
-                           "config": {"mediaType": mt.OCI_CONFIG, "digest": config_digest, "size": 20_000_000},
-                           "layers": []}).encode()
+    manifest = (HOSTILE / "manifest-config-20mb.json").read_bytes()
+    config_digest = json.loads(manifest)["config"]["digest"]
     s = Store.open(tmp_path / "s")
     with HostileServer({"/v2/x/y/manifests/1": (manifest, mt.OCI_MANIFEST)}) as server:
         with pytest.raises(RegistryError, match=f"image config {config_digest} is 20000000 bytes, more than the {MAX_CONFIG_SIZE}"):
             pull(s, f"{server.host}/x/y:1")
         assert server.requests == ["/v2/x/y/manifests/1"]
+        r = subprocess.run([sys.executable, "-m", "capstone", "--store", str(tmp_path / "s"), "pull",
+                            f"{server.host}/x/y:1"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert server.requests == ["/v2/x/y/manifests/1"] * 2
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("capstone: ")]  # beside progress lines
+    assert len(errors) == 1 and "is 20000000 bytes, more than the" in errors[0], r.stderr
     assert s.resolve(f"{server.host}/x/y:1") is None
 
 
@@ -221,3 +239,8 @@ def test_a_20_mb_config_in_a_docker_archive_is_refused(tmp_path):
     s = Store.open(tmp_path / "s")
     with pytest.raises(ExportError, match=f"c.json is 20000000 bytes, more than the {MAX_CONFIG_SIZE}"):
         s.load_archive(f"docker-archive:{archive}")
+    r = subprocess.run([sys.executable, "-m", "capstone", "--store", str(tmp_path / "s"), "load", str(archive)],
+                       cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 1
+    assert len(r.stderr.splitlines()) == 1 and f"c.json is 20000000 bytes, more than the {MAX_CONFIG_SIZE}" in r.stderr, r.stderr
+    assert s.resolve("big:1") is None
