@@ -94,6 +94,7 @@ def test_config_steps_between_layer_steps_reach_the_layer_steps(store, tmp_path)
     ("config-too-large", 7, f"the image config would be larger than {MAX_CONFIG_SIZE} bytes"),
     ("variables-too-large", 5, f"setting d would make the variables take more than {MAX_VARIABLES} bytes"),
     ("expose-range", 3, "invalid containerPort: 1-4294967295"),
+    ("stopsignal-out-of-range", 4, "invalid signal: 99999999999999999999"),
 ])
 def test_hostile_dockerfile_ends_in_one_line_naming_its_line(store, tmp_path, name, line, message):
     ctx = hostile(tmp_path, name)
@@ -127,6 +128,21 @@ def test_expansion_cap_is_counted_while_the_result_is_made():
     for word in ("$A$A", '"$A$A"', "${X:-$A$A}", "${A//a/aa}", "x${A}y$A"):
         with pytest.raises(ExpansionError, match="longer than 100 characters"):
             lex.process_word(word, env)
+
+
+@pytest.mark.parametrize(("signal", "ok"), [
+    ("SIGKILL", True), ("term", True), ("9", True), ("+15", True), ("SIGRTMIN+15", True), ("RTMAX-14", True),
+    ("CLD", True), ("0", False), ("SIGFOO", False), ("RTMIN+16", False), ("9223372036854775808", False),
+    ("1.5", False), ("", False),
+])
+def test_stopsignal_is_a_signal_as_buildkit_parses_it(store, tmp_path, signal, ok):
+    ctx = context(tmp_path, f"FROM scratch\nSTOPSIGNAL {signal or '${EMPTY}'}\n")
+    if ok:
+        build(store, ctx, tags=["cfg:signal"])
+        assert store.load("cfg:signal").config.config.stop_signal == signal
+        return
+    with pytest.raises(DockerfileError, match=re.escape(f"Dockerfile:2: invalid signal: {signal}")):
+        build(store, ctx)
 
 
 def test_a_range_of_every_port_is_allowed(store, tmp_path):

@@ -19,6 +19,7 @@ built here behaves the same when docker or podman runs it.
 from __future__ import annotations
 
 import json
+import re
 
 from part2_manual_oci import MAX_JSON_SIZE, History, canonical_json
 from part3_go_style_builder import Image
@@ -84,6 +85,25 @@ def _expand_ports(words) -> list[str]:
             continue
         out.append(_normalize_port(word))
     return out
+
+
+#: Linux's signal names without "SIG", as moby/sys/signal's SignalMap has them
+SIGNAL_NAMES = frozenset((
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE",
+    "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU",
+    "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
+)) | {f"RTMIN+{i}" for i in range(1, 16)} | {f"RTMAX-{i}" for i in range(1, 15)}
+
+
+def _check_signal(text: str) -> None:
+    """BuildKit's check of STOPSIGNAL (moby/sys/signal's ParseSignal): a non-zero number that
+    Go's ``strconv.Atoi`` takes (a 64-bit int), or a signal name with or without ``SIG``."""
+    if re.fullmatch(r"[+-]?[0-9]+", text):
+        if int(text) != 0 and -(1 << 63) <= int(text) < 1 << 63:
+            return
+    elif text.upper().removeprefix("SIG") in SIGNAL_NAMES:
+        return
+    raise ValueError(f"invalid signal: {text}")
 
 
 class ConfigTooLarge(ValueError):
@@ -251,6 +271,7 @@ def record_config(image: Image, ins: Instruction, state: ConfigState, *, created
             state.set_entry(image, "volumes", v, {})
         return history(f"VOLUME {go_list(ins.volumes)}")
     if isinstance(ins, Stopsignal):
+        _check_signal(ins.signal)
         state.set_field(image, "stop_signal", ins.signal)
         return history(f"STOPSIGNAL {ins.signal}")
     if isinstance(ins, Healthcheck):
