@@ -33,6 +33,8 @@ class FileDigests:
         }
         self.changed = False
         self.read_bytes = 0
+        #: the rows computed by this process (a stage built by a child process hands them back)
+        self.fresh: dict[str, list] = {}
 
     def digest(self, path: str, st: os.stat_result) -> str:
         sig = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
@@ -53,9 +55,16 @@ class FileDigests:
         finally:
             os.close(fd)
         hexdigest = h.hexdigest()
-        self.table[path] = sig + [hexdigest]
+        self.table[path] = self.fresh[path] = sig + [hexdigest]
         self.changed = True
         return hexdigest
+
+    def merge(self, rows: dict[str, list]) -> None:
+        """Take in rows another process computed (as :attr:`fresh` gave them)."""
+        for path, row in rows.items():
+            if _valid_row(row):
+                self.table[path] = row
+                self.changed = True
 
 
 def _valid_row(row) -> bool:

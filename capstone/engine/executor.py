@@ -93,6 +93,7 @@ from .runstep import (
     plan_mounts,
     run_argv,
 )
+from .schedule import build_stages
 from .sources import ContextSource, ImageSource
 
 COMPRESSION = "gzip"
@@ -386,8 +387,7 @@ class Builder:
         with self.store.lease(self.store.tmp_dir, f"build-{secrets.token_hex(8)}") as scratch:
             self.scratch = scratch
             try:
-                for pos, planned in enumerate(self.plan.stages, 1):
-                    self.build_stage(pos, planned)
+                build_stages(self, self.build_stage)  # independent stages at the same time
                 final = self.stages[self.plan.target]
                 return final.image
             finally:

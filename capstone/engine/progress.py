@@ -52,15 +52,25 @@ class Progress:
         self.log = log
         self.explain_on = explain and log is not None
         self.stages = stages
+        #: stages run at the same time (capstone.engine.schedule): every line names its stage
+        self.parallel = False
+        #: the position of the stage this process builds now (1-based)
+        self.stage_pos = 0
+
+    def _prefixed(self, text: str) -> str:
+        if self.parallel and self.stage_pos:
+            return f"[{self.stage_pos}/{self.stages}] {text}"
+        return text
 
     def _say(self, text: str) -> None:
         if not self.quiet:
-            self.log(text)
+            self.log(self._prefixed(text))
 
     def step(self, stage_pos: int, number: int, total: int, text: str) -> None:
         prefix = f"[{stage_pos}/{self.stages}] " if self.stages > 1 else ""
         first = text.splitlines()[0] if text else text
-        self._say(f"{prefix}STEP {number}/{total}: {first}")
+        if not self.quiet:
+            self.log(f"{prefix}STEP {number}/{total}: {first}")
 
     def cached(self, image_id: str) -> None:
         self._say(f"--> Using cache {image_id.removeprefix('sha256:')[:12]}")
@@ -76,22 +86,22 @@ class Progress:
 
     def warning(self, text: str) -> None:
         if self.log is not None:  # warnings are shown even when quiet
-            self.log(text)
+            self.log(self._prefixed(text))
 
     def explain(self, kind: str, *, hit: bool | None, layer=None, detail: str = "") -> None:
         if not self.explain_on:
             return
         part = PARTS.get(kind, PARTS["CONFIG"])
-        self.log(f"    explain: done by {part}")
+        self.log(self._prefixed(f"    explain: done by {part}"))
         if detail:
-            self.log(f"    explain: {detail}")
+            self.log(self._prefixed(f"    explain: {detail}"))
         if layer is not None:
-            self.log(f"    explain: layer {layer.descriptor.digest} ({human_size(layer.descriptor.size)} "
-                     f"{layer.descriptor.media_type.rsplit('+', 1)[-1]}), diff_id {layer.diff_id}")
+            self.log(self._prefixed(f"    explain: layer {layer.descriptor.digest} ({human_size(layer.descriptor.size)} "
+                                    f"{layer.descriptor.media_type.rsplit('+', 1)[-1]}), diff_id {layer.diff_id}"))
         elif kind not in ("FROM", "ARG"):
-            self.log("    explain: no layer (config and history only)")
+            self.log(self._prefixed("    explain: no layer (config and history only)"))
         if hit is not None:
-            self.log(f"    explain: cache {'hit: the step did not run' if hit else 'miss: the step ran'}")
+            self.log(self._prefixed(f"    explain: cache {'hit: the step did not run' if hit else 'miss: the step ran'}"))
 
 
 __all__ = ["PARTS", "Progress", "human_size"]
