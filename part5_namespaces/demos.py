@@ -12,6 +12,7 @@ unlike /sys/class/net, which shows the namespace of whoever mounted sysfs),
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import shutil
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import syscalls
-from .idmap import current_user_mapping, subid_mapping
+from .idmap import current_user_mapping
+from .rootless import UserNamespaceMapping, rootless_mapping
 from .run import call_as_user, call_in_namespaces, ensure_user
 from .syscalls import CloneFlags, MountFlags
 
@@ -66,6 +68,38 @@ def _lines(text: str) -> str:
     return "; ".join(" ".join(line.split()) for line in text.strip().splitlines())
 
 
+@functools.lru_cache(maxsize=1)
+def demo_user_namespace() -> UserNamespaceMapping | None:
+    """None for root; for anyone else the user namespace every demonstration adds. Without
+    CAP_SYS_ADMIN a process may create the other namespaces only together with a user
+    namespace, which then owns them (rule 2 of process.py)."""
+    return None if os.geteuid() == 0 else rootless_mapping()
+
+
+def _in_namespaces(fn: Callable[[], object], flags: CloneFlags) -> tuple[object, CloneFlags]:
+    """``fn()`` run in new namespaces ``flags`` (plus a user namespace when not root): its
+    result and the flags used."""
+    userns = demo_user_namespace()
+    if userns is None:
+        return call_in_namespaces(fn, flags), CloneFlags(flags)
+    flags = CloneFlags(flags) | CloneFlags.NEWUSER
+    return call_in_namespaces(fn, flags, uid_maps=userns.uid_maps, gid_maps=userns.gid_maps), flags
+
+
+def _unshare(command: str) -> str:
+    """The same experiment with unshare(1), given the user namespace options a non-root user
+    needs (``--map-users`` goes through newuidmap, as the demonstration does)."""
+    userns = demo_user_namespace()
+    if userns is None:
+        return command
+    options = "--map-root-user" + "".join(
+        f" --map-{kind}={m.outside},{m.inside},{m.count}"
+        for kind, maps in (("users", userns.uid_maps), ("groups", userns.gid_maps))
+        for m in maps[1:]
+    )
+    return command.replace("unshare ", f"unshare {options} ")
+
+
 def _make_mounts_private() -> None:
     # The host's / is usually a shared mount (systemd): without this, mounts made in the new
     # mount namespace would propagate back to the host's.
@@ -85,12 +119,12 @@ def demo_uts() -> Comparison:
         syscalls.sethostname(DEMO_HOSTNAME)
         return probe()
 
-    child = call_in_namespaces(inside, CloneFlags.NEWUTS)
+    child, flags = _in_namespaces(inside, CloneFlags.NEWUTS)
     host = probe()  # read after the child renamed its host: still the host's name
     return Comparison(
         "uts",
-        CloneFlags.NEWUTS,
-        f"unshare --uts sh -c 'hostname {DEMO_HOSTNAME}; hostname'; hostname",
+        flags,
+        _unshare(f"unshare --uts sh -c 'hostname {DEMO_HOSTNAME}; hostname'; hostname"),
         ("", "host", "inside"),
         tuple((k, host[k], child[k]) for k in ("namespace", "hostname")),
         ("sethostname(2) inside changed only the new UTS namespace's copy.",),
@@ -137,15 +171,14 @@ def demo_pid() -> Comparison:
         syscalls.mount("proc", "/proc", "proc", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC)
         return {**probe(), "NSpid (host ... inside)": nspid}
 
-    flags = CloneFlags.NEWPID | CloneFlags.NEWNS
-    child = call_in_namespaces(inside, flags)
+    child, flags = _in_namespaces(inside, CloneFlags.NEWPID | CloneFlags.NEWNS)
     host = probe()
     host["NSpid (host ... inside)"] = _nspid()
     keys = ("namespace", "my pid (getpid)", "parent pid (getppid)", "PID 1", "processes in /proc", "NSpid (host ... inside)")
     return Comparison(
         "pid",
         flags,
-        "unshare --pid --fork --mount-proc sh -c 'echo $$; ps'",
+        _unshare("unshare --pid --fork --mount-proc sh -c 'echo $$; ps'"),
         ("", "host", "inside"),
         tuple((k, host[k], child[k]) for k in keys),
         (
@@ -189,14 +222,14 @@ def demo_mount() -> Comparison:
             Path(where, "only-in-the-mount-namespace").write_text("hello\n")
             return probe()
 
-        child = call_in_namespaces(inside, CloneFlags.NEWNS)
+        child, flags = _in_namespaces(inside, CloneFlags.NEWNS)
         host = probe()
     finally:
         shutil.rmtree(where, ignore_errors=True)
     return Comparison(
         "mnt",
-        CloneFlags.NEWNS,
-        f"unshare --mount sh -c 'mount -t tmpfs tmpfs {where}; findmnt {where}'; findmnt {where}",
+        flags,
+        _unshare(f"unshare --mount sh -c 'mount -t tmpfs tmpfs {where}; findmnt {where}'; findmnt {where}"),
         ("", "host", "inside"),
         tuple((k, host[k], child[k]) for k in host),
         ("The child starts with a copy of the host's mount table; its tmpfs never reaches the host.",),
@@ -233,12 +266,12 @@ def demo_net() -> Comparison:
             "link states (ip -o link)": _link_states(),
         }
 
-    child = call_in_namespaces(probe, CloneFlags.NEWNET)
+    child, flags = _in_namespaces(probe, CloneFlags.NEWNET)
     host = probe()
     return Comparison(
         "net",
-        CloneFlags.NEWNET,
-        "unshare --net ip -o link",
+        flags,
+        _unshare("unshare --net ip -o link"),
         ("", "host", "inside"),
         tuple((k, host[k], child[k]) for k in host),
         ("A new network namespace has only a loopback interface, and it is down.",),
@@ -270,7 +303,7 @@ def demo_ipc() -> Comparison:
                     f"msgget(0x{key:08x}, 0)": _try_msgget(key),
                 }
 
-            child = call_in_namespaces(probe, CloneFlags.NEWIPC)
+            child, flags = _in_namespaces(probe, CloneFlags.NEWIPC)
             host = probe()
         finally:
             syscalls.shm_remove(shmid)
@@ -278,8 +311,8 @@ def demo_ipc() -> Comparison:
         syscalls.msg_remove(msqid)
     return Comparison(
         "ipc",
-        CloneFlags.NEWIPC,
-        "ipcmk -Q; ipcs -q; unshare --ipc ipcs -q",
+        flags,
+        _unshare("ipcmk -Q; ipcs -q; unshare --ipc ipcs -q"),
         ("", "host", "inside"),
         tuple((k, host[k], child[k]) for k in host),
         (f"The host created message queue and shared memory key 0x{key:08x}; inside, the key does not exist.",),
@@ -314,13 +347,24 @@ def _user_probe() -> dict:
     }
 
 
-def demo_user(user: str = DEMO_USER) -> Comparison:
-    """Run as ``user`` (created with subordinate ids when missing: needs root): a child with
-    the single mapping, and one with the full range from /etc/subuid when there is one."""
-    created = ensure_user(user)
-    entry = pwd.getpwnam(user)
+def demo_user(user: str | None = None) -> Comparison:
+    """A child with the single mapping, and one with the full range from /etc/subuid when
+    there is one, both made by an unprivileged user: as root, ``user`` (default alice, created
+    with subordinate ids when missing) in a child that dropped to it; as anyone else, the
+    caller itself."""
+    rootless = os.geteuid() != 0
+    if rootless:
+        entry = pwd.getpwuid(os.geteuid())
+        if user not in (None, entry.pw_name):
+            raise PermissionError(1, f"only root can run the demonstration as {user}; run it as yourself")
+        user, created = entry.pw_name, False
+    else:
+        user = user or DEMO_USER
+        created = ensure_user(user)
+        entry = pwd.getpwnam(user)
     shared = tempfile.mkdtemp(prefix="part5-user-")
-    os.chown(shared, entry.pw_uid, entry.pw_gid)
+    if not rootless:
+        os.chown(shared, entry.pw_uid, entry.pw_gid)
     try:
 
         def inside(tag: str, chown_to: int | None) -> Callable[[], dict]:
@@ -342,12 +386,12 @@ def demo_user(user: str = DEMO_USER) -> Comparison:
             results = [_user_probe()]
             results[0]["_file"] = ""
             results.append(call_in_namespaces(inside("single", None), flags, uid_maps=single[0], gid_maps=single[1]))
-            ranged = subid_mapping(user)
-            if ranged is not None:
-                results.append(call_in_namespaces(inside("range", 1000), flags, uid_maps=ranged[0], gid_maps=ranged[1]))
+            ranged = rootless_mapping(user)
+            if ranged.full:
+                results.append(call_in_namespaces(inside("range", 1000), flags, uid_maps=ranged.uid_maps, gid_maps=ranged.gid_maps))
             return results
 
-        results = call_as_user(user, as_user)
+        results = as_user() if rootless else call_as_user(user, as_user)
         owners = ["-"] + [f"{os.stat(r['_file']).st_uid}" for r in results[1:]]
     finally:
         shutil.rmtree(shared, ignore_errors=True)
@@ -363,9 +407,12 @@ def demo_user(user: str = DEMO_USER) -> Comparison:
     ]
     if created:
         notes.insert(0, f"Created user {user} with subordinate ids (useradd, usermod): remove with `userdel {user}`.")
+    if len(results) < 3:
+        notes.append(f"No full range: {rootless_mapping(user).limitation}.")
     return Comparison(
         "user",
         CloneFlags.NEWUSER | CloneFlags.NEWUTS,
+        "unshare --user --map-root-user cat /proc/self/uid_map" if rootless else
         f"su -s /bin/sh {user} -c 'unshare --user --map-root-user cat /proc/self/uid_map'",
         headers,
         tuple(rows),
@@ -400,12 +447,19 @@ def _cgroup_lines() -> str:
 
 def demo_cgroup() -> Comparison:
     """Move a child into a new (empty, controller-less) cgroup v2 group below our own, then
-    unshare a cgroup namespace there: inside, that group is the root ``/``."""
+    unshare a cgroup namespace there: inside, that group is the root ``/``. A user to whom
+    the cgroup is not delegated cannot make a group: the child stays in ours."""
     mount_point = _cgroup2_mount()
     if mount_point is None:
         raise FileNotFoundError("no cgroup2 hierarchy in /proc/self/mountinfo")
-    group = Path(mount_point + _own_cgroup2_path().rstrip("/"), f"part5-demo-{os.getpid()}")
-    group.mkdir()
+    own = Path(mount_point + _own_cgroup2_path().rstrip("/"))
+    group = own / f"part5-demo-{os.getpid()}"
+    try:
+        group.mkdir()
+    except PermissionError:
+        if os.geteuid() == 0:
+            raise
+        return _cgroup_in_place(own)
     try:
 
         def probe() -> dict:
@@ -425,6 +479,27 @@ def demo_cgroup() -> Comparison:
         ("", "host (same cgroup)", "inside"),
         tuple((k, host[k], child[k]) for k in host),
         (f"Both processes are in {group}; the namespace makes it the root of what the child sees.",),
+    )
+
+
+def _cgroup_in_place(own: Path) -> Comparison:
+    """The cgroup demonstration without a group of its own (not delegated to this user)."""
+
+    def probe() -> dict:
+        return {"namespace": ns_id("cgroup"), "/proc/self/cgroup": _cgroup_lines()}
+
+    host = probe()
+    child, flags = _in_namespaces(probe, CloneFlags.NEWCGROUP)
+    return Comparison(
+        "cgroup",
+        flags,
+        _unshare("unshare --cgroup cat /proc/self/cgroup"),
+        ("", "host (same cgroup)", "inside"),
+        tuple((k, host[k], child[k]) for k in host),
+        (
+            f"{own} is not delegated to uid {os.geteuid()}, so no group of its own: the child stays in ours,",
+            "and the namespace makes that group the root of what the child sees.",
+        ),
     )
 
 

@@ -115,6 +115,22 @@ def _subid_ranges(path: Path, names: set[str]) -> list[tuple[int, int]]:
     return ranges
 
 
+def free_subid_start() -> int:
+    """The first id after every range already delegated in /etc/subuid and /etc/subgid (at
+    least 100000, where useradd starts): a new range there overlaps no other user's."""
+    end = 100000
+    for path in (SUBUID_FILE, SUBGID_FILE):
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.strip().split(":")
+            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                end = max(end, int(parts[1]) + int(parts[2]))
+    return end
+
+
 def subid_mapping(
     user: str | int,
     *,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .errors import NamespaceError
-from .idmap import SUBGID_FILE, SUBUID_FILE, IdMap, _subid_ranges
+from .idmap import SUBGID_FILE, SUBUID_FILE, IdMap, _subid_ranges, free_subid_start
 from .process import PR_SET_DUMPABLE, spawn
 from .syscalls import CloneFlags, prctl
 
@@ -108,21 +108,6 @@ def call_as_user(user: str | int, fn: Callable[[], T]) -> T:
     return call_in_namespaces(as_user, 0)
 
 
-def _free_subid_start(count: int) -> int:
-    """The first id after every range already delegated in /etc/subuid and /etc/subgid."""
-    end = 100000
-    for path in (SUBUID_FILE, SUBGID_FILE):
-        try:
-            lines = path.read_text().splitlines()
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            parts = line.strip().split(":")
-            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-                end = max(end, int(parts[1]) + int(parts[2]))
-    return end
-
-
 def _run(argv: list[str]) -> None:
     r = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
@@ -153,7 +138,7 @@ def ensure_user(name: str, *, subid_count: int = 65536) -> bool:
     if missing:
         if os.geteuid() != 0:
             raise NamespaceError(1, f"adding subordinate ids for {name!r} needs root")
-        start = _free_subid_start(subid_count)
+        start = free_subid_start()
         argv = ["usermod"]
         for option in missing:
             argv += [option, f"{start}-{start + subid_count - 1}"]

@@ -12,6 +12,7 @@ instead of half of one: the tests of retries say how long they wait.
 from __future__ import annotations
 
 import pytest
+from ci_user import nobody, user  # noqa: F401 - the rootless tests' sessions of an ordinary user
 
 
 @pytest.fixture(scope="session", autouse=True)
