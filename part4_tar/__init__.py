@@ -17,7 +17,7 @@ the root, and never follows the last component of a name it writes.
 
 from .blobinfo import layer_info, recompress_layer
 from .compression import detect_compression, open_decompressed
-from .errors import LayerError, UnsafeArchiveError, UnsafePathError
+from .errors import LayerError, SkippedEntriesWarning, UnsafeArchiveError, UnsafePathError
 from .extract import apply_layers, extract_layer
 from .rootdir import Parent, RootDir, copy_data, fd_path, split_name
 from .writer import LayerInfo, LayerWriter, write_layer
@@ -28,6 +28,7 @@ __all__ = [
     "LayerWriter",
     "Parent",
     "RootDir",
+    "SkippedEntriesWarning",
     "UnsafeArchiveError",
     "UnsafePathError",
     "apply_layers",

@@ -6,6 +6,8 @@
     ├── UnsafeArchiveError      an entry would create, change or follow something outside the root
     └── UnsafePathError         a name to write inside a root would leave it (``..``, a NUL byte),
                                 or a path inside it is a symlink loop
+    SkippedEntriesWarning       (a warning) entries the kernel refused to this unprivileged
+                                extraction, left out: device nodes in a user namespace
 
 Messages are one line and name the entry or path: ``layer entry '../etc/passwd': '..' would
 escape the root``.
@@ -38,3 +40,8 @@ class UnsafePathError(LayerError):
         super().__init__(f"{show(name)}: {reason}")
         self.name = name
         self.reason = reason
+
+
+class SkippedEntriesWarning(UserWarning):
+    """Entries of a layer that could not be created here and were left out (device nodes,
+    which only the host's root may make: mknod(2) is refused in a user namespace)."""

@@ -16,6 +16,12 @@ entries of this same layer stay. Neither marker is created on disk.
 Metadata: numeric owner (when running as root), mode, extended attributes (after the owner:
 chown clears ``security.capability``), then mtimes; a directory's mtime is set after all its
 children are written.
+
+Rootless (root of a user namespace), owners are given through the namespace's uid map: uid
+1000 of the layer is uid 1000 inside, some subordinate uid outside. Device nodes are the one
+thing the kernel refuses there (only the host's root may mknod a device): they are left out
+and reported once per layer as a :class:`SkippedEntriesWarning`, never a failed extraction.
+A container gets its /dev from the runtime anyway.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import errno
 import os
 import stat
 import tarfile
+import warnings
 from collections.abc import Iterable
 from typing import BinaryIO
 
 from .compression import open_decompressed, read_head
-from .errors import LayerError, UnsafeArchiveError, UnsafePathError
+from .errors import LayerError, SkippedEntriesWarning, UnsafeArchiveError, UnsafePathError
 from .errors import show as _show
 from .rootdir import _DIR_FLAGS, _LIST_FLAGS, RootDir, _id, _lstat, climb, fd_path, remove_tree
 from .rootdir import split_name as _split
@@ -75,6 +82,8 @@ class _Extractor:
         self.owner = owner
         self.skip_root = skip_root
         self.is_root = os.geteuid() == 0
+        #: device nodes the kernel refused to create (rootless), by entry name
+        self.skipped: list[str] = []
         #: real paths written by this layer, and all their ancestors (kept by an opaque marker)
         self.touched: set[tuple[str, ...]] = set()
         self.written: set[tuple[str, ...]] = set()
@@ -227,10 +236,9 @@ class _Extractor:
         try:
             p = self.root.mknod(parts, kind | (m.mode & 0o7777), os.makedev(m.devmajor, m.devminor))
         except PermissionError:
-            raise LayerError(
-                f"layer entry {_show(m.name)}: cannot create {_kind(m)} {m.devmajor},{m.devminor}: "
-                "not permitted here (device nodes need CAP_MKNOD outside a user namespace)"
-            ) from None
+            # device nodes need CAP_MKNOD in the host's user namespace: left out, reported
+            self.skipped.append(m.name)
+            return
         self._own(m, name=p.name, dir_fd=p.fd)
         self._set_xattrs(m, f"{fd_path(p.fd)}/{p.name}")
         ns = _ns(m.mtime)
@@ -374,6 +382,12 @@ def extract_layer(blob: BinaryIO, root: str | os.PathLike | int, *, whiteouts: b
             tar.members.clear()  # stream mode keeps every TarInfo otherwise: memory grows
         name = None
         ex.finish()
+        if ex.skipped:
+            listed = ", ".join(ex.skipped[:4]) + (", ..." if len(ex.skipped) > 4 else "")
+            warnings.warn(SkippedEntriesWarning(
+                f"{len(ex.skipped)} device node(s) not created ({listed}): mknod(2) of a device is refused "
+                "to this process (only the host's root may make one; a container gets its /dev from the runtime)"),
+                stacklevel=2)
     except LayerError:
         raise
     except tarfile.TarError as exc:

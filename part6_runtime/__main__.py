@@ -6,18 +6,41 @@ part6_runtime pivot`` shows pivot_root with a put_old directory beside pivot_roo
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import os
 import sys
 import tempfile
 
 from part1_overview import Narrator, lab_main, run_cli
+from part5_namespaces import UserNamespaceMapping, in_user_namespace, rootless_mapping
 
 from . import ContainerSpec, Limits, Mount, RuntimeSetupError, load_bundle, make_busybox_rootfs, parse_size, run
+from .cgroups import delegation_problem
 from .errors import ContainerError
 from .setup import describe_steps
 
 
+@functools.lru_cache(maxsize=1)
+def user_namespace() -> UserNamespaceMapping | None:
+    """None for root; for an ordinary user the user namespace every container gets (the
+    full subordinate range through newuidmap, else the single mapping)."""
+    if os.geteuid() == 0 or in_user_namespace():
+        return None
+    return rootless_mapping()
+
+
+def rootless(spec: ContainerSpec) -> ContainerSpec:
+    """``spec`` with the caller's user namespace when the caller is not root (a spec that
+    maps ids itself is left alone)."""
+    userns = user_namespace()
+    if userns is None or spec.uid_maps:
+        return spec
+    return dataclasses.replace(spec, uid_maps=userns.uid_maps, gid_maps=userns.gid_maps)
+
+
 def _run_captured(spec: ContainerSpec, on_step=None) -> tuple[int, str]:
+    spec = rootless(spec)
     with tempfile.TemporaryFile("w+") as out:
         code = run(spec, stdin=os.open(os.devnull, os.O_RDONLY), stdout=out, stderr=out, on_step=on_step)
         out.seek(0)
@@ -26,6 +49,14 @@ def _run_captured(spec: ContainerSpec, on_step=None) -> tuple[int, str]:
 
 def demo(n: Narrator) -> int:
     n.title("Part 6: a mini container runtime")
+    userns = user_namespace()
+    if userns is not None:
+        n.fact("running as", f"uid {os.geteuid()} ({userns.user}), not root")
+        n.say("Every container gets a user namespace of its own (spawn() adds CLONE_NEWUSER): root inside,\n"
+              f"{userns.user} outside" + (", with the subordinate range newuidmap maps:" if userns.full else ":"))
+        n.fact("uid_map inside", userns.describe())
+        if not userns.full:
+            n.warn(userns.warning())
     with tempfile.TemporaryDirectory(prefix="part6-demo-") as tmp:
         n.step("make a root filesystem from the static busybox binary")
         rootfs = make_busybox_rootfs(os.path.join(tmp, "rootfs"))
@@ -64,19 +95,18 @@ def demo(n: Narrator) -> int:
             n.output(out or "(no output)")
 
         n.step("limits through cgroups: 32 MiB of memory, 10 processes")
-        hog = 'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo survived'
-        code, out = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", hog), limits=Limits(memory=32 << 20)))
-        n.command(f"sh -c '{hog}'   # --memory 32m")
-        n.fact("exit code (128 + SIGKILL from the OOM killer)", code)
-        bomb = "for i in $(seq 50); do sleep 60 & done"
-        code, out = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", bomb), limits=Limits(pids=10)))
-        n.command(f"sh -c '{bomb}'   # --pids 10")
-        n.output(out)
-        n.fact("exit code", code)
+        problem = delegation_problem(Limits(memory=32 << 20, pids=10))
+        if problem is not None:
+            n.warn(f"skipped: {problem}")
+        else:
+            _limits(n, rootfs)
 
         n.step("a user from the image's /etc/passwd, and its capabilities")
-        code, out = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", "id; grep CapEff /proc/self/status; pwd"), user="alice", cwd="/home/alice"))
-        n.output(out)
+        if userns is not None and userns.ids <= 1000:
+            n.warn(f"skipped: alice (uid 1000) is not mapped by {userns.describe()}")
+        else:
+            code, out = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", "id; grep CapEff /proc/self/status; pwd"), user="alice", cwd="/home/alice"))
+            n.output(out)
 
         n.step("exit codes pass through; a failed step is named")
         code, _ = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", "exit 7")))
@@ -123,6 +153,19 @@ def pivot_demo(n: Narrator) -> int:
           "unmounted from its own side (runc does so since 2019).")
     n.done()
     return 0
+
+
+def _limits(n: Narrator, rootfs) -> None:
+    """The memory and pids limits, each shown with a command that runs into it."""
+    hog = 'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo survived'
+    code, out = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", hog), limits=Limits(memory=32 << 20)))
+    n.command(f"sh -c '{hog}'   # --memory 32m")
+    n.fact("exit code (128 + SIGKILL from the OOM killer)", code)
+    bomb = "for i in $(seq 50); do sleep 60 & done"
+    code, out = _run_captured(ContainerSpec(rootfs=str(rootfs), args=("sh", "-c", bomb), limits=Limits(pids=10)))
+    n.command(f"sh -c '{bomb}'   # --pids 10")
+    n.output(out)
+    n.fact("exit code", code)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -197,11 +240,18 @@ def main(argv: list[str] | None = None) -> int:
                 err.warn(w)
             if spec.terminal and not sys.stdin.isatty():
                 err.warn("process.terminal is true but stdin is not a terminal: running without one")
-                import dataclasses
-
                 spec = dataclasses.replace(spec, terminal=False)
         else:
             spec = _spec_from_args(args)
+        userns = user_namespace()
+        if userns is not None and not spec.uid_maps:
+            if not userns.full:
+                err.warn(f"part6_runtime: {userns.warning()}")
+            spec = rootless(spec)
+        problem = delegation_problem(spec.limits)
+        if problem is not None:
+            err.warn(f"part6_runtime: note: {problem}: running without --memory, --pids and --cpus")
+            spec = dataclasses.replace(spec, limits=Limits(rlimits=spec.limits.rlimits))
         return run(spec)
     except RuntimeSetupError as e:
         err.warn(f"part6_runtime: {e}")

@@ -17,6 +17,13 @@ Like runc, every container gets its own group, limits or not: the device rules
 
 The kernel's OOM killer ends a process that needs more than the memory limit with SIGKILL
 (exit status 137); fork(2) fails with EAGAIN once ``pids.max`` processes exist.
+
+Rootless, a cgroup can be made only where the tree is *delegated*: a directory (the caller's
+own cgroup, or on v2 its parent) that root gave to the user, as systemd does for
+``user@UID.service``. Root of a user namespace is no help: the files belong to the host's root.
+An unprivileged caller gets groups only for its limits (the hierarchies of the controllers
+they need; no device rules: its user namespace already refuses device nodes), and
+:func:`delegation_problem` says, before anything is made, why limits cannot apply here.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from part5_namespaces import syscalls
+from part5_namespaces import in_user_namespace, syscalls
 
 from .devices import DeviceRule, device_filter
 from .errors import ContainerError
@@ -84,11 +91,55 @@ def caller_members(root: Path | None = None) -> tuple[int, tuple[tuple[str, str,
     own (an unprivileged caller): what its /sys/fs/cgroup shows then."""
     root = root or CGROUP_ROOT
     if cgroup_version(root) == 2:
-        with open("/proc/self/cgroup") as f:
-            path = next((line.rstrip("\n").split(":", 2)[2] for line in f if line.startswith("0::")), "/")
-        return 2, (("", "", root / path.lstrip("/")),)
+        return 2, (("", "", root / _own_v2_path().lstrip("/")),)
     return 1, tuple((h.name, h.options, root / h.name / _own_v1_path(h.controllers[0]).lstrip("/"))
                     for h in v1_hierarchies(root))
+
+
+def privileged() -> bool:
+    """Root of the host, who may make cgroups anywhere (root of a user namespace may not)."""
+    return os.geteuid() == 0 and not in_user_namespace()
+
+
+def _own_v2_path() -> str:
+    """The caller's cgroup in the unified hierarchy (``0::/a/b``)."""
+    with open("/proc/self/cgroup") as f:
+        return next((line.rstrip("\n").split(":", 2)[2] for line in f if line.startswith("0::")), "/")
+
+
+def _limit_controllers(limits: Limits) -> list[str]:
+    """The controllers ``limits`` need, in a fixed order."""
+    needs = {"memory": limits.memory, "pids": limits.pids, "cpu": limits.cpus}
+    return [controller for controller, value in needs.items() if value is not None]
+
+
+def _delegated_v2_base(root: Path) -> Path:
+    """Where an unprivileged caller makes v2 groups: beside its own cgroup, in the parent
+    (v2's "no internal processes" rule: the caller's own group holds it, so it cannot also
+    hand controllers to children; systemd's user@UID.service delegation is laid out so)."""
+    own = root / _own_v2_path().lstrip("/")
+    return own.parent if own != root else own
+
+
+def _unprivileged_parents(limits: Limits, root: Path) -> list[Path]:
+    """Where an unprivileged caller would make the groups for ``limits``."""
+    if cgroup_version(root) == 2:
+        return [_delegated_v2_base(root)]
+    wanted = set(_limit_controllers(limits))
+    return [root / h.name / _own_v1_path(h.controllers[0]).lstrip("/")
+            for h in v1_hierarchies(root) if wanted & set(h.controllers)]
+
+
+def delegation_problem(limits: Limits, root: Path | None = None) -> str | None:
+    """Why ``limits`` cannot be applied by this process, in one line; None when they can (or
+    need no cgroup). Only a privileged caller or a delegated cgroup tree can make groups."""
+    if not limits.uses_cgroups or privileged():
+        return None
+    for parent in _unprivileged_parents(limits, root or CGROUP_ROOT):
+        if not os.access(parent, os.W_OK):
+            return (f"cgroup limits need a cgroup delegated to this user, and {parent} is not "
+                    "(ask root to delegate one, or run without limits)")
+    return None
 
 
 def _own_v1_path(controller: str) -> str:
@@ -135,6 +186,9 @@ class Cgroup:
         group = cls(1)
         hierarchies = v1_hierarchies(root)
         present = {c for h in hierarchies for c in h.controllers}
+        if not privileged():  # a delegated tree: only the hierarchies the limits need
+            wanted = set(_limit_controllers(limits))
+            hierarchies = [h for h in hierarchies if wanted & set(h.controllers)]
         for controller in [c for c in ("memory", "pids", "cpu") if getattr(limits, c if c != "cpu" else "cpus") is not None]:
             if controller not in present:
                 raise CgroupError(f"cgroup v1 controller {controller} is not mounted at {root / controller}")
@@ -180,19 +234,23 @@ class Cgroup:
 
     @classmethod
     def _create_v2(cls, name: str, limits: Limits, root: Path, devices) -> "Cgroup":
-        needs = {"memory": limits.memory, "pids": limits.pids, "cpu": limits.cpus}
-        wanted = [controller for controller, value in needs.items() if value is not None]
+        wanted = _limit_controllers(limits)
         available = (root / "cgroup.controllers").read_text().split()
         missing = [c for c in wanted if c not in available]
         if missing:
             raise CgroupError(f"cgroup v2 controller(s) {', '.join(missing)} not available in {root}")
-        base = root / "part6"
-        base.mkdir(exist_ok=True)
-        # "no internal processes": controllers are delegated from the root to part6 to us
         enable = " ".join(f"+{c}" for c in wanted)
-        if enable:
-            _write(root / "cgroup.subtree_control", enable)
-            _write(base / "cgroup.subtree_control", enable)
+        if privileged():
+            base = root / "part6"
+            base.mkdir(exist_ok=True)
+            # "no internal processes": controllers are delegated from the root to part6 to us
+            if enable:
+                _write(root / "cgroup.subtree_control", enable)
+                _write(base / "cgroup.subtree_control", enable)
+        else:
+            base = _delegated_v2_base(root)
+            if enable:
+                _write(base / "cgroup.subtree_control", enable)
         directory = base / name
         try:
             directory.mkdir()

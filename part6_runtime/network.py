@@ -15,8 +15,11 @@ import fcntl
 import os
 import shutil
 import socket
+import stat
 import struct
 import subprocess
+
+from part5_namespaces import read_map
 
 from .errors import ContainerError
 
@@ -26,6 +29,8 @@ IFF_UP = 0x1
 _IFREQ = struct.Struct("16sH22x")  # struct ifreq: char ifr_name[16]; short ifr_flags; (union pad)
 
 SLIRP_DNS = "10.0.2.3"
+#: the TUN/TAP device slirp4netns opens to create tap0 in the container's network namespace
+TUN_DEVICE = "/dev/net/tun"
 
 
 class NetworkError(ContainerError):
@@ -48,13 +53,43 @@ def slirp4netns_path() -> str | None:
     return shutil.which("slirp4netns")
 
 
+def private_network_problem() -> str | None:
+    """Why network 'private' cannot work for this process, in one line, or None.
+
+    slirp4netns runs with our credentials and opens /dev/net/tun; on some hosts the device is
+    root's alone (mode 0600), and an ordinary user (root of a user namespace included: its
+    capabilities do not reach a file of an unmapped owner) is refused.
+    """
+    if slirp4netns_path() is None:
+        return "network 'private' needs slirp4netns (apt-get install slirp4netns)"
+    if not os.access(TUN_DEVICE, os.R_OK | os.W_OK):
+        try:
+            mode = stat.filemode(os.stat(TUN_DEVICE).st_mode)
+        except OSError:
+            return f"network 'private' needs {TUN_DEVICE}, which this host lacks: use --network none or --network host"
+        return (f"network 'private' needs {TUN_DEVICE} for slirp4netns, which uid {_host_uid()} may not open "
+                f"({mode} here): use --network none or --network host")
+    return None
+
+
+def _host_uid() -> int:
+    """Our uid as the host sees it (root of a user namespace is an ordinary user outside)."""
+    uid = os.getuid()
+    for m in read_map("self", "uid"):
+        outside = m.to_outside(uid)
+        if outside is not None:
+            return outside
+    return uid
+
+
 class Slirp:
     """A slirp4netns process serving the network namespace of ``pid``."""
 
     def __init__(self, pid: int, mtu: int = 65520) -> None:
+        problem = private_network_problem()
+        if problem is not None:
+            raise NetworkError(problem)
         exe = slirp4netns_path()
-        if exe is None:
-            raise NetworkError("network 'private' needs slirp4netns (apt-get install slirp4netns)")
         ready_r, ready_w = os.pipe()
         try:
             self.process = subprocess.Popen(

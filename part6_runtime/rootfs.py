@@ -3,10 +3,15 @@
 ``busybox --install -s`` would point its symlinks at wherever busybox runs from *on the
 host*; the links made here point at /bin/busybox *inside* the rootfs, one per applet of
 ``busybox --list-full``, which is what the install does in an image build.
+
+alice's home belongs to her (1000:1000) when the caller may give files away: root, or root of
+a user namespace that maps 1000. An ordinary user (or the single mapping) cannot, and her home
+then stays the caller's: everything else works the same.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -39,7 +44,11 @@ def make_busybox_rootfs(dest: str | os.PathLike, busybox: str = BUSYBOX) -> Path
         (root / d).mkdir(parents=True, exist_ok=True)
     os.chmod(root / "tmp", 0o1777)
     os.chmod(root / "root", 0o700)
-    os.chown(root / "home/alice", 1000, 1000)
+    try:
+        os.chown(root / "home/alice", 1000, 1000)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EINVAL):  # not root / 1000 not mapped here
+            raise
     shutil.copy2(busybox, root / "bin/busybox")
     applets = subprocess.run([busybox, "--list-full"], check=True, capture_output=True, text=True).stdout.split()
     for applet in applets:

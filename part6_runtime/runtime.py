@@ -37,7 +37,7 @@ from part5_namespaces import CloneFlags, NamespaceError, spawn, syscalls
 
 from . import capabilities as caps
 from . import seccomp
-from .cgroups import Cgroup, caller_members
+from .cgroups import Cgroup, CgroupError, caller_members, delegation_problem, privileged
 from .errors import ContainerError, RuntimeSetupError, SpecError
 from .network import SLIRP_DNS, Slirp
 from .setup import Plan, container_main
@@ -306,7 +306,7 @@ def _make_mountpoints(rootfs: str, spec: ContainerSpec, etc_files: list[str], re
             except (OSError, LayerError) as e:
                 detail = getattr(e, "strerror", None) or str(e)
                 raise RuntimeSetupError("mount points", OSError(getattr(e, "errno", None) or errno_.EINVAL,
-                                        f"creating mount point {inside}: {detail}", rootfs)) from None
+                                        f"creating mount point {inside}: {detail}", rootfs)) from e
             finally:
                 res.undo.extend(functools.partial(_remove_if_empty, rootfs, sub) for sub in made)
 
@@ -334,9 +334,15 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
     spec = plan.spec
     cgroup = None
     # every container gets a cgroup of its own (its device rules live there); an unprivileged
-    # caller cannot make one, and its user namespace already denies mknod and foreign devices
-    if spec.limits.uses_cgroups or _host_root():
-        cgroup = Cgroup.create(f"part6-{os.getpid()}-{os.urandom(4).hex()}", spec.limits, devices=spec.device_rules)
+    # caller (root of a user namespace included) makes one only for its limits, where the tree
+    # is delegated to it, and its user namespace already denies mknod and foreign devices
+    host_root = privileged()
+    if spec.limits.uses_cgroups or host_root:
+        problem = None if host_root else delegation_problem(spec.limits)
+        if problem is not None:
+            raise RuntimeSetupError("cgroup", CgroupError(problem))
+        cgroup = Cgroup.create(f"part6-{os.getpid()}-{os.urandom(4).hex()}", spec.limits,
+                               devices=spec.device_rules if host_root else None)
         res.undo.append(cgroup.remove)
         version, members = cgroup.version, cgroup.members
     else:
@@ -365,7 +371,7 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
     except BaseException as e:
         os.close(go_w)  # the go pipe's other end is only closed when the child started
         if isinstance(e, NamespaceError):
-            raise RuntimeSetupError("namespaces", e) from None
+            raise RuntimeSetupError("namespaces", e) from e
         raise
     finally:
         os.close(report_w)
@@ -382,12 +388,12 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
             try:
                 cgroup.add(pid1)
             except ContainerError as e:
-                raise RuntimeSetupError("cgroup", e) from None
+                raise RuntimeSetupError("cgroup", e) from e
         if spec.network == "private":
             try:
                 slirp = Slirp(pid1)
             except ContainerError as e:
-                raise RuntimeSetupError("network", e) from None
+                raise RuntimeSetupError("network", e) from e
             res.undo.append(slirp.stop)
         os.write(go_w, b"g")
     except BaseException:
@@ -424,22 +430,10 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
             cause = OSError(failure["errno"], failure["error"], failure["path"]) if failure["path"] else OSError(failure["errno"], failure["error"])
         else:
             cause = ContainerError(f"{failure['type']}: {failure['error']}")
-        raise RuntimeSetupError(failure["failed"], cause)
+        raise RuntimeSetupError(failure["failed"], cause) from cause
     if reporter.last_step is None and code != 0:
         raise RuntimeSetupError("namespaces", ContainerError(f"the container's process exited ({code}) before its first setup step"))
     return code
-
-
-def _host_root() -> bool:
-    """Root of the host (the initial user namespace): who may make cgroups and device rules.
-    Root of a user namespace of its own (a rootless builder) may not."""
-    if os.geteuid() != 0:
-        return False
-    try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() == ["0", "0", "4294967295"]
-    except OSError:
-        return False
 
 
 def _replace(plan: Plan, **changes) -> Plan:

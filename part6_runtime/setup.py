@@ -44,6 +44,7 @@ from part5_namespaces import (
     MountFlags,
     UmountFlags,
     forward_signals,
+    in_user_namespace,
     mount,
     pivot_root,
     prctl,
@@ -134,15 +135,15 @@ class Context:
     spec: ContainerSpec = field(init=False)
     root: str = field(init=False)
     namespaces: frozenset = field(init=False)
+    #: in a user namespace (the spec's own, or one the runtime was started in, as a rootless
+    #: build is): no mknod of devices, host ids may be unmapped
+    userns: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.spec = self.plan.spec
         self.root = self.plan.rootfs
         self.namespaces = self.spec.namespace_set
-
-    @property
-    def userns(self) -> bool:
-        return "user" in self.namespaces
+        self.userns = "user" in self.namespaces or in_user_namespace()
 
     def path(self, inside: str) -> str:
         """A container path as a host path, before pivot_root (resolved inside the rootfs by
@@ -386,7 +387,10 @@ def seccomp_filter(ctx: Context) -> None:
 def switch_user(ctx: Context) -> None:
     """setgroups, setgid, setuid to the container's user (capabilities kept for the next step)."""
     user = ctx.plan.user
-    os.setgroups(list(user.groups))
+    if _setgroups_allowed():
+        os.setgroups(list(user.groups))
+    # else the single mapping of a user namespace: the kernel denies setgroups(2) (part 5), and
+    # no group but the caller's own is mapped there anyway
     os.setresgid(user.gid, user.gid, user.gid)
     caps.keep_capabilities_across_setuid(True)
     os.setresuid(user.uid, user.uid, user.uid)
@@ -572,6 +576,14 @@ def _dup_stdio(stdio: tuple[int | None, int | None, int | None]) -> None:
         if fd is not None:
             os.dup2(fd, target)
             os.close(fd)
+
+
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() != "deny"
+    except FileNotFoundError:
+        return True
 
 
 def _min_limit(a: int, b: int) -> int:

@@ -2,11 +2,15 @@
 
 ``python -m part7_union cbt`` runs the blog's ``cbt run`` (with the cbt command) and builds its
 layer folders into an image; ``lab start DIR`` / ``lab check DIR`` are the chapter's lab.
+
+Run by an ordinary user, the demonstration runs as root of a user namespace of the user's own
+(part 5), where overlayfs mounts with ``userxattr``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -14,6 +18,7 @@ from pathlib import Path
 
 from part1_overview import Narrator, lab_main, run_cli
 from part4_tar import LayerError
+from part5_namespaces import in_user_namespace, run_in_user_namespace
 
 from .chapter import run_chapter
 from .errors import UnionError
@@ -66,6 +71,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work.mkdir(parents=True, exist_ok=True)
     try:
+        if os.geteuid() != 0 and not in_user_namespace():
+            # mounts need root: that of a user namespace of our own will do (kernel 5.11+)
+            code = run_in_user_namespace(lambda: run_cli(lambda _argv: _demonstrate(n, work, keep)))
+        else:
+            code = _demonstrate(n, work, keep)
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    if keep and code == 0:
+        n.say(f"Everything is left in {work} (lowers/, upper/, changes.tar.gz, applied/).")
+    return code
+
+
+def _demonstrate(n: Narrator, work: Path, keep: bool) -> int:
+    try:
         ok = run_chapter(n, work)
     except BrokenPipeError:
         raise  # the reader went away: run_cli ends quietly
@@ -74,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if not keep:
+            # here, not only in the caller: overlayfs leaves its work/work dir mode 0, which
+            # only root (of this user namespace, when rootless) may still enter to delete
             shutil.rmtree(work, ignore_errors=True)
-    if keep:
-        n.say(f"Everything is left in {work} (lowers/, upper/, changes.tar.gz, applied/).")
     return 0 if ok else 1
 
 

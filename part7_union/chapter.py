@@ -22,7 +22,7 @@ from .lower import extract_lower
 from .overlay import OverlayMount, overlay_supported
 from .snapshot import CopySnapshotter
 from .tree import describe_tree
-from .whiteouts import is_opaque
+from .whiteouts import is_opaque, opaque_xattr, use_userxattr
 
 
 def _put(path: Path, text: str, mode: int = 0o644) -> None:
@@ -106,6 +106,9 @@ def make_changes(merged: Path) -> None:
 def run_chapter(n: Narrator, work: Path) -> bool:
     """Run the demonstration in the empty directory ``work``; True when every check held."""
     n.title("Part 7: union mounts")
+    if os.geteuid() == 0 and use_userxattr():
+        uid_map = "; ".join(" ".join(line.split()) for line in Path("/proc/self/uid_map").read_text().splitlines())
+        n.fact("running as", f"root of a user namespace of your own (uid_map {uid_map}): overlays mount with userxattr")
     n.step("two layers, packed by part 4, extracted as overlay lower directories")
     blobs = build_layers(work)
     lowers_bottom_first = [extract_lower(b, work / "lowers" / name) for b, name in zip(blobs, ("base", "app"))]
@@ -144,7 +147,8 @@ def run_chapter(n: Narrator, work: Path) -> bool:
         n.command(["stat", "-c", "'%A %t,%T'", str(upper / "bin/old-tool")])
         st = os.lstat(upper / "bin/old-tool")
         n.output(f"{stat.filemode(st.st_mode)} {os.major(st.st_rdev):x},{os.minor(st.st_rdev):x}")
-        n.fact("trusted.overlay.opaque on upper/var/cache", os.getxattr(upper / "var/cache", "trusted.overlay.opaque").decode())
+        opaque = opaque_xattr(m.userxattr)
+        n.fact(f"{opaque} on upper/var/cache", os.getxattr(upper / "var/cache", opaque).decode())
         view = describe_tree(merged)
     n.fact("unmounted", not os.path.ismount(merged))
 

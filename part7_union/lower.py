@@ -26,8 +26,9 @@ from .errors import ChangesError
 from .whiteouts import OPAQUE_MARKER, WHITEOUT_PREFIX, opaque_xattr
 
 
-def extract_lower(blob: BinaryIO | str | os.PathLike, dest: str | os.PathLike, *, userxattr: bool = False) -> Path:
-    """Extract the layer ``blob`` (a stream or a file path) into ``dest`` as an overlay lower."""
+def extract_lower(blob: BinaryIO | str | os.PathLike, dest: str | os.PathLike, *, userxattr: bool | None = None) -> Path:
+    """Extract the layer ``blob`` (a stream or a file path) into ``dest`` as an overlay lower
+    (``userxattr``: opaque marks for an overlay mounted with it; None decides for this process)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     if isinstance(blob, (str, os.PathLike)):
@@ -39,7 +40,7 @@ def extract_lower(blob: BinaryIO | str | os.PathLike, dest: str | os.PathLike, *
     return dest
 
 
-def convert_whiteouts(root: str | os.PathLike, *, userxattr: bool = False) -> int:
+def convert_whiteouts(root: str | os.PathLike, *, userxattr: bool | None = None) -> int:
     """Turn the OCI whiteout files under ``root`` into overlay whiteouts; how many there were.
 
     Walked with ``os.fwalk``, every change made through the descriptor of the directory it is

@@ -13,7 +13,9 @@ Options, and why (checked on this kernel, 6.18):
 * ``index=off``: no inode index in the work dir (hard links to a lower file break on copy-up,
   which is what a layer can express anyway).
 * ``userxattr``: inside a user namespace trusted.* xattrs cannot be written, so overlayfs keeps
-  its opaque marks in ``user.overlay.*``.
+  its opaque marks in ``user.overlay.*``. Given as None (the default), it is used exactly when
+  this process is unprivileged on the host (``whiteouts.use_userxattr``): a rootless build's
+  overlays and the lowers extracted for them agree without the caller saying so.
 
 The options travel through mount(2)'s ``data`` argument, which the kernel copies as one page
 (4096 bytes, NUL included). Dozens of layers with long paths do not fit. When they do not,
@@ -41,6 +43,7 @@ from pathlib import Path
 # part 5's mount bindings are imported where a mount happens: the capstone's cached builds use
 # this part's LayerStack and never mount, and should not pay for loading the bindings.
 from .errors import OverlayError
+from .whiteouts import use_userxattr
 
 #: mount(2) copies at most one page of option data, the terminating NUL included
 OPTIONS_LIMIT = 4096
@@ -88,13 +91,13 @@ class OverlayMount:
         work: str | os.PathLike | None,
         target: str | os.PathLike,
         *,
-        userxattr: bool = False,
+        userxattr: bool | None = None,
     ) -> None:
         self.lowers = tuple(Path(os.path.abspath(p)) for p in lowers_top_first)
         self.upper = None if upper is None else Path(os.path.abspath(upper))
         self.work = None if work is None else Path(os.path.abspath(work))
         self.target = Path(os.path.abspath(target))
-        self.userxattr = userxattr
+        self.userxattr = use_userxattr(userxattr)
         self.mounted = False
         if not self.lowers:
             raise OverlayError(22, "overlay needs at least one lower directory", str(self.target))
@@ -148,7 +151,7 @@ def mount_overlay(
     work: str | os.PathLike | None,
     target: str | os.PathLike,
     *,
-    userxattr: bool = False,
+    userxattr: bool | None = None,
 ) -> OverlayMount:
     """Mount an overlay now, in the caller's mount namespace; returns the mounted OverlayMount."""
     return OverlayMount(lowers_top_first, upper, work, target, userxattr=userxattr).mount()
@@ -206,9 +209,13 @@ def _mount_with_short_names(m: OverlayMount) -> None:
         shutil.rmtree(links, ignore_errors=True)
 
 
-@lru_cache(maxsize=2)
-def overlay_supported(userxattr: bool = False) -> bool:
+def overlay_supported(userxattr: bool | None = None) -> bool:
     """Can this process mount an overlay here? Tries a tiny one in a temporary directory."""
+    return _overlay_supported(use_userxattr(userxattr))
+
+
+@lru_cache(maxsize=2)
+def _overlay_supported(userxattr: bool) -> bool:
     from part5_namespaces import MountFlags, UmountFlags, mount, umount2
 
     base = Path(tempfile.mkdtemp(prefix="part7-probe-"))

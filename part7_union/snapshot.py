@@ -42,7 +42,7 @@ class OverlaySnapshot:
 
     kind = "overlay"
 
-    def __init__(self, lowers_top_first: Sequence[PathLike], scratch: PathLike, *, userxattr: bool = False) -> None:
+    def __init__(self, lowers_top_first: Sequence[PathLike], scratch: PathLike, *, userxattr: bool | None = None) -> None:
         self.scratch = Path(os.path.abspath(scratch))
         self.lowers = tuple(Path(os.path.abspath(p)) for p in lowers_top_first)
         self.upper = self.scratch / "upper"
@@ -136,7 +136,7 @@ class OverlaySnapshotter:
 
     kind = "overlay"
 
-    def __init__(self, *, userxattr: bool = False) -> None:
+    def __init__(self, *, userxattr: bool | None = None) -> None:
         self.userxattr = userxattr
 
     def prepare(self, lowers_top_first: Sequence[PathLike], scratch: PathLike, *, mount: bool = True) -> OverlaySnapshot:
@@ -157,7 +157,7 @@ class CopySnapshotter:
         return snap.mount() if mount else snap
 
 
-def snapshotter(kind: str = "auto", *, userxattr: bool = False) -> OverlaySnapshotter | CopySnapshotter:
+def snapshotter(kind: str = "auto", *, userxattr: bool | None = None) -> OverlaySnapshotter | CopySnapshotter:
     """``"overlay"``, ``"copy"``, or ``"auto"``: overlay when this process can mount one here."""
     if kind == "overlay":
         return OverlaySnapshotter(userxattr=userxattr)

@@ -32,9 +32,23 @@ USER_PREFIX = "user.overlay."
 OVERLAY_XATTR_PREFIXES = (TRUSTED_PREFIX, USER_PREFIX)
 
 
-def opaque_xattr(userxattr: bool = False) -> str:
-    """The xattr that marks an opaque directory for an overlay mounted with/without userxattr."""
-    return (USER_PREFIX if userxattr else TRUSTED_PREFIX) + "opaque"
+def opaque_xattr(userxattr: bool | None = False) -> str:
+    """The xattr that marks an opaque directory for an overlay mounted with/without userxattr
+    (None: as :func:`use_userxattr` decides for this process)."""
+    return (USER_PREFIX if use_userxattr(userxattr) else TRUSTED_PREFIX) + "opaque"
+
+
+def use_userxattr(userxattr: bool | None = None) -> bool:
+    """``userxattr`` as given; None: whether this process must use it, being unprivileged on
+    the host (in a user namespace, or an ordinary user), where trusted.* xattrs cannot be
+    written and overlayfs refuses to read them."""
+    if userxattr is not None:
+        return userxattr
+    if os.geteuid() != 0:
+        return True
+    from part5_namespaces import in_user_namespace  # only where a lower is made or mounted
+
+    return in_user_namespace()
 
 
 def is_whiteout(st: os.stat_result) -> bool:
