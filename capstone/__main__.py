@@ -1,9 +1,15 @@
 """``python -m capstone`` (also the ``capstone`` command): the Dockerfile builder's command line.
 
 Global flags come before the command: ``--store DIR`` (the local image store; default
-``$CAPSTONE_STORE``, else ``~/.local/share/capstone``) and ``--debug`` (tracebacks instead of
-one-line errors). Exit codes: 0 success, 1 a failed command (one line, ``Dockerfile:LINE:
-message`` where it applies), 2 a usage error.
+``$CAPSTONE_STORE``, else ``$XDG_DATA_HOME/capstone``, else ``~/.local/share/capstone``) and
+``--debug`` (tracebacks instead of one-line errors). Exit codes: 0 success, 1 a failed command
+(one line, ``Dockerfile:LINE: message`` where it applies), 2 a usage error.
+
+**Rootless.** Run by an ordinary user, the commands that give files owners or mount
+(``build``, ``run``, ``import``, ``prune``) run as root of a user namespace of the user's own,
+as ``buildah unshare`` does: part 5 maps the user's subordinate range from /etc/subuid (uid
+1000 inside is a subordinate uid outside, and the store keeps it exactly), or only the user's
+own uid, with a one-line warning, when there is no range.
 
 Every command is a pair of functions: ``configure(subparser)`` adds its arguments and
 ``run(args, narrator) -> int`` does the work. Commands register in ``COMMANDS``; later ones
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,9 +33,20 @@ Configure = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace, Narrator], int]
 
 
+#: commands that give files owners, mount overlays or run containers: rootless, they run as
+#: root of a user namespace of the caller's own
+USER_NAMESPACE_COMMANDS = frozenset({"build", "run", "import", "prune"})
+
+
 def default_store() -> Path:
+    """``$CAPSTONE_STORE``, else ``capstone`` in the user's XDG data directory."""
     env = os.environ.get("CAPSTONE_STORE")
-    return Path(env) if env else Path.home() / ".local" / "share" / "capstone"
+    if env:
+        return Path(env)
+    data = os.environ.get("XDG_DATA_HOME")
+    # the XDG Base Directory spec: a relative value is invalid and is ignored
+    base = Path(data) if data and os.path.isabs(data) else Path.home() / ".local" / "share"
+    return base / "capstone"
 
 
 # -- parse -----------------------------------------------------------------------------------
@@ -105,6 +123,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                         help="the local image store (default $CAPSTONE_STORE or "
                              "~/.local/share/capstone)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--snapshotter", choices=("auto", "overlay", "copy"), default="auto",
+                        help="how RUN steps and containers get a writable root: overlayfs, a copy of the "
+                             "layers, or auto (overlay where the kernel allows it; the default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, configure, _run) in all_commands().items():
         if only is None or name == only:
@@ -119,9 +140,9 @@ def _command_of(argv: Sequence[str]) -> str | None:
     i = 0
     while i < len(argv):
         word = argv[i]
-        if word == "--debug" or word.startswith("--store="):
+        if word == "--debug" or word.startswith(("--store=", "--snapshotter=")):
             i += 1
-        elif word == "--store":
+        elif word in ("--store", "--snapshotter"):
             i += 2
         else:
             return word if word in commands else None
@@ -142,6 +163,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
     n = Narrator()
+    warnings.showwarning = _show_warning
+    if args.command in USER_NAMESPACE_COMMANDS and os.geteuid() != 0:
+        return _in_user_namespace(args, n)
+    return _run_command(args, n)
+
+
+def _in_user_namespace(args: argparse.Namespace, n: Narrator) -> int:
+    """The command run as root of a user namespace of the caller's own (unless it is in one
+    already: a second `capstone` inside `capstone run`, or `buildah unshare capstone ...`)."""
+    from part5_namespaces import IdMapError, NamespaceError, in_user_namespace, rootless_mapping, run_in_user_namespace
+
+    if in_user_namespace():
+        return _run_command(args, n)
+    mapping = rootless_mapping()
+    hint = None
+    if not mapping.full:
+        print(f"capstone: warning: {mapping.warning()}", file=sys.stderr)
+        hint = f"only uid {mapping.uid_maps[0].outside} is mapped, as root ({mapping.limitation}): {mapping.fix()}"
+
+    def inside() -> int:
+        try:
+            return run_cli(lambda _argv: _run_command(args, n, hint))
+        except BaseException:  # noqa: BLE001 - a bug: its traceback is the useful report
+            import traceback
+
+            traceback.print_exc()
+            return 1
+
+    try:
+        return run_in_user_namespace(inside, mapping)
+    except (IdMapError, NamespaceError) as exc:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        how = mapping.fix() if isinstance(exc, IdMapError) else "user namespaces may be disabled here (sysctl user.max_user_namespaces)"
+        print(f"capstone: {args.command}: cannot enter a user namespace of your own: {exc.strerror or exc}; {how}", file=sys.stderr)
+        return 1
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The parts' warnings (a layer's device nodes left out rootless, a bundle field not
+    implemented) as one line each; Python's own keep their usual form."""
+    if issubclass(category, UserWarning):
+        print(f"capstone: note: {message}", file=sys.stderr, flush=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+def _run_command(args: argparse.Namespace, n: Narrator, hint: str | None = None) -> int:
+    """Run the parsed command; part errors become one line (a traceback with --debug).
+
+    ``hint``: what a failure may be owed to and how to fix it (rootless with the single
+    mapping), added to the line of every error but the Dockerfile's own mistakes."""
     run = all_commands()[args.command][2]
     try:
         return run(args, n)
@@ -150,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"capstone: {exc}" if not _has_location(exc) else str(exc), file=sys.stderr)
+        text = f"capstone: {exc}" if not _has_location(exc) else str(exc)
+        print(text + (f"; {hint}" if hint and not _is_dockerfile_mistake(exc) else ""), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -164,8 +243,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             traceback.print_exc()
         text = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
-        print(f"capstone: {args.command}: {text}", file=sys.stderr)
+        print(f"capstone: {args.command}: {text}" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 1
+
+
+def _is_dockerfile_mistake(exc: Exception) -> bool:
+    """A parse, expansion or stage error: the Dockerfile's text is wrong, wherever it runs."""
+    from .engine.errors import StepError  # a step that failed while it ran
+    from .errors import DockerfileError
+
+    return isinstance(exc, DockerfileError) and not isinstance(exc, StepError)
 
 
 def _part_errors() -> tuple[type[BaseException], ...]:

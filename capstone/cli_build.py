@@ -93,7 +93,7 @@ def run_build(args: argparse.Namespace, n) -> int:
     if "SOURCE_DATE_EPOCH" in os.environ and "SOURCE_DATE_EPOCH" not in build_args:
         build_args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]
     labels = _labels(args.label)
-    store = Store.open(args.store)
+    store = Store.open(args.store, snapshotter=args.snapshotter)
 
     err = Narrator(sys.stderr, plain=True)
 

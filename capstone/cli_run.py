@@ -24,7 +24,7 @@ NETWORKS = ("private", "host", "none")
 def _store(args: argparse.Namespace):
     from .store import Store
 
-    return Store.open(args.store)
+    return Store.open(args.store, snapshotter=args.snapshotter)
 
 
 # -- run ---------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def _store(args: argparse.Namespace) -> Store:
     from .store import Store
 
-    return Store.open(args.store)
+    return Store.open(args.store, snapshotter=args.snapshotter)
 
 
 def human_size(size: int) -> str:

@@ -28,6 +28,14 @@ The upper dir is an ordinary directory of the caller's: read and packed after th
 with no mount up. ``__exit__`` deletes the work, merged and init dirs (the upper too unless
 ``keep_upper=True``).
 
+**Where the kernel refuses an overlay** (a store on a file system overlayfs cannot use as an
+upper, such as another overlay; an old kernel in a user namespace), the container falls back to
+part 7's copy snapshotter, as buildah falls back to its vfs driver: ``merged`` is then a plain
+copy of the layers (init layer included) that part 6 runs in without any mount, and the changes
+are what differs between the copy and the layers, not an upper dir. ``snapshotter="overlay"``
+or ``"copy"`` asks for one of them (``auto``: overlay, the copy where the helper's mount is
+refused); ``kind`` says which one was used.
+
 **The init layer.** Part 6 binds generated ``/etc/hosts``, ``/etc/hostname`` and
 ``/etc/resolv.conf`` over the image's and needs ``/proc``, ``/dev``, ``/sys`` and each extra
 mount's target to exist. Created in the merged dir, those mount points would land in the upper
@@ -40,6 +48,7 @@ writes nothing produces an empty change set.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import secrets
@@ -54,7 +63,17 @@ from part2_manual_oci import env_to_dict
 from part4_tar import LayerInfo, RootDir, fd_path
 from part6_runtime import ContainerError, ContainerSpec, Mount, RuntimeSetupError, SpecError
 from part6_runtime import run as run_container
-from part7_union import Change, LayerStack, OverlayError, OverlayMount, upper_changes, write_change_list
+from part7_union import (
+    Change,
+    LayerStack,
+    OverlayError,
+    OverlayMount,
+    SnapshotError,
+    copy_tree,
+    diff_dirs,
+    upper_changes,
+    write_change_list,
+)
 
 from .errors import CapstoneError
 
@@ -65,6 +84,10 @@ PathLike = str | os.PathLike
 #: mount points part 6 needs: directories, and files it binds generated content over
 RUNTIME_DIRS = ("proc", "dev", "sys")
 RUNTIME_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+SNAPSHOTTERS = ("auto", "overlay", "copy")
+#: what mount(2) says when overlayfs will not stack these directories here (EINVAL: an upper on
+#: a file system it does not support; ENODEV: no overlayfs; EPERM: not allowed here)
+OVERLAY_REFUSED = (errno.EINVAL, errno.ENODEV, errno.EPERM, errno.EOPNOTSUPP)
 
 
 class ContainerRunError(CapstoneError):
@@ -90,7 +113,10 @@ class Container:
     get mount points in the init layer. ``keep_upper``: keep ``scratch/upper`` on exit (``run``
     without ``--rm``); everything else in ``scratch`` is always removed. ``upper``: an upper
     directory of the caller's instead of ``scratch/upper`` (on the file system of ``scratch``:
-    overlayfs wants its work dir there), never removed: ``cbt run`` writes into a layer folder.
+    overlayfs wants its work dir there), never removed: ``cbt run`` writes into a layer folder
+    (an overlay only: the copy snapshotter has no upper to write to). ``snapshotter``: ``auto``,
+    ``overlay`` or ``copy`` (see the module page); ``kind`` says which one ran: ``overlay``,
+    ``copy``, or None before the first :meth:`run`. Without ``--rm`` a copy keeps its ``merged``.
     """
 
     def __init__(
@@ -101,7 +127,14 @@ class Container:
         mounts: Iterable[Mount] = (),
         keep_upper: bool = False,
         upper: PathLike | None = None,
+        snapshotter: str = "auto",
     ) -> None:
+        if snapshotter not in SNAPSHOTTERS:
+            raise ContainerRunError(f"unknown snapshotter {snapshotter!r}: expected {', '.join(SNAPSHOTTERS)}")
+        if snapshotter == "copy" and upper is not None:
+            raise ContainerRunError("the copy snapshotter has no upper directory to write into: an overlay is needed")
+        self.snapshotter = snapshotter
+        self.kind: str | None = None
         self.lowers = tuple(Path(os.path.abspath(p)) for p in lowers)
         self.scratch = Path(os.path.abspath(scratch))
         self.mounts = tuple(mounts)
@@ -142,9 +175,26 @@ class Container:
             raise ContainerRunError(f"{e.strerror or e}: {self.root}") from None
         return self
 
+    @property
+    def changes_dir(self) -> Path:
+        """Where the changed files are read from: the upper dir, or the copy."""
+        return self.root if self.kind == "copy" else self.upper
+
+    def _copy_layers(self) -> None:
+        """The copy snapshotter: the layers (init layer on top) copied into ``merged``, once."""
+        if self.kind == "copy":
+            return
+        try:
+            copy_tree(LayerStack((self.init, *self.lowers)), self.root)
+        except SnapshotError as e:
+            raise ContainerRunError(f"copy snapshotter: {e}") from e
+        self.kind = "copy"
+
     def close(self) -> None:
-        """Delete work, merged, init (and upper unless ``keep_upper``)."""
-        names = ["work", "merged", "init", "binds"] + ([] if self.keep_upper else ["upper"])
+        """Delete work, merged, init, binds (and upper unless ``keep_upper``; a copy keeps
+        ``merged`` instead)."""
+        kept = ("merged" if self.kind == "copy" else "upper") if self.keep_upper else None
+        names = [name for name in ("work", "merged", "init", "binds", "upper") if name != kept]
         for name in names:
             p = self.scratch / name
             if os.path.ismount(p):  # never delete through a mount that is still there
@@ -189,12 +239,26 @@ class Container:
         if self._overlay is None:
             raise ContainerRunError(f"container not prepared: {self.root} (use it as a context manager)")
         spec = self.spec(args, env=env, cwd=cwd or "/", user=user or "0", network=network, hostname=hostname, **fields)
-        return _run_in_own_mounts(self._overlay, spec, stdio=(stdin, stdout, stderr), on_step=on_step,
+        if self.snapshotter == "copy":
+            self._copy_layers()
+        if self.kind != "copy":
+            try:
+                code = _run_in_own_mounts(self._overlay, spec, stdio=(stdin, stdout, stderr), on_step=on_step,
+                                          kill_on_interrupt=kill_on_interrupt)
+                self.kind = "overlay"
+                return code
+            except _OverlayRefused as e:
+                if self.snapshotter == "overlay" or self.upper.parent != self.scratch:
+                    raise ContainerRunError(str(e), 125) from e
+                self._copy_layers()  # the kernel will not stack these directories here
+        return _run_in_own_mounts(None, spec, stdio=(stdin, stdout, stderr), on_step=on_step,
                                   kill_on_interrupt=kill_on_interrupt)
 
     # -- what changed ------------------------------------------------------------------------
     def changes(self) -> list[Change]:
         """What the commands changed, as ``docker diff`` lists it (part 7 ``Change`` s)."""
+        if self.kind == "copy":
+            return diff_dirs(LayerStack((self.init, *self.lowers)), self.root)
         return upper_changes(self.upper, self.lowers or None)
 
     def write_changes(
@@ -202,7 +266,7 @@ class Container:
     ) -> LayerInfo:
         """The upper dir as an OCI layer written to ``out`` (whiteouts and opaque dirs
         translated; whiteouts of names no lower has are dropped). Returns part 4 ``LayerInfo``."""
-        return write_change_list(self.changes(), self.upper, out, compression, source_date_epoch=source_date_epoch)
+        return write_change_list(self.changes(), self.changes_dir, out, compression, source_date_epoch=source_date_epoch)
 
     def __repr__(self) -> str:
         return f"Container({len(self.lowers)} lowers, root={self.root})"
@@ -269,18 +333,37 @@ def _caller_gone(_signum: int, _frame: object) -> None:
     raise _CallerGone
 
 
-def _run_in_own_mounts(overlay: OverlayMount, spec: ContainerSpec, *, stdio, on_step, kill_on_interrupt: bool) -> int:
+class HelperTraceback(Exception):
+    """The traceback (with its chain of causes) of an error in the helper process, as text:
+    the cause of the :class:`ContainerRunError` it became on this side of the pipe."""
+
+    def __str__(self) -> str:
+        return "\n" + self.args[0].rstrip() if self.args and self.args[0] else "(no traceback)"
+
+
+def _formatted(exc: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(exc))
+
+
+class _OverlayRefused(Exception):
+    """The helper's overlay mount was refused by the kernel (see ``OVERLAY_REFUSED``)."""
+
+
+def _run_in_own_mounts(overlay: OverlayMount | None, spec: ContainerSpec, *, stdio, on_step, kill_on_interrupt: bool) -> int:
     """Part 6's ``run(spec)`` in a helper process with a mount namespace of its own, where
-    ``overlay`` is mounted (see the module page). The helper reports part 6's setup steps, then
-    the exit code or the error, as JSON lines on a pipe; the caller's SIGINT/SIGTERM/SIGHUP/
-    SIGQUIT go to the helper meanwhile, and part 6 there does what it does with them."""
+    ``overlay`` is mounted (see the module page; None: the rootfs is a plain copy). The helper
+    reports part 6's setup steps, then the exit code or the error, as JSON lines on a pipe; the
+    caller's SIGINT/SIGTERM/SIGHUP/SIGQUIT go to the helper meanwhile, and part 6 there does
+    what it does with them. Raises :class:`_OverlayRefused` when the kernel refuses the mount."""
     from part5_namespaces import CloneFlags, MountFlags, NamespaceError, forward_signals, mount, prctl, spawn, syscalls
 
     parent = os.getpid()
     # a bind source given as a descriptor is a mount of this namespace, which the helper's
     # cannot clone (EINVAL): clone it here, detached, and let the helper attach the copy in its
     # own namespace, where part 6 finds a mount it may clone
-    trees = _detached_sources(spec, overlay.target.parent / "binds", syscalls)
+    trees = _detached_sources(spec, Path(spec.rootfs).parent / "binds", syscalls)
     report_r, report_w = os.pipe()
 
     def send(message: dict) -> None:
@@ -302,20 +385,28 @@ def _run_in_own_mounts(overlay: OverlayMount, spec: ContainerSpec, *, stdio, on_
             # private first: an unshared namespace keeps the host's propagation, and a mount
             # made under a shared mount would appear in the host's namespace too
             mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
-            overlay.mount()
+            if overlay is not None:
+                try:
+                    overlay.mount()
+                except OverlayError as e:
+                    if e.errno in OVERLAY_REFUSED:
+                        send({"refused": f"{e.strerror or e}: {overlay.target}"})
+                        return 0
+                    raise
             here = _attach_sources(spec, trees, syscalls)
             code = run_container(here, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
                                  on_step=(lambda step: send({"step": step})) if on_step else None,
                                  kill_on_interrupt=kill_on_interrupt)
             send({"code": code})
         except RuntimeSetupError as e:
-            send({"error": str(e), "exit_code": e.exit_code})
+            send({"error": str(e), "exit_code": e.exit_code, "traceback": _formatted(e)})
         except OverlayError as e:
-            send({"error": f"{e.strerror or e}: {overlay.target}", "exit_code": 125})
+            send({"error": f"{e.strerror or e}: {e.filename}", "exit_code": 125, "traceback": _formatted(e)})
         except ContainerError as e:
-            send({"error": str(e), "exit_code": 125})
+            send({"error": str(e), "exit_code": 125, "traceback": _formatted(e)})
         except OSError as e:
-            send({"error": f"{e.strerror or e}: {e.filename or overlay.target}", "exit_code": 125})
+            send({"error": f"{e.strerror or e}: {e.filename or spec.rootfs}", "exit_code": 125,
+                  "traceback": _formatted(e)})
         return 0
 
     try:
@@ -344,8 +435,11 @@ def _run_in_own_mounts(overlay: OverlayMount, spec: ContainerSpec, *, stdio, on_
         restore()
     if result is None:
         raise ContainerRunError(f"the container's helper process ended ({status}) without a result")
+    if "refused" in result:
+        raise _OverlayRefused(result["refused"])
     if "error" in result:
-        raise ContainerRunError(result["error"], result["exit_code"])
+        # the helper's traceback, with its causes, as this error's cause: what --debug shows
+        raise ContainerRunError(result["error"], result["exit_code"]) from HelperTraceback(result.get("traceback", ""))
     return result["code"]
 
 
@@ -494,7 +588,7 @@ def run_image(
             if on_container is not None:
                 on_container(cid, scratch)
             try:
-                with Container(lowers, scratch, mounts=mounts, keep_upper=not rm) as c:
+                with Container(lowers, scratch, mounts=mounts, keep_upper=not rm, snapshotter=store.snapshotter) as c:
                     code = c.run(
                         argv, env=full_env, cwd=cwd, user=the_user, network=network,
                         hostname=hostname, terminal=tty, init=init,

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -98,6 +98,8 @@ class UserSession:
 
     entry: pwd.struct_passwd
     base: Path
+    #: environment every command of the session gets (a test module's own defaults)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def uid(self) -> int:
@@ -127,6 +129,7 @@ class UserSession:
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONPATH": str(REPO),
         }
+        env.update(self.extra_env)
         env.update(extra or {})
         return env
 

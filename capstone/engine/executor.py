@@ -520,9 +520,9 @@ class Builder:
         except DockerfileError:
             raise
         except CapstoneError as e:
-            raise self.fail(where, f"{where.keyword} {name}: {e}") from None
-        except Exception as e:  # noqa: BLE001 - part 2/3 errors (a bad layout or archive)
-            raise self.fail(where, f"{where.keyword} {name}: {e}") from None
+            raise self.fail(where, f"{where.keyword} {name}: {e}") from e
+        except Exception as e:  # part 2/3 errors (a bad layout or archive)
+            raise self.fail(where, f"{where.keyword} {name}: {e}") from e
 
     # -- one step ----------------------------------------------------------------------------
     def step(self, stage: _Stage, pos: int, number: int, ins: Instruction, *, last: bool) -> None:
@@ -550,13 +550,13 @@ class Builder:
             else:
                 raise self.fail(ins, f"{kind} is not supported here")
         except (CopyError, RunSetupError, ValueError) as e:
-            raise self.fail(ins, str(e)) from None
+            raise self.fail(ins, str(e)) from e
         except DockerfileError:
             raise
         except (CapstoneError, LayerError) as e:  # part 4: a layer or an archive it cannot write
-            raise self.fail(ins, f"{kind}: {e}") from None
+            raise self.fail(ins, f"{kind}: {e}") from e
         except OSError as e:
-            raise self.fail(ins, f"{kind}: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from None
+            raise self.fail(ins, f"{kind}: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from e
         if cached:
             self.progress.cached(_image_id(stage.image))
         elif kind in ("RUN", "COPY", "ADD", "WORKDIR") or last:
@@ -859,7 +859,8 @@ class Builder:
                 lowers = self.lowers(image)
                 shown = " ".join(argv)
                 shown = shown if len(shown) <= 120 else shown[:117] + "..."
-                with Container(lowers, scratch / "container", mounts=mounts.mounts, keep_upper=True) as c:
+                with Container(lowers, scratch / "container", mounts=mounts.mounts, keep_upper=True,
+                               snapshotter=self.store.snapshotter) as c:
                     # no init, as BuildKit: the command itself is PID 1, a freshly executed program
                     try:
                         code = c.run(argv, env=env, cwd=workdir, user=user, network=net,
@@ -880,9 +881,10 @@ class Builder:
                     from part7_union import write_change_list
 
                     layer = write_blob(self.store, lambda f: write_change_list(
-                        changes, c.upper, f, COMPRESSION, source_date_epoch=self.source_date_epoch),
+                        changes, c.changes_dir, f, COMPRESSION, source_date_epoch=self.source_date_epoch),
                                        tmp_dir=self.scratch)
-                self._adopt_snapshot(layer.diff_id, c.upper, layer.descriptor)
+                if c.kind == "overlay":  # a copy snapshot's tree is the whole root, not the layer
+                    self._adopt_snapshot(layer.diff_id, c.upper, layer.descriptor)
                 return layer, created_by, f"{len(changes)} changes in the upper dir"
 
             return self._layer_step(stage, key, make, "RUN")

@@ -49,6 +49,7 @@ import stat
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -129,9 +130,12 @@ class _HashingReader:
 class Store:
     """The local image store at ``path`` (see the module docstring for its layout)."""
 
-    def __init__(self, path: Path, layout: OCILayout) -> None:
+    def __init__(self, path: Path, layout: OCILayout, *, snapshotter: str = "auto") -> None:
         self.path = path
         self.layout = layout
+        #: how containers over this store's snapshots get a writable root: "overlay", "copy"
+        #: (part 7's copy snapshotter), or "auto" (overlay where the kernel allows it)
+        self.snapshotter = snapshotter
         self._mutex = threading.RLock()
         self._lock_fd: int | None = None
         self._lock_depth = 0
@@ -143,8 +147,9 @@ class Store:
 
     # -- opening and locks ---------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Store":
-        """Open the store at ``path``, creating it (and its parents) when missing.
+    def open(cls, path: str | os.PathLike, *, snapshotter: str = "auto") -> "Store":
+        """Open the store at ``path``, creating it (and its parents) when missing;
+        ``snapshotter``: see :attr:`snapshotter`.
 
         The store is private (see :func:`_make_private`): its directories are made 0700, and
         a store made before that rule has its modes fixed here."""
@@ -156,7 +161,7 @@ class Store:
             layout = OCILayout.create(path / "oci")
         except OSError as e:
             raise StoreError(f"cannot open the store {path}: {e.strerror or e}") from None
-        return cls(path, layout)
+        return cls(path, layout, snapshotter=snapshotter)
 
     @property
     def snapshots_dir(self) -> Path:
@@ -744,7 +749,7 @@ class Store:
                 raise StoreError(f"snapshot of layer {layer.digest}: {e}") from e
 
     def _extract_snapshot(self, layer: Descriptor, diff_id: str, final: Path, blob: BinaryIO | None) -> Path:
-        from part4_tar import open_decompressed
+        from part4_tar import SkippedEntriesWarning, open_decompressed
         from part7_union import extract_lower
 
         tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{digest_hex(diff_id)[:12]}-", dir=self.snapshots_dir))
@@ -752,7 +757,14 @@ class Store:
             with contextlib.ExitStack() as stack:
                 raw = blob if blob is not None else stack.enter_context(self.layout.open_blob(layer))
                 reader = _HashingReader(stack.enter_context(open_decompressed(raw)))
-                extract_lower(reader, tmp / "fs", userxattr=os.geteuid() != 0)
+                with warnings.catch_warnings(record=True) as seen:
+                    warnings.simplefilter("always", SkippedEntriesWarning)
+                    extract_lower(reader, tmp / "fs")
+                for w in seen:  # the same warning, saying which layer
+                    if issubclass(w.category, SkippedEntriesWarning):
+                        warnings.warn(SkippedEntriesWarning(f"layer {layer.digest}: {w.message}"), stacklevel=3)
+                    else:
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
                 reader.drain()  # to the end: the blob's digest and the diff_id are checked there
                 if blob is None:
                     while raw.read(CHUNK):
