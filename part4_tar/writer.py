@@ -136,30 +136,38 @@ class LayerWriter:
         if self.info is not None:
             raise LayerError("the layer is closed")
 
-    def add_path(self, path: str | os.PathLike, arcname: str) -> None:
-        """Add one entry for ``path`` (from lstat; a directory's content is not added)."""
+    def add_path(self, path: str | os.PathLike, arcname: str, *, uid: int | None = None, gid: int | None = None,
+                 mode: int | None = None, as_copy: bool = False) -> None:
+        """Add one entry for ``path`` (from lstat; a directory's content is not added).
+
+        ``uid``, ``gid`` and ``mode`` (permission bits) replace what lstat says, and
+        ``as_copy`` stores the entry as a plain copy would be (no extended attributes, never a
+        hard link): what COPY --chown/--chmod write, without a staged copy of the file's data.
+        """
         self._check_open()
         path = os.fspath(path)
         try:
             st = os.lstat(path)
         except OSError as exc:
             raise LayerError(f"{path}: {exc.strerror}") from exc
-        self._add(path, st, arcname)
+        self._add(path, st, arcname, uid=uid, gid=gid, perm=mode, as_copy=as_copy)
 
-    def _add(self, path: str, st: os.stat_result, arcname: str) -> None:
+    def _add(self, path: str, st: os.stat_result, arcname: str, *, uid: int | None = None, gid: int | None = None,
+             perm: int | None = None, as_copy: bool = False) -> None:
         mode = st.st_mode
         is_dir = stat.S_ISDIR(mode)
         name = normalize_arcname(arcname, directory=is_dir)
         if not name:
             raise LayerError(f"{path}: empty name in the layer (give it an arcname)")
-        common = dict(mode=stat.S_IMODE(mode), uid=st.st_uid, gid=st.st_gid, mtime=self._mtime(st.st_mtime))
+        common = dict(mode=stat.S_IMODE(mode) if perm is None else perm, uid=st.st_uid if uid is None else uid,
+                      gid=st.st_gid if gid is None else gid, mtime=self._mtime(st.st_mtime))
         bname = name.encode("utf-8", "surrogateescape")
         try:
-            xattrs = _read_xattrs(path)
+            xattrs = {} if as_copy else _read_xattrs(path)
         except OSError as exc:
             raise LayerError(f"{path}: reading extended attributes: {exc.strerror}") from exc
         # hard links: any non-directory with more than one name, keyed by (device, inode)
-        if not is_dir and st.st_nlink > 1:
+        if not is_dir and st.st_nlink > 1 and not as_copy:
             key = (st.st_dev, st.st_ino)
             first = self._links.get(key)
             if first is not None:

@@ -514,6 +514,13 @@ def write_copy(plan: CopyPlan, w: LayerWriter, staging: Path, view: RootfsView) 
     for n, e in enumerate(plan.entries):
         if e.src is not None and _matches(e):
             w.add_path(e.src, e.dest)
+        elif e.src is not None and (stat.S_ISREG(e.st.st_mode) or stat.S_ISDIR(e.st.st_mode) or stat.S_ISLNK(e.st.st_mode)):
+            # another owner or mode than the source's (--chown, --chmod, the context's files
+            # belonging to someone else, as every file does seen from a rootless build's user
+            # namespace): the writer says so itself, exactly as a staged copy would be stored,
+            # without copying the data first
+            mode = None if stat.S_ISLNK(e.st.st_mode) else e.mode
+            w.add_path(e.src, e.dest, uid=e.uid, gid=e.gid, mode=mode, as_copy=True)
         else:
             w.add_path(_stage(e, staging, n), e.dest)
 
