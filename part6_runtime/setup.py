@@ -406,8 +406,15 @@ def reaper(ctx: Context) -> None:
     """With init: stay as PID 1, fork the command, reap every zombie, forward signals."""
     if not ctx.spec.init:
         return
+    # the command waits for the end of this pipe, which comes when PID 1 has closed its
+    # descriptors: scheduled first (a busy host), it could otherwise see PID 1 still holding
+    # the report pipe in /proc/1/fd
+    closed_r, closed_w = os.pipe()
     child = os.fork()
     if child == 0:
+        os.close(closed_w)
+        os.read(closed_r, 1)
+        os.close(closed_r)
         return  # the command's process goes on to exec
     syscalls.close_range(3)  # the report pipe included: only the command reports from now on
     # not dumpable: the container's processes cannot read this one's memory or environment
