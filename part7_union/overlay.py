@@ -33,6 +33,7 @@ it makes is the caller's mount.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -133,6 +134,8 @@ class OverlayMount:
         if self.mounted:
             unmount(self.target, lazy=lazy)
             self.mounted = False
+            if self.work is not None:
+                _open_work_dir(self.work)
 
     def __enter__(self) -> "OverlayMount":
         return self.mount()
@@ -165,6 +168,17 @@ def unmount(target: str | os.PathLike, *, lazy: bool = False) -> None:
         umount2(target, UmountFlags.DETACH if lazy else UmountFlags.NONE)
     except OSError as e:
         raise OverlayError(e.errno, f"unmount overlay: {os.strerror(e.errno)}", os.fspath(target)) from None
+
+
+def _open_work_dir(work: Path) -> None:
+    """Give overlayfs's ``work/work`` back its owner's rights once unmounted.
+
+    overlayfs makes it mode 0 (and may leave a whiteout in it): root of the host enters it
+    anyway, but an ordinary user, who mounted as root of a user namespace of its own, could
+    then remove neither it nor the directories above it from outside that namespace.
+    """
+    with contextlib.suppress(OSError):  # not there (never mounted), or not ours: nothing to give back
+        os.chmod(work / "work", 0o700)
 
 
 def _mount(data: str, target: Path) -> None:
