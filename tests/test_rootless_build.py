@@ -149,6 +149,22 @@ def test_xdg_data_home_places_the_store(user):
     assert (xdg / "capstone/oci/index.json").is_file() and (xdg / "capstone").stat().st_uid == user.uid
 
 
+
+def test_prune_frees_snapshots_of_other_owners(user):
+    """A RUN step's snapshot holds files of subordinate ids (uid 1000 inside), which the user
+    may not remove from outside its user namespace: prune runs inside it and frees them all."""
+    ctx = user.give(make_context(user.base / "contexts" / "prune", """\
+FROM capstone/busybox
+RUN mkdir -p /d/sub && echo x > /d/sub/f && chown -R 1000:1000 /d && chmod 700 /d/sub
+"""))
+    ok(user.capstone("build", "-q", "--network", "none", "-t", "rl-prune", str(ctx)))
+    snapshots = set(os.listdir(user.store / "snapshots"))
+    assert ok(user.capstone("rmi", "rl-prune")).splitlines()[0] == "Untagged: rl-prune:latest"
+    assert ok(user.capstone("prune", "-a")).startswith("Deleted blobs: ")
+    left = set(os.listdir(user.store / "snapshots"))
+    assert left < snapshots and not any((user.store / "snapshots" / name / "d").exists() for name in left)
+    assert user.leftovers() == [] and os.listdir(user.store / "tmp") == []
+
 # -- the network -----------------------------------------------------------------------------------
 
 
