@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from capstone.context import IgnoreFileError, PatternMatcher, parse_ignore_lines
@@ -27,10 +27,20 @@ def test_matcher_raises_only_its_own_error(patterns, path):
 
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(max_size=80))
+@example(text="/ 0")
 def test_reading_any_text_gives_clean_patterns(text):
     for p in parse_ignore_lines(text):
-        assert p == p.strip(" \t")
+        body = p[1:] if p.startswith("!") else p
+        assert body == body.rstrip(" \t")
+        # moby trims a line, then cleans it and drops a leading "/": blanks that followed
+        # that "/" stay at the front (test_a_rooted_pattern_keeps_the_blanks_after_its_slash)
+        assert body == body.lstrip(" \t") or "/" in text
         assert p == "/" or not p.lstrip("!").startswith("/") or p.lstrip("!") == "/"
+
+
+def test_a_rooted_pattern_keeps_the_blanks_after_its_slash():
+    """As moby's ignorefile.ReadAll: TrimSpace, then filepath.Clean, then the "/" dropped."""
+    assert parse_ignore_lines("/ 0\n! / x\n /a \n") == [" 0", "! x", "a"]
 
 
 @settings(max_examples=200, deadline=None)
