@@ -226,3 +226,30 @@ def test_a_killed_run_leaves_no_mount_no_command_and_prune_removes_its_container
     assert mounts_under(tmp_path) == []
     then_clean(store_dir, tmp_path, "prune", ["capstone/busybox"])
     assert list((store_dir / "containers").iterdir()) == []
+
+
+def test_a_killed_extraction_leaves_a_snapshot_temp_dir_the_next_sweep_takes(store_dir):
+    """A snapshot is extracted into a leased temp dir of ``snapshots/``: while its process lives
+    a sweep leaves it; once the process is killed, the next sweep removes it at once (not an hour
+    later), and an unleased temp dir of another tool is left to the age rule."""
+    store = Store.open(store_dir)
+    snapshots = store.snapshots_dir
+    snapshots.mkdir(parents=True, exist_ok=True)
+    leased = snapshots / ".tmp-0123456789ab-dead"
+    (leased / "fs").mkdir(parents=True)
+    (leased / ".lease").touch()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+                               "print('locked', flush=True)\ntime.sleep(600)\n", str(leased / ".lease")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        unleased = snapshots / ".tmp-fedcba987654-other"
+        unleased.mkdir()
+        assert store.sweep() == []
+        assert leased.is_dir() and unleased.is_dir()
+    finally:
+        holder.kill()
+        holder.wait(30)
+    assert store.sweep() == [leased]
+    assert not leased.exists() and unleased.is_dir()

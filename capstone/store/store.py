@@ -24,10 +24,10 @@ Every write is a temp file or directory in the same directory, renamed into plac
 is written last, so an operation that fails or is interrupted leaves the store as it was
 (apart from unreferenced blobs, which ``prune`` removes).
 
-**Leftovers of killed processes.** A build's scratch directory and a running container's
-directory are *leased* (:meth:`Store.lease`): a ``.lease`` file inside is locked (flock) for as
-long as the process (or a child it forked) lives, and the kernel drops the lock when it dies,
-however it dies. :meth:`Store.sweep`, run at the start of every build and by ``prune``, removes
+**Leftovers of killed processes.** A build's scratch directory, a running container's
+directory and a layer's snapshot while it is extracted are *leased* (:meth:`Store.lease`): a
+``.lease`` file inside is locked (flock) for as long as the process (or a child it forked)
+lives, and the kernel drops the lock when it dies, however it dies. :meth:`Store.sweep`, run at the start of every build and by ``prune``, removes
 each leased directory whose lock it can take, after detaching any mount still below it (a
 ``RUN --mount`` overlay of a build killed with SIGKILL); ``prune``, which waits until no build or
 run is using the store, removes everything in ``tmp/``. The RUN step's own overlay is mounted
@@ -220,7 +220,8 @@ class Store:
     def sweep(self) -> list[Path]:
         """Remove what dead builds and runs left (see the module page): every leased directory
         of ``tmp/`` and ``containers/`` whose lock is free, mounts below it detached first, and
-        temp entries of ``snapshots/`` older than an hour. Returns what was removed."""
+        temp entries of ``snapshots/`` whose lease is free (or, without one, older than an hour).
+        Returns what was removed."""
         removed = []
         for parent in (self.tmp_dir, self.containers_dir):
             try:
@@ -234,8 +235,11 @@ class Store:
         with contextlib.suppress(FileNotFoundError):
             for entry in self.snapshots_dir.iterdir():
                 if entry.name.startswith(TEMP_PREFIX):
+                    if _take_dead_lease(entry):
+                        removed.append(entry)
+                        continue
                     with contextlib.suppress(FileNotFoundError):
-                        if now - entry.lstat().st_mtime > STALE_TEMP_SECONDS:
+                        if not (entry / LEASE).exists() and now - entry.lstat().st_mtime > STALE_TEMP_SECONDS:
                             _remove_tree(entry)
                             removed.append(entry)
         return removed
@@ -753,7 +757,12 @@ class Store:
         from part7_union import extract_lower
 
         tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{digest_hex(diff_id)[:12]}-", dir=self.snapshots_dir))
+        # leased while it is filled, as a build's scratch dir: a process killed mid-extraction
+        # leaves a temp dir the next sweep can tell from a live one (a sweep that comes before
+        # the lock sees no lease and leaves the dir alone)
+        lease = os.open(tmp / LEASE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
+            fcntl.flock(lease, fcntl.LOCK_EX)
             with contextlib.ExitStack() as stack:
                 raw = blob if blob is not None else stack.enter_context(self.layout.open_blob(layer))
                 reader = _HashingReader(stack.enter_context(open_decompressed(raw)))
@@ -782,6 +791,7 @@ class Store:
             self._mark_snapshot(diff_id, layer.digest, checked=blob is None)
         finally:
             _remove_tree(tmp)
+            os.close(lease)
         return final
 
     # -- the blob a snapshot was checked against ------------------------------------------------
