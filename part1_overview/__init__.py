@@ -12,16 +12,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .course import PARTS, PIPELINE, Part, Stage
 from .doctor import HostCheck, HostReport, cgroup_version, doctor, host_checks
 from .narrate import Narrator, run_cli
 
 if TYPE_CHECKING:
+    from .course import PARTS, PIPELINE, Part, Stage
     from .labkit import Lab, LabContext, LabError, Task, lab_main
 
-#: the lab machinery (ast, tempfile, traceback, argparse...) is imported when a lab first
-#: uses one of its names (PEP 562): every command prints through ``Narrator``, few run a lab
-_LAZY = {"Lab": "labkit", "LabContext": "labkit", "LabError": "labkit", "Task": "labkit", "lab_main": "labkit"}
+#: the lab machinery (ast, tempfile, traceback, argparse...) and the course map are imported
+#: when one of their names is first used (PEP 562): every command prints through ``Narrator``,
+#: few run a lab or show the map. (``doctor`` stays eager: a name lazily taken from a module of
+#: the same name would become the module once anything imported ``part1_overview.doctor``.)
+_LAZY = {
+    **{name: "labkit" for name in ("Lab", "LabContext", "LabError", "Task", "lab_main")},
+    **{name: "course" for name in ("PARTS", "PIPELINE", "Part", "Stage")},
+}
 
 
 def __getattr__(name: str):

@@ -24,6 +24,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (
 REGISTRY = {"httpx", "capstone.registry", "capstone.download", "ssl"}
 RUNTIME = {"part5_namespaces", "part6_runtime", "capstone.runner"}
 UNION = {"part7_union"}
+#: what no build needs: part 1's labs and course map, part 3's cbt working folders and command
+#: line (a build uses part 3's Image value only), the stage processes' pickle
+COURSE = {"part1_overview.labkit", "part1_overview.course", "part3_go_style_builder.builder",
+          "part3_go_style_builder.cli", "pickle"}
 
 
 def imported(*argv: str) -> set[str]:
@@ -62,7 +66,7 @@ def test_help_imports_neither_the_engine_nor_the_store():
 def test_a_build_without_run_needs_no_runtime_and_no_registry(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY a /a\nENV X=1\nCMD [\"/a\"]\n", {"a": "x"})
     cold = imported("--store", str(store), "build", "--no-cache", "-q", str(ctx))
-    assert packages(cold, REGISTRY | RUNTIME) == set()
+    assert packages(cold, REGISTRY | RUNTIME | COURSE) == set()
 
 
 def test_a_cached_build_imports_no_step_machinery(store, tmp_path):
@@ -80,4 +84,4 @@ def test_a_cached_build_imports_no_step_machinery(store, tmp_path):
     assert packages(first, RUNTIME | UNION) == RUNTIME | UNION  # the test's own check: RUN did run
     assert packages(first, REGISTRY) == set()
     again = imported("--store", str(store), "build", "--network", "none", "-q", "-t", "startup", str(ctx))
-    assert packages(again, REGISTRY | RUNTIME | UNION) == set()
+    assert packages(again, REGISTRY | RUNTIME | UNION | COURSE) == set()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import os
-import pickle
 import signal
 import sys
 import threading
@@ -166,6 +165,8 @@ class _Scheduler:
             except BaseException as e:  # noqa: BLE001 - every failure goes to the parent
                 outcome = {"error": _portable(e)}
             try:
+                import pickle  # only when stages run at once: a chain of stages never loads it
+
                 tmp = result.with_suffix(".tmp")
                 tmp.write_bytes(pickle.dumps(outcome))
                 os.rename(tmp, result)
@@ -215,6 +216,8 @@ class _Scheduler:
         return True
 
     def _adopt(self, child: _Child, status: int) -> None:
+        import pickle
+
         from .executor import _Stage
 
         b = self.builder
