@@ -33,8 +33,9 @@ class FileDigests:
         }
         self.changed = False
         self.read_bytes = 0
-        #: the rows computed by this process (a stage built by a child process hands them back)
-        self.fresh: dict[str, list] = {}
+        #: the rows computed from here on, when a dict (a stage built by a child process sets
+        #: one and hands the rows back); None keeps no second index of a big context
+        self.fresh: dict[str, list] | None = None
 
     def digest(self, path: str, st: os.stat_result) -> str:
         sig = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
@@ -55,7 +56,9 @@ class FileDigests:
         finally:
             os.close(fd)
         hexdigest = h.hexdigest()
-        self.table[path] = self.fresh[path] = sig + [hexdigest]
+        row = self.table[path] = sig + [hexdigest]
+        if self.fresh is not None:
+            self.fresh[path] = row
         self.changed = True
         return hexdigest
 

@@ -46,6 +46,7 @@ import shutil
 import stat
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -236,22 +237,25 @@ def sources_digest(ins: Copy | Add, selected: CopySources, digests: FileDigests)
     """The content digest of what ``ins`` reads (for its cache key): per entry its name below
     the destination, type, mode, owner, size and content, as :func:`plan_copy`'s digest but
     before the destination is resolved in the image (the key's parent decides that image)."""
+    return selection_digest(_source_lines(ins, selected, digests))  # streamed: no list of a big context's lines
+
+
+def _source_lines(ins: Copy | Add, selected: CopySources, digests: FileDigests) -> Iterator[str]:
     keyword = "ADD" if isinstance(ins, Add) else "COPY"
-    lines = [f"{keyword}\0sources\n"]
+    yield f"{keyword}\0sources\n"
     for rel, item in selected.placed.items():
-        lines.append(entry_line(f"parents\0{rel}", item.st, item.st.st_uid, item.st.st_gid,
-                                stat.S_IMODE(item.st.st_mode), digests, item.path))
+        yield entry_line(f"parents\0{rel}", item.st, item.st.st_uid, item.st.st_gid,
+                         stat.S_IMODE(item.st.st_mode), digests, item.path)
     for name, item, unpack, item_source in selected.matched:
         kind = "unpack" if unpack else "dir" if item.is_dir else "file"
-        lines.append(entry_line(f"{kind}\0{name}", item.st, item.st.st_uid, item.st.st_gid,
-                                stat.S_IMODE(item.st.st_mode), digests, item.path))
+        yield entry_line(f"{kind}\0{name}", item.st, item.st.st_uid, item.st.st_gid,
+                         stat.S_IMODE(item.st.st_mode), digests, item.path)
         if item.is_dir:
             for sub in item_source.walk(item):
                 if selected.excludes is not None and selected.excludes.matches(sub.rel):
                     continue
-                lines.append(entry_line(f"\0{sub.rel}", sub.st, sub.st.st_uid, sub.st.st_gid,
-                                        stat.S_IMODE(sub.st.st_mode), digests, sub.path))
-    return selection_digest(lines)
+                yield entry_line(f"\0{sub.rel}", sub.st, sub.st.st_uid, sub.st.st_gid,
+                                 stat.S_IMODE(sub.st.st_mode), digests, sub.path)
 
 
 def plan_copy(
@@ -382,17 +386,20 @@ def plan_copy(
     plan.entries = list(entries.values())
     if digests is None:  # the caller keyed the step by the sources (sources_digest)
         return plan
-    lines = [f"{keyword}\0{'unpack' if is_add else ''}\n"]
-    for e in plan.entries:
+    plan.digest = selection_digest(_entry_lines(plan.entries, f"{keyword}\0{'unpack' if is_add else ''}\n", digests))
+    return plan
+
+
+def _entry_lines(entries: list[CopyEntry], first: str, digests: FileDigests) -> Iterator[str]:
+    yield first
+    for e in entries:
         if e.parent or e.src is None:
             kind = "parent" if e.parent else "made"
-            lines.append(f"{e.dest}\0{kind}\0{e.mode:o}\0{e.uid}\0{e.gid}\n")
+            yield f"{e.dest}\0{kind}\0{e.mode:o}\0{e.uid}\0{e.gid}\n"
         elif e.archive:
-            lines.append(f"{e.dest}\0archive\0{digests.digest(e.src, e.st)}\0{e.uid}\0{e.gid}\n")
+            yield f"{e.dest}\0archive\0{digests.digest(e.src, e.st)}\0{e.uid}\0{e.gid}\n"
         else:
-            lines.append(entry_line(e.dest, e.st, e.uid, e.gid, e.mode, digests, e.src))
-    plan.digest = selection_digest(lines)
-    return plan
+            yield entry_line(e.dest, e.st, e.uid, e.gid, e.mode, digests, e.src)
 
 
 def select_parents(source, word: str, excludes, placed: dict[str, SourceItem]) -> bool:

@@ -398,7 +398,9 @@ class Builder:
         if not self.digests.changed:
             return
         scratch = str(self.scratch)
-        table = {p: v for p, v in self.digests.table.items() if not p.startswith(scratch)}
+        table = self.digests.table  # trimmed in place: a copy would double a big context's rows at the end
+        for path in [p for p in table if p.startswith(scratch)]:
+            del table[path]
         try:
             self.store.cache_put(self._digest_key, {"files": table})
         except (OSError, ValueError):

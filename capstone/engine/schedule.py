@@ -151,7 +151,7 @@ class _Scheduler:
                 b.scratch = scratch
                 b._counter = 0
                 first = len(b.steps)
-                fresh_before = set(b.digests.fresh)
+                b.digests.fresh = {}  # the file digests this stage computes, for the builder
                 pos = self.positions[planned.index]
                 with _Prefixed(b, pos):
                     self.build_stage(pos, planned)
@@ -160,7 +160,7 @@ class _Scheduler:
                 b._reap_snapshots()
                 outcome = {"digest": desc.digest, "key": stage.key, "variables": stage.variables,
                            "label": stage.base_label, "steps": b.steps[first:],
-                           "digests": {p: r for p, r in b.digests.fresh.items() if p not in fresh_before}}
+                           "digests": b.digests.fresh}
                 code = 0
             except BaseException as e:  # noqa: BLE001 - every failure goes to the parent
                 outcome = {"error": _portable(e)}
