@@ -200,6 +200,7 @@ FROM capstone/busybox
 COPY tree/ /data/
 RUN find /data -type f | wc -l > /count && cat /data/d11/f1199.txt >> /count
 COPY tree/ /again/
+RUN test -f /again/d11/f1199.txt
 """, files)
     children = spy_on_snapshot_children(monkeypatch)
     with open(os.devnull, "wb") as devnull:
@@ -219,3 +220,29 @@ COPY tree/ /again/
     assert not [p for p in store.snapshots_dir.iterdir() if p.name.startswith(".")]
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
+
+
+def test_a_large_copy_that_nothing_reads_afterwards_gets_no_snapshot(store, tmp_path, monkeypatch):
+    """A big COPY followed only by config changes (bigfile's shape): no step of the build reads
+    its files, so no child copies them a second time; a later build that runs on the image
+    extracts the layer when it needs it."""
+    files = {f"tree/f{i:04d}.txt": f"file {i}\n" for i in range(1200)}
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nCOPY tree/ /data/\nENV X=1\nCMD [\"ls\"]\n", files)
+    children = spy_on_snapshot_children(monkeypatch)
+    result = build(store, ctx, tags=["lastcopy"], network="none", no_cache=True)
+    monkeypatch.undo()
+    assert children == []
+    copied = next(s for s in result.steps if s.kind == "COPY")
+    assert not store.has_snapshot(copied.diff_id)
+    # a stage that another stage copies from is read later: its big COPY is snapshotted as before
+    ctx2 = make_context(tmp_path / "ctx2", ("FROM capstone/busybox AS a\nCOPY tree/ /data/\n"
+                                            "FROM capstone/busybox\nCOPY --from=a /data/f0001.txt /one\n"), files)
+    children = spy_on_snapshot_children(monkeypatch)
+    build(store, ctx2, network="none", no_cache=True)
+    monkeypatch.undo()
+    assert len(children) == 1 and children[0] is not None
+    # and the image without a snapshot runs: the layer is extracted for the RUN on top of it
+    ctx3 = make_context(tmp_path / "ctx3", "FROM lastcopy\nRUN test -f /data/f1199.txt\n")
+    with open(os.devnull, "wb") as devnull:
+        build(store, ctx3, network="none", no_cache=True, run_output=devnull)
+    assert store.has_snapshot(copied.diff_id)

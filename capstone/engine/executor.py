@@ -99,6 +99,9 @@ from .sources import ContextSource, ImageSource
 COMPRESSION = "gzip"
 SCRATCH = "scratch"
 #: a COPY/ADD this big (entries, or bytes) makes its snapshot in a child process meanwhile
+#: instructions that change only the config: they never read the image's files
+CONFIG_ONLY = frozenset({"ARG", "CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "MAINTAINER",
+                         "ONBUILD", "SHELL", "STOPSIGNAL", "VOLUME"})
 PARALLEL_SNAPSHOT_ENTRIES = 1000
 PARALLEL_SNAPSHOT_BYTES = 64 << 20
 
@@ -282,11 +285,13 @@ class Builder:
                     shutil.rmtree(tmp, ignore_errors=True)
         return self.store.lowers(image) if image.layers else []
 
-    def _write_copy_layer(self, plan: CopyPlan, staging: Path, view: RootfsView):
+    def _write_copy_layer(self, plan: CopyPlan, staging: Path, view: RootfsView, *, read_later: bool = True):
         """The layer of a COPY/ADD; a big one gets its snapshot made at the same time by a
         child process (the files are copied on the second core while this one tars and
-        compresses them), so a RUN after it finds its lower dir ready."""
-        job = self._fork_snapshot(plan)
+        compresses them), so a RUN after it finds its lower dir ready. ``read_later`` False:
+        no step of this build reads the image's files after this one (see :meth:`_read_later`),
+        so none is made (a later build that needs it extracts the layer)."""
+        job = self._fork_snapshot(plan) if read_later else None
         try:
             layer = write_entries_layer(self.store, lambda w: write_copy(plan, w, staging / "stage", view),
                                         compression=COMPRESSION, source_date_epoch=self.source_date_epoch,
@@ -303,6 +308,20 @@ class Builder:
         self._copy_plans[layer.diff_id] = plan
         self._copy_layers[layer.diff_id] = layer.descriptor
         return layer
+
+    def _read_later(self, stage: _Stage, raw: Instruction) -> bool:
+        """Whether a step of this build may read the files of ``stage``'s image after ``raw``:
+        a later instruction of the stage other than a config change, or another stage that
+        needs this one (FROM, COPY --from, RUN --mount from=). A big COPY's snapshot made for
+        nothing doubled what a COPY as the last step wrote to disk (512 MiB for bigfile)."""
+        planned = stage.planned
+        if any(planned.index in self.plan.graph.nodes[s.index].dependencies
+               for s in self.plan.stages if s.index != planned.index):
+            return True
+        later = [i for i, ins in enumerate(planned.instructions) if ins is raw]
+        if not later:
+            return True  # an ONBUILD trigger: the stage's own instructions all come after it
+        return any(ins.keyword not in CONFIG_ONLY for ins in planned.instructions[later[0] + 1:])
 
     def _fork_snapshot(self, plan: CopyPlan) -> tuple[int, Path] | None:
         """Start :func:`materialize` of ``plan`` in a child process: (pid, directory), or None
@@ -718,7 +737,7 @@ class Builder:
             done = f"{plan.files} files, {plan.bytes} bytes {detail}"
             if not plan.entries:  # only patterns that matched nothing: no change, no layer
                 return None, created_by, done
-            layer = self._write_copy_layer(plan, staging, view)
+            layer = self._write_copy_layer(plan, staging, view, read_later=self._read_later(stage, raw))
             return layer, created_by, done
 
         return self._layer_step(stage, key, make, ins.keyword, detail)
