@@ -173,7 +173,10 @@ def test_killed_inside_a_copy(store_dir, tmp_path):
     big = os.urandom(1 << 20) * 96  # 96 MiB that compress badly: the layer takes a while
     ctx = context(tmp_path, "FROM capstone/busybox\nCOPY big /big\n", {"big": big})
     proc = start_build(store_dir, ctx)
-    wait_for(lambda: any(p.name.endswith("-copy") for p in (store_dir / "tmp").glob("build-*/*")), "the COPY", proc)
+    # in the COPY, past the base's snapshot (made once per store: a kill while it is extracted
+    # leaves a temp dir in snapshots/ that the sweep removes only when an hour old)
+    wait_for(lambda: any(p.name.endswith("-copy") for p in (store_dir / "tmp").glob("build-*/*"))
+             and any(not p.name.startswith(".") for p in (store_dir / "snapshots").iterdir()), "the COPY", proc)
     time.sleep(0.2)
     proc.kill()
     proc.wait(30)

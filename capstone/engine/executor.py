@@ -93,7 +93,7 @@ from .runstep import (
     plan_mounts,
     run_argv,
 )
-from .schedule import build_stages
+from .schedule import build_stages, die_with_parent
 from .sources import ContextSource, ImageSource
 
 COMPRESSION = "gzip"
@@ -331,6 +331,7 @@ class Builder:
         if self.secrets is not None or any(e.archive for e in plan.entries) or (os.cpu_count() or 1) < 2:
             return None  # a relay thread runs (no fork), an archive to unpack, or one core
         tmp = self.scratch / f"snapshot-{secrets.token_hex(6)}"  # leased with the build
+        parent = os.getpid()
         try:
             pid = os.fork()
         except OSError:
@@ -340,6 +341,8 @@ class Builder:
             try:
                 signal.signal(signal.SIGTERM, _stop_snapshot)
                 signal.signal(signal.SIGINT, _stop_snapshot)
+                if not die_with_parent(parent):  # a killed builder's copy would keep its scratch dir leased
+                    raise SystemExit(1)
                 materialize(plan, tmp, source_date_epoch=self.source_date_epoch)
                 code = 0
             except BaseException:  # noqa: BLE001 - stopped, or failed: the parent falls back

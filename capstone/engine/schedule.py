@@ -139,6 +139,7 @@ class _Scheduler:
             if flush is not None:
                 flush()
         lines_r, lines_w = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: build the stage, leave the result, never return
             code = 1
@@ -146,7 +147,7 @@ class _Scheduler:
                 os.close(lines_r)
                 if b.progress.log is not None:  # the builder's log may be any callable: send it the lines
                     b.progress.log = functools.partial(_send_line, lines_w)
-                _child_setup()
+                _child_setup(parent)
                 scratch.mkdir()
                 b.scratch = scratch
                 b._counter = 0
@@ -254,18 +255,23 @@ def _send_line(fd: int, line: str) -> None:
     _write_all(fd, json.dumps(line).encode() + b"\n")
 
 
-def _child_setup() -> None:
-    """A stage child ends with the builder, and stops cleanly on SIGTERM (as on ^C)."""
-    import ctypes
+def die_with_parent(parent: int) -> bool:
+    """In a child the builder forked: SIGTERM when ``parent`` dies, however it dies (a child
+    left running would hold the build's scratch lease); whether the parent is alive still."""
+    import ctypes  # in the child only
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    return os.getppid() == parent
 
+
+def _child_setup(parent: int) -> None:
+    """A stage child ends with the builder, and stops cleanly on SIGTERM (as on ^C)."""
     def stop(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    if os.getppid() == 1:
+    if not die_with_parent(parent):
         raise KeyboardInterrupt  # the builder died before the line above
 
 
@@ -367,4 +373,4 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-__all__ = ["build_stages", "concurrent", "needs"]
+__all__ = ["build_stages", "concurrent", "die_with_parent", "needs"]
