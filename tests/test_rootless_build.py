@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -164,6 +166,45 @@ RUN mkdir -p /d/sub && echo x > /d/sub/f && chown -R 1000:1000 /d && chmod 700 /
     left = set(os.listdir(user.store / "snapshots"))
     assert left < snapshots and not any((user.store / "snapshots" / name / "d").exists() for name in left)
     assert user.leftovers() == [] and os.listdir(user.store / "tmp") == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_rootless_build_leaves_the_store_as_it_was(user, sig):
+    """^C (or a kill) reaches the capstone outside the user namespace; the build inside it
+    stops its RUN (its process is gone), removes its scratch directories and tags nothing;
+    nothing is left in the user's TMPDIR."""
+    seconds = 600_000 + int.from_bytes(os.urandom(3), "big")  # this test's sleep, told from any other
+    ctx = user.give(make_context(user.base / "contexts" / f"interrupted-{sig.name}",
+                                 f"FROM capstone/busybox\nRUN touch /started && sleep {seconds}\n"))
+    ok(user.capstone("build", "-q", "--network", "none", str(context(user, "run-delete"))))  # the store exists
+    images = (user.store / "oci/index.json").read_text()
+    argv = user.argv([sys.executable, "-m", "capstone", "build", "--no-cache", "--network", "none", "-t", "rl-interrupted", str(ctx)])
+    proc = subprocess.Popen(argv, env=user.env(), cwd=REPO, text=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while not list((user.store / "tmp").glob("build-*/*-run/container/upper/started")):  # the RUN's container is up
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "no RUN"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    assert err.splitlines()[-1].startswith(f"Dockerfile:2: RUN touch /started && sleep {seconds}") and f"killed by signal {int(sig)}" in err
+    assert "Traceback" not in err
+    assert (user.store / "oci/index.json").read_text() == images
+    assert os.listdir(user.store / "tmp") == [] and user.leftovers() == []
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(seconds) in _read(p)]  # the RUN's processes are gone
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:  # a process that ended meanwhile
+        return ""
 
 # -- the network -----------------------------------------------------------------------------------
 
