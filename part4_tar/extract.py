@@ -401,10 +401,11 @@ def extract_layer(blob: BinaryIO, root: str | os.PathLike | int, *, whiteouts: b
         r.close()
 
 
-def apply_layers(blobs: Iterable, root: str | os.PathLike) -> None:
+def apply_layers(blobs: Iterable, root: str | os.PathLike, *, owner: tuple[int, int] | None = None) -> None:
     """Extract layers in order (lowest first) onto ``root``: the image's root filesystem.
 
-    Each item is a path to a blob or an open binary stream.
+    Each item is a path to a blob or an open binary stream. ``owner`` (uid, gid), as
+    :func:`extract_layer` takes it: every entry that owner instead of the layer's.
     """
     for blob in blobs:
         if isinstance(blob, (str, bytes, os.PathLike)):
@@ -414,8 +415,8 @@ def apply_layers(blobs: Iterable, root: str | os.PathLike) -> None:
                 raise LayerError(f"{os.fsdecode(blob)}: {exc.strerror}") from exc
             with f:
                 try:
-                    extract_layer(f, root)
+                    extract_layer(f, root, owner=owner)
                 except LayerError as exc:
                     raise type(exc)(f"{os.fsdecode(blob)}: {exc}") from exc
         else:
-            extract_layer(blob, root)
+            extract_layer(blob, root, owner=owner)

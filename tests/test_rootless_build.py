@@ -206,6 +206,22 @@ def _read(path: Path) -> str:
     except OSError:  # a process that ended meanwhile
         return ""
 
+
+def test_a_local_output_belongs_to_the_user(user):
+    """``-o type=local`` as an ordinary user: every file is the user's (as BuildKit's client
+    writes them), so the user may change and remove them; ``type=tar`` keeps the owners."""
+    out = user.home / "rootfs-out"
+    ctx = context(user, "run-chown")
+    ok(user.capstone("build", "-q", "--network", "none", "-o", f"type=local,dest={out}", str(ctx)))
+    assert (out / "data/sub/f").read_text() == "x\n" and (out / "bin/busybox").is_file()
+    assert {(p.lstat().st_uid, p.lstat().st_gid) for p in [out, *out.rglob("*")]} == {(user.uid, user.entry.pw_gid)}
+    ok(user.capstone("build", "-q", "--network", "none", "-o", f"type=tar,dest={user.home / 'rootfs.tar'}", str(ctx)))
+    with tarfile.open(user.home / "rootfs.tar") as t:
+        assert (t.getmember("data/sub/f").uid, t.getmember("data/sub/f").gid) == (33, 44)
+    ok(user.run(["rm", "-r", str(out), str(user.home / "rootfs.tar")]))
+    assert not out.exists()
+    assert user.leftovers() == []
+
 # -- the network -----------------------------------------------------------------------------------
 
 

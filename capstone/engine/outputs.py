@@ -143,7 +143,13 @@ def write_output(store, spec: OutputSpec, desc, name: str | None) -> None:
     """Write the built image (``desc``: its manifest, or its index for several platforms) as
     ``spec`` says."""
     if spec.type in ("local", "tar"):
-        store.write_rootfs(desc, spec.dest, as_tar=spec.type == "tar")
+        from part5_namespaces import in_user_namespace
+
+        # rootless, the files go to the user who built, as BuildKit's client writes them: with
+        # the image's owners they would belong to subordinate ids, which the user could neither
+        # change nor remove outside the build's user namespace
+        owner = (0, 0) if spec.type == "local" and in_user_namespace() else None
+        store.write_rootfs(desc, spec.dest, as_tar=spec.type == "tar", owner=owner)
         return
     if spec.compression is not None or not spec.oci_mediatypes:
         desc = store.convert(desc, compression=spec.compression, oci_mediatypes=spec.oci_mediatypes)

@@ -965,11 +965,13 @@ class Store:
 
         return convert(self, desc, compression=compression, oci_mediatypes=oci_mediatypes)
 
-    def write_rootfs(self, desc: Descriptor, dest: str | os.PathLike, *, as_tar: bool = False) -> None:
-        """The image's root filesystem into the directory ``dest``, or as the tar file ``dest``."""
+    def write_rootfs(self, desc: Descriptor, dest: str | os.PathLike, *, as_tar: bool = False,
+                     owner: tuple[int, int] | None = None) -> None:
+        """The image's root filesystem into the directory ``dest`` (every file ``owner``'s when
+        given), or as the tar file ``dest``."""
         from .transfer import write_rootfs
 
-        write_rootfs(self, desc, Path(dest), as_tar=as_tar)
+        write_rootfs(self, desc, Path(dest), as_tar=as_tar, owner=owner)
 
     def load_archive(self, src: str, platform: Platform | None = None) -> Image:
         """An image from ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or

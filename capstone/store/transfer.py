@@ -431,9 +431,10 @@ def load_file(store: "Store", path: Path, platform: Platform | None = None) -> l
 # -- the root filesystem as an output -----------------------------------------------------------
 
 
-def write_rootfs(store: "Store", desc: Descriptor, dest: Path, *, as_tar: bool) -> None:
+def write_rootfs(store: "Store", desc: Descriptor, dest: Path, *, as_tar: bool, owner: tuple[int, int] | None = None) -> None:
     """The image's root filesystem (its layers applied in order, whiteouts honoured) in the
-    directory ``dest`` (``--output type=local``) or as one tar file (``type=tar``). For a
+    directory ``dest`` (``--output type=local``; every file ``owner``'s when given, not the
+    layers' owners) or as one tar file (``type=tar``, the layers' owners). For a
     multi-platform index, each platform's under ``<os>_<arch>[_<variant>]/`` (BuildKit's
     layout). A tar is written beside ``dest`` and renamed when complete."""
     from part4_tar import apply_layers
@@ -446,19 +447,19 @@ def write_rootfs(store: "Store", desc: Descriptor, dest: Path, *, as_tar: bool) 
     else:
         targets = [("", desc)]
 
-    def fill(root: Path) -> None:
+    def fill(root: Path, owner: tuple[int, int] | None = None) -> None:
         for sub, mdesc in targets:
             where = root / sub if sub else root
             where.mkdir(parents=True, exist_ok=True)
             manifest = store.layout.read_manifest(mdesc)
-            apply_layers([store.layout.blob_path(ld.digest) for ld in manifest.layers], where)
+            apply_layers([store.layout.blob_path(ld.digest) for ld in manifest.layers], where, owner=owner)
 
     with store.session():
         if not as_tar:
             if dest.exists() and not dest.is_dir():
                 raise ExportError(f"--output type=local: {dest} is not a directory")
             dest.mkdir(parents=True, exist_ok=True)
-            fill(dest)
+            fill(dest, owner)
             return
         _check_parent(dest)
         with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "rootfs-", dir=store.tmp_dir) as tmp:
