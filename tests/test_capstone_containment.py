@@ -294,6 +294,29 @@ RUN --mount=type=bind,source=../..,target=/up (ls /up; cat /up/canary.txt /up/..
         run_build(store, ctx2)
 
 
+def test_a_read_only_context_bind_is_read_only_below_its_top(store, tmp_path):
+    """A file system mounted inside the context (by the CI, say) is in a bind of the context:
+    read-only must hold there too, not only at the bind's top."""
+    from part5_namespaces import mount
+
+    ctx = make_context(tmp_path / "ctx", """\
+FROM capstone/busybox
+RUN --mount=type=bind,target=/c (cat /c/sub/canary; touch /c/sub/planted && echo WROTE; touch /c/top && echo WROTE) \\
+    > /probe 2>&1; true
+""", {"sub/hidden": "under the mount\n"})
+
+    def body():  # in a mount namespace of its own: the submount is this test's only
+        mount("containment-test", ctx / "sub", "tmpfs", 0, "size=64k")
+        (ctx / "sub/canary").write_text("on the submount\n")
+        run_build(store, ctx)
+        return sorted(os.listdir(ctx / "sub")), (ctx / "sub/canary").read_text()
+
+    assert in_child(body) == (["canary"], "on the submount\n")
+    seen = cat(store, tmp_path, "/probe")
+    assert "on the submount" in seen and "WROTE" not in seen and seen.count("Read-only file system") == 2, seen
+    assert sorted(p.name for p in ctx.iterdir()) == ["Dockerfile", "sub"]
+
+
 def test_an_excluded_file_does_not_change_the_cache_key_of_a_context_bind(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nRUN --mount=type=bind,target=/ctx cat /ctx/app.txt > /seen\n",
                        IGNORED_CONTEXT)
