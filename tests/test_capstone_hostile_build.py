@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from support import Canaries, check_copy_snapshots, make_context, spy_on_snapshot_children
 
-from capstone.engine import build
-from capstone.errors import DockerfileError
+from capstone.engine import BuildError, build
+from capstone.errors import DockerfileError, IgnoreFileError
 from capstone.store import Store
 from part4_tar import apply_layers
 
@@ -234,3 +234,52 @@ def test_the_forked_snapshot_child_refuses_a_dotdot_name(store, tmp_path, canari
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 1  # it failed, and removed what it made
     assert not tmp.exists()
+
+
+# -- the build's own files: the Dockerfile and the .dockerignore, read inside the context ----------
+def test_a_dockerfile_linked_out_of_the_context_is_never_read(store, tmp_path, canaries):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    os.symlink(str(canaries.dir / "victim"), ctx / "Dockerfile")  # /proc/self/environ, /etc/shadow...
+    with pytest.raises(BuildError, match=r"^cannot read the Dockerfile .*/ctx/Dockerfile: a symbolic link that leads "
+                                         r"out of the build context .*/ctx$"):
+        do_build(store, ctx)
+
+
+def test_a_dockerignore_linked_out_of_the_context_is_never_read_nor_skipped(store, tmp_path, canaries):
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nCOPY . /c/\n", {"app.txt": "app\n"})
+    os.symlink(str(canaries.dir / "victim"), ctx / ".dockerignore")
+    with pytest.raises(IgnoreFileError, match=r"\.dockerignore: a symbolic link that leads out of the build context"):
+        do_build(store, ctx)
+
+
+def test_build_files_that_are_fifos_fail_at_once(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\n")
+    os.mkfifo(ctx / ".dockerignore")
+    with pytest.raises(IgnoreFileError, match=r"\.dockerignore: not a regular file"):
+        do_build(store, ctx)
+    os.unlink(ctx / ".dockerignore")
+    os.unlink(ctx / "Dockerfile")
+    os.mkfifo(ctx / "Dockerfile")
+    with pytest.raises(BuildError, match=r"Dockerfile: not a regular file"):
+        do_build(store, ctx)
+
+
+def test_links_inside_the_context_and_a_dockerfile_given_outside_it_are_read(store, tmp_path, canaries):
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nRUN false\n", {
+        "ci/real.Dockerfile": "FROM capstone/busybox\nCOPY . /c/\n", "ci/ignore": "secret.txt\n", "secret.txt": "s\n"})
+    # followed as if the context were "/": "../../.." stops at the context
+    os.unlink(ctx / "Dockerfile")
+    os.symlink("../../../../../../../../../ci/real.Dockerfile", ctx / "Dockerfile")
+    os.symlink("/ci/ignore", ctx / ".dockerignore")
+    result = do_build(store, ctx, tags=["hostile-buildfiles"])
+    image = tmp_path / "image"
+    image.mkdir()
+    apply_layers([layer.open() for layer in store.load("hostile-buildfiles").layers], image)
+    assert (image / "c/ci/real.Dockerfile").is_file() and not (image / "c/secret.txt").exists()
+    # -f naming a file outside the context is the caller's own: its links are followed
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "real").write_text("FROM capstone/busybox\n")
+    os.symlink(elsewhere / "real", elsewhere / "Dockerfile")
+    assert do_build(store, ctx, dockerfile_path=elsewhere / "Dockerfile").image_id != result.image_id

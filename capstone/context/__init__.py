@@ -13,6 +13,7 @@ is there); ``walk_context(context, matcher)`` yields the included paths in a fix
 ``--parents``, ``--exclude``): ``filepath.Match`` syntax plus ``**``, in linear time.
 """
 
+from .buildfiles import read_build_file
 from .dockerignore import (
     IgnoreFileError,
     PatternMatcher,
@@ -36,6 +37,7 @@ __all__ = [
     "has_wildcards",
     "load_ignore",
     "parse_ignore_lines",
+    "read_build_file",
     "read_ignore_file",
     "walk_context",
 ]

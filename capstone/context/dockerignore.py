@@ -25,10 +25,11 @@ text of ``[...]`` classes (so ``[\\d]`` would mean a digit there), this module k
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import IgnoreFileError
+from ..errors import ContextError, IgnoreFileError
 from .pathmatch import PathPattern, PatternSyntaxError
 
 __all__ = [
@@ -105,12 +106,17 @@ def parse_ignore_lines(text: str) -> list[str]:
     return patterns
 
 
-def read_ignore_file(path: str | Path) -> list[str]:
-    """The patterns of the .dockerignore at ``path`` (see :func:`parse_ignore_lines`)."""
+def read_ignore_file(path: str | Path, context_dir: str | Path | None = None) -> list[str]:
+    """The patterns of the .dockerignore at ``path`` (see :func:`parse_ignore_lines`); one in
+    ``context_dir`` is resolved inside it (:func:`~.buildfiles.read_build_file`)."""
+    from .buildfiles import read_build_file
+
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise IgnoreFileError(f"{path}: cannot read: {e.strerror}") from None
+        data = read_build_file(path, context_dir if context_dir is not None else Path(path).parent)
+    except ContextError as e:
+        raise IgnoreFileError(str(e)) from None
+    if data is None:
+        raise IgnoreFileError(f"{path}: cannot read: No such file or directory")
     return parse_ignore_lines(data.decode("utf-8", "surrogateescape"))
 
 
@@ -123,12 +129,16 @@ def find_ignore_file(context_dir: str | Path, dockerfile: str | Path | None = No
     """
     if dockerfile is not None:
         own = Path(str(dockerfile) + ".dockerignore")
-        if own.is_file():
+        if _is_there(own):
             return own
     default = Path(context_dir) / ".dockerignore"
-    if default.is_file():
-        return default
-    return None
+    return default if _is_there(default) else None
+
+
+def _is_there(path: Path) -> bool:
+    # anything but a directory counts (a link wherever it leads, a FIFO): reading it inside
+    # the context says what it is, where skipping it would send what it excludes
+    return os.path.lexists(path) and not path.is_dir()
 
 
 @dataclass(frozen=True)
@@ -269,4 +279,4 @@ def load_ignore(context_dir: str | Path, dockerfile: str | Path | None = None) -
     path = find_ignore_file(context_dir, dockerfile)
     if path is None:
         return PatternMatcher([])
-    return PatternMatcher(read_ignore_file(path), source=str(path))
+    return PatternMatcher(read_ignore_file(path, context_dir), source=str(path))

@@ -1017,7 +1017,7 @@ def build(
     names = [parse_name(t).name for t in tags]  # InvalidName before any work
     specs = [o if isinstance(o, OutputSpec) else parse_output(o) for o in outputs]
     platforms = _target_platforms(platform)
-    dockerfile = read_dockerfile(dockerfile_path)
+    dockerfile = read_dockerfile(dockerfile_path, context_dir)
     plans = [make_plan(dockerfile, build_args or {}, target=target, platform=p) for p in platforms]
     build_secrets = None
     if secrets or ssh:

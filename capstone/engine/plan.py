@@ -71,13 +71,20 @@ class BuildPlan:
         raise KeyError(index)
 
 
-def read_dockerfile(path: str | os.PathLike) -> Dockerfile:
-    """Parse the Dockerfile at ``path``; messages name it by its base name (``Dockerfile:7``)."""
+def read_dockerfile(path: str | os.PathLike, context_dir: str | os.PathLike) -> Dockerfile:
+    """Parse the Dockerfile at ``path``; messages name it by its base name (``Dockerfile:7``).
+    One in ``context_dir`` is resolved inside it (its links stay in the context) and read only
+    when it is a regular file: :func:`~capstone.context.read_build_file`."""
+    from ..context import read_build_file
+    from ..errors import ContextError
+
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise BuildError(f"cannot read the Dockerfile {path}: {e.strerror}") from None
+        data = read_build_file(path, context_dir)
+    except ContextError as e:
+        raise BuildError(f"cannot read the Dockerfile {e}") from None
+    if data is None:
+        raise BuildError(f"cannot read the Dockerfile {path}: No such file or directory")
     return parse(data, file=path.name)
 
 
