@@ -49,6 +49,9 @@ MAX_ID = 2**32 - 2
 #: overlayfs bookkeeping (opaque, redirect, metacopy, origin...): never image content, and on a
 #: directory later used as an overlay lower dir it would change what the overlay shows
 PRIVATE_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+#: what ``privileges=False`` leaves out of a file: the bits and attribute that give privileges
+SETID_BITS = stat.S_ISUID | stat.S_ISGID
+CAPABILITY_XATTR = "security.capability"
 
 def _entry_parts(name: str, what: str = "layer entry") -> tuple[str, ...]:
     """The parts of an archive name, relative to the root; ``..`` raises UnsafeArchiveError."""
@@ -76,8 +79,9 @@ def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
 
 class _Extractor:
     def __init__(self, root: RootDir, whiteouts: bool, owner: tuple[int, int] | None,
-                 skip_root: bool = False) -> None:
+                 skip_root: bool = False, privileges: bool = True) -> None:
         self.root = root
+        self.privileges = privileges
         self.whiteouts = whiteouts
         self.owner = owner
         self.skip_root = skip_root
@@ -129,6 +133,8 @@ class _Extractor:
             elif m.islnk():
                 self.hardlink(m, parts)
             elif m.isfifo() or m.ischr() or m.isblk():
+                if not self.privileges and not m.isfifo():
+                    return  # no device node outside a store (see extract_layer)
                 self.special(m, parts)
             else:
                 raise LayerError(f"layer entry {_show(m.name)}: unsupported tar entry type {m.type!r}")
@@ -160,6 +166,8 @@ class _Extractor:
         """``target``: an open descriptor, a path not followed at its end, or with ``follow``
         a ``/proc/self/fd/N`` path (which is a link to the file itself)."""
         for key, value in _xattrs(m).items():
+            if key == CAPABILITY_XATTR and not self.privileges:
+                continue  # file capabilities are setuid's finer form
             try:
                 if isinstance(target, int):
                     os.setxattr(target, key, value)
@@ -182,7 +190,7 @@ class _Extractor:
                 while view:
                     view = view[os.write(fd, view):]
             self._own(m, fd=fd)
-            os.fchmod(fd, m.mode & 0o7777)
+            os.fchmod(fd, m.mode & (0o7777 if self.privileges else ~SETID_BITS & 0o7777))
             self._set_xattrs(m, fd)
             ns = _ns(m.mtime)
             os.utime(fd, ns=(ns, ns))
@@ -348,7 +356,7 @@ def _kind(m: tarfile.TarInfo) -> str:
 
 
 def extract_layer(blob: BinaryIO, root: str | os.PathLike | int, *, whiteouts: bool = True,
-                  owner: tuple[int, int] | None = None, skip_root: bool = False) -> None:
+                  owner: tuple[int, int] | None = None, skip_root: bool = False, privileges: bool = True) -> None:
     """Apply one layer blob (any compression, detected) onto the directory ``root`` (a path,
     created if missing, or a directory descriptor).
 
@@ -358,6 +366,13 @@ def extract_layer(blob: BinaryIO, root: str | os.PathLike | int, *, whiteouts: b
     gives the root its metadata when it is a directory and is refused otherwise; with
     ``skip_root=True`` it is skipped whatever its type, as Docker skips it when ``ADD`` unpacks
     an archive (moby's archive and BuildKit's unpacking both ``continue`` on it).
+
+    ``privileges=False`` is for a directory outside any private store (an export a user asked
+    for): a set-user-id or set-group-id bit on a file, a ``security.capability`` attribute,
+    a block or character device node, written as root from a hostile image, would be root or
+    the host's disk for any local user who reaches the directory. So files lose those bits,
+    the attribute is not set and device nodes are not made (FIFOs are), as BuildKit's client
+    writes an export when it runs unprivileged.
     """
     shown = root if isinstance(root, int) else os.fspath(root)
     try:
@@ -366,7 +381,7 @@ def extract_layer(blob: BinaryIO, root: str | os.PathLike | int, *, whiteouts: b
         raise LayerError(f"{shown}: not a directory") from None
     except OSError as exc:
         raise LayerError(f"{shown}: cannot extract here: {exc.strerror}") from exc
-    ex = _Extractor(r, whiteouts, owner, skip_root)
+    ex = _Extractor(r, whiteouts, owner, skip_root, privileges)
     name = None
     try:
         head, stream = read_head(open_decompressed(blob))
@@ -401,11 +416,13 @@ def extract_layer(blob: BinaryIO, root: str | os.PathLike | int, *, whiteouts: b
         r.close()
 
 
-def apply_layers(blobs: Iterable, root: str | os.PathLike, *, owner: tuple[int, int] | None = None) -> None:
+def apply_layers(blobs: Iterable, root: str | os.PathLike, *, owner: tuple[int, int] | None = None,
+                 privileges: bool = True) -> None:
     """Extract layers in order (lowest first) onto ``root``: the image's root filesystem.
 
     Each item is a path to a blob or an open binary stream. ``owner`` (uid, gid), as
-    :func:`extract_layer` takes it: every entry that owner instead of the layer's.
+    :func:`extract_layer` takes it: every entry that owner instead of the layer's;
+    ``privileges``: as :func:`extract_layer` says.
     """
     for blob in blobs:
         if isinstance(blob, (str, bytes, os.PathLike)):
@@ -415,8 +432,8 @@ def apply_layers(blobs: Iterable, root: str | os.PathLike, *, owner: tuple[int, 
                 raise LayerError(f"{os.fsdecode(blob)}: {exc.strerror}") from exc
             with f:
                 try:
-                    extract_layer(f, root, owner=owner)
+                    extract_layer(f, root, owner=owner, privileges=privileges)
                 except LayerError as exc:
                     raise type(exc)(f"{os.fsdecode(blob)}: {exc}") from exc
         else:
-            extract_layer(blob, root, owner=owner)
+            extract_layer(blob, root, owner=owner, privileges=privileges)

@@ -283,3 +283,39 @@ def test_links_inside_the_context_and_a_dockerfile_given_outside_it_are_read(sto
     (elsewhere / "real").write_text("FROM capstone/busybox\n")
     os.symlink(elsewhere / "real", elsewhere / "Dockerfile")
     assert do_build(store, ctx, dockerfile_path=elsewhere / "Dockerfile").image_id != result.image_id
+
+
+# -- an export to a directory: nothing there gives privileges to whoever reaches it -------------
+def test_a_local_export_holds_no_setid_file_capability_or_device_node(store, tmp_path):
+    """As root, extracting an image writes what it says: a setuid-root shell, a program with
+    ``cap_setuid``, a 0666 node of the host's disk. In ``-o DIR`` (a directory other users may
+    reach, unlike the private store) that would be root for all of them; the tar keeps them."""
+    import struct
+
+    disk = os.stat(Path(__file__)).st_dev
+    cap_setuid = struct.pack("<IIIII", 0x02000001, 1 << 7, 0, 0, 0)  # vfs_cap_data v2, permitted+effective
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, mode in (("suid", 0o4755), ("sgid", 0o2755), ("capped", 0o755)):
+            ti = tarfile.TarInfo(name)
+            ti.mode, ti.size = mode, 3
+            if name == "capped":
+                ti.pax_headers = {"SCHILY.xattr.security.capability": cap_setuid.decode("utf-8", "surrogateescape")}
+            t.addfile(ti, io.BytesIO(b"sh\n"))
+        for name, kind, dev in (("disk", tarfile.BLKTYPE, (os.major(disk), os.minor(disk))), ("mem", tarfile.CHRTYPE, (1, 1)),
+                                ("fifo", tarfile.FIFOTYPE, (0, 0))):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mode, (ti.devmajor, ti.devminor) = kind, 0o666, dev
+            t.addfile(ti)
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\nADD nodes.tar /x/\n", {"nodes.tar": archive.getvalue()})
+    out, tar = tmp_path / "out", tmp_path / "fs.tar"
+    do_build(store, ctx, outputs=[f"type=local,dest={out}", f"type=tar,dest={tar}"])
+    assert sorted(p.name for p in (out / "x").iterdir()) == ["capped", "fifo", "sgid", "suid"]
+    assert {p.name: p.lstat().st_mode & 0o7777 for p in (out / "x").iterdir()} == \
+        {"capped": 0o755, "fifo": 0o666, "sgid": 0o755, "suid": 0o755}
+    assert "security.capability" not in os.listxattr(out / "x/capped")
+    with tarfile.open(tar) as t:
+        members = {m.name: m for m in t.getmembers()}
+    assert members["x/suid"].mode == 0o4755 and members["x/sgid"].mode == 0o2755
+    assert members["x/disk"].isblk() and members["x/mem"].ischr()
+    assert "SCHILY.xattr.security.capability" in members["x/capped"].pax_headers

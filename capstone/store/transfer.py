@@ -436,7 +436,12 @@ def write_rootfs(store: "Store", desc: Descriptor, dest: Path, *, as_tar: bool, 
     directory ``dest`` (``--output type=local``; every file ``owner``'s when given, not the
     layers' owners) or as one tar file (``type=tar``, the layers' owners). For a
     multi-platform index, each platform's under ``<os>_<arch>[_<variant>]/`` (BuildKit's
-    layout). A tar is written beside ``dest`` and renamed when complete."""
+    layout). A tar is written beside ``dest`` and renamed when complete.
+
+    A directory gets the files without what would give privileges to whoever reaches it
+    (part 4's ``privileges=False``: no set-id bit, no file capability, no device node): a
+    Dockerfile's ``chmod u+s`` on a root-owned shell must not become a root shell on the
+    host. The tar keeps them: it is inert until someone extracts it."""
     from part4_tar import apply_layers
 
     if desc.media_type in mt.INDEX_TYPES:
@@ -452,7 +457,9 @@ def write_rootfs(store: "Store", desc: Descriptor, dest: Path, *, as_tar: bool, 
             where = root / sub if sub else root
             where.mkdir(parents=True, exist_ok=True)
             manifest = store.layout.read_manifest(mdesc)
-            apply_layers([store.layout.blob_path(ld.digest) for ld in manifest.layers], where, owner=owner)
+            # a tar is inert; a directory is not: no setuid file or device node lands there
+            apply_layers([store.layout.blob_path(ld.digest) for ld in manifest.layers], where, owner=owner,
+                         privileges=as_tar)
 
     with store.session():
         if not as_tar:
