@@ -432,6 +432,23 @@ RUN --mount=type=bind,source=f.txt,target=/data/f.txt --mount=type=tmpfs,target=
     assert list(canary.iterdir()) == []
 
 
+def test_a_secret_mounted_through_an_image_symlink_stays_in_the_container(store, tmp_path):
+    """The image makes ``/run/secrets`` (and a custom target's parent) links to host
+    directories: the secret is mounted inside the container and no file appears on the host."""
+    canary = tmp_path / "host-dir"
+    canary.mkdir()
+    (tmp_path / "tok").write_text("SECRET-VALUE\n")
+    ctx = make_context(tmp_path / "ctx", f"""\
+FROM capstone/busybox
+RUN mkdir -p /run && ln -s {canary} /run/secrets && ln -s {canary} /conf
+RUN --mount=type=secret,id=tok --mount=type=secret,id=tok,target=/conf/tok.conf \\
+    (cat /run/secrets/tok /conf/tok.conf; ls -l /run/secrets) > /probe
+""")
+    run_build(store, ctx, secrets=[f"id=tok,src={tmp_path / 'tok'}"])
+    assert cat(store, tmp_path, "/probe").startswith("SECRET-VALUE\nSECRET-VALUE\n")
+    assert list(canary.iterdir()) == []
+
+
 def test_capstone_run_init_is_a_fresh_reaper_and_the_command_pid_2(store):
     r = capstone(store.path, "run", "--rm", "--init", "--network", "none", "capstone/busybox",
                  "sh", "-c", "echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/1/environ; true")
