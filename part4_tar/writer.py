@@ -136,9 +136,15 @@ class LayerWriter:
         if self.info is not None:
             raise LayerError("the layer is closed")
 
-    def add_path(self, path: str | os.PathLike, arcname: str, *, uid: int | None = None, gid: int | None = None,
-                 mode: int | None = None, as_copy: bool = False) -> None:
+    def add_path(self, path: str | os.PathLike, arcname: str, st: os.stat_result | None = None, *,
+                 uid: int | None = None, gid: int | None = None, mode: int | None = None,
+                 as_copy: bool = False) -> None:
         """Add one entry for ``path`` (from lstat; a directory's content is not added).
+
+        ``st``: the lstat the caller decided with (a build plans a COPY before it writes the
+        layer); a regular file read must then be that very file (device and inode), else
+        LayerError, so a directory on the way swapped for a symlink since never brings
+        another file's bytes.
 
         ``uid``, ``gid`` and ``mode`` (permission bits) replace what lstat says, and
         ``as_copy`` stores the entry as a plain copy would be (no extended attributes, never a
@@ -146,10 +152,11 @@ class LayerWriter:
         """
         self._check_open()
         path = os.fspath(path)
-        try:
-            st = os.lstat(path)
-        except OSError as exc:
-            raise LayerError(f"{path}: {exc.strerror}") from exc
+        if st is None:
+            try:
+                st = os.lstat(path)
+            except OSError as exc:
+                raise LayerError(f"{path}: {exc.strerror}") from exc
         self._add(path, st, arcname, uid=uid, gid=gid, perm=mode, as_copy=as_copy)
 
     def _add(self, path: str, st: os.stat_result, arcname: str, *, uid: int | None = None, gid: int | None = None,

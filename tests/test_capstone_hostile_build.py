@@ -319,3 +319,41 @@ def test_a_local_export_holds_no_setid_file_capability_or_device_node(store, tmp
     assert members["x/suid"].mode == 0o4755 and members["x/sgid"].mode == 0o2755
     assert members["x/disk"].isblk() and members["x/mem"].ischr()
     assert "SCHILY.xattr.security.capability" in members["x/capped"].pax_headers
+
+
+# -- a context changed between planning and copying ------------------------------------------------
+@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize("chmod", ["", "--chmod=600 "])
+def test_a_directory_swapped_for_a_host_link_after_planning_is_not_copied(store, tmp_path, monkeypatch, size, chmod):
+    """The context's owner races the build (a student's context, a lab server's root builder):
+    once the COPY is planned, ``dir`` becomes a link to a host directory holding files of the
+    same names. Every reader checks that it reads the file planning saw (the layer writer, the
+    staged copy a ``--chmod`` needs, the snapshot in this process or the forked child): the
+    step fails, and the host's bytes are nowhere in the store."""
+    import gzip
+
+    import capstone.engine.executor as executor
+
+    ctx = make_context(tmp_path / "ctx", f"FROM capstone/busybox\nCOPY {chmod}dir/ /x/\n")
+    src = source_dir(ctx, size)
+    (src / "victim").write_text("context\n")
+    host = tmp_path / "host"
+    host.mkdir()
+    for p in src.iterdir():
+        (host / p.name).write_text("HOST-BYTES\n")
+    planned = executor.plan_copy
+
+    def plan_then_swap(*args, **kw):
+        plan = planned(*args, **kw)
+        os.rename(src, ctx / "dir.planned")
+        os.symlink(host, src)
+        return plan
+
+    monkeypatch.setattr(executor, "plan_copy", plan_then_swap)
+    with pytest.raises(DockerfileError, match=r"^Dockerfile:2: .*replaced while"):
+        do_build(store, ctx)
+    no_temporary_snapshots(store)
+    for path in Path(store.path).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            assert b"HOST-BYTES" not in (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data), path

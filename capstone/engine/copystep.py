@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 import stat
 import tarfile
 import time
@@ -479,6 +478,20 @@ def _matches(e: CopyEntry) -> bool:
     return stat.S_ISLNK(st.st_mode) or stat.S_IMODE(st.st_mode) == e.mode
 
 
+def _open_source(e: CopyEntry) -> int:
+    """A read descriptor of the regular file ``e.src``, checked to be the very file planning
+    saw (``e.st``: device and inode), as part 4's layer writer checks what it reads. A
+    context's owner who swaps a directory on the way for a symlink between planning and
+    copying (a student's context built by a lab server's root builder) gets an error, never a
+    host file's bytes in a staged copy or a snapshot."""
+    fd = os.open(e.src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != (e.st.st_dev, e.st.st_ino) or not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise CopyError(f"{e.src}: replaced while it was copied")
+    return fd
+
+
 def _stage(e: CopyEntry, staging: Path, n: int) -> str:
     """A copy of ``e``'s source in ``staging`` with the entry's owner and mode."""
     path = str(staging / f"e{n}")
@@ -494,7 +507,17 @@ def _stage(e: CopyEntry, staging: Path, n: int) -> str:
     elif stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(e.src), path)
     elif stat.S_ISREG(st.st_mode):
-        shutil.copyfile(e.src, path, follow_symlinks=False)
+        from part4_tar import copy_data
+
+        src = _open_source(e)
+        try:
+            dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                copy_data(src, dst)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
     else:  # fifo, device: recreate the node
         os.mknod(path, st.st_mode, st.st_rdev)
     os.chown(path, e.uid, e.gid, follow_symlinks=False)
@@ -520,14 +543,14 @@ def write_copy(plan: CopyPlan, w: LayerWriter, staging: Path, view: RootfsView) 
         plan.entries = entries
     for n, e in enumerate(plan.entries):
         if e.src is not None and _matches(e):
-            w.add_path(e.src, e.dest)
+            w.add_path(e.src, e.dest, e.st)  # read only if it is still the file planned with
         elif e.src is not None and (stat.S_ISREG(e.st.st_mode) or stat.S_ISDIR(e.st.st_mode) or stat.S_ISLNK(e.st.st_mode)):
             # another owner or mode than the source's (--chown, --chmod, the context's files
             # belonging to someone else, as every file does seen from a rootless build's user
             # namespace): the writer says so itself, exactly as a staged copy would be stored,
             # without copying the data first
             mode = None if stat.S_ISLNK(e.st.st_mode) else e.mode
-            w.add_path(e.src, e.dest, uid=e.uid, gid=e.gid, mode=mode, as_copy=True)
+            w.add_path(e.src, e.dest, e.st, uid=e.uid, gid=e.gid, mode=mode, as_copy=True)
         else:
             w.add_path(_stage(e, staging, n), e.dest)
 
@@ -659,7 +682,6 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
     links: dict[tuple[int, int], str] = {}
     dirs: list[tuple[str, int]] = []
     epoch = source_date_epoch
-    read_flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
     def mtime_ns(seconds: float) -> int:
         s = int(seconds // 1)
@@ -699,7 +721,7 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
                 links[(st.st_dev, st.st_ino)] = e.dest
             ns = mtime_ns(st.st_mtime)
             if stat.S_ISREG(mode):
-                src_fd = os.open(e.src, read_flags)
+                src_fd = _open_source(e)
                 try:
                     fd = rd.create_file(e.dest, 0o600)
                     try:
