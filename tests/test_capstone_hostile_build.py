@@ -330,8 +330,6 @@ def test_a_directory_swapped_for_a_host_link_after_planning_is_not_copied(store,
     same names. Every reader checks that it reads the file planning saw (the layer writer, the
     staged copy a ``--chmod`` needs, the snapshot in this process or the forked child): the
     step fails, and the host's bytes are nowhere in the store."""
-    import gzip
-
     import capstone.engine.executor as executor
 
     ctx = make_context(tmp_path / "ctx", f"FROM capstone/busybox\nCOPY {chmod}dir/ /x/\n")
@@ -353,7 +351,42 @@ def test_a_directory_swapped_for_a_host_link_after_planning_is_not_copied(store,
     with pytest.raises(DockerfileError, match=r"^Dockerfile:2: .*replaced while"):
         do_build(store, ctx)
     no_temporary_snapshots(store)
+    nowhere_in_store(store, b"HOST-BYTES")
+
+
+def nowhere_in_store(store: Store, value: bytes) -> None:
+    import gzip
+
     for path in Path(store.path).rglob("*"):
         if path.is_file() and not path.is_symlink():
             data = path.read_bytes()
-            assert b"HOST-BYTES" not in (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data), path
+            assert value not in (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data), path
+
+
+def test_an_archive_swapped_after_planning_is_not_unpacked(store, tmp_path, monkeypatch):
+    import capstone.engine.executor as executor
+
+    def tar_of(text: bytes) -> bytes:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as t:
+            ti = tarfile.TarInfo("f")
+            ti.size = len(text)
+            t.addfile(ti, io.BytesIO(text))
+        return out.getvalue()
+
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nADD dir/t.tar /x/\n", {"dir/t.tar": tar_of(b"context\n")})
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "t.tar").write_bytes(tar_of(b"HOST-BYTES\n"))
+    planned = executor.plan_copy
+
+    def plan_then_swap(*args, **kw):
+        plan = planned(*args, **kw)
+        os.rename(ctx / "dir", ctx / "dir.planned")
+        os.symlink(host, ctx / "dir")
+        return plan
+
+    monkeypatch.setattr(executor, "plan_copy", plan_then_swap)
+    with pytest.raises(DockerfileError, match=r"^Dockerfile:2: .*replaced while"):
+        do_build(store, ctx)
+    nowhere_in_store(store, b"HOST-BYTES")

@@ -555,14 +555,13 @@ def write_copy(plan: CopyPlan, w: LayerWriter, staging: Path, view: RootfsView) 
             w.add_path(_stage(e, staging, n), e.dest)
 
 
-def _archive_dirs(path: str) -> set[str]:
-    """The directories an archive has entries for (cleaned names), as opposed to the parents
-    unpacking makes for its other entries."""
+def _archive_dirs(raw) -> set[str]:
+    """The directories the archive ``raw`` (an open file) has entries for (cleaned names), as
+    opposed to the parents unpacking makes for its other entries."""
     from part4_tar import open_decompressed
 
     found: set[str] = set()
-    with open(path, "rb") as raw, open_decompressed(raw) as f, \
-            tarfile.open(fileobj=f, mode="r|", errors="surrogateescape") as tf:
+    with open_decompressed(raw) as f, tarfile.open(fileobj=f, mode="r|", errors="surrogateescape") as tf:
         for m in tf:
             if m.isdir():
                 name = posixpath.normpath("/" + m.name).lstrip("/")
@@ -599,8 +598,9 @@ def _unpack_archive(e: CopyEntry, where: Path, view: RootfsView, have: set[str])
     chown = e.uid >= 0
     where.mkdir(parents=True)
     try:
-        named_dirs = _archive_dirs(e.src)
-        with open(e.src, "rb") as f:
+        with os.fdopen(_open_source(e), "rb") as f:  # the archive planned with, read twice
+            named_dirs = _archive_dirs(f)
+            f.seek(0)
             # --chown: every entry unpacked gets the owner (so nothing is copied again for it)
             extract_layer(f, where, whiteouts=False, skip_root=True, owner=(e.uid, e.gid) if chown else None)
     except (LayerError, tarfile.TarError, EOFError) as err:
