@@ -354,6 +354,24 @@ def test_a_directory_swapped_for_a_host_link_after_planning_is_not_copied(store,
     nowhere_in_store(store, b"HOST-BYTES")
 
 
+def test_a_file_swapped_before_it_is_hashed_is_not_remembered(tmp_path):
+    """The cache key's digests are taken after the walk's lstat: a file reached through a
+    directory swapped for a link since is another file, whose digest is never remembered."""
+    from capstone.engine.contenthash import FileDigests
+
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir/f").write_text("context\n")
+    st = os.lstat(tmp_path / "dir/f")
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host/f").write_text("HOST-BYTES\n")
+    os.rename(tmp_path / "dir", tmp_path / "dir.walked")
+    os.symlink(tmp_path / "host", tmp_path / "dir")
+    digests = FileDigests()
+    with pytest.raises(ValueError, match="replaced while it was read"):
+        digests.digest(str(tmp_path / "dir/f"), st)
+    assert digests.table == {} and digests.read_bytes == 0
+
+
 def nowhere_in_store(store: Store, value: bytes) -> None:
     import gzip
 

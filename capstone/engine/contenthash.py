@@ -43,8 +43,13 @@ class FileDigests:
         if known is not None and known[:4] == sig:
             return known[4]
         h = hashlib.sha256()
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         try:
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+                # a directory on the way swapped for a link since ``st`` was taken: that other
+                # file's digest must never be remembered for this path (the copy checks the same)
+                raise ValueError(f"{path}: replaced while it was read")
             buf = bytearray(CHUNK)
             view = memoryview(buf)
             while True:
