@@ -71,16 +71,16 @@ class BuildPlan:
         raise KeyError(index)
 
 
-def read_dockerfile(path: str | os.PathLike, context_dir: str | os.PathLike) -> Dockerfile:
+def read_dockerfile(path: str | os.PathLike, context_dir: str | os.PathLike | None = None) -> Dockerfile:
     """Parse the Dockerfile at ``path``; messages name it by its base name (``Dockerfile:7``).
-    One in ``context_dir`` is resolved inside it (its links stay in the context) and read only
-    when it is a regular file: :func:`~capstone.context.read_build_file`."""
+    One in ``context_dir`` (default: its own directory) is resolved inside it (its links stay
+    there) and read only when it is a regular file: :func:`~capstone.context.read_build_file`."""
     from ..context import read_build_file
     from ..errors import ContextError
 
     path = Path(path)
     try:
-        data = read_build_file(path, context_dir)
+        data = read_build_file(path, path.parent if context_dir is None else context_dir)
     except ContextError as e:
         raise BuildError(f"cannot read the Dockerfile {e}") from None
     if data is None:
