@@ -7,14 +7,14 @@ lies in the context directory is resolved inside it by part 4's ``RootDir``, its
 followed as if the context were ``/``, as BuildKit reads the Dockerfile from its own copy of
 the directory; one whose link leads out of the context is an error naming it, never skipped
 (a ``.dockerignore`` silently missing would send what it excludes). It is read only when it is
-a regular file, and bounded (part 6's ``read_image_file``, the one reader of untrusted files).
-A path outside the context (``-f ../ci/Dockerfile``) is the caller's own and read as given,
+a regular file, and bounded. A path outside the context (``-f ../ci/Dockerfile``) is the caller's own and read as given,
 with the same checks.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from ..errors import ContextError
@@ -30,12 +30,11 @@ def read_build_file(path: str | os.PathLike, context_dir: str | os.PathLike) -> 
     ``context_dir`` when it is in it. ContextError names the file when it is a link out of
     the context, not a regular file, or larger than :data:`MAX_BUILD_FILE`."""
     from part4_tar import RootDir, UnsafePathError
-    from part6_runtime import read_image_file
 
     path, context = Path(os.path.abspath(path)), Path(os.path.abspath(context_dir))
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
         if path.is_relative_to(context):
-            flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
             try:
                 with RootDir(context) as rd:
                     fd = rd.open(str(path.relative_to(context)), flags)
@@ -45,13 +44,25 @@ def read_build_file(path: str | os.PathLike, context_dir: str | os.PathLike) -> 
                 raise ContextError(f"{path}: a symbolic link that leads out of the build context {context}") from None
             except UnsafePathError as e:
                 raise ContextError(f"{path}: {e.reason}") from None
-            return read_image_file(fd, str(path), MAX_BUILD_FILE)
-        try:  # the caller's own path: its links are the caller's
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return read_image_file(fd, str(path), MAX_BUILD_FILE)
-    except ValueError as e:  # part 6's SpecError: not a regular file, too large
-        raise ContextError(str(e)) from None
+        else:
+            try:  # the caller's own path: its links are the caller's
+                fd = os.open(path, flags)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
     except OSError as e:
         raise ContextError(f"{path}: cannot read: {e.strerror}") from None
+    return _read_regular(fd, path)
+
+
+def _read_regular(fd: int, path: Path) -> bytes:
+    """All of ``fd`` (taken over) when it is a regular file of at most MAX_BUILD_FILE bytes.
+    (Part 6's read_image_file does the same for image files; a build without RUN must not
+    load the runtime to read its Dockerfile.)"""
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ContextError(f"{path}: not a regular file")
+        data = f.read(MAX_BUILD_FILE + 1)
+    if max(st.st_size, len(data)) > MAX_BUILD_FILE:
+        raise ContextError(f"{path}: larger than the {MAX_BUILD_FILE} bytes read from a Dockerfile or .dockerignore")
+    return data
