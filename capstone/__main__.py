@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from part1_overview import Narrator, run_cli
+from part1_overview import CourseError, Narrator, run_cli
 
 from .errors import CapstoneError
 
@@ -256,18 +256,10 @@ def _is_dockerfile_mistake(exc: Exception) -> bool:
 
 
 def _part_errors() -> tuple[type[BaseException], ...]:
-    """Errors of the parts below, for every command one line each (they name blob and path).
-
-    Imported when an error is being reported: building the command line must not pay for them.
-    """
-    from part2_manual_oci import ArchiveError, DigestError, LayoutError, ModelError
-    from part3_go_style_builder import CbtError
-    from part4_tar import LayerError
-    from part6_runtime import ContainerError
-    from part7_union import UnionError
-
-    return (ArchiveError, DigestError, LayoutError, ModelError, CbtError, LayerError, ContainerError,
-            UnionError, OSError)
+    """Errors of the parts below, for every command one line each (they name blob and path):
+    each part's base error derives from part 1's ``CourseError``; an ``OSError`` names its file.
+    Anything else is a bug, whose traceback is the useful report."""
+    return (CourseError, OSError)
 
 
 def _has_location(exc: Exception) -> bool:

@@ -2,14 +2,18 @@
 
 ::
 
-    CapstoneError
-    ├── BuildArgError            a malformed --build-arg or --platform on the command line
-    ├── IgnoreFileError          a .dockerignore that cannot be read or has a bad pattern
-    ├── ContextError             the build context cannot be read
-    └── DockerfileError          a problem at a place in a Dockerfile ("Dockerfile:7: ...")
-        ├── ParseError           the text is not a valid Dockerfile (parser, instructions, flags)
-        ├── ExpansionError       a variable expression cannot be expanded (shell-word lexer)
-        └── StageError           the stage graph is wrong (unknown stage, cycle, bad index)
+    part1_overview.CourseError   the root of every part's errors (what is refused on purpose)
+    └── CapstoneError
+        ├── BuildArgError        a malformed --build-arg or --platform on the command line
+        ├── IgnoreFileError      a .dockerignore that cannot be read or has a bad pattern
+        ├── ContextError         the build context cannot be read
+        └── DockerfileError      a problem at a place in a Dockerfile ("Dockerfile:7: ...")
+            ├── ParseError       the text is not a valid Dockerfile (parser, instructions, flags)
+            ├── ExpansionError   a variable expression cannot be expanded (shell-word lexer)
+            └── StageError       the stage graph is wrong (unknown stage, cycle, bad index)
+
+Each package adds leaves of its own (``capstone.engine.errors``, ``capstone.store.errors``,
+``capstone.registry.errors``, the parser's internal ones that become ``ParseError``).
 
 Every message is one line. ``str(err)`` is ``FILE:LINE: message`` when the line is known,
 ``FILE: message`` otherwise; ``err.message`` is the bare message.
@@ -17,8 +21,10 @@ Every message is one line. ``str(err)`` is ``FILE:LINE: message`` when the line 
 
 from __future__ import annotations
 
+from part1_overview import CourseError
 
-class CapstoneError(Exception):
+
+class CapstoneError(CourseError):
     """Base of every error the capstone raises on purpose."""
 
 

@@ -3,8 +3,9 @@
 A container image is a tar archive plus JSON. This part maps the course (which part teaches
 which concept, and which parts it builds on: ``PARTS``), draws the way from a Dockerfile to an
 image (``PIPELINE``), checks what this host can do (``doctor()``, ``host_checks()``), and holds
-the narration helper every chapter script prints through (``Narrator``), and the machinery of
-every chapter's lab (``Lab``, ``Task``, ``lab_main``: starter code with holes and a checker).
+the narration helper every chapter script prints through (``Narrator``), the machinery of
+every chapter's lab (``Lab``, ``Task``, ``lab_main``: starter code with holes and a checker),
+and the root of every part's errors (``CourseError``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from .doctor import HostCheck, HostReport, cgroup_version, doctor, host_checks
+from .errors import CourseError
 from .narrate import Narrator, run_cli
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ def __getattr__(name: str):
 __all__ = [
     "PARTS",
     "PIPELINE",
+    "CourseError",
     "HostCheck",
     "HostReport",
     "Lab",

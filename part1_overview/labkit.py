@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from .errors import CourseError
+
 #: the message every hole raises, and how the checker recognises an untouched hole
 HOLE_MESSAGE = "lab task {number}: {title}"
 _HOLE_RE = re.compile(r"lab task (\d+):")
@@ -59,7 +61,7 @@ FAILED = "failed"
 NOT_STARTED = "not started"
 
 
-class LabError(Exception):
+class LabError(CourseError):
     """A lab that cannot be started or checked (a directory, a module, a task number)."""
 
 

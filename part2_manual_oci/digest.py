@@ -10,13 +10,15 @@ import hashlib
 import re
 from typing import BinaryIO
 
+from part1_overview import CourseError
+
 ALGORITHM = "sha256"
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 CHUNK = 1 << 20
 
 
-class DigestError(ValueError):
-    """A string that is not a valid sha256 digest."""
+class DigestError(CourseError, ValueError):
+    """A string that is not a valid digest (a ValueError too: it is a malformed value)."""
 
 
 def sha256_digest(data: bytes) -> str:

@@ -1,6 +1,6 @@
 """Errors of part 2.
 
-Exception tree::
+Exception tree (``part1_overview.CourseError`` is the root of every part's errors)::
 
     LayoutError                 anything wrong with an OCI image layout or its JSON
     ├── BlobNotFound            a descriptor names a blob the layout does not hold
@@ -10,13 +10,15 @@ Exception tree::
     │   └── PlatformNotFound    an index without an image for the platform asked for (platforms.py)
     └── ArchiveError            an oci-archive that cannot be read safely
 
-``digest.DigestError`` (a ValueError) is raised for malformed digest strings.
+``digest.DigestError`` (a CourseError and a ValueError) is raised for malformed digest strings.
 """
 
 from __future__ import annotations
 
+from part1_overview import CourseError
 
-class LayoutError(Exception):
+
+class LayoutError(CourseError):
     """Base error of part 2: something wrong with an OCI image layout or its documents."""
 
 

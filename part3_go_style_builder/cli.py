@@ -45,8 +45,8 @@ PROG = "cbt"
 VERSION = "0.1.0"
 
 
-class UsageError(Exception):
-    """A command line that does not say what to do (exit code 2)."""
+class UsageError(CbtError):
+    """A command line that does not say what to do (exit code 2, where other CbtErrors are 1)."""
 
     def __init__(self, prog: str, message: str) -> None:
         super().__init__(f"{prog}: error: {message}")

@@ -1,6 +1,6 @@
 """Errors of part 3.
 
-Exception tree::
+Exception tree (under ``part1_overview.CourseError``, the root of every part's errors)::
 
     CbtError                    anything cbt refuses to do; the message is one line
     ├── InvalidReference        an image reference that does not parse (``oci-layout:DIR:...``)
@@ -15,8 +15,10 @@ through unchanged: they already name the blob or the path.
 
 from __future__ import annotations
 
+from part1_overview import CourseError
 
-class CbtError(Exception):
+
+class CbtError(CourseError):
     """Base error of part 3: cbt cannot do what was asked."""
 
 

@@ -1,4 +1,4 @@
-"""The errors of part 4.
+"""The errors of part 4 (under ``part1_overview.CourseError``, the root of every part's errors).
 
 ::
 
@@ -13,6 +13,8 @@ Messages are one line and name the entry or path: ``layer entry '../etc/passwd':
 escape the root``.
 """
 
+from part1_overview import CourseError
+
 
 def show(name: str) -> str:
     """A name for a message: quoted, and shortened in the middle when it is very long."""
@@ -21,7 +23,7 @@ def show(name: str) -> str:
     return repr(name)
 
 
-class LayerError(Exception):
+class LayerError(CourseError):
     """A layer could not be written, read or applied."""
 
 

@@ -1,4 +1,4 @@
-"""Errors of part 6.
+"""Errors of part 6 (under ``part1_overview.CourseError``, the root of every part's errors).
 
 ::
 
@@ -14,8 +14,10 @@ the kernel refused). The message is one line: ``setup step 'pivot_root' failed: 
 
 from __future__ import annotations
 
+from part1_overview import CourseError
 
-class ContainerError(Exception):
+
+class ContainerError(CourseError):
     """Base of the runtime's errors."""
 
 

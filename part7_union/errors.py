@@ -1,4 +1,4 @@
-"""The errors of part 7.
+"""The errors of part 7 (under ``part1_overview.CourseError``, the root of every part's errors).
 
 ::
 
@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+from part1_overview import CourseError
 
-class UnionError(Exception):
+
+class UnionError(CourseError):
     """Base of the errors of part 7."""
 
 

@@ -35,7 +35,7 @@ from capstone.dockerfile import (
     parse_syntax_tree,
 )
 from capstone.dockerfile.directives import parse_check
-from capstone.dockerfile.flags import parse_go_duration
+from capstone.dockerfile.flags import FlagError, parse_go_duration
 from capstone.dockerfile.mounts import (
     Mount,
     MountSyntaxError,
@@ -528,7 +528,7 @@ def test_go_durations(text, ns):
 
 @pytest.mark.parametrize("text", ["", "s", ".s", "1", "1x", "--1s", "1s2", "1e3s"])
 def test_bad_go_durations(text):
-    with pytest.raises(ValueError, match="^time: "):
+    with pytest.raises(FlagError, match="^time: "):
         parse_go_duration(text)
 
 

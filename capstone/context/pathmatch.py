@@ -29,10 +29,12 @@ costs one dictionary lookup per character.
 
 from __future__ import annotations
 
+from ..errors import CapstoneError
+
 __all__ = ["PathPattern", "PatternSyntaxError", "has_wildcards"]
 
 
-class PatternSyntaxError(ValueError):
+class PatternSyntaxError(CapstoneError):
     """A pattern ``filepath.Match`` rejects (``ErrBadPattern``): a malformed class, a
     trailing ``\\``."""
 

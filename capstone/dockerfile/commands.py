@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from ..errors import CapstoneError
 from . import flags as fl
 from .flags import BOOL, STRING, STRINGS, FlagError, FlagSet
 from .heredoc import parse_heredoc_word
@@ -56,7 +57,7 @@ NETWORK_MODES = ("default", "none", "host")
 SECURITY_MODES = ("sandbox", "insecure")
 
 
-class InstructionError(ValueError):
+class InstructionError(CapstoneError):
     """An instruction's arguments or flags are wrong; the parser adds file and line."""
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import CapstoneError
 from .instructions import Directive
 
 KNOWN_DIRECTIVES = ("syntax", "escape", "check")
@@ -33,7 +34,7 @@ KNOWN_DIRECTIVES = ("syntax", "escape", "check")
 _DIRECTIVE_RE = re.compile(r"#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*")
 
 
-class DirectiveError(ValueError):
+class DirectiveError(CapstoneError):
     """A directive breaks a rule; the parser turns it into a ParseError with the line."""
 
 

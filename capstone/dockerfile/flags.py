@@ -14,10 +14,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..errors import CapstoneError
+
 BOOL, STRING, STRINGS = "bool", "string", "strings"
 
 
-class FlagError(ValueError):
+class FlagError(CapstoneError):
     """A flag is wrong; the parser adds the file and line."""
 
 

@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import CapstoneError
 from .flags import with_suggestion
 
 MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
@@ -37,7 +38,7 @@ MOUNT_KEYS = ("type", "from", "source", "target", "readonly", "id", "sharing", "
               "env")
 
 
-class MountSyntaxError(ValueError):
+class MountSyntaxError(CapstoneError):
     """The --mount value breaks a rule; the parser adds the file and line."""
 
 

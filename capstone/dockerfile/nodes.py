@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import CapstoneError
 from .instructions import Heredoc
 
 # Go's unicode.IsSpace (Python's str.isspace also accepts \x1c-\x1f, Go does not).
@@ -49,7 +50,7 @@ def go_trim_left_space(s: str) -> str:
     return s.lstrip(_GO_SPACE_STR)
 
 
-class LineError(ValueError):
+class LineError(CapstoneError):
     """A rule of a line parser is broken; the parser adds the file and line."""
 
 

@@ -23,7 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 
+from part2_manual_oci import DigestError, LayoutError
 from part3_go_style_builder import Image
+
+from ..store import StoreError
 
 #: bump when the meaning of a key changes, so old entries stop matching
 CACHE_VERSION = "capstone-build-1"
@@ -44,11 +47,11 @@ def base_key(image_digest: str, platform: str) -> str:
 def cache_lookup(store, key: str) -> Image | None:
     """The image recorded for ``key``, or None (missing entry, or its image was pruned)."""
     value = store.cache_get(key)
-    if not value or "manifest" not in value:
+    if not value or not isinstance(value.get("manifest"), str):
         return None
     try:
         return store.load_manifest(value["manifest"])  # the blob itself: no name lookups
-    except Exception:  # noqa: BLE001 - a dangling entry is a miss, never an error
+    except (StoreError, LayoutError, DigestError, OSError):  # a dangling or damaged entry is a miss
         return None
 
 

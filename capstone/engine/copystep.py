@@ -55,12 +55,13 @@ if TYPE_CHECKING:  # part 4 is imported where a layer is read or written (not on
 
 from ..dockerfile import Add, Copy
 from .contenthash import FileDigests, entry_line, selection_digest
+from .errors import StepFailure
 from .owners import Chmod, parse_chown
 from .rootfs import RootfsView, split_path
 from .sources import ContextSource, ImageSource, SourceItem, SourcePatternError, clean_source, has_wildcards
 
 
-class CopyError(ValueError):
+class CopyError(StepFailure):
     """A COPY/ADD that cannot be done (the step turns it into ``Dockerfile:LINE: ...``)."""
 
 
@@ -100,14 +101,12 @@ class Owner:
 
 def _is_tar(path: str) -> bool:
     """Whether a local file is a tar archive, compressed or not (by content)."""
-    from part4_tar import open_decompressed
+    from part4_tar import LayerError, open_decompressed
 
     try:
         with open(path, "rb") as raw, open_decompressed(raw) as f:
             block = f.read(512)
-    except (OSError, EOFError, ValueError):
-        return False
-    except Exception:  # noqa: BLE001 - a corrupt stream of a known compression is "not a tar"
+    except (OSError, EOFError, LayerError):  # part 4: a corrupt stream of a known compression
         return False
     if len(block) < 512:
         return False
@@ -164,10 +163,7 @@ def select_sources(
     is_add = isinstance(ins, Add)
     keyword = "ADD" if is_add else "COPY"
     if ins.chmod:
-        try:
-            Chmod(ins.chmod)
-        except ValueError as e:
-            raise CopyError(str(e)) from None
+        Chmod(ins.chmod)  # checked before a source is read: OwnerError is the step's one line
     excludes = None
     if ins.exclude:
         from ..context import PatternMatcher
@@ -284,11 +280,7 @@ def plan_copy(
     keyword = "ADD" if is_add else "COPY"
     owner = Owner(None, None)
     if ins.chown:
-        try:
-            uid, gid = parse_chown(ins.chown, view.read_text)
-        except ValueError as e:
-            raise CopyError(str(e)) from None
-        owner = Owner(uid, gid)
+        owner = Owner(*parse_chown(ins.chown, view.read_text))
     chmod = Chmod(ins.chmod) if ins.chmod else None
     keep_owner = isinstance(source, ImageSource)
     excludes = selected.excludes

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
+from part1_overview import CourseError
 from part2_manual_oci import (
     DigestError,
     Platform,
@@ -43,7 +44,6 @@ from part2_manual_oci import (
     rfc3339,
 )
 from part3_go_style_builder import Image
-from part4_tar import LayerError
 
 from ..context import load_ignore
 from ..dockerfile import (
@@ -58,7 +58,7 @@ from ..dockerfile import (
     Workdir,
     parse_instructions,
 )
-from ..errors import BuildArgError, CapstoneError, DockerfileError
+from ..errors import BuildArgError, DockerfileError
 from ..refs import has_transport
 from .cachekeys import base_key, cache_lookup, cache_record, make_key
 from .contenthash import FileDigests, entry_line, selection_digest
@@ -73,7 +73,7 @@ from .copystep import (
     sources_digest,
     write_copy,
 )
-from .errors import BuildError, StepError
+from .errors import BuildError, StepError, StepFailure
 from .gitsource import GitSourceError, ResolvedGit, checkout, is_git_source, parse_git_source, resolve
 from .layers import write_blob, write_entries_layer
 from .metadata import CONFIG_INSTRUCTIONS, HISTORY_COMMENT, MAX_CONFIG_SIZE, ConfigState, ConfigTooLarge, record_config
@@ -543,9 +543,7 @@ class Builder:
             return store.load(desc.digest)
         except DockerfileError:
             raise
-        except CapstoneError as e:
-            raise self.fail(where, f"{where.keyword} {name}: {e}") from e
-        except Exception as e:  # part 2/3 errors (a bad layout or archive)
+        except (CourseError, OSError) as e:  # the store's, a registry's, a bad layout or archive
             raise self.fail(where, f"{where.keyword} {name}: {e}") from e
 
     # -- one step ----------------------------------------------------------------------------
@@ -573,11 +571,11 @@ class Builder:
                 cached, layer = self.run_step(stage, ins, expanded, last)
             else:
                 raise self.fail(ins, f"{kind} is not supported here")
-        except (CopyError, RunSetupError, ValueError) as e:
+        except StepFailure as e:  # the step's own reasons: the message says it all
             raise self.fail(ins, str(e)) from e
         except DockerfileError:
             raise
-        except (CapstoneError, LayerError) as e:  # part 4: a layer or an archive it cannot write
+        except CourseError as e:  # the parts' and the store's: a layer or an archive part 4 cannot write, ...
             raise self.fail(ins, f"{kind}: {e}") from e
         except OSError as e:
             raise self.fail(ins, f"{kind}: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from e
@@ -1009,10 +1007,7 @@ def build(
     dockerfile_path = Path(dockerfile_path) if dockerfile_path is not None else context_dir / "Dockerfile"
     if network not in ("private", "host", "none"):
         raise BuildError(f"--network {network}: expected host, none or private")
-    try:
-        granted = parse_entitlements(allow, network)
-    except ValueError as e:
-        raise BuildError(str(e)) from None
+    granted = parse_entitlements(allow, network)
     policy = pull_policy(pull)
     names = [parse_name(t).name for t in tags]  # InvalidName before any work
     specs = [o if isinstance(o, OutputSpec) else parse_output(o) for o in outputs]

@@ -50,6 +50,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from .errors import StepFailure
+
 if TYPE_CHECKING:
     from ..download import Limits
 
@@ -63,7 +65,7 @@ _SCP = re.compile(r"^(?:[A-Za-z0-9_.-]+@)([A-Za-z0-9.-]+):(.+)$")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 
 
-class GitSourceError(ValueError):
+class GitSourceError(StepFailure):
     """A git source that cannot be resolved or fetched (the step turns it into
     ``Dockerfile:LINE: ...``)."""
 

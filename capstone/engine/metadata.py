@@ -39,6 +39,7 @@ from ..dockerfile import (
     User,
     Volume,
 )
+from .errors import StepFailure
 
 HISTORY_COMMENT = "capstone.dockerfile.v0"
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -47,6 +48,10 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 MAX_CONFIG_SIZE = MAX_JSON_SIZE
 #: ports one EXPOSE may name: every port of tcp, udp and sctp
 MAX_PORTS = 3 * 65536
+
+
+class ConfigError(StepFailure):
+    """A config instruction's value that cannot be recorded (the step names its line)."""
 
 
 def go_list(items) -> str:
@@ -77,10 +82,10 @@ def _expand_ports(words) -> list[str]:
         lo, dash, hi = port.partition("-")
         numbers = (lo, hi) if dash else (lo,)
         if all(n.isdigit() for n in numbers) and any(int(n) > 65535 for n in numbers):
-            raise ValueError(f"invalid containerPort: {word}")
+            raise ConfigError(f"invalid containerPort: {word}")
         if dash and lo.isdigit() and hi.isdigit() and int(lo) <= int(hi):
             if len(out) + int(hi) - int(lo) + 1 > MAX_PORTS:
-                raise ValueError(f"EXPOSE names more than {MAX_PORTS} ports")
+                raise ConfigError(f"EXPOSE names more than {MAX_PORTS} ports")
             out.extend(_normalize_port(f"{p}/{proto}" if proto else str(p)) for p in range(int(lo), int(hi) + 1))
             continue
         out.append(_normalize_port(word))
@@ -103,10 +108,10 @@ def _check_signal(text: str) -> None:
             return
     elif text.upper().removeprefix("SIG") in SIGNAL_NAMES:
         return
-    raise ValueError(f"invalid signal: {text}")
+    raise ConfigError(f"invalid signal: {text}")
 
 
-class ConfigTooLarge(ValueError):
+class ConfigTooLarge(ConfigError):
     """The image config would outgrow :data:`MAX_CONFIG_SIZE` (the step names its line)."""
 
 
@@ -300,5 +305,5 @@ def record_config(image: Image, ins: Instruction, state: ConfigState, *, created
 CONFIG_INSTRUCTIONS = (Env, Label, Expose, User, Cmd, Entrypoint, Volume, Stopsignal, Healthcheck,
                        Shell, Onbuild, Maintainer)
 
-__all__ = ["CONFIG_INSTRUCTIONS", "MAX_CONFIG_SIZE", "ConfigState", "ConfigTooLarge", "DEFAULT_SHELL",
+__all__ = ["CONFIG_INSTRUCTIONS", "MAX_CONFIG_SIZE", "ConfigError", "ConfigState", "ConfigTooLarge", "DEFAULT_SHELL",
            "HISTORY_COMMENT", "command_argv", "go_list", "record_config"]

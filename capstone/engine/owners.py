@@ -17,6 +17,13 @@ import re
 import stat
 from collections.abc import Callable
 
+from .errors import StepFailure
+
+
+class OwnerError(StepFailure):
+    """A ``--chown`` or ``--chmod`` value that cannot be used (the step names its line)."""
+
+
 _SYMBOLIC = re.compile(r"^[ugoa]*[-+=][rwxXst]*$")
 
 
@@ -42,32 +49,32 @@ def _lookup(text: str | None, name: str) -> int | None:
 
 def _checked(spec: str, what: str, value: int) -> int:
     if value > MAX_ID:
-        raise ValueError(f"invalid --chown={spec}: {what} {value} is out of range (0 to {MAX_ID})")
+        raise OwnerError(f"invalid --chown={spec}: {what} {value} is out of range (0 to {MAX_ID})")
     return value
 
 
 def parse_chown(spec: str, read_text: Callable[[str], str | None]) -> tuple[int, int]:
     """``(uid, gid)`` for ``--chown=spec``; ``read_text(path)`` reads a file of the image.
 
-    Raises ValueError with a one-line reason (also for an id past :data:`MAX_ID`, given or
+    Raises :class:`OwnerError` with a one-line reason (also for an id past :data:`MAX_ID`, given or
     found in the image's files).
     """
     user, _, group = spec.partition(":")
     if not user:
-        raise ValueError(f"invalid --chown={spec}: empty user")
+        raise OwnerError(f"invalid --chown={spec}: empty user")
     group = group or user
     if _number(user):
         uid = int(user)
     else:
         uid = _lookup(read_text("/etc/passwd"), user)
         if uid is None:
-            raise ValueError(f"unable to find user {user}: no matching entries in passwd file")
+            raise OwnerError(f"unable to find user {user}: no matching entries in passwd file")
     if _number(group):
         gid = int(group)
     else:
         gid = _lookup(read_text("/etc/group"), group)
         if gid is None:
-            raise ValueError(f"unable to find group {group}: no matching entries in group file")
+            raise OwnerError(f"unable to find group {group}: no matching entries in group file")
     return _checked(spec, "uid", uid), _checked(spec, "gid", gid)
 
 
@@ -83,7 +90,7 @@ class Chmod:
             return
         for clause in spec.split(","):
             if not _SYMBOLIC.match(clause):
-                raise ValueError(f"invalid --chmod={spec}: {clause!r} is not an octal or symbolic mode")
+                raise OwnerError(f"invalid --chmod={spec}: {clause!r} is not an octal or symbolic mode")
             m = re.match(r"^([ugoa]*)([-+=])(.*)$", clause)
             self.clauses.append((m.group(1) or "a", m.group(2), m.group(3)))
 
@@ -124,4 +131,4 @@ def parse_chmod(spec: str) -> Chmod:
     return Chmod(spec)
 
 
-__all__ = ["Chmod", "parse_chmod", "parse_chown"]
+__all__ = ["Chmod", "OwnerError", "parse_chmod", "parse_chown"]

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .errors import BuildError
+
 #: which part of the course does each kind of step
 PARTS = {
     "FROM": "part 3 (Image.load / scratch) over the store, an OCI layout (part 2)",
@@ -47,7 +49,7 @@ class Progress:
     def __init__(self, mode: str = "auto", log: Callable[[str], None] | None = None,
                  explain: bool = False, stages: int = 1) -> None:
         if mode not in ("auto", "plain", "quiet", "tty"):
-            raise ValueError(f"--progress={mode}: expected auto, plain or quiet")
+            raise BuildError(f"--progress={mode}: expected auto, plain or quiet")
         self.quiet = mode == "quiet" or log is None
         self.log = log
         self.explain_on = explain and log is not None

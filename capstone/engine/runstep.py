@@ -43,9 +43,10 @@ if TYPE_CHECKING:  # imported where used: a fully cached build loads no runtime
 
 from ..dockerfile import Heredoc, Run
 from ..dockerfile.mounts import MountSyntaxError, mount_fields, parse_mount
+from .errors import BuildError, StepFailure
 
 
-class RunSetupError(ValueError):
+class RunSetupError(StepFailure):
     """A RUN that cannot be set up (bad --mount, unknown network); the step reports the line."""
 
 
@@ -63,7 +64,7 @@ def parse_entitlements(allow, network: str = "private") -> frozenset[str]:
         for name in str(value).split(","):
             name = name.strip()
             if name not in ENTITLEMENTS:
-                raise ValueError(f"--allow {name}: unknown entitlement (expected {' or '.join(ENTITLEMENTS)})")
+                raise BuildError(f"--allow {name}: unknown entitlement (expected {' or '.join(ENTITLEMENTS)})")
             granted.add(name)
     if network == "host":
         granted.add("network.host")

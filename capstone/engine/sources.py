@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..context import ContextTree, PathPattern, PatternMatcher, PatternSyntaxError, has_wildcards
+from .errors import StepFailure
 from .rootfs import RootfsView
 
 
@@ -56,7 +57,7 @@ class SourceItem:
         return (self.matched_as or self.rel).rsplit("/", 1)[-1]
 
 
-class SourcePatternError(ValueError):
+class SourcePatternError(StepFailure):
     """A source word whose wildcards ``filepath.Match`` rejects (``[z-a]``, a lone ``[``)."""
 
 

@@ -59,6 +59,7 @@ from part2_manual_oci import (
     BlobCorrupt,
     BlobNotFound,
     Descriptor,
+    DigestError,
     ImageConfig,
     Index,
     LayoutError,
@@ -375,7 +376,7 @@ class Store:
         if self.layout.has_blob(digest):  # an untagged manifest (a cached build step)
             try:
                 doc = self.layout.read_json(digest)
-            except (LayoutError, ValueError):
+            except (LayoutError, DigestError):
                 return None
             media_type = doc.get("mediaType") if isinstance(doc, dict) else None
             if media_type in mt.MANIFEST_TYPES or media_type in mt.INDEX_TYPES:
@@ -438,7 +439,7 @@ class Store:
     def _config_digest(self, desc: Descriptor) -> str | None:
         try:
             return self.layout.read_manifest(self._platform_manifest(desc)).config.digest
-        except (LayoutError, StoreError, ValueError):
+        except (LayoutError, StoreError, DigestError):
             return None
 
     def image_id(self, name_or_descriptor: str | Descriptor) -> str:
@@ -480,7 +481,7 @@ class Store:
         try:
             size = self.layout.blob_path(digest).stat().st_size
             doc = self.layout.read_json(digest)
-        except (OSError, LayoutError, ValueError) as e:
+        except (OSError, LayoutError, DigestError) as e:
             raise ImageNotFound(f"no manifest {digest} in the store {self.path}: {e}") from None
         media_type = doc.get("mediaType") if isinstance(doc, dict) else None
         if media_type not in mt.MANIFEST_TYPES:
@@ -598,7 +599,7 @@ class Store:
             try:
                 manifest = self.layout.read_manifest(self._shown_manifest(desc))
                 config = self.layout.read_config(manifest)
-            except (LayoutError, StoreError, ValueError):
+            except (LayoutError, StoreError, DigestError):
                 continue
             size = manifest.config.size + sum(layer.size for layer in manifest.layers)
             out.append(ImageEntry(names, desc, config.created, size))
