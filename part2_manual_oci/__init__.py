@@ -9,12 +9,14 @@ This part models those documents (``Descriptor``, ``ImageConfig``, ``Manifest``,
 OCI image-spec v1.1, Docker schema2 read too), reads and writes layouts (``OCILayout``:
 atomic, content-addressed, verified reads), checks them (``validate_layout``), picks an index's image for a platform
 (``select_platform``, containerd's rules; ``host_platform``), packs them
-(``write_oci_archive``) and builds the chapter's busybox image with nothing but the stdlib
+(``write_oci_archive``), writes every file atomically (``atomic_file``: a temp file, fsync,
+rename) and builds the chapter's busybox image with nothing but the stdlib
 (``build_busybox_image``). Run ``python -m part2_manual_oci --out DIR`` to watch it happen.
 """
 
 from . import mediatypes
 from .archive import extract_oci_archive, open_oci_archive, write_oci_archive
+from .atomic import atomic_file, write_file_atomic
 from .busybox import build_busybox_image
 from .digest import (
     ALGORITHMS,
@@ -28,7 +30,7 @@ from .digest import (
 )
 from .errors import ArchiveError, BlobCorrupt, BlobNotFound, LayoutError, ModelError
 from .hostinfo import rfc3339, source_date_epoch
-from .layout import MAX_JSON_SIZE, OCILayout, write_file_atomic
+from .layout import MAX_JSON_SIZE, OCILayout
 from .models import ContainerConfig, Descriptor, History, ImageConfig, Index, Manifest, Platform, canonical_json, env_to_dict
 from .platforms import (
     ELF_MACHINES,
@@ -70,6 +72,7 @@ __all__ = [
     "Platform",
     "PlatformError",
     "PlatformNotFound",
+    "atomic_file",
     "build_busybox_image",
     "canonical_json",
     "check_digest",

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from .atomic import atomic_file
 from .digest import ALGORITHM
 from .errors import ArchiveError
 from .hostinfo import source_date_epoch as _source_date_epoch
@@ -58,21 +59,12 @@ def write_oci_archive(layout_dir: str | os.PathLike, out_file: str | os.PathLike
     out_path = Path(out_file)
     if out_path.is_dir():
         raise ArchiveError(f"{out_path}: is a directory; an oci-archive is a file")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.")
-    except OSError as e:
-        raise ArchiveError(f"{out_path}: cannot write the oci-archive ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_tar(layout.path, f, _epoch(source_date_epoch))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with contextlib.ExitStack() as stack:
+        try:
+            out = stack.enter_context(atomic_file(out_path, prefix=f".{out_path.name}."))
+        except OSError as e:
+            raise ArchiveError(f"{out_path}: cannot write the oci-archive ({e.strerror})") from None
+        _write_tar(layout.path, out.file, _epoch(source_date_epoch))
 
 
 def _write_tar(root: Path, out: BinaryIO, mtime: int) -> None:

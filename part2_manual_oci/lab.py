@@ -392,13 +392,14 @@ descriptor and the one layer descriptor.""",
         Task(5, "store a blob by its digest", ("layout.py:OCILayout.put_blob",),
              """`OCILayout.put_blob(src, media_type, expected_digest=None, annotations=None)` stores
 bytes or a binary stream as `blobs/sha256/<hex>` and returns its `Descriptor`. A blob file must
-be complete or absent: write a temporary file in `blobs/sha256` while hashing, fsync it, then
-rename it. A stream is read in chunks, never whole. With `expected_digest`, a mismatch raises
+be complete or absent: write it through `atomic_file` (a temporary file in `blobs/sha256`, written
+while hashing, fsynced, then renamed to its digest). A stream is read in chunks, never whole. With `expected_digest`, a mismatch raises
 `BlobCorrupt` and stores nothing. Storing bytes that are already there is fine.""",
              ("Concepts",),
-             ("`tempfile.mkstemp(dir=self.blobs_dir, prefix=TEMP_PREFIX)`, `os.fsync`, `os.replace`.",
+             ("`with atomic_file(None, temp_dir=self.blobs_dir) as out:` writes to `out.file`; set `out.target` (the blob's "
+              "path, once the digest is known) before the block ends, or `out.discard()` when it is stored already.",
               "`HashingWriter(f)` gives `.digest` and `.size` of what was written; `CHUNK` is a good read size.",
-              "Remove the temporary file when anything goes wrong (`try`/`except BaseException`)."),
+              "`atomic_file` removes the temporary file when anything goes wrong: raise inside the block."),
              "bytes and a 5 MiB stream that refuses to be read whole and checks that the final name appears only when the blob is complete; "
              "a wrong expected_digest (BlobCorrupt, nothing stored); no temporary files left; a valid image stored with it.",
              check_put_blob),
@@ -410,7 +411,7 @@ names one image); a manifest whose blob is not stored is refused with `BlobNotFo
 (index.json is written last and never names a missing blob). index.json is rewritten
 atomically, under the layout's lock.""",
              ("Concepts", "Experiments"),
-             ("`self.index()` reads index.json as an `Index`; `self._write_index(index)` writes it atomically; `with self._index_lock():`.",
+             ("`self.update_index(change)` calls `change(index)` under the layout's lock and writes what it returns atomically.",
               "`dataclasses.replace(descriptor, annotations=...)` and `dataclasses.replace(index, manifests=...)` make changed copies.",
               "`mediatypes.ANNOTATION_REF_NAME` is the annotation's name."),
              "index.json after naming latest, adding v1, re-pointing latest, and a manifest whose blob is missing; no files left beside "

@@ -6,10 +6,11 @@
     DIR/index.json             an image index; entries name manifests (ref.name annotation)
     DIR/blobs/sha256/<hex>     every manifest, config and layer, named by its sha256
 
-Writes are crash-safe the way containerd's content store is: a blob is written to a temporary
-file in ``blobs/sha256`` (same file system), hashed while it is written, fsync'ed and renamed
-to its digest, so a blob file either is complete and correct or does not exist. index.json
-is replaced the same way and written last: it only ever names blobs that are already there.
+Writes are crash-safe the way containerd's content store is (``atomic_file``): a blob is
+written to a temporary file in ``blobs/sha256`` (same file system), hashed while it is written,
+fsync'ed and renamed to its digest, so a blob file either is complete and correct or does not
+exist. index.json is replaced the same way and written last: it only ever names blobs that are
+already there.
 """
 
 from __future__ import annotations
@@ -19,52 +20,25 @@ import fcntl
 import io
 import json
 import os
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import mediatypes as mt
+from .atomic import TEMP_PREFIX, atomic_file, write_file_atomic
 from .digest import CHUNK, DigestError, HashingWriter, check_digest, digest_hex, sha256_digest
 from .errors import BlobCorrupt, BlobNotFound, LayoutError, ModelError
 from .models import Descriptor, ImageConfig, Index, Manifest, canonical_json
 
 OCI_LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
-TEMP_PREFIX = ".tmp-"
 # JSON documents are small; a bigger manifest, index or config is a mistake or an attack:
 # registries cap a manifest at 4 MiB, and podman and skopeo an image config (containers/image's
 # MaxConfigBodySize)
 MAX_JSON_SIZE = 4 << 20
 STALE_TEMP_SECONDS = 3600
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data``: temp file in the same directory, fsync, rename, fsync dir."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 class VerifiedBlobReader(io.RawIOBase):
@@ -191,31 +165,19 @@ class OCILayout:
             if self.has_blob(digest) and self.blob_path(digest).stat().st_size == len(src):
                 return Descriptor(media_type, digest, len(src), annotations=annotations)
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.blobs_dir, prefix=TEMP_PREFIX)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                writer = HashingWriter(f)
-                if isinstance(src, (bytes, bytearray, memoryview)):
-                    writer.write(src)
-                else:
-                    while block := src.read(CHUNK):
-                        writer.write(block)
-                f.flush()
-                os.fsync(f.fileno())
+        with atomic_file(None, temp_dir=self.blobs_dir) as out:  # named once its digest is known
+            writer = HashingWriter(out.file)
+            if isinstance(src, (bytes, bytearray, memoryview)):
+                writer.write(src)
+            else:
+                while block := src.read(CHUNK):
+                    writer.write(block)
             digest, size = writer.digest, writer.size
             if expected_digest is not None and digest != expected_digest:
                 raise BlobCorrupt(f"put_blob: content hashes to {digest}, expected {expected_digest}")
-            final = self.blob_path(digest)
-            if final.is_file() and final.stat().st_size == size:
-                os.unlink(tmp)  # already stored: content addressing makes the write idempotent
-            else:
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, final)
-                _fsync_dir(self.blobs_dir)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+            out.target = self.blob_path(digest)
+            if out.target.is_file() and out.target.stat().st_size == size:
+                out.discard()  # already stored: content addressing makes the write idempotent
         return Descriptor(media_type, digest, size, annotations=annotations)
 
     def put_json(self, obj: Any, media_type: str, annotations: dict | None = None) -> Descriptor:
@@ -270,11 +232,31 @@ class OCILayout:
         digest = descriptor.digest if isinstance(descriptor, Descriptor) else descriptor
         return Index.from_json(self.read_json(descriptor), f"index {digest}")
 
-    def read_config(self, manifest: Manifest) -> ImageConfig:
-        """The image config of a manifest."""
-        if manifest.config.media_type not in mt.CONFIG_TYPES:
-            raise LayoutError(f"config {manifest.config.digest}: media type {manifest.config.media_type} is not an image config")
-        return ImageConfig.from_json(self.read_json(manifest.config), f"config {manifest.config.digest}")
+    def read_config(self, manifest: Manifest | Descriptor) -> ImageConfig:
+        """The image config of a manifest (or the config its descriptor points at)."""
+        desc = manifest.config if isinstance(manifest, Manifest) else manifest
+        if desc.media_type not in mt.CONFIG_TYPES:
+            raise LayoutError(f"config {desc.digest}: media type {desc.media_type} is not an image config")
+        return ImageConfig.from_json(self.read_json(desc), f"config {desc.digest}")
+
+    def describe(self, digest: str) -> Descriptor:
+        """A descriptor of a stored blob that no descriptor names (a digest kept elsewhere): its
+        size, and its media type as the blob says (a JSON document's ``mediaType``, or the shape
+        of a manifest or index without one), else ``application/octet-stream``."""
+        path = self._existing_blob(digest)
+        size = path.stat().st_size
+        media_type = "application/octet-stream"
+        if size <= MAX_JSON_SIZE:
+            try:
+                doc = json.loads(self.read_blob(digest))
+            except (ValueError, LayoutError):  # not JSON, or not what its name says
+                doc = None
+            if isinstance(doc, dict):
+                shape = mt.OCI_MANIFEST if "config" in doc and "layers" in doc else \
+                    mt.OCI_INDEX if "manifests" in doc else media_type
+                found = doc.get("mediaType")
+                media_type = found if isinstance(found, str) and found else shape
+        return Descriptor(media_type, digest, size)
 
     # -- index.json and refs -------------------------------------------------------------------
     def index(self) -> Index:
@@ -290,6 +272,16 @@ class OCILayout:
 
     def _write_index(self, index: Index) -> None:
         write_file_atomic(self.path / INDEX_FILE, canonical_json(index))
+
+    def update_index(self, change: Callable[[Index], Index]) -> Index:
+        """Rewrite index.json as ``change(index)`` says, atomically and under the layout's lock
+        (nothing is written when it changes nothing). Returns the index as it now is."""
+        with self._index_lock():
+            index = self.index()
+            updated = change(index)
+            if updated != index:
+                self._write_index(updated)
+        return updated
 
     @contextlib.contextmanager
     def _index_lock(self) -> Iterator[None]:
@@ -313,15 +305,17 @@ class OCILayout:
             annotations = dict(descriptor.annotations or {})
             annotations[mt.ANNOTATION_REF_NAME] = ref_name
             descriptor = replace(descriptor, annotations=annotations)
-        with self._index_lock():
-            index = self.index()
-            kept = [
+
+        def add(index: Index) -> Index:
+            kept = tuple(
                 d
                 for d in index.manifests
                 if not (ref_name is not None and d.ref_name == ref_name)
                 and not (ref_name is None and d.ref_name is None and d.digest == descriptor.digest)
-            ]
-            self._write_index(replace(index, manifests=tuple(kept) + (descriptor,)))
+            )
+            return replace(index, manifests=kept + (descriptor,))
+
+        self.update_index(add)
         return descriptor
 
     def resolve(self, ref_name: str | None = None) -> Descriptor:
@@ -345,32 +339,41 @@ class OCILayout:
 
     def remove_ref(self, ref_name: str) -> None:
         """Drop the index.json entry named ``ref_name`` (its blobs stay until garbage-collected)."""
-        with self._index_lock():
-            index = self.index()
+
+        def remove(index: Index) -> Index:
             kept = tuple(d for d in index.manifests if d.ref_name != ref_name)
             if len(kept) == len(index.manifests):
                 raise LayoutError(f"{self.path}: no image named {ref_name!r} in index.json")
-            self._write_index(replace(index, manifests=kept))
+            return replace(index, manifests=kept)
+
+        self.update_index(remove)
 
     # -- walking -------------------------------------------------------------------------------
-    def reachable(self) -> set[str]:
-        """Digests of every blob reachable from index.json (indexes, manifests, configs, layers)."""
+    def walk(self, roots: Iterable[Descriptor] | None = None) -> Iterator[Descriptor]:
+        """Every stored blob reachable from ``roots`` (default: index.json's entries), each once:
+        indexes, the manifests they list, each manifest's config, layers and ``subject``. A
+        descriptor whose blob is missing leads nowhere (a layer never fetched, a foreign blob)."""
         seen: set[str] = set()
-        todo = list(self.index().manifests)
+        todo = list(self.index().manifests if roots is None else roots)
         while todo:
             desc = todo.pop()
-            if desc.digest in seen:
+            # this layout stores sha256 blobs only: a descriptor of another algorithm leads nowhere
+            if desc.digest in seen or not desc.digest.startswith("sha256:") or not self.has_blob(desc.digest):
                 continue
             seen.add(desc.digest)
+            yield desc
             if desc.media_type in mt.INDEX_TYPES:
                 todo.extend(self.read_index(desc).manifests)
             elif desc.media_type in mt.MANIFEST_TYPES:
                 manifest = self.read_manifest(desc)
                 todo.append(manifest.config)
                 todo.extend(manifest.layers)
-                if manifest.subject is not None and self.has_blob(manifest.subject.digest):
+                if manifest.subject is not None:
                     todo.append(manifest.subject)
-        return seen
+
+    def reachable(self, roots: Iterable[Descriptor] | None = None) -> set[str]:
+        """Digests of every stored blob reachable from ``roots`` (default: index.json's entries)."""
+        return {desc.digest for desc in self.walk(roots)}
 
     def garbage_collect(self) -> list[str]:
         """Delete blobs no index.json entry reaches (and stale temp files); returns their digests."""

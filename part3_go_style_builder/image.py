@@ -43,6 +43,7 @@ from part2_manual_oci import (
     OCILayout,
     Platform,
     PlatformNotFound,
+    atomic_file,
     canonical_json,
     digest_hex,
     digest_stream,
@@ -226,22 +227,18 @@ def write_layer_blob(out_dir: str | os.PathLike, produce: Callable[[BinaryIO], "
                      tmp_dir: str | os.PathLike | None = None) -> Layer:
     """Run ``produce(file)`` (it writes a layer blob and returns part 4's ``LayerInfo``) into a
     temp file in ``out_dir`` (or ``tmp_dir``, on the same file system: a directory its writer
-    owns), then rename it to ``out_dir/<hex>``: the blob appears complete or not at all. The
-    :class:`Layer` it made."""
+    owns), then rename it to ``out_dir/<hex>`` (part 2's ``atomic_file``): the blob appears
+    complete or not at all. The :class:`Layer` it made.
+
+    Not fsynced (``durable=False``: a build does not wait for the disk at every layer): unlike
+    ``put_blob``'s, a blob written here survives a killed process, not a power loss."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=tmp_dir if tmp_dir is not None else out_dir, prefix=".tmp-layer-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            info = produce(f)
-        os.chmod(tmp, 0o644)
-        final = out_dir / digest_hex(info.digest)
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return Layer(info.descriptor(), info.diff_id, FileBlob(final))
+    with atomic_file(None, temp_dir=tmp_dir if tmp_dir is not None else out_dir, durable=False,
+                     prefix=".tmp-layer-") as out:
+        info = produce(out.file)
+        out.target = out_dir / digest_hex(info.digest)
+    return Layer(info.descriptor(), info.diff_id, FileBlob(out.target))
 
 
 def layer_from_directory(

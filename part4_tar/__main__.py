@@ -15,6 +15,7 @@ shows the deadlock of a writer and a reader on one thread, which the worker thre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ import tarfile
 import tempfile
 
 from part1_overview import Narrator, lab_main, run_cli
+from part2_manual_oci import atomic_file
 
 from .blobinfo import layer_info
 from .compression import gzip_backend
@@ -199,28 +201,18 @@ def _oserror(exc: OSError) -> str:
 
 
 def pack(src: str, out: str, compression: str, source_date_epoch: int | None) -> LayerInfo:
-    """Pack ``src`` into the file ``out``, atomically: a temp file next to it, renamed when
-    complete, so a failed pack leaves no blob (and an existing ``out`` untouched)."""
+    """Pack ``src`` into the file ``out``, atomically (part 2's ``atomic_file``: a temp file next
+    to it, renamed when complete), so a failed pack leaves no blob (and an existing ``out``
+    untouched)."""
     if not os.path.isdir(src):
         raise LayerError(f"{src}: {'not a directory' if os.path.exists(src) else 'no such directory'}")
-    out_dir = os.path.dirname(os.path.abspath(out))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{os.path.basename(out)}.")
-    except OSError as exc:
-        raise LayerError(f"cannot write {out}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            info = write_layer(src, f, compression, source_date_epoch=source_date_epoch)
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, out)
-    except BaseException:
+    target = os.path.abspath(out)
+    with contextlib.ExitStack() as stack:
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return info
+            f = stack.enter_context(atomic_file(target, 0o644 & ~_umask(), prefix=f".{os.path.basename(out)}."))
+        except OSError as exc:
+            raise LayerError(f"cannot write {out}: {exc.strerror}") from exc
+        return write_layer(src, f.file, compression, source_date_epoch=source_date_epoch)
 
 
 def _umask() -> int:

@@ -400,6 +400,25 @@ def test_rmi_and_prune_free_unreachable_blobs_and_snapshots_but_keep_cached_imag
     assert store.layout.has_blob(kept_desc.digest) and store.load("kept").config == kept.config
 
 
+def test_prune_keeps_the_subject_of_a_named_referrer(store, tmp_path):
+    """A signature or SBOM manifest names its image as ``subject`` (OCI 1.1): while the
+    referrer has a name, prune keeps the image it refers to (part 2's walk follows subjects)."""
+    from part2_manual_oci import ImageConfig, Manifest
+    from part2_manual_oci import mediatypes as mt
+
+    base = store.load("capstone/busybox")
+    image = with_file_layer(store, base, tmp_path, "signed", "s")
+    desc = store.commit(image, [])
+    empty = store.layout.put_json(ImageConfig(architecture="amd64", os="linux"), mt.OCI_CONFIG)
+    referrer = store.layout.put_json(Manifest(empty, (), subject=desc), mt.OCI_MANIFEST)
+    store.tag("signature:1", referrer)
+    store.prune()
+    assert store.layout.has_blob(desc.digest) and store.load(desc.digest).config == image.config
+    store.remove("signature:1")
+    store.prune()
+    assert not store.layout.has_blob(desc.digest)
+
+
 def test_cache_put_get(store):
     assert store.cache_get("k") is None
     store.cache_put("k", {"a": 1})

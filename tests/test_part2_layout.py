@@ -17,6 +17,7 @@ from part2_manual_oci import (
     LayoutError,
     Manifest,
     OCILayout,
+    atomic_file,
     canonical_json,
     sha256_digest,
     validate_layout,
@@ -255,3 +256,50 @@ def test_garbage_collect_removes_only_unreachable_blobs(tmp_path):
     assert len(removed) == 3 and b.digest in removed
     assert layout.has_blob(a.digest) and not layout.has_blob(b.digest)
     assert validate_layout(layout.path) == []
+
+
+def test_walk_reaches_subjects_and_roots_described_by_their_blobs(tmp_path):
+    layout = OCILayout.create(tmp_path / "img")
+    image = _tiny_image(layout, "image")
+    empty = layout.put_json(ImageConfig(architecture="amd64", os="linux"), mt.OCI_CONFIG)
+    signature = layout.put_json(Manifest(empty, (), subject=image), mt.OCI_MANIFEST)
+    layout.add_manifest(signature, "sig")
+    assert image.digest in layout.reachable()  # the subject of a named manifest is kept
+    untagged = _tiny_image(layout, "cached")
+    described = layout.describe(untagged.digest)
+    assert (described.media_type, described.size) == (mt.OCI_MANIFEST, untagged.size)
+    config = layout.read_manifest(untagged).config
+    assert layout.describe(config.digest).media_type == "application/octet-stream"
+    walked = [d.digest for d in layout.walk([described])]
+    assert walked[0] == untagged.digest and len(walked) == 3
+    assert layout.garbage_collect() != [] and not layout.has_blob(untagged.digest)
+    assert validate_layout(layout.path) == []
+
+
+def test_update_index_writes_only_a_change(tmp_path):
+    layout = OCILayout.create(tmp_path / "img")
+    a = _tiny_image(layout, "a")
+    layout.add_manifest(a, "v1")
+    before = os.stat(layout.path / "index.json").st_ino
+    layout.update_index(lambda index: index)
+    assert os.stat(layout.path / "index.json").st_ino == before  # unchanged: not rewritten
+    layout.add_manifest(a, "v2")
+    assert os.stat(layout.path / "index.json").st_ino != before and layout.refs() == ["v1", "v2"]
+
+
+def test_atomic_file_places_a_whole_file_or_nothing(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_file(target) as out:
+        out.write(b"half of the new")
+        raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.bin"]
+    with atomic_file(None, 0o600, temp_dir=tmp_path) as out:  # named once the content is known, like a blob
+        out.write(b"new")
+        out.target = tmp_path / "named"
+        assert not out.target.exists()
+    assert (tmp_path / "named").read_bytes() == b"new" and (tmp_path / "named").stat().st_mode & 0o777 == 0o600
+    with atomic_file(target) as out:
+        out.write(b"not wanted")
+        out.discard()
+    assert target.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["named", "out.bin"]

@@ -34,7 +34,6 @@ from part2_manual_oci import (
     DigestError,
     Platform,
     PlatformError,
-    digest_hex,
     format_platform,
     host_platform,
     parse_digest,
@@ -917,18 +916,7 @@ class Builder:
         """The upper dir of a finished RUN *is* its layer in overlay format: keep it as the
         layer's snapshot instead of extracting the layer again later (``layer``: the blob just
         written from it, recorded as good for the snapshot)."""
-        store = self.store
-        adopt = getattr(store, "adopt_snapshot", None)
-        if adopt is not None:
-            adopt(diff_id, upper, layer)
-            return
-        final = Path(store.snapshots_dir) / digest_hex(diff_id)
-        if final.exists() or not upper.is_dir():
-            return
-        try:
-            os.rename(upper, final)
-        except OSError:
-            pass  # another build placed it first, or another file system: extract later
+        self.store.adopt_snapshot(diff_id, upper, layer)
 
     def _entries_digest(self, entries) -> str:
         """The digest of what a context bind shows: (relative path, path, lstat) per entry,

@@ -374,13 +374,9 @@ class Store:
             if self._config_digest(entry) == digest:
                 return _plain(entry)
         if self.layout.has_blob(digest):  # an untagged manifest (a cached build step)
-            try:
-                doc = self.layout.read_json(digest)
-            except (LayoutError, DigestError):
-                return None
-            media_type = doc.get("mediaType") if isinstance(doc, dict) else None
-            if media_type in mt.MANIFEST_TYPES or media_type in mt.INDEX_TYPES:
-                return Descriptor(media_type, digest, self.layout.blob_path(digest).stat().st_size)
+            found = self.layout.describe(digest)
+            if found.media_type in mt.MANIFEST_TYPES or found.media_type in mt.INDEX_TYPES:
+                return found
         return None
 
     def _by_id_prefix(self, prefix: str) -> Descriptor | None:
@@ -479,14 +475,12 @@ class Store:
         read straight from that blob: none of the name and image id lookups of ``load``.
         Raises ImageNotFound when the blob is missing or is not a manifest."""
         try:
-            size = self.layout.blob_path(digest).stat().st_size
-            doc = self.layout.read_json(digest)
+            desc = self.layout.describe(digest)
         except (OSError, LayoutError, DigestError) as e:
             raise ImageNotFound(f"no manifest {digest} in the store {self.path}: {e}") from None
-        media_type = doc.get("mediaType") if isinstance(doc, dict) else None
-        if media_type not in mt.MANIFEST_TYPES:
-            return self.load(digest)  # an index, or no mediaType: the full lookup decides
-        return image_from_layout(self.layout, Descriptor(media_type, digest, size))
+        if desc.media_type not in mt.MANIFEST_TYPES:
+            return self.load(digest)  # an index, or not an image: the full lookup decides
+        return image_from_layout(self.layout, desc)
 
     def _load(self, desc: Descriptor, platform: Platform | None = None) -> Image:
         return image_from_layout(self.layout, self._platform_manifest(desc, platform))
@@ -545,20 +539,17 @@ class Store:
     def _set_names(self, names: list[str], descriptor: Descriptor) -> None:
         if not self.layout.has_blob(descriptor.digest):
             raise StoreError(f"cannot tag {descriptor.digest}: not in the store {self.path}")
-        index = self.layout.index()
-        plain = _plain(descriptor)
-        wanted = {n: replace(plain, annotations={mt.ANNOTATION_REF_NAME: n}) for n in names}
-        # a name that already names this image keeps its place in the list: a rebuild of one
-        # of several tagged images leaves index.json as it is
-        kept = tuple(d for d in index.manifests if d.ref_name not in wanted or d == wanted[d.ref_name])
-        present = {d.ref_name for d in kept}
-        added = tuple(d for n, d in wanted.items() if n not in present)
-        updated = replace(index, manifests=kept + added)
-        if updated != index:  # a rebuild that changes nothing writes (and fsyncs) nothing
-            self._write_index(updated)
+        bare = _plain(descriptor)
+        wanted = {n: replace(bare, annotations={mt.ANNOTATION_REF_NAME: n}) for n in names}
 
-    def _write_index(self, index: Index) -> None:
-        write_file_atomic(self.layout.path / "index.json", canonical_json(index))
+        def renamed(index: Index) -> Index:
+            # a name that already names this image keeps its place in the list: a rebuild of one
+            # of several tagged images leaves index.json as it is (update_index writes only a change)
+            kept = tuple(d for d in index.manifests if d.ref_name not in wanted or d == wanted[d.ref_name])
+            present = {d.ref_name for d in kept}
+            return replace(index, manifests=kept + tuple(d for n, d in wanted.items() if n not in present))
+
+        self.layout.update_index(renamed)
 
     def tag(self, name: str, descriptor: Descriptor | str) -> Descriptor:
         """Name an image (a descriptor, or a name/id to resolve) ``name``; returns the entry."""
@@ -576,11 +567,9 @@ class Store:
         """Drop the name (the image's blobs stay until ``prune``)."""
         normalized = parse_name(name).name
         with self.lock():
-            index = self.layout.index()
-            kept = tuple(d for d in index.manifests if d.ref_name != normalized)
-            if len(kept) == len(index.manifests):
+            if normalized not in self.layout.refs():
                 raise ImageNotFound(f"no image named {normalized} in the store {self.path}")
-            self._write_index(replace(index, manifests=kept))
+            self.layout.remove_ref(normalized)
 
     def images(self, *, all: bool = False) -> list[ImageEntry]:
         """Tagged images, newest first (``all``: also the untagged ones, such as build steps)."""
@@ -631,9 +620,8 @@ class Store:
                                      "one by one, or force")
                 to_untag = names
             image_id = self._config_digest(desc)
-            index = self.layout.index()
-            kept = tuple(d for d in index.manifests if not (d.digest == desc.digest and d.ref_name in to_untag))
-            self._write_index(replace(index, manifests=kept))
+            self.layout.update_index(lambda index: replace(index, manifests=tuple(
+                d for d in index.manifests if not (d.digest == desc.digest and d.ref_name in to_untag))))
             lines = [("Untagged", parse_name(n).short) for n in to_untag]
             if not self.names_of(desc):
                 if image_id is not None and not self._cache_refers_to(desc.digest):
@@ -655,36 +643,17 @@ class Store:
         return digest in self._cache_roots()
 
     def _reachable(self, roots: set[str]) -> tuple[set[str], set[str]]:
-        """(blob digests, diff_ids) reachable from index.json and ``roots`` (cache digests)."""
+        """(blob digests, diff_ids) reachable from index.json and ``roots`` (digests the build
+        cache names: each described by its blob), walked by part 2 (subjects too)."""
+        starts = list(self._entries())
+        starts += [self.layout.describe(d) for d in sorted(roots) if self.layout.has_blob(d)]
         seen: set[str] = set()
         diff_ids: set[str] = set()
-        todo: list[Descriptor | str] = list(self._entries()) + sorted(roots)
-        while todo:
-            item = todo.pop()
-            digest = item.digest if isinstance(item, Descriptor) else item
-            if digest in seen or not self.layout.has_blob(digest):
-                continue
-            seen.add(digest)
-            if isinstance(item, str):  # a digest from the cache: only JSON documents are walked
-                path = self.layout.blob_path(digest)
-                if path.stat().st_size > 4 << 20:
-                    continue
-                try:
-                    doc = json.loads(path.read_bytes())
-                except ValueError:
-                    continue
-                media_type = doc.get("mediaType") if isinstance(doc, dict) else None
-                if media_type is None and isinstance(doc, dict) and "config" in doc and "layers" in doc:
-                    media_type = mt.OCI_MANIFEST
-                item = Descriptor(media_type or "application/octet-stream", digest, path.stat().st_size)
-            if item.media_type in mt.INDEX_TYPES:
-                todo.extend(self.layout.read_index(item).manifests)
-            elif item.media_type in mt.MANIFEST_TYPES:
-                manifest = self.layout.read_manifest(item)
-                todo.append(manifest.config)
-                todo.extend(manifest.layers)
-                with contextlib.suppress(LayoutError, ValueError):
-                    diff_ids.update(self.layout.read_config(manifest).rootfs_diff_ids)
+        for desc in self.layout.walk(starts):
+            seen.add(desc.digest)
+            if desc.media_type in mt.CONFIG_TYPES:
+                with contextlib.suppress(LayoutError):
+                    diff_ids.update(self.layout.read_config(desc).rootfs_diff_ids)
         return seen, diff_ids
 
     def prune(self, *, all: bool = False) -> tuple[int, int]:

@@ -38,6 +38,7 @@ from part2_manual_oci import (
     LayoutError,
     OCILayout,
     Platform,
+    atomic_file,
     digest_hex,
     host_platform,
     write_oci_archive,
@@ -79,12 +80,13 @@ def import_rootfs(store: "Store", src: Path, name: str) -> Descriptor:
                     extract_layer(f, root)
             except (OSError, tarfile.TarError) as e:
                 raise StoreError(f"import: {src}: not a readable tar archive ({e})") from None
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + "layer-", dir=store.tmp_dir)
-        stack.callback(lambda: os.path.exists(tmp) and os.unlink(tmp))
-        with os.fdopen(fd, "wb") as f:
-            info = write_layer(root, f, "gzip")
-            f.flush()
-            os.fsync(f.fileno())
+        # the layer straight into the store's blobs (part 2's atomic_file: written in tmp/, on
+        # the same file system, and renamed to its digest when complete)
+        with atomic_file(None, temp_dir=store.tmp_dir, prefix=TEMP_PREFIX + "layer-") as out:
+            info = write_layer(root, out.file, "gzip")
+            out.target = store.layout.blob_path(info.digest)
+            if out.target.exists():
+                out.discard()
         has_shell = os.path.lexists(root / "bin" / "sh")
         created = utc_now()
         here = host_platform()
@@ -98,14 +100,8 @@ def import_rootfs(store: "Store", src: Path, name: str) -> Descriptor:
             history=(History(created=created, created_by=f"capstone import {src.name}",
                              comment=f"Imported from {src}"),),
         )
-        image = Image(config, (Layer(info.descriptor(), info.diff_id, FileBlob(Path(tmp))),))
-        with store.lock():
-            target = store.layout.blob_path(info.digest)
-            if not target.exists():
-                os.chmod(tmp, 0o644)
-                os.rename(tmp, target)  # same file system: the blob appears complete or not at all
-            image = Image(config, (Layer(info.descriptor(), info.diff_id, FileBlob(target)),))
-            desc = store.commit(image, [normalized])
+        image = Image(config, (Layer(info.descriptor(), info.diff_id, FileBlob(out.target)),))
+        desc = store.commit(image, [normalized])
         # a build on this base needs its layer as an overlay lower dir: extract it now, once
         # (from the stored blob, checked against the diff_id), so the first build does not;
         # if that fails here, the build extracts it (and reports the error) itself
@@ -223,30 +219,23 @@ def _export_docker_archive(store: "Store", mdesc: Descriptor, path: Path, ref) -
     config = store.layout.read_config(manifest)
     layer_names = [f"{digest_hex(d)}/layer.tar" for d in config.rootfs_diff_ids]
     entry = {"Config": f"{config_hex}.json", "RepoTags": [ref.short] if ref and ref.tag else [], "Layers": layer_names}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            written = set()
-            for ld, diff_id, name in zip(manifest.layers, config.rootfs_diff_ids, layer_names):
-                if name in written:
-                    continue
-                written.add(name)
-                dir_info = tarfile.TarInfo(digest_hex(diff_id))
-                dir_info.type, dir_info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(dir_info)
-                _add_bytes(tar, f"{digest_hex(diff_id)}/VERSION", b"1.0")
-                _add_uncompressed_layer(store, tar, ld, diff_id, name)
-            _add_bytes(tar, f"{config_hex}.json", config_bytes)
-            _add_bytes(tar, "manifest.json", json.dumps([entry], separators=(",", ":")).encode())
-            if ref and ref.tag and layer_names:
-                repos = {ref.familiar_repo: {ref.tag: digest_hex(config.rootfs_diff_ids[-1])}}
-                _add_bytes(tar, "repositories", json.dumps(repos, separators=(",", ":")).encode())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, prefix=f".{path.name}.") as out, \
+            tarfile.open(fileobj=out.file, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        written = set()
+        for ld, diff_id, name in zip(manifest.layers, config.rootfs_diff_ids, layer_names):
+            if name in written:
+                continue
+            written.add(name)
+            dir_info = tarfile.TarInfo(digest_hex(diff_id))
+            dir_info.type, dir_info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(dir_info)
+            _add_bytes(tar, f"{digest_hex(diff_id)}/VERSION", b"1.0")
+            _add_uncompressed_layer(store, tar, ld, diff_id, name)
+        _add_bytes(tar, f"{config_hex}.json", config_bytes)
+        _add_bytes(tar, "manifest.json", json.dumps([entry], separators=(",", ":")).encode())
+        if ref and ref.tag and layer_names:
+            repos = {ref.familiar_repo: {ref.tag: digest_hex(config.rootfs_diff_ids[-1])}}
+            _add_bytes(tar, "repositories", json.dumps(repos, separators=(",", ":")).encode())
 
 
 def _add_uncompressed_layer(store: "Store", tar: tarfile.TarFile, ld: Descriptor, diff_id: str, name: str) -> None:
