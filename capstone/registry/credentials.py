@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from part2_manual_oci import atomic_file
 
 from .errors import RegistryError
 
@@ -285,22 +285,11 @@ def helper_erase(name: str, server: str, where: str) -> bool:
 
 
 def write_auth_file(path: Path, doc: dict) -> None:
-    """Write ``doc`` to ``path`` whole: a 0600 temporary file beside it, renamed; the
-    directories made 0700 when missing."""
+    """Write ``doc`` to ``path`` whole (part 2's ``atomic_file``: a 0600 temporary file beside
+    it, renamed); the directories made 0700 when missing."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o600)
-            json.dump(doc, f, indent="\t")
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, 0o600, prefix=f".{path.name}.") as out:
+        out.write(json.dumps(doc, indent="\t").encode() + b"\n")
 
 
 def login_file(authfile: str | os.PathLike | None = None, environ=None) -> Path:
