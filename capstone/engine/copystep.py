@@ -160,8 +160,7 @@ def select_sources(
     files; ``trees`` maps ADD git sources to their checked-out directories (whose *contents*
     go to the destination, a directory, as BuildKit copies a git source's ``/``).
     """
-    is_add = isinstance(ins, Add)
-    keyword = "ADD" if is_add else "COPY"
+    keyword = "ADD" if isinstance(ins, Add) else "COPY"
     if ins.chmod:
         Chmod(ins.chmod)  # checked before a source is read: OwnerError is the step's one line
     excludes = None
@@ -169,59 +168,72 @@ def select_sources(
         from ..context import PatternMatcher
 
         excludes = PatternMatcher(list(ins.exclude), source="--exclude")
-
-    # (name at the destination, item, unpack, the source it is walked in)
-    matched: list[tuple[str, SourceItem, bool, ContextSource | ImageSource]] = []
-    parents = isinstance(ins, Copy) and ins.parents
+    matched: list[_Match] = []
     placed: dict[str, SourceItem] = {}  # --parents: path under DEST -> item, parents first
     for word in ins.sources:
-        if parents:
+        if isinstance(ins, Copy) and ins.parents:
             # BuildKit requires a --parents source to exist only when it has no wildcard
             if not select_parents(source, word, excludes, placed) and not has_wildcards(word):
                 raise CopyError(f"{keyword} failed: {word}: no source files were found in "
                                 f"{source.describe()}")
-            continue
-        if trees is not None and word in trees:
+        elif trees is not None and word in trees:
             root = trees[word]
             matched.append(("", SourceItem("", root, os.lstat(root)), False, ContextSource(root)))
-            continue
-        if downloads is not None and word in downloads:
+        elif downloads is not None and word in downloads:
             path = downloads[word]
             check_entry_name(keyword, word, os.path.basename(path))
             matched.append((os.path.basename(path), SourceItem(os.path.basename(path), path, os.lstat(path)), False,
                             source))
-            continue
-        try:
-            items = source.match(word)
-        except SourcePatternError as e:
-            raise CopyError(f"{keyword} failed: {e}") from None
-        if not items:
-            if has_wildcards(word):
-                continue  # a pattern may match nothing (BuildKit's AllowEmptyWildcard); a path may not
-            if source.kind == "context":
-                raise CopyError(f"{keyword} failed: file not found in build context or excluded by "
-                                f".dockerignore: stat {word}: file does not exist")
-            raise CopyError(f"{keyword} failed: {word}: not found in {source.describe()}")
-        parts = clean_source(word)
-        for item in items:
-            name = item.name if has_wildcards(word) or not parts else parts[-1]
-            if excludes is not None and item.rel and excludes.matches(item.rel):
-                continue
-            unpack = False
-            if is_add and not item.is_dir and ins.unpack is not False and stat.S_ISREG(item.st.st_mode):
-                unpack = _is_tar(item.path)
-            matched.append((name, item, unpack, source))
+        else:
+            matched.extend(_match_word(ins, source, word, excludes))
     for doc in ins.heredocs:
-        check_entry_name(keyword, f"heredoc <<{doc.name}", doc.name)
-        staging.mkdir(parents=True, exist_ok=True)
-        path = staging / f"heredoc-{len(matched)}"
-        path.write_text(doc.body)
-        os.chmod(path, 0o644)
-        matched.append((doc.name, SourceItem(doc.name, str(path), os.lstat(path)), False, source))
+        matched.append(_staged_heredoc(keyword, doc, source, staging / f"heredoc-{len(matched)}"))
     if len(matched) > 1 and not _dest_is_dir(ins.dest):
         raise CopyError(f"When using {keyword} with more than one source file, the destination must be "
                         "a directory and end with a /")
     return CopySources(matched, placed, excludes)
+
+
+#: a matched source: (name at the destination, item, unpack it, the source it is walked in)
+_Match = tuple[str, SourceItem, bool, "ContextSource | ImageSource"]
+
+
+def _match_word(ins: Copy | Add, source: ContextSource | ImageSource, word: str, excludes) -> list[_Match]:
+    """What one source word names in ``source``: a path must exist, a pattern may match
+    nothing (BuildKit's AllowEmptyWildcard); ``--exclude`` applied, ADD's archives marked."""
+    is_add = isinstance(ins, Add)
+    keyword = "ADD" if is_add else "COPY"
+    try:
+        items = source.match(word)
+    except SourcePatternError as e:
+        raise CopyError(f"{keyword} failed: {e}") from None
+    if not items:
+        if has_wildcards(word):
+            return []
+        if source.kind == "context":
+            raise CopyError(f"{keyword} failed: file not found in build context or excluded by "
+                            f".dockerignore: stat {word}: file does not exist")
+        raise CopyError(f"{keyword} failed: {word}: not found in {source.describe()}")
+    parts = clean_source(word)
+    out: list[_Match] = []
+    for item in items:
+        name = item.name if has_wildcards(word) or not parts else parts[-1]
+        if excludes is not None and item.rel and excludes.matches(item.rel):
+            continue
+        unpack = False
+        if is_add and not item.is_dir and ins.unpack is not False and stat.S_ISREG(item.st.st_mode):
+            unpack = _is_tar(item.path)
+        out.append((name, item, unpack, source))
+    return out
+
+
+def _staged_heredoc(keyword: str, doc, source: ContextSource | ImageSource, path: Path) -> _Match:
+    """A heredoc source written as the file ``path`` (0644), to be copied as ``doc.name``."""
+    check_entry_name(keyword, f"heredoc <<{doc.name}", doc.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc.body)
+    os.chmod(path, 0o644)
+    return (doc.name, SourceItem(doc.name, str(path), os.lstat(path)), False, source)
 
 
 def _dest_is_dir(raw_dest: str) -> bool:
@@ -253,6 +265,143 @@ def _source_lines(ins: Copy | Add, selected: CopySources, digests: FileDigests) 
                                  stat.S_IMODE(sub.st.st_mode), digests, sub.path)
 
 
+@dataclass(frozen=True)
+class _Options:
+    """What a COPY/ADD says about every entry: its keyword, owner (``--chown``, else the
+    source's for an image source, else root), ``--chmod``, ``--exclude`` and destination."""
+
+    keyword: str
+    is_add: bool
+    owner: Owner
+    chmod: Chmod | None
+    keep_owner: bool
+    excludes: object | None  # a PatternMatcher of --exclude
+    dest: str  # slash path in the image, no leading "/"
+    dest_is_dir: bool
+
+    def owner_of(self, st: os.stat_result) -> tuple[int, int]:
+        if self.owner.uid is not None:
+            return self.owner.uid, self.owner.gid
+        if self.keep_owner:
+            return st.st_uid, st.st_gid
+        return 0, 0
+
+    def mode_of(self, st: os.stat_result) -> int:
+        return self.chmod.apply(st.st_mode) if self.chmod is not None else stat.S_IMODE(st.st_mode)
+
+    def excluded(self, rel: str) -> bool:
+        return self.excludes is not None and bool(rel) and self.excludes.matches(rel)
+
+
+def _options(ins: Copy | Add, source: ContextSource | ImageSource, view: RootfsView, workdir: str,
+             excludes) -> _Options:
+    owner = Owner(*parse_chown(ins.chown, view.read_text)) if ins.chown else Owner(None, None)
+    chmod = Chmod(ins.chmod) if ins.chmod else None
+    dest = ins.dest if ins.dest.startswith("/") else posixpath.join(workdir or "/", ins.dest)
+    is_add = isinstance(ins, Add)
+    return _Options("ADD" if is_add else "COPY", is_add, owner, chmod, isinstance(source, ImageSource), excludes,
+                    posixpath.normpath("/" + dest).lstrip("/"), _dest_is_dir(ins.dest))
+
+
+class _Entries:
+    """The entries of the layer being planned, by destination path: the directories on the
+    way (the image's own, kept as they are, or made by the copy) and what is copied."""
+
+    def __init__(self, opts: _Options, view: RootfsView, made_mtime: float, plan: CopyPlan) -> None:
+        self.opts = opts
+        self.view = view
+        self.made_mtime_ns = int(made_mtime * 1e9)
+        self.plan = plan
+        self.entries: dict[str, CopyEntry] = {}
+        self.made: dict[str, CopyEntry] = {}
+
+    def ensure_dir(self, path: str) -> str:
+        """Make ``path`` (and its parents) a directory in the layer; its resolved path."""
+        resolved, node = self.view.resolve(path, follow_final=True)
+        parts = split_path(resolved)
+        owner = self.opts.owner
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if sub in self.entries or sub in self.made:
+                continue
+            node = self.view.lookup(sub, follow_final=False)
+            if node is not None:
+                if not node.is_dir:
+                    raise CopyError(f"{self.opts.keyword} failed: cannot copy to /{sub}: it is not a directory in "
+                                    "the image")
+                self.entries[sub] = CopyEntry(sub, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
+                                              stat.S_IMODE(node.st.st_mode), parent=True)
+            else:
+                uid = owner.uid if owner.uid is not None else 0
+                gid = owner.gid if owner.gid is not None else 0
+                self.made[sub] = self.entries[sub] = CopyEntry(sub, None, None, uid, gid, 0o755,
+                                                               mtime_ns=self.made_mtime_ns)
+        return resolved
+
+    def add(self, dest_path: str, item: SourceItem) -> None:
+        uid, gid = self.opts.owner_of(item.st)
+        prev = self.entries.pop(dest_path, None)
+        if prev is not None and prev.parent and item.is_dir:
+            self.entries[dest_path] = prev  # an existing directory keeps what it is
+            return
+        self.entries[dest_path] = CopyEntry(dest_path, item.path, item.st, uid, gid, self.opts.mode_of(item.st))
+        self.made.pop(dest_path, None)
+        if stat.S_ISREG(item.st.st_mode):
+            self.plan.files += 1
+            self.plan.bytes += item.st.st_size
+
+    def add_archive(self, item: SourceItem) -> None:
+        """ADD of a local archive: unpacked into the destination (a directory) when written."""
+        target = self.ensure_dir(self.opts.dest)
+        owner = self.opts.owner
+        self.entries[f"{target}/\0archive{len(self.entries)}"] = CopyEntry(
+            target, item.path, item.st, owner.uid if owner.uid is not None else -1,
+            owner.gid if owner.gid is not None else -1, -1, archive=True)
+        self.plan.files += 1
+        self.plan.bytes += item.st.st_size
+
+    def place(self, matched: list[_Match], placed: dict[str, SourceItem]) -> None:
+        """Every match at its place under the destination."""
+        dest = self.opts.dest
+        if placed:  # --parents: DEST is a directory; each path below the pivot is kept
+            top_dir = self.ensure_dir(dest)
+            for rel, item in placed.items():
+                self.add(f"{top_dir}/{rel}" if top_dir else rel, item)
+        for name, item, unpack, item_source in matched:
+            if item.is_dir:
+                # the destination of a directory's contents, when the image lacks it, is made
+                # like every directory on the way (0755, the --chown owner or root, the copy's
+                # time), never from the source directory: fsutil's copy makes it with
+                # MkdirAll(dest, 0755, chown) before copying the contents into it, and a
+                # directory it did not create keeps its own metadata
+                target = self.ensure_dir(dest)
+                for sub in item_source.walk(item):
+                    if self.opts.excludes is not None and self.opts.excludes.matches(sub.rel):
+                        continue
+                    self.add(f"{target}/{sub.rel}" if target else sub.rel, sub)
+            elif unpack:
+                self.add_archive(item)
+            else:
+                self._place_file(name, item)
+
+    def _place_file(self, name: str, item: SourceItem) -> None:
+        dest = self.opts.dest
+        if self.opts.dest_is_dir or self.view.is_dir(dest):
+            parent, final = dest, name
+        else:
+            parent, final = posixpath.dirname(dest), posixpath.basename(dest)
+        if not final:
+            raise CopyError(f"{self.opts.keyword} failed: cannot copy a file to the root directory /")
+        target_dir = self.ensure_dir(parent) if parent else ""
+        self.add(f"{target_dir}/{final}" if target_dir else final, item)
+
+
+def _content_digest(opts: _Options, entries: list[CopyEntry], digests: FileDigests) -> str:
+    """The digest of what the layer will hold (names, owners, modes, contents; not mtimes),
+    streamed: no list of a big context's lines."""
+    return selection_digest(_entry_lines(entries, f"{opts.keyword}\0{'unpack' if opts.is_add else ''}\n", digests))
+
+
 def plan_copy(
     ins: Copy | Add,
     source: ContextSource | ImageSource,
@@ -275,109 +424,18 @@ def plan_copy(
     """
     if selected is None:
         selected = select_sources(ins, source, staging=staging, downloads=downloads, trees=trees)
-    matched, placed = selected.matched, selected.placed
-    is_add = isinstance(ins, Add)
-    keyword = "ADD" if is_add else "COPY"
-    owner = Owner(None, None)
-    if ins.chown:
-        owner = Owner(*parse_chown(ins.chown, view.read_text))
-    chmod = Chmod(ins.chmod) if ins.chmod else None
-    keep_owner = isinstance(source, ImageSource)
-    excludes = selected.excludes
-    raw_dest = ins.dest
-    dest_is_dir = _dest_is_dir(raw_dest)
-    dest = raw_dest if raw_dest.startswith("/") else posixpath.join(workdir or "/", raw_dest)
-    dest = posixpath.normpath("/" + dest).lstrip("/")
+    opts = _options(ins, source, view, workdir, selected.excludes)
     plan = CopyPlan()
-    if not matched and not placed:
+    if not selected.matched and not selected.placed:
         # every source a pattern that matched nothing: BuildKit copies nothing, makes no
         # directory, and the step adds no layer
-        plan.digest = selection_digest([f"{keyword}\0nothing\n"])
+        plan.digest = selection_digest([f"{opts.keyword}\0nothing\n"])
         return plan
-    entries: dict[str, CopyEntry] = {}
-    made: dict[str, CopyEntry] = {}
-
-    def owner_of(st: os.stat_result) -> tuple[int, int]:
-        if owner.uid is not None:
-            return owner.uid, owner.gid
-        if keep_owner:
-            return st.st_uid, st.st_gid
-        return 0, 0
-
-    def mode_of(st: os.stat_result) -> int:
-        return chmod.apply(st.st_mode) if chmod is not None else stat.S_IMODE(st.st_mode)
-
-    def ensure_dir(path: str) -> str:
-        """Make ``path`` (and its parents) a directory in the layer; its resolved path."""
-        resolved, node = view.resolve(path, follow_final=True)
-        parts = split_path(resolved)
-        for i in range(1, len(parts) + 1):
-            sub = "/".join(parts[:i])
-            if sub in entries or sub in made:
-                continue
-            node = view.lookup(sub, follow_final=False)
-            if node is not None:
-                if not node.is_dir:
-                    raise CopyError(f"{keyword} failed: cannot copy to /{sub}: it is not a directory in the image")
-                entries[sub] = CopyEntry(sub, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
-                                         stat.S_IMODE(node.st.st_mode), parent=True)
-            else:
-                uid = owner.uid if owner.uid is not None else 0
-                gid = owner.gid if owner.gid is not None else 0
-                made[sub] = entries[sub] = CopyEntry(sub, None, None, uid, gid, 0o755,
-                                                     mtime_ns=int(made_mtime * 1e9))
-        return resolved
-
-    def add(dest_path: str, item: SourceItem) -> None:
-        uid, gid = owner_of(item.st)
-        prev = entries.pop(dest_path, None)
-        if prev is not None and prev.parent and item.is_dir:
-            entries[dest_path] = prev  # an existing directory keeps what it is
-            return
-        entries[dest_path] = CopyEntry(dest_path, item.path, item.st, uid, gid, mode_of(item.st))
-        made.pop(dest_path, None)
-        if stat.S_ISREG(item.st.st_mode):
-            plan.files += 1
-            plan.bytes += item.st.st_size
-
-    if placed:  # --parents: DEST is a directory; each path below the pivot is kept
-        top_dir = ensure_dir(dest)
-        for rel, item in placed.items():
-            add(f"{top_dir}/{rel}" if top_dir else rel, item)
-    for name, item, unpack, item_source in matched:
-        if item.is_dir:
-            # the destination of a directory's contents, when the image lacks it, is made like
-            # every directory on the way (0755, the --chown owner or root, the copy's time),
-            # never from the source directory: fsutil's copy makes it with MkdirAll(dest,
-            # 0755, chown) before copying the contents into it, and a directory it did not
-            # create keeps its own metadata
-            target = ensure_dir(dest)
-            for sub in item_source.walk(item):
-                if excludes is not None and excludes.matches(sub.rel):
-                    continue
-                add(f"{target}/{sub.rel}" if target else sub.rel, sub)
-            continue
-        if unpack:
-            target = ensure_dir(dest)
-            entries[f"{target}/\0archive{len(entries)}"] = CopyEntry(
-                target, item.path, item.st, owner.uid if owner.uid is not None else -1,
-                owner.gid if owner.gid is not None else -1, -1, archive=True)
-            plan.files += 1
-            plan.bytes += item.st.st_size
-            continue
-        if dest_is_dir or view.is_dir(dest):
-            parent, final = dest, name
-        else:
-            parent, final = posixpath.dirname(dest), posixpath.basename(dest)
-        if not final:
-            raise CopyError(f"{keyword} failed: cannot copy a file to the root directory /")
-        target_dir = ensure_dir(parent) if parent else ""
-        add(f"{target_dir}/{final}" if target_dir else final, item)
-
-    plan.entries = list(entries.values())
-    if digests is None:  # the caller keyed the step by the sources (sources_digest)
-        return plan
-    plan.digest = selection_digest(_entry_lines(plan.entries, f"{keyword}\0{'unpack' if is_add else ''}\n", digests))
+    entries = _Entries(opts, view, made_mtime, plan)
+    entries.place(selected.matched, selected.placed)
+    plan.entries = list(entries.entries.values())
+    if digests is not None:  # else the caller keyed the step by the sources (sources_digest)
+        plan.digest = _content_digest(opts, plan.entries, digests)
     return plan
 
 
@@ -669,7 +727,7 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
     file descriptors only (``copy_file_range`` in the kernel, then ``fchown``/``fchmod``/
     ``futimens`` on the open copy), its directory found among the few that RootDir keeps open.
     """
-    from part4_tar import RootDir, copy_data, fd_path
+    from part4_tar import RootDir
 
     links: dict[tuple[int, int], str] = {}
     dirs: list[tuple[str, int]] = []
@@ -682,27 +740,15 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
         return s * 1_000_000_000
 
     with RootDir(root, create=True) as rd:
-
-        def make_dir(e: CopyEntry, xattrs_from: str | None = None) -> None:
-            fd = rd.make_dir(e.dest, 0o700)
-            try:
-                os.chown(fd_path(fd), e.uid, e.gid)
-                os.chmod(fd_path(fd), e.mode)
-                if xattrs_from is not None:
-                    _copy_xattrs(xattrs_from, fd_path(fd), follow_dst=True)
-            finally:
-                os.close(fd)
-
         for e in plan.entries:
             if e.src is None:
-                make_dir(e)
+                _make_dir(rd, e)
                 dirs.append((e.dest, mtime_ns(e.mtime_ns / 1e9)))
                 continue
             st = e.st
-            mode = st.st_mode
             direct = _matches(e)
-            if stat.S_ISDIR(mode):
-                make_dir(e, e.src if direct else None)
+            if stat.S_ISDIR(st.st_mode):
+                _make_dir(rd, e, e.src if direct else None)
                 dirs.append((e.dest, mtime_ns(st.st_mtime)))
                 continue
             if direct and st.st_nlink > 1:
@@ -711,39 +757,67 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
                     rd.link(first, e.dest)
                     continue
                 links[(st.st_dev, st.st_ino)] = e.dest
-            ns = mtime_ns(st.st_mtime)
-            if stat.S_ISREG(mode):
-                src_fd = _open_source(e)
-                try:
-                    fd = rd.create_file(e.dest, 0o600)
-                    try:
-                        copy_data(src_fd, fd)
-                        os.fchown(fd, e.uid, e.gid)
-                        os.fchmod(fd, e.mode)
-                        if direct:
-                            _copy_xattrs(src_fd, fd)
-                        os.utime(fd, ns=(ns, ns))
-                    finally:
-                        os.close(fd)
-                finally:
-                    os.close(src_fd)
-                continue
-            if stat.S_ISLNK(mode):
-                where = rd.symlink(os.readlink(e.src), e.dest)
-                os.chown(where.name, e.uid, e.gid, dir_fd=where.fd, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                _write_file(rd, e, mtime_ns(st.st_mtime), direct)
             else:
-                where = rd.mknod(e.dest, stat.S_IFMT(mode) | e.mode, st.st_rdev)
-                fd = os.open(where.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=where.fd)
-                try:
-                    os.chown(fd_path(fd), e.uid, e.gid)
-                    os.chmod(fd_path(fd), e.mode)  # after chown, which may clear set-id bits
-                    if direct:
-                        _copy_xattrs(e.src, fd_path(fd), follow_dst=True)
-                finally:
-                    os.close(fd)
-            os.utime(where.name, ns=(ns, ns), dir_fd=where.fd, follow_symlinks=False)
+                _write_special(rd, e, mtime_ns(st.st_mtime), direct)
         for name, ns in reversed(dirs):
             rd.set_times(name, (ns, ns))
+
+
+def _make_dir(rd, e: CopyEntry, xattrs_from: str | None = None) -> None:
+    """A directory of a snapshot (``materialize``), with the entry's owner and mode."""
+    from part4_tar import fd_path
+
+    fd = rd.make_dir(e.dest, 0o700)
+    try:
+        os.chown(fd_path(fd), e.uid, e.gid)
+        os.chmod(fd_path(fd), e.mode)
+        if xattrs_from is not None:
+            _copy_xattrs(xattrs_from, fd_path(fd), follow_dst=True)
+    finally:
+        os.close(fd)
+
+
+def _write_file(rd, e: CopyEntry, ns: int, direct: bool) -> None:
+    """A regular file of a snapshot, copied and set through its descriptors only."""
+    from part4_tar import copy_data
+
+    src_fd = _open_source(e)
+    try:
+        fd = rd.create_file(e.dest, 0o600)
+        try:
+            copy_data(src_fd, fd)
+            os.fchown(fd, e.uid, e.gid)
+            os.fchmod(fd, e.mode)
+            if direct:
+                _copy_xattrs(src_fd, fd)
+            os.utime(fd, ns=(ns, ns))
+        finally:
+            os.close(fd)
+    finally:
+        os.close(src_fd)
+
+
+def _write_special(rd, e: CopyEntry, ns: int, direct: bool) -> None:
+    """A symlink, device, FIFO or socket of a snapshot, with the entry's owner and mode."""
+    from part4_tar import fd_path
+
+    mode = e.st.st_mode
+    if stat.S_ISLNK(mode):
+        where = rd.symlink(os.readlink(e.src), e.dest)
+        os.chown(where.name, e.uid, e.gid, dir_fd=where.fd, follow_symlinks=False)
+    else:
+        where = rd.mknod(e.dest, stat.S_IFMT(mode) | e.mode, e.st.st_rdev)
+        fd = os.open(where.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=where.fd)
+        try:
+            os.chown(fd_path(fd), e.uid, e.gid)
+            os.chmod(fd_path(fd), e.mode)  # after chown, which may clear set-id bits
+            if direct:
+                _copy_xattrs(e.src, fd_path(fd), follow_dst=True)
+        finally:
+            os.close(fd)
+    os.utime(where.name, ns=(ns, ns), dir_fd=where.fd, follow_symlinks=False)
 
 
 def _copy_xattrs(src, dst, *, follow_dst: bool = False) -> None:
