@@ -249,11 +249,6 @@ def starter_sources(lab: Lab, filled: Iterable[int] = ()) -> dict[str, str]:
     return {name: starter_source(lab, name, filled) for name in lab.modules}
 
 
-def _chapter_headings(lab: Lab) -> list[str]:
-    readme = lab.package_dir / "README.md"
-    return [line.lstrip("#").strip() for line in readme.read_text().splitlines() if line.startswith("#")]
-
-
 def tasks_markdown(lab: Lab) -> str:
     """The lab's ``TASKS.md``."""
     files = ", ".join(f"`{m}`" for m in lab.modules)

@@ -172,12 +172,3 @@ def current_capabilities() -> tuple[str, ...]:
     return names(capget()[1])
 
 
-def status_masks(pid: int | str = "self") -> dict[str, int]:
-    """The Cap* lines of /proc/PID/status: {"CapEff": 0xa80425fb, ...}."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Cap"):
-                key, value = line.split(":", 1)
-                out[key] = int(value.strip(), 16)
-    return out

@@ -97,6 +97,3 @@ def read_xattrs(path: str | os.PathLike) -> dict[str, bytes]:
     return out
 
 
-def whiteout_name(name: str) -> str:
-    """``NAME`` -> ``.wh.NAME``."""
-    return WHITEOUT_PREFIX + name

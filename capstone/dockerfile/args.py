@@ -217,10 +217,6 @@ class StageVariables:
         """One word, expanded with the stage's current variables (or ``env``)."""
         return self.lexer.process_word(word, self.env if env is None else env)
 
-    def expand_words(self, word: str, env: Mapping[str, str] | None = None) -> list[str]:
-        """One word, expanded and split into words."""
-        return self.lexer.process_words(word, self.env if env is None else env)
-
     # -- instructions ----------------------------------------------------------------------
     def apply(self, ins: Instruction) -> Instruction:
         """``ins`` with its words expanded; ENV and ARG also update the scope."""
@@ -371,7 +367,6 @@ class BuildVariables:
             except DockerfileError as e:
                 raise _located(e, self.file, ins) from None
         self.global_env: dict[str, str] = env
-        self.meta_arg_names = frozenset(d.name for ins in dockerfile.meta_args for d in ins.args)
 
     def expand_from(self, ins: From | Stage) -> From:
         """The FROM line with ``image`` and ``--platform`` expanded by the global args."""

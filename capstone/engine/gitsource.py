@@ -83,10 +83,6 @@ class GitSource:
     subdir: str = ""
     commit: str = ""
 
-    @property
-    def unencrypted(self) -> bool:
-        return self.remote.lower().startswith(("http://", "git://"))
-
 
 @dataclass(frozen=True)
 class ResolvedGit:
