@@ -11,6 +11,8 @@ instead of half of one: the tests of retries say how long they wait.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from ci_user import nobody, user  # noqa: F401 - the rootless tests' sessions of an ordinary user
 
@@ -31,3 +33,25 @@ def own_default_locations(tmp_path_factory):
         mp.delenv("CAPSTONE_INSECURE_REGISTRIES", raising=False)
         mp.setenv("CAPSTONE_RETRY_DELAY", "0.05")
         yield home
+
+
+@pytest.fixture(scope="session")
+def busybox_store_template(tmp_path_factory):
+    """A store holding the embedded ``capstone/busybox``, made once for the session (part 2
+    builds it from the host's busybox-static: about a second each time)."""
+    from capstone.store import Store
+
+    path = tmp_path_factory.mktemp("busybox-store") / "store"
+    Store.open(path).load("capstone/busybox")
+    return path
+
+
+@pytest.fixture(scope="module")
+def busybox_store(busybox_store_template, tmp_path_factory):
+    """A store of the test module's own, with ``capstone/busybox`` in it already: a copy of the
+    session's template (no blob or file is shared, so a test may damage or prune its own)."""
+    from capstone.store import Store
+
+    path = tmp_path_factory.mktemp("store") / "store"
+    shutil.copytree(busybox_store_template, path, symlinks=True)
+    return Store.open(path)

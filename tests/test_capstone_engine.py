@@ -24,10 +24,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    s = Store.open(tmp_path_factory.mktemp("store"))
-    s.load("capstone/busybox")  # the embedded base, made once for the module
-    return s
+def store(busybox_store) -> Store:
+    return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
 
 
 def do_build(store, ctx: Path, **kw) -> BuildResult:

@@ -19,10 +19,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (nam
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    s = Store.open(tmp_path_factory.mktemp("store"))
-    s.load("capstone/busybox")
-    return s
+def store(busybox_store) -> Store:
+    return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
 
 
 def built_rootfs(store, ctx: Path, tmp_path: Path) -> Path:

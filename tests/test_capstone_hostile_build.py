@@ -30,10 +30,8 @@ LARGE = 1100
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    s = Store.open(tmp_path_factory.mktemp("store"))
-    s.load("capstone/busybox")
-    return s
+def store(busybox_store) -> Store:
+    return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
 
 
 @pytest.fixture

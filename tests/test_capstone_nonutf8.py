@@ -23,10 +23,8 @@ DIRNAME = b"d\xff"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    s = Store.open(tmp_path_factory.mktemp("store"))
-    s.load("capstone/busybox")
-    return s
+def store(busybox_store) -> Store:
+    return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
 
 
 def make_ctx(root: Path) -> Path:

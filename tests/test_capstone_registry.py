@@ -95,8 +95,8 @@ def registry(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    s = Store.open(tmp_path_factory.mktemp("reg-store") / "store")
+def store(busybox_store) -> Store:
+    s = busybox_store  # the embedded base, made once for the session (tests/conftest.py)
     base = s.load(BUSYBOX)
     app = base.with_config(env=["PATH=/bin", "WHERE=pushed"], cmd=["sh", "-c", "echo $WHERE"])
     s.commit(app, ["test/pushed:1"])

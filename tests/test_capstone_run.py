@@ -41,11 +41,12 @@ def run_captured(store: Store, name: str, tmp_path: Path, **kw) -> tuple[int, st
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    """A store with the embedded busybox and ``test/app:1`` built on it: a layer with a user
-    ``app`` (uid 1000), /srv/data.txt, and a config with Entrypoint, Cmd, Env, WorkingDir, User."""
+def store(busybox_store, tmp_path_factory) -> Store:
+    """A store with the embedded busybox (tests/conftest.py) and ``test/app:1`` built on it: a
+    layer with a user ``app`` (uid 1000), /srv/data.txt, and a config with Entrypoint, Cmd,
+    Env, WorkingDir, User."""
     root = tmp_path_factory.mktemp("run-store")
-    s = Store.open(root / "store")
+    s = busybox_store
     base = s.load(BUSYBOX)
     files = root / "layer"
     (files / "etc").mkdir(parents=True)
