@@ -227,3 +227,96 @@ def platform_selection_violations() -> list[str]:
 
 def test_one_platform_selection():
     assert platform_selection_violations() == []
+
+
+# -- one implementation of each concept (docs/architecture.md §2) ---------------------------------
+
+
+def _calls(path: Path):
+    """(line, dotted name, call node) of every call in a module."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield node.lineno, _call_name(node.func), node
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def test_overlay_is_mounted_only_by_part7():
+    """Every overlay mount goes through part 7 (OverlayMount, a snapshotter): no other module
+    mounts a file system of type overlay or writes overlay's mount options itself."""
+    found = []
+    for package in PACKAGES:
+        if package == "part7_union":
+            continue
+        for path in modules(package):
+            for line, name, call in _calls(path):
+                words = [a for a in (*call.args, *(k.value for k in call.keywords))
+                         if isinstance(a, ast.Constant) and a.value in ("overlay", b"overlay")]
+                if name.rsplit(".", 1)[-1] in ("mount", "fsopen", "run", "check_call", "Popen") and words:
+                    found.append(f"{_rel(path)}:{line}: {name}(... 'overlay' ...)")
+            for node in ast.walk(ast.parse(path.read_text())):
+                parts = node.values if isinstance(node, ast.JoinedStr) else [node]
+                first = parts[0] if parts else None
+                if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value.startswith("lowerdir="):
+                    found.append(f"{_rel(path)}:{node.lineno}: overlay mount options written outside part 7")
+    assert found == []
+
+
+#: the one atomic file write (part 2's atomic_file); directories are placed with os.rename
+ATOMIC_WRITE = ROOT / "part2_manual_oci" / "atomic.py"
+
+
+def test_one_atomic_file_write():
+    """A temp file, fsync and rename into place is written once, in part 2's ``atomic_file``:
+    every other writer uses it (no mkstemp, os.replace or fsync of its own)."""
+    found = []
+    for package in PACKAGES:
+        for path in modules(package):
+            if path == ATOMIC_WRITE:
+                continue
+            for line, name, _call in _calls(path):
+                if name in ("tempfile.mkstemp", "mkstemp", "os.replace", "os.fsync", "fsync", "os.fdatasync"):
+                    found.append(f"{_rel(path)}:{line}: {name}")
+    assert found == []
+
+
+def _handler_names(handler: ast.ExceptHandler) -> set[str]:
+    kinds = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return {_call_name(k) for k in kinds if k is not None}
+
+
+def _reraises(handler: ast.ExceptHandler) -> bool:
+    return any(isinstance(n, ast.Raise) and n.exc is None for n in ast.walk(handler))
+
+
+def _reports_exit_status(function: ast.AST | None, handler: ast.ExceptHandler) -> bool:
+    """The handler ends a child process (``os._exit`` in its function) or returns an exit code."""
+    calls = [_call_name(n.func) for n in ast.walk(function or handler) if isinstance(n, ast.Call)]
+    returns = [n for n in ast.walk(handler) if isinstance(n, ast.Return)]
+    return "os._exit" in calls or any(isinstance(r.value, ast.Constant) and isinstance(r.value.value, int)
+                                      for r in returns)
+
+
+def test_the_capstone_catches_named_errors():
+    """``except Exception`` (or BaseException, or a bare except) in the capstone only cleans up
+    and re-raises, or, with its reason written beside it (``# noqa: BLE001 - why``), makes a
+    child process report by its exit status: never turns a bug into a user's error."""
+    found = []
+    for path in modules("capstone"):
+        text = path.read_text()
+        lines = text.splitlines()
+        tree = ast.parse(text, filename=str(path))
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for handler in (n for n in ast.walk(tree) if isinstance(n, ast.ExceptHandler)):
+            broad = handler.type is None or _handler_names(handler) & {"Exception", "BaseException"}
+            if not broad or _reraises(handler):
+                continue
+            inside = [f for f in functions if f.lineno <= handler.lineno <= f.end_lineno]
+            function = min(inside, key=lambda f: f.end_lineno - f.lineno) if inside else None
+            reason = "noqa: BLE001 - " in lines[handler.lineno - 1]
+            if not (reason and _reports_exit_status(function, handler)):
+                found.append(f"{_rel(path)}:{handler.lineno}: {lines[handler.lineno - 1].strip()}")
+    assert found == []
