@@ -81,100 +81,118 @@ def decode(data: bytes | str) -> str:
     return data.decode("utf-8", errors="surrogateescape")
 
 
-def parse_syntax_tree(data: bytes | str, file: str = "Dockerfile") -> SyntaxTree:
-    """Split a Dockerfile into nodes (BuildKit's ``parser.Parse``); no instruction checks yet."""
-    text = decode(data)
-    lines = _split_lines(text)
-    if lines and lines[0].startswith("\ufeff"):
-        lines[0] = lines[0][1:]
-    directives = DirectiveScanner()
-    nodes: list[Node] = []
-    warnings: list[ParseWarning] = []
-    n = len(lines)
-    i = 0
-    lineno = 0
+class _Lines:
+    """The lines of a Dockerfile read one at a time, as BuildKit's scanner reads them: each
+    line is fed to the directive scanner, a comment line reads as empty."""
 
-    def err(message: str, line: int | None, end: int | None = None) -> ParseError:
-        return ParseError(message, file=file, line=line, end_line=end)
+    def __init__(self, text: str, file: str) -> None:
+        self.lines = _split_lines(text)
+        if self.lines and self.lines[0].startswith("\ufeff"):
+            self.lines[0] = self.lines[0][1:]
+        self.file = file
+        self.directives = DirectiveScanner()
+        self.i = 0  # the next line to read; also its number minus one
 
-    def process(raw: str, strip: bool, at: int) -> str:
+    def err(self, message: str, line: int | None, end: int | None = None) -> ParseError:
+        return ParseError(message, file=self.file, line=line, end_line=end)
+
+    @property
+    def more(self) -> bool:
+        return self.i < len(self.lines)
+
+    def raw(self) -> str:
+        """The next line as it is (its number is then ``self.i``)."""
+        self.i += 1
+        return self.lines[self.i - 1]
+
+    def token(self, raw: str, strip: bool) -> str:
+        """A line's text: without its line ending (and leading blanks with ``strip``); a
+        comment is empty. Too long a line, or a bad directive, is a ParseError."""
+        at = self.i
         if len(raw) > MAX_LINE_BYTES // 4 and len(raw.rstrip("\r\n").encode("utf-8", "surrogateescape")) > MAX_LINE_BYTES:
-            raise err(f"dockerfile line greater than max allowed size of {MAX_LINE_BYTES}", at)
+            raise self.err(f"dockerfile line greater than max allowed size of {MAX_LINE_BYTES}", at)
         token = raw.rstrip("\r\n")
         if strip:
             token = token.lstrip(_SPACES)
         try:
-            directives.feed(token, at)
+            self.directives.feed(token, at)
         except DirectiveError as exc:
-            raise err(str(exc), at) from None
+            raise self.err(str(exc), at) from None
         return "" if token.startswith("#") else token
 
-    while i < n:
-        raw = lines[i]
-        i += 1
-        lineno += 1
-        token = process(raw, True, lineno)
-        start = lineno
-        line, ended = _trim_continuation(token, directives.escape)
+    def instruction(self) -> tuple[str, bool] | None:
+        """The next instruction, its continuation lines joined: (text, whether an empty
+        continuation line was skipped), or None for an empty or comment line."""
+        token = self.token(self.raw(), True)
+        line, ended = _trim_continuation(token, self.directives.escape)
         if ended and not line:
-            continue
+            return None
         parts = [line]
         empty_continuation = False
-        while not ended and i < n:
-            raw = lines[i]
-            i += 1
-            lineno += 1
-            token = process(raw, False, lineno)
+        while not ended and self.more:
+            raw = self.raw()
+            token = self.token(raw, False)
             if raw.lstrip(_SPACES).startswith("#"):
                 continue  # a comment inside a continued instruction
             if not token.lstrip(_SPACES):
                 empty_continuation = True
                 continue
-            line, ended = _trim_continuation(token, directives.escape)
+            line, ended = _trim_continuation(token, self.directives.escape)
             parts.append(line)
-        full = "".join(parts)
+        return "".join(parts), empty_continuation
+
+    def heredoc(self, word, start: int) -> Heredoc:
+        """The body of a heredoc, up to its terminator line."""
+        content: list[str] = []
+        while self.more:
+            raw = self.raw()
+            candidate = raw.rstrip("\r\n")
+            if word.chomp:
+                candidate = candidate.lstrip("\t")
+            if candidate == word.name:
+                return Heredoc(word.name, "".join(content), word.expand, word.chomp, word.fd)
+            content.append(raw)
+        raise self.err("unterminated heredoc", start, self.i)
+
+
+def parse_syntax_tree(data: bytes | str, file: str = "Dockerfile") -> SyntaxTree:
+    """Split a Dockerfile into nodes (BuildKit's ``parser.Parse``); no instruction checks yet."""
+    text = decode(data)
+    reader = _Lines(text, file)
+    nodes: list[Node] = []
+    warnings: list[ParseWarning] = []
+    while reader.more:
+        start = reader.i + 1
+        read = reader.instruction()
+        if read is None:
+            continue
+        full, empty_continuation = read
         if empty_continuation:
-            warnings.append(ParseWarning("NoEmptyContinuation",
-                                         f"Empty continuation line found in: {full}", lineno))
+            warnings.append(ParseWarning("NoEmptyContinuation", f"Empty continuation line found in: {full}", reader.i))
         try:
-            node = node_from_line(full, directives.escape)
+            node = node_from_line(full, reader.directives.escape)
         except LineError as exc:
-            raise err(str(exc), start, lineno) from None
-
-        heredocs: list[Heredoc] = []
+            raise reader.err(str(exc), start, reader.i) from None
+        heredocs = ()
         if "<<" in full and _can_contain_heredoc(node):
-            for word in heredocs_in_line(full):
-                content: list[str] = []
-                terminated = False
-                while i < n:
-                    raw = lines[i]
-                    i += 1
-                    lineno += 1
-                    candidate = raw.rstrip("\r\n")
-                    if word.chomp:
-                        candidate = candidate.lstrip("\t")
-                    if candidate == word.name:
-                        terminated = True
-                        break
-                    content.append(raw)
-                if not terminated:
-                    raise err("unterminated heredoc", start, lineno)
-                heredocs.append(Heredoc(word.name, "".join(content), word.expand, word.chomp, word.fd))
-        nodes.append(Node(node.keyword, node.args, node.flags, node.json, node.original,
-                          start, lineno, tuple(heredocs)))
-
+            heredocs = tuple(reader.heredoc(word, start) for word in heredocs_in_line(full))
+        nodes.append(Node(node.keyword, node.args, node.flags, node.json, node.original, start, reader.i, heredocs))
     if not nodes:
-        raise err("file with no instructions", None)
-    # escape comes from the parser's own scan; syntax and check from BuildKit's second reading
-    found = [d for d in directives.directives if d.name == "escape"] + detect_directives(text)
+        raise reader.err("file with no instructions", None)
+    return SyntaxTree(file, tuple(nodes), _checked_directives(reader, text), reader.directives.escape, tuple(warnings))
+
+
+def _checked_directives(reader: _Lines, text: str) -> tuple:
+    """The directives, by line: escape from the parser's own scan, syntax and check from
+    BuildKit's second reading (a malformed check is a ParseError)."""
+    found = [d for d in reader.directives.directives if d.name == "escape"] + detect_directives(text)
     for d in found:
         if d.name == "check":
             try:
                 parse_check(d.value)
             except DirectiveError as exc:
-                raise err(str(exc), d.line) from None
-    return SyntaxTree(file, tuple(nodes), tuple(sorted(found, key=lambda d: d.line)),
-                      directives.escape, tuple(warnings))
+                raise reader.err(str(exc), d.line) from None
+    return tuple(sorted(found, key=lambda d: d.line))
 
 
 def _can_contain_heredoc(node: Node) -> bool:
