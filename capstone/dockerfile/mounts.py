@@ -154,78 +154,86 @@ def ram_in_bytes(text: str) -> int:
 
 def parse_mount(value: str, expand: Callable[[str], str] | None = None) -> Mount:
     """A ``--mount`` value as BuildKit reads it after expansion (``expand`` maps each value)."""
-    fields = split_csv_fields(value)
     kind = "bind"
-    ro_auto = True
-    m: dict = {}
-    for field in fields:
+    m: dict = {}  # Mount's fields as given; read_only only when a field says it
+    for field in split_csv_fields(value):
         key, eq, val = field.partition("=")
         key = key.lower()
         if not eq:
-            if key in ("readonly", "ro"):
-                m["read_only"], ro_auto = True, False
-                continue
-            if key in ("readwrite", "rw"):
-                m["read_only"], ro_auto = False, False
-                continue
-            if key == "required":
-                if kind in ("secret", "ssh"):
-                    m["required"] = True
-                    continue
-                raise MountSyntaxError(f"unexpected key '{key}' for mount type '{kind}'")
-            raise MountSyntaxError(f"invalid field '{field}' must be a key=value pair")
+            _bare_key(key, field, kind, m)
+            continue
         if expand is not None:
             val = expand(val)
         if key == "type":
             low = val.lower()
             if low not in MOUNT_TYPES:
-                raise MountSyntaxError(with_suggestion(f'unsupported mount type "{val}"', val,
-                                                       MOUNT_TYPES))
+                raise MountSyntaxError(with_suggestion(f'unsupported mount type "{val}"', val, MOUNT_TYPES))
             kind = low
-        elif key == "from":
-            m["from_"] = val
-        elif key in ("source", "src"):
-            m["source"] = val
-        elif key in ("target", "dst", "destination"):
-            m["target"] = val
-        elif key in ("readonly", "ro"):
-            m["read_only"], ro_auto = _go_bool(key, val), False
-        elif key in ("readwrite", "rw"):
-            m["read_only"], ro_auto = not _go_bool(key, val), False
-        elif key == "required":
-            if kind not in ("secret", "ssh"):
-                raise MountSyntaxError(f"unexpected key '{key}' for mount type '{kind}'")
-            m["required"] = _go_bool(key, val)
-        elif key == "size":
-            if kind != "tmpfs":
-                raise MountSyntaxError(f"unexpected key '{key}' for mount type '{kind}'")
-            try:
-                m["size_limit"] = ram_in_bytes(val)
-            except ValueError:
-                raise MountSyntaxError(f"invalid value for {key}: {val}") from None
-        elif key == "id":
-            m["id"] = val
-        elif key == "sharing":
-            low = val.lower()
-            if low not in SHARING_MODES:
-                raise MountSyntaxError(with_suggestion(f'unsupported sharing value "{val}"', val,
-                                                       SHARING_MODES))
-            m["sharing"] = low
-        elif key == "mode":
-            m["mode"] = _go_uint(key, val, 8)
-        elif key in ("uid", "gid"):
-            m[key] = _go_uint(key, val, 10)
-        elif key == "env":
-            m["env"] = val
         else:
-            raise MountSyntaxError(with_suggestion(f"unexpected key '{key}' in '{field}'", key,
-                                                   MOUNT_KEYS))
+            _key_value(key, val, field, kind, m)
+    _check_for_type(kind, m)
+    if "read_only" not in m:
+        m["read_only"] = kind not in ("cache", "tmpfs")
+    return Mount(type=kind, **m)
+
+
+def _bare_key(key: str, field: str, kind: str, m: dict) -> None:
+    """A field without ``=``: ``ro``, ``rw`` or ``required`` (secret and ssh only)."""
+    if key in ("readonly", "ro"):
+        m["read_only"] = True
+    elif key in ("readwrite", "rw"):
+        m["read_only"] = False
+    elif key == "required" and kind in ("secret", "ssh"):
+        m["required"] = True
+    elif key == "required":
+        raise MountSyntaxError(f"unexpected key '{key}' for mount type '{kind}'")
+    else:
+        raise MountSyntaxError(f"invalid field '{field}' must be a key=value pair")
+
+
+#: keys whose value is taken as it is: key -> Mount field
+_PLAIN_KEYS = {"from": "from_", "source": "source", "src": "source", "target": "target", "dst": "target",
+               "destination": "target", "id": "id", "env": "env"}
+
+
+def _key_value(key: str, val: str, field: str, kind: str, m: dict) -> None:
+    """A ``key=value`` field (``type`` excepted) into ``m``, checked as BuildKit checks it."""
+    if key in _PLAIN_KEYS:
+        m[_PLAIN_KEYS[key]] = val
+    elif key in ("readonly", "ro"):
+        m["read_only"] = _go_bool(key, val)
+    elif key in ("readwrite", "rw"):
+        m["read_only"] = not _go_bool(key, val)
+    elif key == "required":
+        if kind not in ("secret", "ssh"):
+            raise MountSyntaxError(f"unexpected key '{key}' for mount type '{kind}'")
+        m["required"] = _go_bool(key, val)
+    elif key == "size":
+        if kind != "tmpfs":
+            raise MountSyntaxError(f"unexpected key '{key}' for mount type '{kind}'")
+        try:
+            m["size_limit"] = ram_in_bytes(val)
+        except ValueError:
+            raise MountSyntaxError(f"invalid value for {key}: {val}") from None
+    elif key == "sharing":
+        low = val.lower()
+        if low not in SHARING_MODES:
+            raise MountSyntaxError(with_suggestion(f'unsupported sharing value "{val}"', val, SHARING_MODES))
+        m["sharing"] = low
+    elif key == "mode":
+        m["mode"] = _go_uint(key, val, 8)
+    elif key in ("uid", "gid"):
+        m[key] = _go_uint(key, val, 10)
+    else:
+        raise MountSyntaxError(with_suggestion(f"unexpected key '{key}' in '{field}'", key, MOUNT_KEYS))
+
+
+def _check_for_type(kind: str, m: dict) -> None:
+    """BuildKit's rules that depend on the mount type, checked once every field is read."""
     if kind not in ("secret", "ssh", "cache"):
         for key in ("mode", "uid", "gid"):
             if m.get(key) is not None:
                 raise MountSyntaxError(f'{key} not allowed for "{kind}" type mounts')
-    if ro_auto:
-        m["read_only"] = kind not in ("cache", "tmpfs")
     if kind == "secret":
         if m.get("from_"):
             raise MountSyntaxError("secret mount should not have a from")
@@ -237,7 +245,6 @@ def parse_mount(value: str, expand: Callable[[str], str] | None = None) -> Mount
             raise MountSyntaxError("both source and id can't be set")
     if m.get("sharing") and kind != "cache":
         raise MountSyntaxError(f"invalid cache sharing set for {kind} mount")
-    return Mount(type=kind, **m)
 
 
 def check_mount(value: str) -> None:
