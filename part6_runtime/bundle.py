@@ -91,6 +91,7 @@ def _unknown(obj: dict, known: set[str], where: str, w: list[str]) -> None:
 
 
 def _spec(bundle: Path, config: dict, w: list[str]) -> ContainerSpec:
+    """The ContainerSpec a bundle's config.json asks for (``w`` collects what is ignored)."""
     _unknown(config, _TOP, "config", w)
     process = config.get("process") or {}
     if not process.get("args"):
@@ -98,88 +99,18 @@ def _spec(bundle: Path, config: dict, w: list[str]) -> ContainerSpec:
     _unknown(process, _PROCESS, "process", w)
     user = process.get("user") or {}
     _unknown(user, _USER, "process.user", w)
-
-    caps = process.get("capabilities")
-    capability_sets = None
-    if caps is not None:
-        _unknown(caps, _CAPS, "process.capabilities", w)
-        capability_sets = CapabilitySets(**{k: tuple(caps.get(k) or ()) for k in _CAPS})
-    else:
-        capability_sets = CapabilitySets()  # the runtime spec: no capabilities listed, none kept
-
-    rlimits = {}
-    for r in process.get("rlimits") or ():
-        rlimits[r["type"]] = (int(r["soft"]), int(r["hard"]))
-
+    capabilities = _capabilities(process, w)
     root = config.get("root") or {}
     _unknown(root, _ROOT, "root", w)
     rootfs = Path(root.get("path", "rootfs"))
     if not rootfs.is_absolute():
         rootfs = bundle / rootfs
-
-    mounts = []
-    system_mounts = []
-    for i, m in enumerate(config.get("mounts") or ()):
-        _unknown(m, _MOUNT, f"mounts[{i}]", w)
-        dest, mtype = m["destination"], m.get("type")
-        options = tuple(m.get("options") or ())
-        if BUILTIN_MOUNTS.get(dest) == mtype:
-            # the setup steps make it, with the bundle's options
-            system_mounts.append(Mount(dest, mtype, m.get("source"), options))
-            continue
-        if mtype == "bind" or "bind" in options or "rbind" in options or mtype in ("tmpfs", "proc", "mqueue"):
-            mounts.append(Mount(dest, "bind" if mtype in (None, "none", "bind") else mtype, m.get("source"), options))
-        else:
-            w.append(f"mounts[{i}]: {dest} of type {mtype}: not implemented by this runtime, skipped")
-
+    mounts, system_mounts = _mounts(config, w)
     linux = config.get("linux") or {}
     _unknown(linux, _LINUX, "linux", w)
-    namespaces = set()
-    for i, ns in enumerate(linux.get("namespaces") or ()):
-        if ns.get("type") not in NAMESPACES:
-            raise BundleError(f"linux.namespaces[{i}]: unknown type {ns.get('type')!r}")
-        if ns.get("path"):
-            w.append(f"linux.namespaces[{i}].path: joining an existing {ns['type']} namespace is not implemented; a new one is made")
-        namespaces.add(ns["type"])
-    if "mount" not in namespaces:
-        # runc: "unable to restore the rootfs without a mount namespace"; here pivot_root
-        # and every mount would change the caller's own mount table
-        raise BundleError("linux.namespaces: no mount namespace; this runtime (like runc) needs one")
-    uid_maps = tuple(IdMap(m["containerID"], m["hostID"], m["size"]) for m in linux.get("uidMappings") or ())
-    gid_maps = tuple(IdMap(m["containerID"], m["hostID"], m["size"]) for m in linux.get("gidMappings") or ())
-    if (uid_maps or gid_maps) and "user" not in namespaces:
-        raise BundleError("linux.uidMappings need a user namespace in linux.namespaces")
-
-    resources = linux.get("resources") or {}
-    _unknown(resources, _RESOURCES, "linux.resources", w)
-    memory = resources.get("memory") or {}
-    _unknown(memory, {"limit"}, "linux.resources.memory", w)
-    pids = resources.get("pids") or {}
-    _unknown(pids, {"limit"}, "linux.resources.pids", w)
-    cpu = resources.get("cpu") or {}
-    _unknown(cpu, {"quota", "period"}, "linux.resources.cpu", w)
-    cpus = None
-    if cpu.get("quota") and cpu["quota"] > 0:
-        cpus = cpu["quota"] / (cpu.get("period") or 100_000)
-    try:
-        devices = tuple(parse_device_rule(d) for d in resources.get("devices") or ()) + RUNC_ALLOWED_DEVICES
-    except (ValueError, TypeError) as e:
-        raise BundleError(f"linux.resources.devices: {e}") from None
-    seccomp = linux.get("seccomp")
-    if seccomp is not None:
-        _unknown(seccomp, _SECCOMP, "linux.seccomp", w)
-        try:
-            profile_rules(seccomp)  # refuse now what could not be loaded in the container
-        except (ValueError, TypeError, KeyError) as e:
-            raise BundleError(f"linux.seccomp: {e}") from None
-    pids_limit = pids.get("limit")
-    limits = Limits(
-        memory=memory.get("limit") if memory.get("limit", -1) > 0 else None,
-        pids=pids_limit if pids_limit and pids_limit > 0 else None,
-        cpus=cpus,
-        rlimits=rlimits,
-    )
-
+    namespaces, uid_maps, gid_maps = _namespaces(linux, w)
+    limits, devices = _resources(linux.get("resources") or {}, process, w)
+    seccomp = _seccomp(linux, w)
     uid = int(user.get("uid", 0))
     gid = int(user.get("gid", 0))
     return ContainerSpec(
@@ -195,7 +126,7 @@ def _spec(bundle: Path, config: dict, w: list[str]) -> ContainerSpec:
         limits=limits,
         readonly_rootfs=bool(root.get("readonly", False)),
         terminal=bool(process.get("terminal", False)),
-        capabilities=capability_sets,
+        capabilities=capabilities,
         no_new_privileges=bool(process.get("noNewPrivileges", False)),
         # the runtime spec filters system calls only when linux.seccomp says so
         seccomp=seccomp if seccomp is not None else False,
@@ -210,3 +141,91 @@ def _spec(bundle: Path, config: dict, w: list[str]) -> ContainerSpec:
         nodev=False,
         cgroupfs=any(m.destination == "/sys/fs/cgroup" for m in system_mounts),
     )
+
+
+def _capabilities(process: dict, w: list[str]) -> CapabilitySets:
+    caps = process.get("capabilities")
+    if caps is None:
+        return CapabilitySets()  # the runtime spec: no capabilities listed, none kept
+    _unknown(caps, _CAPS, "process.capabilities", w)
+    return CapabilitySets(**{k: tuple(caps.get(k) or ()) for k in _CAPS})
+
+
+def _mounts(config: dict, w: list[str]) -> tuple[list[Mount], list[Mount]]:
+    """(the bundle's own mounts, the ones the setup steps make with the bundle's options)."""
+    mounts = []
+    system_mounts = []
+    for i, m in enumerate(config.get("mounts") or ()):
+        _unknown(m, _MOUNT, f"mounts[{i}]", w)
+        dest, mtype = m["destination"], m.get("type")
+        options = tuple(m.get("options") or ())
+        if BUILTIN_MOUNTS.get(dest) == mtype:
+            # the setup steps make it, with the bundle's options
+            system_mounts.append(Mount(dest, mtype, m.get("source"), options))
+            continue
+        if mtype == "bind" or "bind" in options or "rbind" in options or mtype in ("tmpfs", "proc", "mqueue"):
+            mounts.append(Mount(dest, "bind" if mtype in (None, "none", "bind") else mtype, m.get("source"), options))
+        else:
+            w.append(f"mounts[{i}]: {dest} of type {mtype}: not implemented by this runtime, skipped")
+    return mounts, system_mounts
+
+
+def _namespaces(linux: dict, w: list[str]) -> tuple[set[str], tuple[IdMap, ...], tuple[IdMap, ...]]:
+    """(the namespace types, the uid maps, the gid maps); a mount namespace is required."""
+    namespaces = set()
+    for i, ns in enumerate(linux.get("namespaces") or ()):
+        if ns.get("type") not in NAMESPACES:
+            raise BundleError(f"linux.namespaces[{i}]: unknown type {ns.get('type')!r}")
+        if ns.get("path"):
+            w.append(f"linux.namespaces[{i}].path: joining an existing {ns['type']} namespace is not implemented; a new one is made")
+        namespaces.add(ns["type"])
+    if "mount" not in namespaces:
+        # runc: "unable to restore the rootfs without a mount namespace"; here pivot_root
+        # and every mount would change the caller's own mount table
+        raise BundleError("linux.namespaces: no mount namespace; this runtime (like runc) needs one")
+    uid_maps = tuple(IdMap(m["containerID"], m["hostID"], m["size"]) for m in linux.get("uidMappings") or ())
+    gid_maps = tuple(IdMap(m["containerID"], m["hostID"], m["size"]) for m in linux.get("gidMappings") or ())
+    if (uid_maps or gid_maps) and "user" not in namespaces:
+        raise BundleError("linux.uidMappings need a user namespace in linux.namespaces")
+    return namespaces, uid_maps, gid_maps
+
+
+def _resources(resources: dict, process: dict, w: list[str]) -> tuple[Limits, tuple]:
+    """(the limits: memory, pids, cpu, rlimits; the device rules, runc's defaults after them)."""
+    _unknown(resources, _RESOURCES, "linux.resources", w)
+    memory = resources.get("memory") or {}
+    _unknown(memory, {"limit"}, "linux.resources.memory", w)
+    pids = resources.get("pids") or {}
+    _unknown(pids, {"limit"}, "linux.resources.pids", w)
+    cpu = resources.get("cpu") or {}
+    _unknown(cpu, {"quota", "period"}, "linux.resources.cpu", w)
+    cpus = None
+    if cpu.get("quota") and cpu["quota"] > 0:
+        cpus = cpu["quota"] / (cpu.get("period") or 100_000)
+    try:
+        devices = tuple(parse_device_rule(d) for d in resources.get("devices") or ()) + RUNC_ALLOWED_DEVICES
+    except (ValueError, TypeError) as e:
+        raise BundleError(f"linux.resources.devices: {e}") from None
+    rlimits = {}
+    for r in process.get("rlimits") or ():
+        rlimits[r["type"]] = (int(r["soft"]), int(r["hard"]))
+    pids_limit = pids.get("limit")
+    limits = Limits(
+        memory=memory.get("limit") if memory.get("limit", -1) > 0 else None,
+        pids=pids_limit if pids_limit and pids_limit > 0 else None,
+        cpus=cpus,
+        rlimits=rlimits,
+    )
+    return limits, devices
+
+
+def _seccomp(linux: dict, w: list[str]) -> dict | None:
+    """linux.seccomp, refused now if it could not be loaded in the container."""
+    seccomp = linux.get("seccomp")
+    if seccomp is not None:
+        _unknown(seccomp, _SECCOMP, "linux.seccomp", w)
+        try:
+            profile_rules(seccomp)
+        except (ValueError, TypeError, KeyError) as e:
+            raise BundleError(f"linux.seccomp: {e}") from None
+    return seccomp
