@@ -32,87 +32,119 @@ def _pretty(data: bytes) -> str:
     return json.dumps(json.loads(data), indent=2)
 
 
+def _narrate_rootfs(n: Narrator, facts: dict) -> None:
+    rootfs = facts["rootfs"]
+    n.step("make a root filesystem")
+    n.say(
+        f"Copy {facts['busybox']} (static: it needs no libraries) to /bin/busybox and make one\n"
+        "symlink per applet: busybox looks at argv[0] to know whether it is sh, ls or wc.\n"
+        "Add /etc/passwd and /etc/group (root, nobody), /tmp (mode 1777), /root, /home and\n"
+        "the empty mount points /dev, /proc and /sys."
+    )
+    n.fact("busybox", rootfs.busybox_version)
+    n.fact("applet links", f"{len(rootfs.applets)} (from `busybox --list-full`), e.g. {', '.join(rootfs.applets[:4])}")
+    n.fact("rootfs", rootfs.path)
+
+
+def _narrate_tar(n: Narrator, facts: dict) -> None:
+    n.step("tar the root filesystem: the uncompressed layer")
+    n.say(
+        "Entries sorted by name, owner 0:0, every mtime set to SOURCE_DATE_EPOCH, relative names:\n"
+        "the same tree always gives the same bytes. The sha256 of these bytes is the diff_id,\n"
+        "the name the image config gives the layer."
+    )
+    n.fact("layer.tar", f"{facts['size']} bytes (mtime {facts['mtime']})")
+    n.fact("diff_id", facts["diff_id"])
+    if facts.get("kept"):
+        n.command(f"sha256sum {facts['path']}    # the same diff_id")
+    else:
+        n.say("(run with --workdir DIR to keep rootfs/, layer.tar and layer.tar.gz and check them)")
+
+
+def _narrate_compress(n: Narrator, facts: dict) -> None:
+    n.step("gzip the tar: the layer blob")
+    n.say(
+        "gzip with no file name and mtime 0 in its header (like `gzip -n`). The sha256 of the\n"
+        "compressed bytes is the layer's digest, the name the manifest gives it."
+    )
+    n.fact("layer.tar.gz", f"{facts['size']} bytes ({facts['size'] * 100 // facts['tar_size']}% of the tar)")
+    n.fact("digest", facts["digest"])
+
+
+def _narrate_layout(n: Narrator, facts: dict) -> None:
+    layout = facts["layout"]
+    n.step("create the image layout")
+    n.say(
+        "An OCI image layout is a directory: the oci-layout marker, blobs/sha256/ holding\n"
+        "every blob under its digest, and index.json naming the images (empty for now)."
+    )
+    n.fact("oci-layout", (layout.path / "oci-layout").read_text())
+    n.fact("layout", layout.path)
+
+
+def _narrate_layer(n: Narrator, facts: dict) -> None:
+    desc = facts["descriptor"]
+    n.step("store the layer blob")
+    n.say(
+        "put_blob hashes while it writes a temp file in blobs/sha256, fsyncs and renames it\n"
+        "to its digest: a blob file is either complete and correct or absent."
+    )
+    n.fact("blob", facts["path"])
+    n.fact("descriptor", json.dumps(desc.to_json()))
+
+
+def _narrate_config(n: Narrator, facts: dict) -> None:
+    config = facts["config"]
+    n.step("write the image config")
+    n.say(
+        f"What to run (Cmd {list(config.config.cmd)}, Env PATH), for which platform\n"
+        f"({config.os}/{config.architecture}, from this host), and rootfs.diff_ids: one diff_id per layer."
+    )
+    n.output(_pretty(facts["bytes"]))
+    n.fact("config digest", f"{facts['descriptor'].digest} ({facts['descriptor'].size} bytes)")
+
+
+def _narrate_manifest(n: Narrator, facts: dict) -> None:
+    n.step("write the manifest")
+    n.say(
+        "The manifest ties it together: a descriptor (media type, digest, size) of the config\n"
+        "and one per layer, bottom layer first. It is stored as compact JSON: the digest is of\n"
+        "these exact bytes, so re-indenting it would make a different blob."
+    )
+    n.output(_pretty(facts["bytes"]))
+    n.fact("manifest digest", f"{facts['descriptor'].digest} ({facts['descriptor'].size} bytes)")
+
+
+def _narrate_index(n: Narrator, facts: dict) -> None:
+    desc = facts["descriptor"]
+    n.step("name the manifest in index.json")
+    n.say(
+        "Last, index.json gets an entry for the manifest with the annotation\n"
+        "org.opencontainers.image.ref.name; it is replaced atomically, so it only ever names\n"
+        "blobs that are already stored."
+    )
+    n.output(_pretty(facts["path"].read_bytes()))
+    n.fact("ref", f"{desc.ref_name} -> {desc.digest}")
+
+
+#: what the reader is told after each step of ``build_busybox_image``, in the chapter's order
+NARRATION = {
+    "rootfs": _narrate_rootfs,
+    "tar": _narrate_tar,
+    "compress": _narrate_compress,
+    "layout": _narrate_layout,
+    "layer": _narrate_layer,
+    "config": _narrate_config,
+    "manifest": _narrate_manifest,
+    "index": _narrate_index,
+}
+
+
 def narrate_step(n: Narrator, name: str, facts: dict) -> None:
     """Tell the reader what one step of ``build_busybox_image`` did."""
-    if name == "rootfs":
-        rootfs = facts["rootfs"]
-        n.step("make a root filesystem")
-        n.say(
-            f"Copy {facts['busybox']} (static: it needs no libraries) to /bin/busybox and make one\n"
-            "symlink per applet: busybox looks at argv[0] to know whether it is sh, ls or wc.\n"
-            "Add /etc/passwd and /etc/group (root, nobody), /tmp (mode 1777), /root, /home and\n"
-            "the empty mount points /dev, /proc and /sys."
-        )
-        n.fact("busybox", rootfs.busybox_version)
-        n.fact("applet links", f"{len(rootfs.applets)} (from `busybox --list-full`), e.g. {', '.join(rootfs.applets[:4])}")
-        n.fact("rootfs", rootfs.path)
-    elif name == "tar":
-        n.step("tar the root filesystem: the uncompressed layer")
-        n.say(
-            "Entries sorted by name, owner 0:0, every mtime set to SOURCE_DATE_EPOCH, relative names:\n"
-            "the same tree always gives the same bytes. The sha256 of these bytes is the diff_id,\n"
-            "the name the image config gives the layer."
-        )
-        n.fact("layer.tar", f"{facts['size']} bytes (mtime {facts['mtime']})")
-        n.fact("diff_id", facts["diff_id"])
-        if facts.get("kept"):
-            n.command(f"sha256sum {facts['path']}    # the same diff_id")
-        else:
-            n.say("(run with --workdir DIR to keep rootfs/, layer.tar and layer.tar.gz and check them)")
-    elif name == "compress":
-        n.step("gzip the tar: the layer blob")
-        n.say(
-            "gzip with no file name and mtime 0 in its header (like `gzip -n`). The sha256 of the\n"
-            "compressed bytes is the layer's digest, the name the manifest gives it."
-        )
-        n.fact("layer.tar.gz", f"{facts['size']} bytes ({facts['size'] * 100 // facts['tar_size']}% of the tar)")
-        n.fact("digest", facts["digest"])
-    elif name == "layout":
-        layout = facts["layout"]
-        n.step("create the image layout")
-        n.say(
-            "An OCI image layout is a directory: the oci-layout marker, blobs/sha256/ holding\n"
-            "every blob under its digest, and index.json naming the images (empty for now)."
-        )
-        n.fact("oci-layout", (layout.path / "oci-layout").read_text())
-        n.fact("layout", layout.path)
-    elif name == "layer":
-        desc = facts["descriptor"]
-        n.step("store the layer blob")
-        n.say(
-            "put_blob hashes while it writes a temp file in blobs/sha256, fsyncs and renames it\n"
-            "to its digest: a blob file is either complete and correct or absent."
-        )
-        n.fact("blob", facts["path"])
-        n.fact("descriptor", json.dumps(desc.to_json()))
-    elif name == "config":
-        config = facts["config"]
-        n.step("write the image config")
-        n.say(
-            f"What to run (Cmd {list(config.config.cmd)}, Env PATH), for which platform\n"
-            f"({config.os}/{config.architecture}, from this host), and rootfs.diff_ids: one diff_id per layer."
-        )
-        n.output(_pretty(facts["bytes"]))
-        n.fact("config digest", f"{facts['descriptor'].digest} ({facts['descriptor'].size} bytes)")
-    elif name == "manifest":
-        n.step("write the manifest")
-        n.say(
-            "The manifest ties it together: a descriptor (media type, digest, size) of the config\n"
-            "and one per layer, bottom layer first. It is stored as compact JSON: the digest is of\n"
-            "these exact bytes, so re-indenting it would make a different blob."
-        )
-        n.output(_pretty(facts["bytes"]))
-        n.fact("manifest digest", f"{facts['descriptor'].digest} ({facts['descriptor'].size} bytes)")
-    elif name == "index":
-        desc = facts["descriptor"]
-        n.step("name the manifest in index.json")
-        n.say(
-            "Last, index.json gets an entry for the manifest with the annotation\n"
-            "org.opencontainers.image.ref.name; it is replaced atomically, so it only ever names\n"
-            "blobs that are already stored."
-        )
-        n.output(_pretty(facts["path"].read_bytes()))
-        n.fact("ref", f"{desc.ref_name} -> {desc.digest}")
+    tell = NARRATION.get(name)
+    if tell is not None:
+        tell(n, facts)
 
 
 PROG = "python -m part2_manual_oci"
