@@ -110,7 +110,16 @@ def demo(n: Narrator, workdir: str, *, keep: bool = True) -> None:
     n.say("Five files, a symlink (bin/hi -> hello) and a hard link (etc/hostname.bak), every\n"
           f"mtime set to {DEMO_EPOCH} so this page's digests are the same on every run.")
     n.fact("source", src)
+    info_tar = _demo_tar(n, src, workdir)
+    gz, info = _demo_gzip(n, src, workdir)
+    _demo_digests(n, gz, info, info_tar)
+    _demo_same_digest(n, src, workdir, info)
+    gz2 = _demo_whiteouts(n, workdir)
+    _demo_apply(n, workdir, gz, gz2, keep)
+    n.done("packed, digested, and applied two layers")
 
+
+def _demo_tar(n: Narrator, src: str, workdir: str) -> LayerInfo:
     n.step("tar: the tree as one stream of entries")
     plain = os.path.join(workdir, "layer.tar")
     with open(plain, "wb") as f:
@@ -123,6 +132,10 @@ def demo(n: Narrator, workdir: str, *, keep: bool = True) -> None:
     n.fact("tar size", f"{info_tar.size} bytes ({info_tar.size // 512} blocks)")
     n.fact("sha256 of the tar", info_tar.digest)
 
+    return info_tar
+
+
+def _demo_gzip(n: Narrator, src: str, workdir: str) -> tuple[str, LayerInfo]:
     n.step("gzip: the blob that is stored and pushed")
     gz = os.path.join(workdir, "layer.tar.gz")
     with open(gz, "wb") as f:
@@ -132,6 +145,10 @@ def demo(n: Narrator, workdir: str, *, keep: bool = True) -> None:
     n.fact("media type", info.media_type)
     n.fact("size", f"{info.size} bytes")
 
+    return gz, info
+
+
+def _demo_digests(n: Narrator, gz: str, info: LayerInfo, info_tar: LayerInfo) -> None:
     n.step("digest and diff_id, computed while the bytes passed")
     n.say("The manifest names the blob by the digest of its compressed bytes; the config lists\n"
           "the diff_id, the digest of the uncompressed tar. Check both with standard tools:")
@@ -144,6 +161,9 @@ def demo(n: Narrator, workdir: str, *, keep: bool = True) -> None:
     again = layer_info(open(gz, "rb"))
     n.fact("layer_info(blob) reads them back", f"{again.digest == info.digest and again.diff_id == info.diff_id}")
 
+
+
+def _demo_same_digest(n: Narrator, src: str, workdir: str, info: LayerInfo) -> None:
     n.step("same tree, same digest")
     for dirpath, _, filenames in os.walk(src):
         for name in filenames:
@@ -154,6 +174,9 @@ def demo(n: Narrator, workdir: str, *, keep: bool = True) -> None:
     n.fact("second pack", second.digest)
     n.say("identical: " + ("yes" if second.digest == info.digest else "NO"))
 
+
+
+def _demo_whiteouts(n: Narrator, workdir: str) -> str:
     n.step("whiteouts: a second layer deletes and replaces")
     upper = os.path.join(workdir, "upper")
     os.makedirs(os.path.join(upper, "usr/share/doc/demo"))
@@ -173,6 +196,10 @@ def demo(n: Narrator, workdir: str, *, keep: bool = True) -> None:
     n.table(_entries(gz2), ("type", "mode", "owner", "size", "name"))
     n.fact("layer 2 digest", w.info.digest)
 
+    return gz2
+
+
+def _demo_apply(n: Narrator, workdir: str, gz: str, gz2: str, keep: bool) -> None:
     n.step("apply both layers: the image's root filesystem")
     rootfs = os.path.join(workdir, "rootfs")
     apply_layers([gz, gz2], rootfs)
@@ -187,7 +214,6 @@ def demo(n: Narrator, workdir: str, *, keep: bool = True) -> None:
     else:
         n.say("These files live in a temporary directory removed at the end; keep them with:")
         n.command("python -m part4_tar demo --workdir DIR")
-    n.done("packed, digested, and applied two layers")
 
 
 PROG = "python -m part4_tar"
