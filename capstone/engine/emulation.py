@@ -20,6 +20,8 @@ from pathlib import Path
 
 from part2_manual_oci import ELF_MACHINES, Platform, elf_header, format_platform, host_platform, platform_compatible
 
+from .errors import StepFailure
+
 BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
 
 #: GOARCH -> the name of qemu-user's emulator for it (qemu-<name>, as Debian registers them)
@@ -30,7 +32,7 @@ QEMU_NAMES = {
 }
 
 
-class EmulatorMissing(Exception):
+class EmulatorMissing(StepFailure):
     """This host cannot run executables of the platform (the message names the emulator)."""
 
 

@@ -11,13 +11,10 @@ store (untagged; ``prune`` removes them when nothing names them), and the conver
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from part2_manual_oci import Descriptor, LayoutError
+from part2_manual_oci import Descriptor, LayoutError, atomic_file
 from part2_manual_oci import mediatypes as mt
 
 from .errors import ExportError
@@ -79,17 +76,18 @@ def _layer(store: "Store", ld: Descriptor, diff_id: str, compression: str | None
         return Descriptor(media_type, ld.digest, ld.size)
     from part4_tar import LayerError, recompress_layer
 
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-convert-", dir=store.tmp_dir)
     try:
-        with os.fdopen(fd, "wb") as out, store.layout.open_blob(ld) as src:
-            info = recompress_layer(src, out, wanted)
-        if info.diff_id != diff_id:
-            raise ExportError(f"layer {ld.digest}: its uncompressed content hashes to {info.diff_id}, "
-                              f"the config says {diff_id}")
-        with open(tmp, "rb") as f:
-            return store.layout.put_blob(f, media_type, expected_digest=info.digest)
+        # written once, as the blob it becomes (part 2's atomic_file: a temp file in the store's
+        # tmp/, renamed to its digest), never copied again
+        with atomic_file(None, temp_dir=store.tmp_dir, prefix=".tmp-convert-") as out, \
+                store.layout.open_blob(ld) as src:
+            info = recompress_layer(src, out.file, wanted)
+            if info.diff_id != diff_id:
+                raise ExportError(f"layer {ld.digest}: its uncompressed content hashes to {info.diff_id}, "
+                                  f"the config says {diff_id}")
+            out.target = store.layout.blob_path(info.digest)
+            if out.target.is_file() and out.target.stat().st_size == info.size:
+                out.discard()
     except (LayerError, LayoutError) as e:
         raise ExportError(f"layer {ld.digest}: {e}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    return Descriptor(media_type, info.digest, info.size)

@@ -462,13 +462,5 @@ def write_rootfs(store: "Store", desc: Descriptor, dest: Path, *, as_tar: bool, 
             root = Path(tmp) / "root"
             root.mkdir()
             fill(root)
-            fd, part = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    write_layer(root, out, "none")
-                os.chmod(part, 0o644)
-                os.replace(part, dest)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(part)
-                raise
+            with atomic_file(dest, prefix=f".{dest.name}.") as out:
+                write_layer(root, out.file, "none")
