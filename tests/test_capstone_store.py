@@ -400,6 +400,19 @@ def test_rmi_and_prune_free_unreachable_blobs_and_snapshots_but_keep_cached_imag
     assert store.layout.has_blob(kept_desc.digest) and store.load("kept").config == kept.config
 
 
+def test_prune_keeps_the_snapshots_of_an_image_whose_config_the_cache_names(store, tmp_path):
+    """A cache entry names a step's config as well as its manifest: the walk may reach the config
+    first from the cache (described without its media type), and the image's layers must still
+    keep their snapshots (a build's RUN layer lost its snapshot to prune that way)."""
+    base = store.load("capstone/busybox")
+    image = with_file_layer(store, base, tmp_path, "named", "n")
+    store.commit(image, ["named"])
+    store.cache_put("step-key", {"config": image.config_descriptor.digest})
+    store.lowers(image)
+    store.prune()
+    assert all(store.has_snapshot(layer.diff_id) for layer in image.layers)
+
+
 def test_prune_keeps_the_subject_of_a_named_referrer(store, tmp_path):
     """A signature or SBOM manifest names its image as ``subject`` (OCI 1.1): while the
     referrer has a name, prune keeps the image it refers to (part 2's walk follows subjects)."""

@@ -651,9 +651,11 @@ class Store:
         diff_ids: set[str] = set()
         for desc in self.layout.walk(starts):
             seen.add(desc.digest)
-            if desc.media_type in mt.CONFIG_TYPES:
+            # the layers of each manifest reached: a config is read through its manifest, as a
+            # cache root may have reached the same blob first, described without its media type
+            if desc.media_type in mt.MANIFEST_TYPES:
                 with contextlib.suppress(LayoutError):
-                    diff_ids.update(self.layout.read_config(desc).rootfs_diff_ids)
+                    diff_ids.update(self.layout.read_config(self.layout.read_manifest(desc)).rootfs_diff_ids)
         return seen, diff_ids
 
     def prune(self, *, all: bool = False) -> tuple[int, int]:
