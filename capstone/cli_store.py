@@ -145,7 +145,7 @@ def inspect_image(store: Store, name: str) -> dict:
     if desc is None:
         raise StoreError(f"no such image: {name}")
     manifest = store.manifest(desc)
-    config = store.layout.read_config(manifest)
+    config = store.read_config(manifest)
     names = store.names_of(desc)
     doc = {
         "Id": manifest.config.digest,
@@ -197,7 +197,7 @@ def run_history(args: argparse.Namespace, n: Narrator) -> int:
     if desc is None:
         raise StoreError(f"no such image: {args.image}")
     manifest = store.manifest(desc)
-    config = store.layout.read_config(manifest)
+    config = store.read_config(manifest)
     layers = list(manifest.layers)
     rows = []
     for h in config.history:

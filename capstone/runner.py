@@ -57,7 +57,7 @@ import signal
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 from part2_manual_oci import env_to_dict
 from part4_tar import LayerInfo, RootDir, fd_path
@@ -76,6 +76,9 @@ from part7_union import (
 )
 
 from .errors import CapstoneError
+
+if TYPE_CHECKING:
+    from .store import BuildStore
 
 __all__ = ["Container", "ContainerRunError", "container_command", "merge_env", "run_image"]
 
@@ -541,7 +544,7 @@ def merge_env(image_env: Sequence[str], extra: Sequence[str]) -> list[str]:
 
 
 def run_image(
-    store,
+    store: BuildStore,
     name: str,
     *,
     command: Sequence[str] | None = None,

@@ -320,3 +320,55 @@ def test_the_capstone_catches_named_errors():
             if not (reason and _reports_exit_status(function, handler)):
                 found.append(f"{_rel(path)}:{handler.lineno}: {lines[handler.lineno - 1].strip()}")
     assert found == []
+
+
+#: capstone/store/interface.py: the Protocol each package of the capstone uses a store through
+STORE_INTERFACE = ROOT / "capstone" / "store" / "interface.py"
+STORE_CLIENTS = {"engine": "BuildStore", "runner.py": "BuildStore", "registry": "RegistryStore"}
+
+
+def _protocol_members() -> dict[str, set[str]]:
+    """Each Protocol class of the store's interface: the names it declares, its bases' too."""
+    tree = ast.parse(STORE_INTERFACE.read_text())
+    members: dict[str, set[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            names = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+            names |= {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+            for base in node.bases:
+                names |= members.get(_call_name(base), set())
+            members[node.name] = names
+    return members
+
+
+def _store_attributes(path: Path):
+    """(line, attribute) of every ``store.X`` and ``self.store.X`` in a module."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Attribute):
+            owner = node.value
+            if (isinstance(owner, ast.Name) and owner.id == "store") or \
+                    (isinstance(owner, ast.Attribute) and owner.attr == "store"):
+                yield node.lineno, node.attr
+
+
+def test_nothing_reaches_into_the_store():
+    """Outside ``capstone/store`` nothing uses a store's OCI layout (``store.layout``): blobs are
+    read and written through the store's own methods."""
+    found = [f"{_rel(path)}:{line}: store.layout"
+             for path in modules("capstone") if "store" not in path.relative_to(ROOT / "capstone").parts[:1]
+             for line, attr in _store_attributes(path) if attr == "layout"]
+    assert found == []
+
+
+def test_the_build_and_the_registry_client_use_the_store_through_its_protocols():
+    """Every attribute the build, ``capstone run`` and the registry client use on a store is
+    declared by their Protocol in ``capstone/store/interface.py``."""
+    members = _protocol_members()
+    found = []
+    for client, protocol in STORE_CLIENTS.items():
+        paths = [ROOT / "capstone" / client] if client.endswith(".py") else modules(f"capstone/{client}")
+        for path in paths:
+            for line, attr in _store_attributes(path):
+                if attr not in members[protocol]:
+                    found.append(f"{_rel(path)}:{line}: store.{attr} is not in {protocol}")
+    assert found == []

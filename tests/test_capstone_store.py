@@ -16,8 +16,17 @@ import pytest
 from support import runc_run
 
 from capstone.refs import InvalidName
-from capstone.store import EMBEDDED_BUSYBOX, AmbiguousImage, ImageInUse, ImageNotFound, Store, StoreError
-from part2_manual_oci import OCILayout, validate_layout
+from capstone.store import (
+    EMBEDDED_BUSYBOX,
+    AmbiguousImage,
+    BuildStore,
+    ImageInUse,
+    ImageNotFound,
+    RegistryStore,
+    Store,
+    StoreError,
+)
+from part2_manual_oci import BlobCorrupt, OCILayout, sha256_digest, validate_layout
 from part3_go_style_builder import Image, Layer, layer_from_directory
 from part5_namespaces import CloneFlags, MountFlags, call_in_namespaces, mount
 from part7_union import OverlayMount
@@ -62,6 +71,33 @@ def test_open_creates_an_oci_layout_and_the_store_dirs(tmp_path):
         assert (tmp_path / "a/b" / sub).exists(), sub
     assert validate_layout(store.layout.path) == []
     assert Store.open(tmp_path / "a" / "b").images() == []
+
+
+def test_the_store_is_what_the_build_and_the_registry_client_are_written_against(store):
+    assert isinstance(store, BuildStore)
+    assert isinstance(store, RegistryStore)
+    # one component per concern behind the facade, each over the store's own directories
+    assert store.names.ids == store.path / "ids"
+    assert store.cache.directory == store.cache_dir == store.path / "cache"
+    assert store.snapshots.directory == store.snapshots_dir
+    assert store.blob_sources.directory == store.path / "sources"
+
+
+def test_blobs_through_the_facade_are_checked_against_their_digest(store):
+    data = b"a blob\n"
+    desc = store.put_blob(data, "application/octet-stream", expected_digest=sha256_digest(data))
+    assert store.has_blob(desc.digest) and store.has_blob(desc.digest, len(data))
+    assert not store.has_blob(desc.digest, len(data) + 1)  # a file of another size is a damaged copy
+    assert store.read_blob(desc) == data
+    with store.open_blob(desc) as f:
+        assert f.read() == data
+    assert store.blob_path(desc.digest).read_bytes() == data
+    with pytest.raises(BlobCorrupt):
+        store.put_blob(b"other", "application/octet-stream", expected_digest=desc.digest)
+    assert not store.has_blob(sha256_digest(b"other"))
+    base = store.load("capstone/busybox")
+    manifest = store.read_manifest(base.loaded_from)
+    assert store.read_config(manifest) == base.config
 
 
 def test_commit_load_round_trip_reuses_blobs_and_tags_normalized_names(store, tmp_path):

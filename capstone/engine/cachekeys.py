@@ -26,7 +26,7 @@ import json
 from part2_manual_oci import DigestError, LayoutError
 from part3_go_style_builder import Image
 
-from ..store import StoreError
+from ..store import BuildStore, StoreError
 
 #: bump when the meaning of a key changes, so old entries stop matching
 CACHE_VERSION = "capstone-build-1"
@@ -44,7 +44,7 @@ def base_key(image_digest: str, platform: str) -> str:
     return make_key("", "FROM", image=image_digest, platform=platform)
 
 
-def cache_lookup(store, key: str) -> Image | None:
+def cache_lookup(store: BuildStore, key: str) -> Image | None:
     """The image recorded for ``key``, or None (missing entry, or its image was pruned)."""
     value = store.cache_get(key)
     if not value or not isinstance(value.get("manifest"), str):
@@ -55,7 +55,7 @@ def cache_lookup(store, key: str) -> Image | None:
         return None
 
 
-def cache_record(store, key: str, image: Image):
+def cache_record(store: BuildStore, key: str, image: Image):
     """Store ``image`` untagged and record it under ``key``; its manifest descriptor."""
     desc = store.commit(image, [])
     store.cache_put(key, {"manifest": desc.digest, "config": image.config_descriptor.digest})

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from part1_overview import CourseError
 from part2_manual_oci import (
@@ -94,6 +94,9 @@ from .runstep import (
 )
 from .schedule import build_stages, die_with_parent
 from .sources import ContextSource, ImageSource
+
+if TYPE_CHECKING:
+    from ..store import BuildStore
 
 COMPRESSION = "gzip"
 SCRATCH = "scratch"
@@ -222,7 +225,7 @@ def _short_text(ins: Instruction) -> str:
 class Builder:
     """One build (see :func:`build` for the arguments)."""
 
-    def __init__(self, store, context_dir: Path, dockerfile: Dockerfile, plan: BuildPlan, *,
+    def __init__(self, store: BuildStore, context_dir: Path, dockerfile: Dockerfile, plan: BuildPlan, *,
                  no_cache: bool, network: str, progress: Progress, run_output, labels: Mapping[str, str],
                  dockerfile_path: Path, secrets=None, allow: frozenset[str] = frozenset(),
                  pull: str = "missing") -> None:
@@ -851,7 +854,7 @@ class Builder:
             return self.lowers(img), _image_digest(img)
 
         mounts = plan_mounts(ins.mounts, context=self.context, workdir=workdir,
-                             scratch=scratch, cache_root=Path(self.store.path) / "build-cache-mounts",
+                             scratch=scratch, cache_root=self.store.cache_mounts_dir,
                              stage_lowers=stage_lowers, content_digest=self._entries_digest, secrets=self.secrets)
         if mounts.env:  # secrets given as variables, SSH_AUTH_SOCK: this step only, never in the key
             env = [e for e in env if e.partition("=")[0] not in mounts.env]
@@ -944,7 +947,7 @@ def pull_policy(value: str | bool | None) -> str:
 
 
 def build(
-    store,
+    store: BuildStore,
     context_dir: str | os.PathLike,
     dockerfile_path: str | os.PathLike | None = None,
     *,

@@ -13,21 +13,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
-from part3_go_style_builder import Layer, write_layer_blob
+from part3_go_style_builder import Layer
 
 if TYPE_CHECKING:  # part 4 is imported when a layer is written (never on a cache hit)
     from part4_tar import LayerInfo, LayerWriter
 
+    from ..store import BuildStore
 
 
-def write_blob(store, produce: Callable[[BinaryIO], LayerInfo], *, tmp_dir=None) -> Layer:
+
+def write_blob(store: BuildStore, produce: Callable[[BinaryIO], LayerInfo], *, tmp_dir=None) -> Layer:
     """Run ``produce(file)`` (it writes a layer and returns its LayerInfo) into the store's
     blob directory; the :class:`Layer` it made, stored under its digest. ``tmp_dir``: where the
     temp file is written (on the store's file system; default: the blob directory)."""
-    return write_layer_blob(store.layout.blobs_dir, produce, tmp_dir=tmp_dir)
+    return store.write_layer(produce, tmp_dir=tmp_dir)
 
 
-def write_entries_layer(store, fill: Callable[[LayerWriter], None], *, compression: str = "gzip",
+def write_entries_layer(store: BuildStore, fill: Callable[[LayerWriter], None], *, compression: str = "gzip",
                         source_date_epoch: int | None = None, tmp_dir=None) -> Layer:
     """A layer whose entries ``fill(writer)`` adds with part 4's ``LayerWriter``."""
 

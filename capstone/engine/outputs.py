@@ -31,10 +31,14 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from part2_manual_oci import write_file_atomic
 
 from .errors import BuildError
+
+if TYPE_CHECKING:
+    from ..store import BuildStore
 
 OUTPUT_TYPES = ("oci", "oci-archive", "docker-archive", "registry", "local", "tar")
 #: BuildKit's other names for them
@@ -139,7 +143,7 @@ def parse_output(text: str) -> OutputSpec:
     return OutputSpec(kind, os.path.expanduser(dest) if kind != "registry" else dest, name, compression, oci_types)
 
 
-def write_output(store, spec: OutputSpec, desc, name: str | None) -> None:
+def write_output(store: BuildStore, spec: OutputSpec, desc, name: str | None) -> None:
     """Write the built image (``desc``: its manifest, or its index for several platforms) as
     ``spec`` says."""
     if spec.type in ("local", "tar"):

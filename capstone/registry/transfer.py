@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from part2_manual_oci import (
     MAX_JSON_SIZE,
@@ -52,6 +53,9 @@ from ..download import TransferProgress, run_parallel
 from ..refs import NameRef, parse_name, parse_reference
 from .client import RegistryClient, RegistryOptions
 from .errors import DigestMismatch, ManifestUnknown, RegistryError
+
+if TYPE_CHECKING:  # the store's interface, for types only: the client never reaches into a store
+    from ..store import RegistryStore
 
 Say = Callable[[str], None]
 
@@ -85,7 +89,7 @@ def as_progress(on_progress: TransferProgress | Say | None) -> TransferProgress:
 
 
 def pull(
-    store,
+    store: RegistryStore,
     name: str,
     *,
     platform: Platform | None = None,
@@ -111,7 +115,7 @@ def pull(
             client.close()
 
 
-def _pull(store, client: RegistryClient, ref: NameRef, platform: Platform | None, progress: TransferProgress) -> Descriptor:
+def _pull(store: RegistryStore, client: RegistryClient, ref: NameRef, platform: Platform | None, progress: TransferProgress) -> Descriptor:
     data, media_type, digest = client.get_manifest(ref.repository, ref.digest or ref.tag)
     while media_type in mt.INDEX_TYPES:  # an index may name an index: go down to the manifest
         index = Index.from_json(_json(data, f"{ref.name}: index"), f"{ref.name}: index")
@@ -129,18 +133,18 @@ def _pull(store, client: RegistryClient, ref: NameRef, platform: Platform | None
                             f"than the {MAX_JSON_SIZE} an image config may have (podman and skopeo refuse it too)")
     fetch_blobs(store, client, ref.repository, (manifest.config,), progress, where=ref.name)
     if platform is not None:  # a single-platform image must be the one asked for (as docker pull)
-        have = store.layout.read_config(manifest).platform
+        have = store.read_config(manifest).platform
         if not platform_compatible(platform, have):
             raise ManifestUnknown(f"{ref.name}: the image is for {format_platform(have)}, not the requested "
                                   f"{format_platform(platform)}")
     fetch_blobs(store, client, ref.repository, manifest.layers, progress, where=ref.name)
-    stored = store.layout.put_blob(data, media_type, expected_digest=digest)
+    stored = store.put_blob(data, media_type, expected_digest=digest)
     store.tag(ref.name, stored)
     progress.note(f"{ref.short}: {digest}")
     return stored
 
 
-def fetch_blobs(store, client: RegistryClient, repository: str, descriptors, progress: TransferProgress, *,
+def fetch_blobs(store: RegistryStore, client: RegistryClient, repository: str, descriptors, progress: TransferProgress, *,
                 where: str) -> None:
     """Every blob of ``descriptors`` the store lacks, into the store, a few at a time (see the
     module page); each one checked against its digest and size."""
@@ -149,12 +153,11 @@ def fetch_blobs(store, client: RegistryClient, repository: str, descriptors, pro
                   for d in unique], workers=client.limits.parallel)
 
 
-def _fetch_blob(store, client: RegistryClient, repository: str, desc: Descriptor, progress: TransferProgress,
+def _fetch_blob(store: RegistryStore, client: RegistryClient, repository: str, desc: Descriptor, progress: TransferProgress,
                 where: str, cancel: threading.Event) -> None:
-    layout = store.layout
     source = f"{client.registry}/{repository}"
     progress.begin(desc.digest, _label(desc), desc.size)
-    if layout.has_blob(desc.digest) and layout.blob_path(desc.digest).stat().st_size == desc.size:
+    if store.has_blob(desc.digest, desc.size):
         store.add_source(desc.digest, source)
         progress.end(desc.digest, "exists")
         return
@@ -164,7 +167,7 @@ def _fetch_blob(store, client: RegistryClient, repository: str, desc: Descriptor
         with client.open_blob(repository, desc.digest, desc.size, cancel=cancel,
                               meter=lambda n: progress.advance(desc.digest, n)) as stream:
             try:
-                got = layout.put_blob(stream, desc.media_type, expected_digest=desc.digest)
+                got = store.put_blob(stream, desc.media_type, expected_digest=desc.digest)
             except BlobCorrupt as e:
                 raise DigestMismatch(f"{where}: blob {desc.digest}: {e}") from None
         if got.size != desc.size:
@@ -183,7 +186,7 @@ def _label(desc: Descriptor) -> str:
 
 
 def push(
-    store,
+    store: RegistryStore,
     name: str,
     dest: str | None = None,
     *,
@@ -221,12 +224,11 @@ def push(
             client.close()
 
 
-def push_manifest(store, client: RegistryClient, repository: str, desc: Descriptor, reference: str,
+def push_manifest(store: RegistryStore, client: RegistryClient, repository: str, desc: Descriptor, reference: str,
                   progress: TransferProgress) -> str:
     """Push what ``desc`` names (blobs, or child manifests by digest), then the manifest
     itself under ``reference`` (a tag or its digest); its digest."""
-    layout = store.layout
-    data = layout.read_blob(desc)
+    data = store.read_blob(desc)
     if desc.media_type in mt.INDEX_TYPES:
         index = Index.from_json(_json(data, desc.digest), f"index {desc.digest}")
         for child in index.manifests:
@@ -237,14 +239,14 @@ def push_manifest(store, client: RegistryClient, repository: str, desc: Descript
     return client.put_manifest(repository, reference, data, desc.media_type)
 
 
-def push_blobs(store, client: RegistryClient, repository: str, descriptors, progress: TransferProgress) -> None:
+def push_blobs(store: RegistryStore, client: RegistryClient, repository: str, descriptors, progress: TransferProgress) -> None:
     """Every blob of ``descriptors`` the repository lacks: mounted or uploaded, a few at a time."""
     unique = list({d.digest: d for d in descriptors}.values())
     run_parallel([lambda cancel, d=d: _push_blob(store, client, repository, d, progress, cancel) for d in unique],
                  workers=client.limits.parallel)
 
 
-def _push_blob(store, client: RegistryClient, repository: str, blob: Descriptor, progress: TransferProgress,
+def _push_blob(store: RegistryStore, client: RegistryClient, repository: str, blob: Descriptor, progress: TransferProgress,
                cancel: threading.Event) -> None:
     here = f"{client.registry}/{repository}"
     progress.begin(blob.digest, _label(blob), blob.size)
@@ -255,7 +257,7 @@ def _push_blob(store, client: RegistryClient, repository: str, blob: Descriptor,
             prefix = client.registry + "/"
             # the repository that got it last first: an older one may have been deleted since
             others = [s[len(prefix):] for s in reversed(store.sources(blob.digest)) if s.startswith(prefix) and s != here]
-            path = store.layout.blob_path(blob.digest)
+            path = store.blob_path(blob.digest)
             outcome = client.upload_blob(repository, blob.digest, path.stat().st_size, lambda p=path: open(p, "rb"),
                                          mount_from=others, cancel=cancel,
                                          meter=lambda n: progress.advance(blob.digest, n))

@@ -49,7 +49,7 @@ from part4_tar import extract_layer, layer_info, open_decompressed, write_layer
 
 from ..refs import DOCKER_ARCHIVE, OCI_ARCHIVE, OCI_LAYOUT, InvalidName, parse_name, parse_transport
 from .errors import ExportError, ImageNotFound, StoreError
-from .store import TEMP_PREFIX
+from .leases import TEMP_PREFIX
 
 if TYPE_CHECKING:
     from .store import Store
@@ -148,7 +148,7 @@ def export(store: "Store", name_or_id: str, dest: str) -> Descriptor:
         if target.transport == OCI_ARCHIVE:  # the full name, by which podman load names the image
             return _export_oci_archive(store, desc, Path(target.path), target.given_name or (ref.name if ref else "latest"))
         if target.transport == DOCKER_ARCHIVE:  # one image per archive: this host's of an index
-            mdesc = _with_platform(store, store._platform_manifest(desc))
+            mdesc = _with_platform(store, store.names.platform_manifest(desc))
             tag = parse_name(target.given_name) if target.given_name else ref
             _export_docker_archive(store, mdesc, Path(target.path), tag)
             return mdesc
