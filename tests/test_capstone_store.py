@@ -468,6 +468,27 @@ def test_prune_keeps_the_subject_of_a_named_referrer(store, tmp_path):
     assert not store.layout.has_blob(desc.digest)
 
 
+def test_sweep_removes_the_extraction_of_a_dead_process_at_once(store):
+    """A snapshot is extracted in a leased temp dir: killed midway, the process leaves it, and
+    the next sweep removes it (not an hour later); a live extraction's stays."""
+    from capstone.store.leases import TEMP_PREFIX, lease
+
+    pid = os.fork()
+    if pid == 0:  # an extraction killed midway: its temp dir stays, its lock goes with it
+        try:
+            with lease(store.snapshots_dir, TEMP_PREFIX + "dead") as tmp:
+                (tmp / "fs").mkdir()
+                os._exit(0)
+        finally:
+            os._exit(1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert (store.snapshots_dir / (TEMP_PREFIX + "dead") / "fs").is_dir()
+    with lease(store.snapshots_dir, TEMP_PREFIX + "alive") as alive:
+        assert store.sweep() == [store.snapshots_dir / (TEMP_PREFIX + "dead")]
+        assert alive.is_dir() and not (store.snapshots_dir / (TEMP_PREFIX + "dead")).exists()
+    assert not alive.exists()
+
+
 def test_cache_put_get(store):
     assert store.cache_get("k") is None
     store.cache_put("k", {"a": 1})

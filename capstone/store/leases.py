@@ -64,8 +64,8 @@ def lease(parent: Path, name: str | None = None, *, keep: bool = False) -> Itera
 
 def sweep(leased_parents: Iterable[Path], temp_parents: Iterable[Path]) -> list[Path]:
     """Remove every leased directory of ``leased_parents`` whose lock is free (mounts below it
-    detached first), and temp entries of ``temp_parents`` older than an hour. Returns what was
-    removed."""
+    detached first), and the temp entries of ``temp_parents``: a leased one whose lock is free,
+    one without a lease once it is an hour old. Returns what was removed."""
     removed = []
     for parent in leased_parents:
         try:
@@ -79,11 +79,16 @@ def sweep(leased_parents: Iterable[Path], temp_parents: Iterable[Path]) -> list[
     for parent in temp_parents:
         with contextlib.suppress(FileNotFoundError):
             for entry in parent.iterdir():
-                if entry.name.startswith(TEMP_PREFIX):
-                    with contextlib.suppress(FileNotFoundError):
-                        if now - entry.lstat().st_mtime > STALE_TEMP_SECONDS:
-                            remove_tree(entry)
-                            removed.append(entry)
+                if not entry.name.startswith(TEMP_PREFIX):
+                    continue
+                if os.path.lexists(entry / LEASE):  # its process tells: alive, or dead and gone now
+                    if take_dead_lease(entry):
+                        removed.append(entry)
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if now - entry.lstat().st_mtime > STALE_TEMP_SECONDS:
+                        remove_tree(entry)
+                        removed.append(entry)
     return removed
 
 

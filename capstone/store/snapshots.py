@@ -11,7 +11,7 @@ import errno
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Callable, Container, Iterator
 from contextlib import AbstractContextManager
@@ -31,7 +31,7 @@ from part2_manual_oci import (
 from part3_go_style_builder import Image
 
 from .errors import StoreError
-from .leases import TEMP_PREFIX, remove_tree
+from .leases import TEMP_PREFIX, lease, remove_tree
 
 CHUNK = 1 << 20
 
@@ -103,8 +103,8 @@ class Snapshots:
         from part4_tar import SkippedEntriesWarning, open_decompressed
         from part7_union import extract_lower
 
-        tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{digest_hex(diff_id)[:12]}-", dir=self.directory))
-        try:
+        # leased: what a build killed midway leaves, the next build's sweep removes at once
+        with lease(self.directory, f"{TEMP_PREFIX}{digest_hex(diff_id)[:12]}-{secrets.token_hex(4)}") as tmp:
             with contextlib.ExitStack() as stack:
                 raw = blob if blob is not None else stack.enter_context(self.layout.open_blob(layer))
                 reader = _HashingReader(stack.enter_context(open_decompressed(raw)))
@@ -131,8 +131,6 @@ class Snapshots:
                 # another process extracted it first: keep theirs
             # the store's blob was read to its end and matched its digest: record which one
             self._mark(diff_id, layer.digest, checked=blob is None)
-        finally:
-            remove_tree(tmp)
         return final
 
     def adopt(self, diff_id: str, directory: str | os.PathLike, layer: Descriptor | None = None) -> Path:

@@ -150,7 +150,8 @@ class Store:
     def sweep(self) -> list[Path]:
         """Remove what dead builds and runs left (see the module page): every leased directory
         of ``tmp/`` and ``containers/`` whose lock is free, mounts below it detached first, and
-        temp entries of ``snapshots/`` older than an hour. Returns what was removed."""
+        temp entries of ``snapshots/``: an extraction's whose process died (it is leased), any
+        other once it is an hour old. Returns what was removed."""
         return leases.sweep((self.tmp_dir, self.containers_dir), (self.snapshots_dir,))
 
     @contextlib.contextmanager
