@@ -182,6 +182,113 @@ class _Dir(NamedTuple):
     ids: tuple[Id, ...]  # (st_dev, st_ino) of each directory of ``names``
 
 
+class _Cursor:
+    """Where :meth:`RootDir._walk` stands: a directory descriptor (borrowed, the root's or a
+    cached one, until a directory is opened here), the real names below the root that lead to
+    it and their (st_dev, st_ino), and the symlinks followed so far."""
+
+    __slots__ = ("fd", "follows", "ids", "names", "owned", "root", "show_as")
+
+    def __init__(self, root: "RootDir", d: _Dir, show_as: str) -> None:
+        self.root = root
+        self.fd, self.owned = d.fd, False
+        self.names, self.ids = list(d.names), list(d.ids)
+        self.follows = 0
+        self.show_as = show_as
+
+    def _move(self, fd: int, owned: bool) -> None:
+        if self.owned:
+            os.close(self.fd)
+        self.fd, self.owned = fd, owned
+
+    def up(self) -> None:
+        """``..``: never above the root (the root is its own parent, as in chroot), and only to
+        the directory this one was reached from."""
+        if not self.names:
+            return
+        self.names.pop()
+        self.ids.pop()
+        expected = self.ids[-1] if self.ids else self.root.id
+        up = os.open("..", _LIST_FLAGS, dir_fd=self.fd)
+        if _id(os.fstat(up)) != expected:
+            os.close(up)
+            raise LayerError(f"{show(self.show_as)}: a directory was moved while it was resolved")
+        self._move(up, True)
+
+    def down(self, part: str, todo: deque, create: bool) -> None:
+        """Into the directory ``part`` (made when missing and ``create``); a symlink there, or
+        a name swapped meanwhile, puts what to resolve instead at the front of ``todo``."""
+        try:
+            nfd = os.open(part, _DIR_FLAGS, dir_fd=self.fd)
+        except FileNotFoundError:
+            if not create:
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory",
+                                        "/".join(self.names + [part])) from None
+            nfd = self._make(part)
+            if nfd is None:
+                todo.appendleft(part)
+                return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            todo.extendleft(reversed(self._follow(part)))
+            return
+        self._move(nfd, True)
+        self.names.append(part)
+        self.ids.append(_id(os.fstat(nfd)))
+
+    def _make(self, part: str) -> int | None:
+        """Make the missing directory ``part`` and open it; None when something else took its
+        name meanwhile (to be looked at again, bounded like symlinks)."""
+        made = True
+        try:
+            os.mkdir(part, 0o700, dir_fd=self.fd)
+        except FileExistsError:
+            made = False  # made meanwhile, or something else is there now
+        try:
+            nfd = os.open(part, _DIR_FLAGS, dir_fd=self.fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP, errno.ENOENT):
+                raise
+            self._count_follow()
+            return None
+        if made:
+            # a parent the name did not list: 0755 as Docker makes it, whatever the umask
+            os.chmod(fd_path(nfd), 0o755)
+        return nfd
+
+    def _follow(self, part: str) -> list[str]:
+        """The symlink ``part``'s target as parts, resolved as if the root were ``/``."""
+        st = os.stat(part, dir_fd=self.fd, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", "/".join(self.names + [part])) from None
+        self._count_follow()
+        target = os.readlink(part, dir_fd=self.fd)
+        if target.startswith("/"):
+            # an absolute symlink means the root of this tree, not of the host
+            self._move(self.root.fd, False)
+            self.names.clear()
+            self.ids.clear()
+        return target.split("/")
+
+    def _count_follow(self) -> None:
+        self.follows += 1
+        if self.follows > MAX_SYMLINKS:
+            raise UnsafePathError(self.show_as, "too many levels of symbolic links (a symlink loop)") from None
+
+    def keep(self) -> _Dir:
+        """The directory reached, as a :class:`_Dir` the caller's cache owns."""
+        if not self.owned:
+            self.fd, self.owned = os.dup(self.fd), True
+        self.owned = False  # the cache owns it now
+        return _Dir(self.fd, tuple(self.names), tuple(self.ids))
+
+    def close(self) -> None:
+        if self.owned:
+            os.close(self.fd)
+            self.owned = False
+
+
 class RootDir:
     """The directory ``root`` (a path or a directory descriptor, duplicated), every path inside
     it resolved inside it. ``create``: make ``root`` (and its parents) when missing.
@@ -254,10 +361,7 @@ class RootDir:
         while start > 0 and parts[:start] not in self._dirs:
             start -= 1
         d = self._dirs[parts[:start]] if start else self._top
-        # ``fd`` is borrowed (the root's, or a cached one) until a directory is opened here
-        fd, owned = d.fd, False
-        names, ids = list(d.names), list(d.ids)
-        follows = 0
+        at = _Cursor(self, d, show_as)
         try:
             for i in range(start, len(parts)):
                 todo = deque((parts[i],))
@@ -266,79 +370,15 @@ class RootDir:
                     if part in ("", "."):
                         continue
                     if part == "..":
-                        # ".." never climbs above the root: the root is its own parent, as in chroot
-                        if names:
-                            names.pop()
-                            ids.pop()
-                            expected = ids[-1] if ids else self.id
-                            up = os.open("..", _LIST_FLAGS, dir_fd=fd)
-                            if _id(os.fstat(up)) != expected:
-                                os.close(up)
-                                raise LayerError(f"{show(show_as)}: a directory was moved while it was resolved")
-                            if owned:
-                                os.close(fd)
-                            fd, owned = up, True
-                        continue
-                    try:
-                        nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                    except FileNotFoundError:
-                        if not create:
-                            raise FileNotFoundError(errno.ENOENT, "No such file or directory",
-                                                    "/".join(names + [part])) from None
-                        made = True
-                        try:
-                            os.mkdir(part, 0o700, dir_fd=fd)
-                        except FileExistsError:
-                            made = False  # made meanwhile, or something else is there now
-                        try:
-                            nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                        except OSError as exc:
-                            if exc.errno not in (errno.ENOTDIR, errno.ELOOP, errno.ENOENT):
-                                raise
-                            # swapped meanwhile: looked at again (bounded like symlinks)
-                            follows += 1
-                            if follows > MAX_SYMLINKS:
-                                raise UnsafePathError(show_as, "too many levels of symbolic links (a symlink loop)") from None
-                            todo.appendleft(part)
-                            continue
-                        if made:
-                            # a parent the name did not list: 0755 as Docker makes it, whatever the umask
-                            os.chmod(fd_path(nfd), 0o755)
-                    except OSError as exc:
-                        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
-                            raise
-                        st = os.stat(part, dir_fd=fd, follow_symlinks=False)
-                        if not stat.S_ISLNK(st.st_mode):
-                            raise NotADirectoryError(errno.ENOTDIR, "Not a directory",
-                                                     "/".join(names + [part])) from None
-                        follows += 1
-                        if follows > MAX_SYMLINKS:
-                            raise UnsafePathError(show_as, "too many levels of symbolic links (a symlink loop)") from None
-                        target = os.readlink(part, dir_fd=fd)
-                        if target.startswith("/"):
-                            # an absolute symlink means the root of this tree, not of the host
-                            if owned:
-                                os.close(fd)
-                            fd, owned = self.fd, False
-                            names.clear()
-                            ids.clear()
-                        todo.extendleft(reversed(target.split("/")))
-                        continue
-                    if owned:
-                        os.close(fd)
-                    fd, owned = nfd, True
-                    names.append(part)
-                    ids.append(_id(os.fstat(fd)))
+                        at.up()
+                    else:
+                        at.down(part, todo, create)
                 # a requested component is resolved: keep its directory for the next names
-                if not owned:
-                    fd, owned = os.dup(fd), True
-                d = _Dir(fd, tuple(names), tuple(ids))
+                d = at.keep()
                 self._cache(parts[: i + 1], d)
-                owned = False  # the cache owns it now
             return d
         except BaseException:
-            if owned:
-                os.close(fd)
+            at.close()
             raise
 
     def _parent(self, parts: tuple[str, ...], create: bool, show_as: str) -> Parent:
