@@ -336,7 +336,7 @@ def _caller_gone(_signum: int, _frame: object) -> None:
     raise _CallerGone
 
 
-class HelperTraceback(Exception):
+class HelperTraceback(CapstoneError):
     """The traceback (with its chain of causes) of an error in the helper process, as text:
     the cause of the :class:`ContainerRunError` it became on this side of the pipe."""
 
