@@ -7,6 +7,10 @@
         with open(layer_path, "wb") as f:
             info = c.write_changes(f, "gzip")               # part 4 LayerInfo of the upper dir
 
+The root filesystem is one of part 7's snapshots of the layers, with the init layer (below) as
+their extra lower: an ``OverlaySnapshot`` prepared unmounted (the upper dir kept for the layer and
+the snapshot store), or a ``CopySnapshot`` made in ``merged`` where the overlay cannot be.
+
 Layout of ``scratch`` (the container owns it; created when missing)::
 
     scratch/init/     mount points for the runtime (Docker's "init layer"), a lower on top
@@ -65,13 +69,12 @@ from part6_runtime import ContainerError, ContainerSpec, Mount, RuntimeSetupErro
 from part6_runtime import run as run_container
 from part7_union import (
     Change,
+    CopySnapshot,
     LayerStack,
     OverlayError,
     OverlayMount,
+    OverlaySnapshot,
     SnapshotError,
-    copy_tree,
-    diff_dirs,
-    upper_changes,
     write_change_list,
 )
 
@@ -146,7 +149,10 @@ class Container:
         self.upper = Path(os.path.abspath(upper)) if upper is not None else self.scratch / "upper"
         self.work = self.scratch / "work"
         self.root = self.scratch / "merged"
-        self._overlay: OverlayMount | None = None
+        # part 7's snapshots of the same layers, the init layer on top: the overlay (mounted by
+        # each run in the helper's namespace) and the copy (made when the overlay cannot be)
+        self._overlay: OverlaySnapshot | None = None
+        self._copy = CopySnapshot(self.lowers, self.scratch, init=self.init, root=self.root)
 
     # -- lifetime ----------------------------------------------------------------------------
     def __enter__(self) -> "Container":
@@ -173,22 +179,27 @@ class Container:
             raise ContainerRunError(f"layer snapshot missing: {missing[0]}")
         _make_init_layer(self.init, self.lowers, self.upper, self.mounts)
         try:
-            self._overlay = OverlayMount((self.init, *self.lowers), self.upper, self.work, self.root)
+            self._overlay = OverlaySnapshot(self.lowers, self.scratch, init=self.init, upper=self.upper)
         except OverlayError as e:
             raise ContainerRunError(f"{e.strerror or e}: {self.root}") from None
         return self
 
     @property
+    def snapshot(self) -> OverlaySnapshot | CopySnapshot | None:
+        """The part 7 snapshot the commands ran in (None before the first :meth:`run`)."""
+        return self._copy if self.kind == "copy" else self._overlay if self.kind == "overlay" else None
+
+    @property
     def changes_dir(self) -> Path:
         """Where the changed files are read from: the upper dir, or the copy."""
-        return self.root if self.kind == "copy" else self.upper
+        return self._copy.changes_dir if self.kind == "copy" else self.upper
 
     def _copy_layers(self) -> None:
         """The copy snapshotter: the layers (init layer on top) copied into ``merged``, once."""
         if self.kind == "copy":
             return
         try:
-            copy_tree(LayerStack((self.init, *self.lowers)), self.root)
+            self._copy.mount()
         except SnapshotError as e:
             raise ContainerRunError(f"copy snapshotter: {e}") from e
         self.kind = "copy"
@@ -246,7 +257,7 @@ class Container:
             self._copy_layers()
         if self.kind != "copy":
             try:
-                code = _run_in_own_mounts(self._overlay, spec, stdio=(stdin, stdout, stderr), on_step=on_step,
+                code = _run_in_own_mounts(self._overlay.overlay, spec, stdio=(stdin, stdout, stderr), on_step=on_step,
                                           kill_on_interrupt=kill_on_interrupt)
                 self.kind = "overlay"
                 return code
@@ -261,8 +272,10 @@ class Container:
     def changes(self) -> list[Change]:
         """What the commands changed, as ``docker diff`` lists it (part 7 ``Change`` s)."""
         if self.kind == "copy":
-            return diff_dirs(LayerStack((self.init, *self.lowers)), self.root)
-        return upper_changes(self.upper, self.lowers or None)
+            return self._copy.changes()
+        if self._overlay is None:
+            raise ContainerRunError(f"container not prepared: {self.root} (use it as a context manager)")
+        return self._overlay.changes()
 
     def write_changes(
         self, out: BinaryIO, compression: str = "gzip", *, source_date_epoch: int | None = None

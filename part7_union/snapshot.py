@@ -38,17 +38,25 @@ PathLike = str | os.PathLike
 class OverlaySnapshot:
     """A prepared overlay snapshot. ``root`` is the merged directory (mounted unless
     ``prepare(..., mount=False)``: then mount ``self.overlay`` where and when you want, for
-    example in a container's own mount namespace)."""
+    example in a container's own mount namespace).
+
+    ``init``: a lower directory above the layers that is not part of the image, Docker's
+    "init layer" (the mount points a runtime needs): in the view, never among the changes.
+    ``upper``: an upper directory of the caller's (on the file system of ``scratch``, where the
+    work directory is), which :meth:`remove` leaves alone."""
 
     kind = "overlay"
 
-    def __init__(self, lowers_top_first: Sequence[PathLike], scratch: PathLike, *, userxattr: bool | None = None) -> None:
+    def __init__(self, lowers_top_first: Sequence[PathLike], scratch: PathLike, *, userxattr: bool | None = None,
+                 init: PathLike | None = None, upper: PathLike | None = None) -> None:
         self.scratch = Path(os.path.abspath(scratch))
         self.lowers = tuple(Path(os.path.abspath(p)) for p in lowers_top_first)
-        self.upper = self.scratch / "upper"
+        self.init = Path(os.path.abspath(init)) if init is not None else None
+        self.own_upper = upper is None
+        self.upper = self.scratch / "upper" if upper is None else Path(os.path.abspath(upper))
         self.work = self.scratch / "work"
         self.root = self.scratch / "merged"
-        lowers = self.lowers
+        lowers = ((self.init,) if self.init is not None else ()) + self.lowers
         if not lowers:  # FROM scratch: overlay needs one lower, an empty one will do
             empty = self.scratch / "empty"
             empty.mkdir(parents=True, exist_ok=True)
@@ -66,16 +74,23 @@ class OverlaySnapshot:
     def unmount(self) -> None:
         self.overlay.unmount()
 
+    @property
+    def changes_dir(self) -> Path:
+        """Where the changed files are: the upper directory."""
+        return self.upper
+
     def changes(self) -> list[Change]:
         return upper_changes(self.upper, self.lowers)
 
     def write_changes(self, out: BinaryIO, compression: str = "gzip", *, source_date_epoch: int | None = None) -> LayerInfo:
         return write_change_list(upper_changes(self.upper), self.upper, out, compression, source_date_epoch=source_date_epoch)
 
-    def remove(self) -> None:
-        """Unmount and delete the snapshot's directories (the lowers are left alone)."""
+    def remove(self, *, keep_upper: bool = False) -> None:
+        """Unmount and delete the snapshot's directories (the lowers and the init layer are
+        left alone; the upper too with ``keep_upper``, or when it is the caller's)."""
         self.unmount()
-        _remove(self.scratch, ("upper", "work", "merged", "empty"))
+        keep = keep_upper or not self.own_upper
+        _remove(self.scratch, ("work", "merged", "empty") if keep else ("upper", "work", "merged", "empty"))
 
     def __enter__(self) -> "OverlaySnapshot":
         return self
@@ -85,19 +100,31 @@ class OverlaySnapshot:
 
 
 class CopySnapshot:
-    """A prepared copy snapshot: ``root`` is a real copy of the merged layers."""
+    """A prepared copy snapshot: ``root`` is a real copy of the merged layers.
+
+    ``init``: a lower directory above the layers that is not part of the image (see
+    :class:`OverlaySnapshot`): copied, never among the changes. ``root``: where the copy is
+    made (default ``scratch/rootfs``; an empty directory there is used as it is)."""
 
     kind = "copy"
 
-    def __init__(self, lowers_top_first: Sequence[PathLike], scratch: PathLike) -> None:
+    def __init__(self, lowers_top_first: Sequence[PathLike], scratch: PathLike, *, init: PathLike | None = None,
+                 root: PathLike | None = None) -> None:
         self.scratch = Path(os.path.abspath(scratch))
         self.lowers = tuple(Path(os.path.abspath(p)) for p in lowers_top_first)
-        self.root = self.scratch / "rootfs"
+        self.init = Path(os.path.abspath(init)) if init is not None else None
+        self.root = self.scratch / "rootfs" if root is None else Path(os.path.abspath(root))
         self.mounted = False
 
+    @property
+    def changes_dir(self) -> Path:
+        """Where the changed files are: the copy itself."""
+        return self.root
+
     def _before(self) -> LayerStack | Path:
-        if self.lowers:
-            return LayerStack(self.lowers)
+        layers = ((self.init,) if self.init is not None else ()) + self.lowers
+        if layers:
+            return LayerStack(layers)
         empty = self.scratch / "empty"
         empty.mkdir(parents=True, exist_ok=True)
         return empty
@@ -105,7 +132,7 @@ class CopySnapshot:
     def mount(self) -> "CopySnapshot":
         """Copy the merged layers into ``root`` (once)."""
         if not self.mounted:
-            if self.root.exists():
+            if self.root.exists() and not _empty_dir(self.root):
                 raise SnapshotError(f"snapshot rootfs already exists: {self.root}")
             copy_tree(self._before(), self.root)
             self.mounted = True
@@ -120,8 +147,11 @@ class CopySnapshot:
     def write_changes(self, out: BinaryIO, compression: str = "gzip", *, source_date_epoch: int | None = None) -> LayerInfo:
         return write_change_list(self.changes(), self.root, out, compression, source_date_epoch=source_date_epoch)
 
-    def remove(self) -> None:
-        _remove(self.scratch, ("rootfs", "empty"))
+    def remove(self, *, keep_root: bool = False) -> None:
+        """Delete the copy (unless ``keep_root``) and the snapshot's other directories."""
+        if not keep_root:
+            _remove(self.root.parent, (self.root.name,))
+        _remove(self.scratch, ("empty",))
         self.mounted = False
 
     def __enter__(self) -> "CopySnapshot":
@@ -166,6 +196,13 @@ def snapshotter(kind: str = "auto", *, userxattr: bool | None = None) -> Overlay
     if kind == "auto":
         return OverlaySnapshotter(userxattr=userxattr) if overlay_supported(userxattr) else CopySnapshotter()
     raise SnapshotError(f"unknown snapshotter kind {kind!r} (overlay, copy or auto)")
+
+
+def _empty_dir(path: Path) -> bool:
+    if path.is_symlink() or not path.is_dir():
+        return False
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
 
 
 def _remove(scratch: Path, names: tuple[str, ...]) -> None:

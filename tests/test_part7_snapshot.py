@@ -16,7 +16,9 @@ from test_part7_support import applied, hash_tree, in_mount_namespace, make_base
 
 from part7_union import (
     ChangeKind,
+    CopySnapshot,
     CopySnapshotter,
+    OverlaySnapshot,
     OverlaySnapshotter,
     SnapshotError,
     copy_tree,
@@ -93,6 +95,53 @@ def test_overlay_snapshot_prepared_unmounted_and_from_scratch(tmp_path):
     assert in_mount_namespace(body) == ["A hello"]
     snap.remove()
     assert os.listdir(tmp_path / "s") == []
+
+
+def _init_layer(path: Path) -> Path:
+    """What a runtime needs in a root filesystem and the image may lack (Docker's init layer)."""
+    for d in ("proc", "dev", "etc"):
+        (path / d).mkdir(parents=True)
+    write(path / "etc/hosts", "")
+    return path
+
+
+def test_an_init_layer_is_in_the_view_and_never_among_the_changes(tmp_path):
+    """The capstone's containers: the init layer above the image's layers, an upper dir of the
+    caller's that outlives the overlay snapshot, a copy made in an empty directory it names."""
+    blobs = make_base_layers(tmp_path)
+    lowers = make_lowers(tmp_path, blobs)
+    init = _init_layer(tmp_path / "init")
+    before = [hash_tree(d) for d in (*lowers, init)]
+    upper = tmp_path / "scratch/upper"
+    snap = OverlaySnapshot(lowers, tmp_path / "scratch", init=init, upper=upper)
+    assert snap.overlay.lowers == (init, *lowers) and snap.changes_dir == upper
+
+    def body():
+        snap.mount()
+        try:
+            assert (snap.root / "proc").is_dir() and (snap.root / "etc/hosts").is_file()
+            write(snap.root / "made", "m")
+        finally:
+            snap.unmount()
+        return [str(c) for c in snap.changes()]
+
+    assert in_mount_namespace(body) == ["A made"]
+    snap.remove()
+    assert sorted(os.listdir(tmp_path / "scratch")) == ["upper"] and (upper / "made").is_file()
+
+    root = tmp_path / "scratch/merged"
+    root.mkdir()  # an empty directory is used as it is
+    copy = CopySnapshot(lowers, tmp_path / "scratch", init=init, root=root).mount()
+    assert copy.changes_dir == root and (root / "proc").is_dir() and (root / "etc/hosts").is_file()
+    assert copy.changes() == []
+    write(root / "made", "m")
+    assert [str(c) for c in copy.changes()] == ["A made"]
+    copy.remove(keep_root=True)
+    assert (root / "made").is_file()
+    with pytest.raises(SnapshotError, match="already exists"):
+        CopySnapshot(lowers, tmp_path / "scratch", root=root).mount()  # not empty: never copied over
+    copy.remove()
+    assert not root.exists() and [hash_tree(d) for d in (*lowers, init)] == before  # read, never written
 
 
 def test_snapshotter_kinds():
