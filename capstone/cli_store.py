@@ -1,8 +1,11 @@
 """The command line of the local store: images, inspect, history, tag, rmi, prune, import, save, load.
 
 Output follows docker's: ``images`` prints REPOSITORY TAG IMAGE ID CREATED SIZE (``-q`` only
-ids, ``--format json`` one JSON object per line), ``inspect`` a JSON array, ``history`` the
-image's steps newest first. Sizes are the stored (compressed) bytes of config and layers.
+ids, ``--format json`` one JSON object per line, ``--format TEMPLATE`` a Go template per row),
+filtered by ``--filter`` (reference, before, since, dangling, label) and a REPOSITORY[:TAG]
+pattern; ``inspect`` a JSON array, or with ``--format`` a Go template of the same document
+(``capstone.gotemplate``); ``history`` the image's steps newest first. Sizes are the stored
+(compressed) bytes of config and layers.
 """
 
 from __future__ import annotations
@@ -89,20 +92,109 @@ def _short_id(digest: str, no_trunc: bool) -> str:
 
 
 def configure_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]",
+                   help="only the images of this repository (a pattern, as --filter reference=)")
     p.add_argument("-a", "--all", action="store_true", help="also untagged images (build steps kept by the cache)")
     p.add_argument("-q", "--quiet", action="store_true", help="only image ids")
     p.add_argument("--no-trunc", action="store_true", help="full image ids")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json lines")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="reference=PATTERN, before=IMAGE, since=IMAGE, dangling=true|false, label=KEY[=VALUE] "
+                        "(repeatable: the same key is any of its values, labels are all of theirs)")
+    p.add_argument("--format", default="table", metavar="table|json|TEMPLATE",
+                   help="table (default), json lines, or a Go template ({{.Repository}}:{{.Tag}} {{.ID}})")
+
+
+#: ``images --filter`` keys (podman's and docker's)
+IMAGE_FILTERS = ("reference", "before", "since", "dangling", "label")
+
+
+def parse_image_filters(items: Sequence[str], repository: str | None = None) -> dict[str, list[str]]:
+    """``--filter KEY=VALUE`` values by key (``REPOSITORY`` is a ``reference``); one line for
+    a key or a value that is not one."""
+    from .errors import CapstoneError
+
+    filters: dict[str, list[str]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in IMAGE_FILTERS:
+            raise CapstoneError(f"images --filter {item!r}: expected KEY=VALUE with KEY one of {', '.join(IMAGE_FILTERS)}")
+        if key == "dangling" and value.lower() not in ("true", "false", "1", "0"):
+            raise CapstoneError(f"images --filter {item!r}: dangling is true or false")
+        if not value and key != "label":
+            raise CapstoneError(f"images --filter {item!r}: {key} needs a value")
+        filters.setdefault(key, []).append(value)
+    if repository:
+        filters.setdefault("reference", []).append(repository)
+    return filters
+
+
+def _reference_matches(patterns: Sequence[str], ref) -> bool:
+    """docker's reference filter: a pattern (filepath.Match) against the familiar and the full
+    name, with and without the tag."""
+    from .context import PathPattern, PatternSyntaxError
+    from .errors import CapstoneError
+
+    names = {ref.short, ref.familiar_repo, ref.name, ref.repo}
+    for pattern in patterns:
+        try:
+            compiled = PathPattern(pattern)
+        except PatternSyntaxError as e:
+            raise CapstoneError(f"images --filter reference={pattern}: {e}") from None
+        if any(compiled.match(name) for name in names):
+            return True
+    return False
+
+
+def filter_images(store: Store, entries, filters: dict[str, list[str]]):
+    """The entries (ImageEntry) and names that pass ``filters`` (see :func:`parse_image_filters`):
+    (entry, [names kept]) pairs; a reference filter keeps only the names it matches."""
+    from .errors import CapstoneError
+    from .refs import parse_name
+
+    bounds = {}
+    for key in ("before", "since"):
+        for value in filters.get(key, []):
+            desc = store.resolve(value)
+            if desc is None:
+                raise CapstoneError(f"images --filter {key}={value}: no such image")
+            bounds.setdefault(key, []).append(_parse_time(store.config(desc).created))
+    dangling = [v.lower() in ("true", "1") for v in filters.get("dangling", [])]
+    labels = filters.get("label", [])
+    out = []
+    for entry in entries:
+        if dangling and not any(d == (not entry.names) for d in dangling):
+            continue
+        created = _parse_time(entry.created)
+        if "before" in bounds and not any(created and b and created < b for b in bounds["before"]):
+            continue
+        if "since" in bounds and not any(created and b and created > b for b in bounds["since"]):
+            continue
+        if labels:
+            have = store.config(entry.descriptor).config.labels or {}
+            wanted = [label.partition("=") for label in labels]
+            if not all(k in have and (not eq or have[k] == v) for k, eq, v in wanted):
+                continue
+        names = entry.names
+        if "reference" in filters:
+            names = [name for name in names if _reference_matches(filters["reference"], parse_name(name))]
+            if not names:
+                continue
+        out.append((entry, names))
+    return out
 
 
 def run_images(args: argparse.Namespace, n: Narrator) -> int:
     from .refs import parse_name
 
+    filters = parse_image_filters(args.filter, args.repository)
+    template = _template(args.format, "images") if args.format not in ("table", "json") else None
     store = _store(args)
     rows = []
-    for entry in store.images(all=args.all):
+    listed = store.images(all=args.all or "dangling" in filters)
+    for entry, names in filter_images(store, listed, filters):
         image_id = store.image_id(entry.descriptor)
-        refs = [parse_name(name) for name in entry.names] or [None]
+        refs = [parse_name(name) for name in names] or [None]
         for ref in refs:
             rows.append({
                 "Repository": ref.familiar_repo if ref else "<none>",
@@ -125,6 +217,9 @@ def run_images(args: argparse.Namespace, n: Narrator) -> int:
     elif args.format == "json":
         for r in rows:
             out.write(json.dumps({**r, "ID": _short_id(r["ID"], args.no_trunc)}) + "\n")
+    elif template is not None:
+        for r in rows:
+            out.write(_render(template, {**r, "ID": _short_id(r["ID"], args.no_trunc)}, "images") + "\n")
     else:
         _write_table(out, ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"),
                      ((r["Repository"], r["Tag"], _short_id(r["ID"], args.no_trunc), r["CreatedSince"], r["Size"])
@@ -134,6 +229,12 @@ def run_images(args: argparse.Namespace, n: Narrator) -> int:
 
 
 # -- inspect --------------------------------------------------------------------------------------
+
+
+#: the fields of docker's and podman's inspect Config, with their empty values (an image
+#: config leaves out what it does not set; a template still finds them)
+DOCKER_CONFIG_FIELDS = {"User": "", "ExposedPorts": None, "Env": [], "Entrypoint": None, "Cmd": None,
+                        "Volumes": None, "WorkingDir": "", "Labels": None, "StopSignal": ""}
 
 
 def inspect_image(store: Store, name: str) -> dict:
@@ -147,8 +248,10 @@ def inspect_image(store: Store, name: str) -> dict:
     manifest = store.manifest(desc)
     config = store.read_config(manifest)
     names = store.names_of(desc)
+    image_config = {**DOCKER_CONFIG_FIELDS, **config.config.to_json()}
     doc = {
         "Id": manifest.config.digest,
+        "Digest": desc.digest,
         "RepoTags": [parse_name(x).short for x in names],
         "RepoDigests": sorted({f"{parse_name(x).familiar_repo}@{desc.digest}" for x in names}),
         "Parent": "",
@@ -157,7 +260,8 @@ def inspect_image(store: Store, name: str) -> dict:
         "Author": config.author or "",
         "Architecture": config.architecture,
         "Os": config.os,
-        "Config": config.config.to_json(),
+        "Config": image_config,
+        "Labels": image_config.get("Labels"),
         "RootFS": {"Type": "layers", "Layers": list(config.rootfs_diff_ids)},
         "Size": manifest.config.size + sum(layer.size for layer in manifest.layers),
         "Manifest": {"Digest": desc.digest, "MediaType": desc.media_type, "Size": desc.size},
@@ -169,12 +273,41 @@ def inspect_image(store: Store, name: str) -> dict:
 
 def configure_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="name, image id (prefix) or digest")
+    p.add_argument("-f", "--format", metavar="TEMPLATE",
+                   help="a Go template of the document's fields, one line per image: {{.Id}}, {{.Config.Env}}, "
+                        "{{json .Config}}, {{index .Config.Labels \"k\"}}, {{range .RepoTags}}...{{end}}")
+
+
+def _template(text: str, command: str):
+    from .errors import CapstoneError
+    from .gotemplate import Template, TemplateError
+
+    try:
+        return Template(text)
+    except TemplateError as e:
+        raise CapstoneError(f"{command} --format: {e}") from None
+
+
+def _render(template, doc: dict, command: str) -> str:
+    from .errors import CapstoneError
+    from .gotemplate import TemplateError
+
+    try:
+        return template.render(doc)
+    except TemplateError as e:
+        raise CapstoneError(f"{command} --format {template.text!r}: {e}") from None
 
 
 def run_inspect(args: argparse.Namespace, n: Narrator) -> int:
+    template = _template(args.format, "inspect") if args.format else None
     store = _store(args)
     docs = [inspect_image(store, name) for name in args.images]
-    n.out.write(json.dumps(docs, indent=4) + "\n")
+    if template is None:
+        n.out.write(json.dumps(docs, indent=4) + "\n")
+    else:
+        for doc in docs:
+            text = _render(template, doc, "inspect")
+            n.out.write(text if text.endswith("\n") else text + "\n")
     n.out.flush()
     return 0
 
