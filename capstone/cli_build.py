@@ -4,7 +4,10 @@
 [--no-cache] [--network host|none|private] [--platform P[,P...]] [--pull[=always|missing|never]] [--label K=V]...
 [--output type=oci|oci-archive|docker-archive|local|tar,dest=...] [--iidfile F]
 [--progress auto|plain|quiet] [--secret id=ID[,src=PATH|,env=VAR]]... [--ssh default|ID[=SOCKET|KEY]]...
-[--allow network.host|security.insecure]... [--explain] CONTEXT``
+[--allow network.host|security.insecure]... [--explain]
+[--cache-to type=registry,ref=REF[,mode=min|max]|type=local,dest=DIR]...
+[--cache-from type=registry,ref=REF|type=local,src=DIR]... [--tls-verify=false] [--cert-dir DIR]
+[--creds USER:PASSWORD] [--authfile FILE] CONTEXT``
 
 ``SOURCE_DATE_EPOCH`` in the environment is the build argument of that name unless
 ``--build-arg`` sets it (as docker buildx passes it).
@@ -69,6 +72,15 @@ def configure_build(p: argparse.ArgumentParser) -> None:
                         "(security.insecure) run; refused otherwise, as BuildKit does")
     p.add_argument("--explain", action="store_true",
                    help="say which part of the course does each step and what it produced")
+    p.add_argument("--cache-to", action="append", default=[], metavar="type=registry,ref=REF[,mode=min|max]",
+                   help="export the build cache: type=registry,ref=REGISTRY/REPO:TAG or type=local,dest=DIR "
+                        "(mode=max: every stage's steps; min, the default: the result's stage)")
+    p.add_argument("--cache-from", action="append", default=[], metavar="type=registry,ref=REF",
+                   help="use a build cache exported before: type=registry,ref=REF (or REF), type=local,src=DIR "
+                        "(repeatable; asked after the store's own cache)")
+    from .cli_registry import add_registry_flags
+
+    add_registry_flags(p)
 
 
 def _labels(items: list[str]) -> dict[str, str]:
@@ -102,7 +114,10 @@ def run_build(args: argparse.Namespace, n) -> int:
         lead = re.match(r"\s*(?:explain: )?", line).end()
         err.line(line, hang=lead or 4)
 
-    with tempfile.TemporaryFile() as captured:
+    from .cli_registry import registry_options
+    from .transferview import transfer_view
+
+    with tempfile.TemporaryFile() as captured, transfer_view(progress) as transfers:
         run_output = captured if progress == "quiet" else sys.stderr
         try:
             result = build(
@@ -111,6 +126,8 @@ def run_build(args: argparse.Namespace, n) -> int:
                 labels=labels, outputs=args.output, iidfile=args.iidfile, progress=progress,
                 explain=args.explain, log=log, run_output=run_output,
                 secrets=args.secret, ssh=args.ssh, allow=args.allow,
+                cache_to=args.cache_to, cache_from=args.cache_from, registry=registry_options(args),
+                transfers=transfers,
             )
         except BaseException:
             if progress == "quiet":

@@ -85,6 +85,7 @@ __all__ = [
     "DownloadTooLarge",
     "DownloadTooSlow",
     "Downloaded",
+    "LargeTransfers",
     "Limits",
     "NetworkError",
     "ResumableBody",
@@ -687,6 +688,34 @@ def _shut_down(response: httpx.Response) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+
+
+class LargeTransfers(TransferProgress):
+    """Passes on to ``progress`` only transfers of at least ``minimum`` bytes (and those of
+    unknown size when ``unknown``): a build shows its big downloads, not every small file."""
+
+    def __init__(self, progress: TransferProgress, minimum: int, *, unknown: bool = False) -> None:
+        self.progress = progress
+        self.minimum = minimum
+        self.unknown = unknown
+        self._shown: set[str] = set()
+
+    def begin(self, key: str, label: str, total: int | None) -> None:
+        if (total is None and self.unknown) or (total is not None and total >= self.minimum):
+            self._shown.add(key)
+            self.progress.begin(key, label, total)
+
+    def advance(self, key: str, amount: int) -> None:
+        if key in self._shown:
+            self.progress.advance(key, amount)
+
+    def end(self, key: str, outcome: str = "done") -> None:
+        if key in self._shown:
+            self._shown.discard(key)
+            self.progress.end(key, outcome)
+
+    def note(self, text: str) -> None:
+        self.progress.note(text)
 
 
 T = TypeVar("T")

@@ -96,8 +96,10 @@ class LineView(TransferProgress):
 
 
 class BarView(TransferProgress):
-    """rich progress bars on the terminal ``stream``; a context manager (the bars are drawn
-    while it is open). Thread-safe (rich's Progress is)."""
+    """rich progress bars on the terminal ``stream``. The bars are live only while a transfer
+    runs (the first begins: drawn; the last ends: left as they are), so a build's step lines
+    and its RUN output, written between transfers, never break them. A context manager (the
+    display is stopped on exit whatever happened). Thread-safe (rich's Progress is)."""
 
     def __init__(self, stream: IO[str]) -> None:
         from rich.console import Console
@@ -116,16 +118,27 @@ class BarView(TransferProgress):
         self._tasks: dict[str, int] = {}
         self._labels: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._live = False
 
     def __enter__(self) -> "BarView":
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self._live:
+            self.progress.stop()
+            self._live = False
+            for task in list(self.progress.task_ids):  # drawn for good: the next bars start anew
+                self.progress.remove_task(task)
 
     def begin(self, key: str, label: str, total: int | None) -> None:
         with self._lock:
+            if not self._live:
+                self.progress.start()
+                self._live = True
             self._labels[key] = label
             self._tasks[key] = self.progress.add_task(f"Copying {label}", total=total)
 
@@ -141,14 +154,20 @@ class BarView(TransferProgress):
         if task is None:
             return
         if outcome == "done":
-            total = self.progress.tasks[task].total if task < len(self.progress.tasks) else None
+            total = next((t.total for t in self.progress.tasks if t.id == task), None)
             self.progress.update(task, completed=total, description=f"Copying {label} done")
-        else:
-            self.progress.update(task, description=f"Copying {label} {OUTCOMES.get(outcome, outcome)}")
-            self.progress.stop_task(task)
+        elif outcome == "failed":
+            self.progress.update(task, description=f"Copying {label} failed")
+        else:  # nothing to send or fetch: the bar is full all the same
+            total = next((t.total for t in self.progress.tasks if t.id == task), None)
+            self.progress.update(task, completed=total, description=f"Copying {label} {OUTCOMES.get(outcome, outcome)}")
+        self.progress.stop_task(task)
+        with self._lock:
+            if not self._tasks:
+                self._stop()
 
     def note(self, text: str) -> None:
-        self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 class _Quiet(TransferProgress):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -97,11 +98,13 @@ class LayerWriter:
             w.add_whiteout("etc/motd")
         info = w.close()   # or w.info
 
-    ``out`` receives the compressed blob; it is flushed, not closed.
+    ``out`` receives the compressed blob; it is flushed, not closed. ``meter``, when given, is
+    told the size of every piece of file content as it goes into the layer (a progress bar).
     """
 
     def __init__(self, out: BinaryIO, compression: str = "gzip", *, source_date_epoch: int | None = None,
-                 level: int | None = None, threads: bool = True) -> None:
+                 level: int | None = None, threads: bool = True,
+                 meter: Callable[[int], None] | None = None) -> None:
         from part2_manual_oci.mediatypes import layer_media_type
 
         try:
@@ -110,6 +113,7 @@ class LayerWriter:
             raise LayerError(str(exc)) from None
         self.compression = compression
         self.source_date_epoch = source_date_epoch
+        self.meter = meter
         self._pipe = BlobPipeline(out, compression, level, threads=threads)
         self._links: dict[tuple[int, int], str] = {}
         self.skipped: list[str] = []
@@ -217,6 +221,8 @@ class LayerWriter:
                     raise LayerError(f"{path}: shrank while the layer was written ({size - left} of {size} bytes)")
                 self._pipe.write(data)
                 left -= len(data)
+                if self.meter is not None:
+                    self.meter(len(data))
             self._pipe.write(tarformat.padding(size))
         except OSError as exc:
             raise LayerError(f"{path}: {exc.strerror}") from exc

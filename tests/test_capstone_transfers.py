@@ -291,3 +291,24 @@ def test_on_a_terminal_progress_is_bars(image, registry, tmp_path):
     _, layers = image
     assert f"Copying blob {layers[0].removeprefix('sha256:')[:12]} done" in text
     assert "MiB" in text
+
+
+def test_a_build_shows_its_pulls_and_its_large_copies(image, registry, tmp_path):
+    _, layers = image
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    with open(ctx / "big", "wb") as f:  # 64 MiB and a bit: a large COPY (zeros: quick to compress)
+        f.truncate((64 << 20) + 4096)
+    (ctx / "Dockerfile").write_text(f"FROM {registry.host}/layers/app:1\nCOPY big /big\n")
+    r = capstone(tmp_path / "s", "build", "--progress", "plain", str(ctx), env={"CAPSTONE_PROGRESS_INTERVAL": "0"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    short = layers[0].removeprefix("sha256:")[:12]
+    assert any(line.startswith(f"Copying blob {short}: done (1.5 MiB in ") for line in lines)
+    copying = [line for line in lines if line.startswith("Copying files of COPY big /big: ")]
+    assert copying[-1].startswith("Copying files of COPY big /big: done (64.0 MiB in ")
+    assert any(" of 64.0 MiB (" in line for line in copying)
+    # the lines come where they belong: the pull under FROM, the copy under its step
+    assert lines.index(copying[-1]) > lines.index("STEP 2/2: COPY big /big")
+    r = capstone(tmp_path / "t", "build", "-q", str(ctx))
+    assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -219,3 +219,21 @@ def test_sockets_are_skipped_and_reported(tmp_path):
     finally:
         s.close()
     assert w.skipped == [str(src / "sock")]
+
+
+def test_a_meter_hears_every_byte_of_file_content(tmp_path):
+    """``LayerWriter(meter=...)`` is told the content as it goes in (what a progress bar shows):
+    all of it, in pieces, and nothing for headers, directories or links."""
+    root = tmp_path / "tree"
+    (root / "d").mkdir(parents=True)
+    from part4_tar.writer import CHUNK
+
+    big = 2 * CHUNK + 1000
+    (root / "d" / "big").write_bytes(os.urandom(big))
+    (root / "small").write_bytes(b"x" * 10)
+    os.symlink("small", root / "link")
+    pieces: list[int] = []
+    with open(tmp_path / "layer", "wb") as f, LayerWriter(f, "gzip", source_date_epoch=0, meter=pieces.append) as w:
+        w.add_tree(root)
+    assert sum(pieces) == big + 10
+    assert len(pieces) == 4  # the big file in pieces (three), not a file at a time

@@ -57,7 +57,8 @@ from ..dockerfile import (
     Workdir,
     parse_instructions,
 )
-from ..errors import BuildArgError, DockerfileError
+from ..download import TransferProgress
+from ..errors import BuildArgError, CapstoneError, DockerfileError
 from ..refs import has_transport
 from .cachekeys import base_key, cache_lookup, cache_record, make_key
 from .contenthash import FileDigests, entry_line, selection_digest
@@ -93,6 +94,7 @@ from .runstep import (
     run_argv,
 )
 from .schedule import build_stages, die_with_parent
+from .sharedcache import CacheSource, CacheSpec, SharedCache, export_cache, parse_cache_spec
 from .sources import ContextSource, ImageSource
 
 if TYPE_CHECKING:
@@ -100,6 +102,8 @@ if TYPE_CHECKING:
 
 COMPRESSION = "gzip"
 SCRATCH = "scratch"
+#: a COPY/ADD or a download this big shows its progress (smaller ones would only be noise)
+LARGE_TRANSFER = 64 << 20
 #: a COPY/ADD this big (entries, or bytes) makes its snapshot in a child process meanwhile
 #: instructions that change only the config: they never read the image's files
 CONFIG_ONLY = frozenset({"ARG", "CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "MAINTAINER",
@@ -228,10 +232,18 @@ class Builder:
     def __init__(self, store: BuildStore, context_dir: Path, dockerfile: Dockerfile, plan: BuildPlan, *,
                  no_cache: bool, network: str, progress: Progress, run_output, labels: Mapping[str, str],
                  dockerfile_path: Path, secrets=None, allow: frozenset[str] = frozenset(),
-                 pull: str = "missing") -> None:
+                 pull: str = "missing", registry=None, transfers: TransferProgress | None = None,
+                 shared: SharedCache | None = None) -> None:
         self.store = store
         #: ``--pull``: ``missing`` (the default), ``always`` or ``never``
         self.pull = pull
+        #: the command line's registry flags (a RegistryOptions, or None: the defaults)
+        self.registry = registry
+        #: where pulls, downloads and large COPYs show their progress
+        self.transfers = transfers or TransferProgress()
+        #: --cache-from sources and the entries for --cache-to
+        self.shared = shared or SharedCache()
+        self._step_text = ""
         self.context_dir = context_dir
         self.dockerfile = dockerfile
         self.plan = plan
@@ -294,14 +306,23 @@ class Builder:
         no step of this build reads the image's files after this one (see :meth:`_read_later`),
         so none is made (a later build that needs it extracts the layer)."""
         job = self._fork_snapshot(plan) if read_later else None
+        shown = plan.bytes >= LARGE_TRANSFER  # a large one shows its progress
+        key = f"copy {self._counter} {self._step_text}"
+        if shown:
+            self.transfers.begin(key, f"files of {self._step_text[:60]}", plan.bytes)
         try:
             layer = write_entries_layer(self.store, lambda w: write_copy(plan, w, staging / "stage", view),
                                         compression=COMPRESSION, source_date_epoch=self.source_date_epoch,
-                                        tmp_dir=self.scratch)
+                                        tmp_dir=self.scratch,
+                                        meter=(lambda n: self.transfers.advance(key, n)) if shown else None)
         except BaseException:
+            if shown:
+                self.transfers.end(key, "failed")
             if job is not None:
                 self._finish_snapshot("", job, keep=False)
             raise
+        if shown:
+            self.transfers.end(key, "done")
         if job is not None:
             if layer.diff_id in self._snapshot_jobs or self.store.has_snapshot(layer.diff_id):
                 self._finish_snapshot(layer.diff_id, job, keep=False)
@@ -541,7 +562,7 @@ class Builder:
             except ImportError:
                 raise self.fail(where, f"image {name} is not in the store and registry pulls are "
                                        "not available") from None
-            desc = pull(store, name, platform=want)
+            desc = pull(store, name, platform=want, options=self.registry, on_progress=self.transfers)
             return store.load(desc.digest)
         except DockerfileError:
             raise
@@ -551,6 +572,7 @@ class Builder:
     # -- one step ----------------------------------------------------------------------------
     def step(self, stage: _Stage, pos: int, number: int, ins: Instruction, *, last: bool) -> None:
         t0 = time.monotonic()
+        self._step_text = _short_text(ins)
         expanded = stage.variables.apply(ins)  # DockerfileError with the line on a bad expression
         kind = ins.keyword
         cached: bool | None = None
@@ -590,10 +612,15 @@ class Builder:
             layer.descriptor.digest if layer else None, layer.diff_id if layer else None,
             layer.descriptor.size if layer else None, time.monotonic() - t0))
 
-    def _lookup(self, key: str) -> Image | None:
+    def _lookup(self, stage: _Stage, key: str) -> Image | None:
+        """The image recorded for ``key``: in the store's cache, else in a ``--cache-from``
+        (brought into the store); noted for ``--cache-to``."""
         if self.no_cache:
             return None
-        return cache_lookup(self.store, key)
+        hit = cache_lookup(self.store, key) or self.shared.lookup(key)
+        if hit is not None and hit.loaded_from is not None:
+            self.shared.add(key, hit.loaded_from, self._step_text, stage.planned.index == self.plan.target)
+        return hit
 
     def _record(self, stage: _Stage, key: str) -> None:
         size = stage.image.config_descriptor.size
@@ -602,13 +629,14 @@ class Builder:
                                  "registries and clients such as podman and skopeo apply)")
         desc = cache_record(self.store, key, stage.image)
         stage.image = replace(stage.image, loaded_from=desc)
+        self.shared.add(key, desc, self._step_text, stage.planned.index == self.plan.target)
 
     def _maybe_cache_end(self, stage: _Stage, last: bool):
         """Config-only steps are cached only at the end of a stage: the final image keeps its
         id on a rebuild, and intermediate config steps cost no store writes."""
         if not last:
             return None, None
-        hit = self._lookup(stage.key)
+        hit = self._lookup(stage, stage.key)
         if hit is not None:
             stage.image = hit
             return True, None
@@ -620,7 +648,7 @@ class Builder:
         changes]) and the image gets the layer (or an empty_layer history entry when nothing
         changed) and the config changes, then is recorded under ``key``."""
         stage.key = key
-        hit = self._lookup(key)
+        hit = self._lookup(stage, key)
         if hit is not None:
             stage.image = hit
             history = hit.config.history
@@ -685,25 +713,31 @@ class Builder:
         return self._layer_step(stage, key, make, "WORKDIR")
 
     # -- COPY / ADD --------------------------------------------------------------------------
-    def copy_from(self, ins: Copy | Add, where: Instruction) -> tuple[Image, str] | None:
-        """The image a ``COPY --from`` reads (a stage's, or one loaded by name) and a label;
-        None for the build context."""
+    def copy_from(self, ins: Copy | Add, where: Instruction) -> tuple[Image, str, str] | None:
+        """The image a ``COPY --from`` reads (a stage's, or one loaded by name), a label, and
+        what stands for it in the key; None for the build context. A stage stands by its key,
+        as a stage named in FROM does: the same inputs give the same key on any machine, so a
+        stage rebuilt elsewhere (other timestamps, another image digest) leaves the steps after
+        the COPY cached, which is what makes a shared ``mode=min`` cache work. An image by name
+        stands by its digest."""
         if not (isinstance(ins, Copy) and ins.from_stage):
             return None
         ref = ins.from_stage
         index = int(ref) if ref.isdigit() else self.plan.graph.find(ref)
         if index is None:
-            return self.load_image(ref, where), ref
+            image = self.load_image(ref, where)
+            return image, ref, _image_digest(image)
         if index not in self.stages:
             raise self.fail(where, f"COPY --from={ref}: stage is not built before this one")
         src = self.stages[index]
-        return src.image, f"stage {src.planned.name}"
+        return src.image, f"stage {src.planned.name}", f"stage:{src.key}"
 
     def copy(self, stage: _Stage, raw: Instruction, ins: Copy | Add, last: bool):
         """COPY/ADD. The key is made from what the step reads, never from the image it writes
         into (the parent key stands for that image): a context copy by the content digest of
-        its sources, a ``--from`` copy by the digest of the image it reads. A hit reads no
-        layer of either image; only a miss resolves the destination in the image."""
+        its sources, a ``--from`` copy by the key of the stage it reads or the digest of the
+        image (see :meth:`copy_from`). A hit reads no layer of either image; only a miss
+        resolves the destination in the image."""
         from_image = self.copy_from(ins, raw)
         workdir = stage.image.config.config.working_dir or "/"
         staging = self.temp("copy")
@@ -712,7 +746,7 @@ class Builder:
         def view_of() -> RootfsView:
             return self.view(stage.image) if not ins.link else RootfsView([])
 
-        facts = {} if from_image is None else {"from": _image_digest(from_image[0])}
+        facts = {} if from_image is None else {"from": from_image[2]}
         downloads = None
         gits: dict[str, ResolvedGit] = {}
         if isinstance(ins, Add):
@@ -799,7 +833,7 @@ class Builder:
                 continue
             import email.utils
 
-            from ..download import download
+            from ..download import LargeTransfers, download
 
             name = word.rstrip("/").rsplit("/", 1)[-1].split("?")[0] or "download"
             check_entry_name("ADD", word, name)  # the file's name in the image: no ".."
@@ -811,7 +845,8 @@ class Builder:
                     algorithm, _ = parse_digest(ins.checksum)
                 except DigestError as e:
                     raise CopyError(f"ADD --checksum: {e}") from None
-            got = download(word, target, algorithm=algorithm)
+            got = download(word, target, algorithm=algorithm,
+                           progress=LargeTransfers(self.transfers, LARGE_TRANSFER, unknown=True))
             if ins.checksum and ins.checksum != got.digest:
                 raise CopyError(f"ADD {word}: checksum mismatch: expected {ins.checksum}, got {got.digest}")
             if got.last_modified:
@@ -968,6 +1003,10 @@ def build(
     secrets: Sequence = (),
     ssh: Sequence = (),
     allow: Sequence[str] = (),
+    cache_to: Sequence[str | CacheSpec] = (),
+    cache_from: Sequence[str | CacheSpec] = (),
+    registry=None,
+    transfers: TransferProgress | None = None,
 ) -> BuildResult:
     """Build the Dockerfile at ``dockerfile_path`` (default ``CONTEXT/Dockerfile``) with the
     build context ``context_dir`` into ``store``; tag the result with ``tags``.
@@ -987,8 +1026,13 @@ def build(
     (``network.host`` for ``RUN --network=host``, ``security.insecure`` for ``RUN
     --security=insecure``; ``--network host`` grants the first). ``log`` receives the progress lines (None: silent);
     ``run_output`` is where RUN's stdout and stderr go (a file descriptor or file; None: this
-    process's own). Raises :class:`~capstone.errors.DockerfileError` (``Dockerfile:LINE: ...``)
-    or :class:`BuildError`; the store's names are unchanged unless the build succeeds.
+    process's own). ``cache_to`` / ``cache_from``: ``--cache-to`` / ``--cache-from`` values
+    (``type=registry,ref=...[,mode=max]``, ``type=local,dest=DIR`` / ``src=DIR``, or
+    :class:`~.sharedcache.CacheSpec` s; see :mod:`.sharedcache`). ``registry``: the command
+    line's registry flags (a :class:`~capstone.registry.RegistryOptions`) for pulls, pushes and
+    caches; ``transfers``: where they (and large COPYs and downloads) show their progress.
+    Raises :class:`~capstone.errors.DockerfileError` (``Dockerfile:LINE: ...``) or
+    :class:`BuildError`; the store's names are unchanged unless the build succeeds.
     """
     from ..refs import parse_name
 
@@ -1003,6 +1047,8 @@ def build(
     names = [parse_name(t).name for t in tags]  # InvalidName before any work
     specs = [o if isinstance(o, OutputSpec) else parse_output(o) for o in outputs]
     platforms = _target_platforms(platform)
+    exports = [c if isinstance(c, CacheSpec) else parse_cache_spec(c, export=True) for c in cache_to]
+    imports = [c if isinstance(c, CacheSpec) else parse_cache_spec(c, export=False) for c in cache_from]
     dockerfile = read_dockerfile(dockerfile_path, context_dir)
     plans = [make_plan(dockerfile, build_args or {}, target=target, platform=p) for p in platforms]
     build_secrets = None
@@ -1013,10 +1059,15 @@ def build(
     reporter = Progress(progress, log, explain, stages=len(plans[0].stages))
     for w in dockerfile.warnings:
         reporter.warning(f"{dockerfile.file}:{w.line}: warning: {w.message} ({w.rule})")
+    transfers = transfers or TransferProgress()
+    shared = SharedCache([CacheSource(store, spec, options=registry, progress=transfers, warn=reporter.warning)
+                          for spec in imports])
     multi = len(plans) > 1
     images: list[Image] = []
     steps: list[StepResult] = []
     try:
+        if not no_cache:
+            shared.open()
         with store.session():
             for plan in plans:
                 say = reporter
@@ -1026,7 +1077,8 @@ def build(
                                    stages=len(plan.stages))
                 builder = Builder(store, context_dir, dockerfile, plan, no_cache=no_cache, network=network,
                                   progress=say, run_output=run_output, labels=labels or {},
-                                  dockerfile_path=dockerfile_path, secrets=build_secrets, allow=granted, pull=policy)
+                                  dockerfile_path=dockerfile_path, secrets=build_secrets, allow=granted, pull=policy,
+                                  registry=registry, transfers=transfers, shared=shared)
                 images.append(builder.run())
                 steps.extend(builder.steps)
             reporter.commit([parse_name(n).short for n in names])
@@ -1035,6 +1087,7 @@ def build(
             else:
                 desc = store.commit(images[0], names)
     finally:
+        shared.close()
         if build_secrets is not None:
             build_secrets.close()
     image_id = desc.digest if multi else _image_id(images[0])
@@ -1042,7 +1095,20 @@ def build(
     for n in names:
         reporter.message(f"Successfully tagged {n}")
     for spec in specs:
-        write_output(store, spec, desc, names[0] if names else None)
+        write_output(store, spec, desc, names[0] if names else None, options=registry, on_progress=transfers)
+    for source in shared.sources:
+        if source.hits:
+            reporter.message(f"--cache-from {source.spec}: {source.hits} steps from this cache")
+    for spec in exports:
+        try:
+            with store.session():
+                _, count = export_cache(store, spec, shared.entries, options=registry, progress=transfers)
+        except CapstoneError as e:
+            if not spec.ignore_error:
+                raise BuildError(f"--cache-to {spec}: {e}") from None
+            reporter.warning(f"--cache-to {spec}: {e} (ignore-error=true: the build goes on)")
+        else:
+            reporter.message(f"--cache-to {spec}: {count} steps exported (mode={spec.mode})")
     if iidfile is not None:
         write_iidfile(iidfile, image_id)
     warnings = []

@@ -30,13 +30,15 @@ def write_blob(store: BuildStore, produce: Callable[[BinaryIO], LayerInfo], *, t
 
 
 def write_entries_layer(store: BuildStore, fill: Callable[[LayerWriter], None], *, compression: str = "gzip",
-                        source_date_epoch: int | None = None, tmp_dir=None) -> Layer:
-    """A layer whose entries ``fill(writer)`` adds with part 4's ``LayerWriter``."""
+                        source_date_epoch: int | None = None, tmp_dir=None,
+                        meter: Callable[[int], None] | None = None) -> Layer:
+    """A layer whose entries ``fill(writer)`` adds with part 4's ``LayerWriter``; ``meter``
+    hears the file content as it goes in (a large COPY's progress)."""
 
     from part4_tar import LayerWriter
 
     def produce(f: BinaryIO) -> LayerInfo:
-        with LayerWriter(f, compression, source_date_epoch=source_date_epoch) as w:
+        with LayerWriter(f, compression, source_date_epoch=source_date_epoch, meter=meter) as w:
             fill(w)
         return w.close()
 

@@ -143,9 +143,10 @@ def parse_output(text: str) -> OutputSpec:
     return OutputSpec(kind, os.path.expanduser(dest) if kind != "registry" else dest, name, compression, oci_types)
 
 
-def write_output(store: BuildStore, spec: OutputSpec, desc, name: str | None) -> None:
+def write_output(store: BuildStore, spec: OutputSpec, desc, name: str | None, *, options=None, on_progress=None) -> None:
     """Write the built image (``desc``: its manifest, or its index for several platforms) as
-    ``spec`` says."""
+    ``spec`` says; a push takes the command line's registry flags (``options``, a
+    RegistryOptions) and shows its transfers on ``on_progress``."""
     if spec.type in ("local", "tar"):
         from part5_namespaces import in_user_namespace
 
@@ -161,7 +162,7 @@ def write_output(store: BuildStore, spec: OutputSpec, desc, name: str | None) ->
         from ..registry import push
 
         store.tag(spec.dest, desc)
-        push(store, spec.dest)
+        push(store, spec.dest, options=options, on_progress=on_progress)
         return
     store.export(desc.digest, spec.transport(name))
 

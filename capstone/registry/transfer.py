@@ -131,6 +131,7 @@ def _pull(store: RegistryStore, client: RegistryClient, ref: NameRef, platform: 
     if manifest.config.size > MAX_JSON_SIZE:  # refused before a byte of it is fetched
         raise RegistryError(f"{ref.name}: image config {manifest.config.digest} is {manifest.config.size} bytes, more "
                             f"than the {MAX_JSON_SIZE} an image config may have (podman and skopeo refuse it too)")
+    # the config first (what the platform check reads), then the layers a few at a time
     fetch_blobs(store, client, ref.repository, (manifest.config,), progress, where=ref.name)
     if platform is not None:  # a single-platform image must be the one asked for (as docker pull)
         have = store.read_config(manifest).platform

@@ -1,0 +1,371 @@
+"""A build cache shared through a registry or a directory: ``--cache-to`` and ``--cache-from``.
+
+``--cache-to type=registry,ref=REG/REPO:TAG[,mode=min|max]`` (or ``type=local,dest=DIR
+[,tag=T]``) exports, after a build, the cache entries of its steps: for each step, its key
+(:mod:`.cachekeys`) and the image the step produced (manifest, config and layers, as the store
+keeps them). ``mode=min`` (the default, as BuildKit's) exports the steps of the stage that
+makes the result; ``mode=max`` those of every stage that was built. ``--cache-from
+type=registry,ref=...`` (or a bare ``REF``, or ``type=local,src=DIR[,tag=T]``) imports one: a
+step whose key is not in the local cache is looked up there, and on a hit its image (only
+what the store lacks of it) is fetched into the store and recorded in the local cache, so the
+step does not run. Several ``--cache-from`` are asked in order.
+
+**The format** (docs/cache.md), in the spirit of BuildKit's cache manifests but made only of
+what every registry stores: an OCI image index whose ``manifests`` are the step images'
+manifests, each entry annotated with the step's key::
+
+    {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+     "annotations": {"dev.capstone.cache.version": "capstone-build-1",
+                     "dev.capstone.cache.format": "1", "dev.capstone.cache.mode": "max"},
+     "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": "sha256:...", "size": 1234, "platform": {...},
+                    "annotations": {"dev.capstone.cache.key": "<64 hex>",
+                                    "dev.capstone.cache.step": "RUN make"}}, ...]}
+
+The version is :data:`~.cachekeys.CACHE_VERSION`: the meaning of the keys. A cache of another
+version (or no capstone cache at all) is ignored with one line; so is a cache that cannot be
+reached or is not there yet (the first build of a CI pipeline). A failed export fails the
+build, unless ``ignore-error=true``.
+
+In a registry the index is pushed under the ref's tag (blobs first, mounted when the registry
+has them in another repository, then each step manifest by digest). In a directory it is an
+OCI image layout whose ``index.json`` names the cache index with the tag (default
+``latest``), as BuildKit's local cache does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from part2_manual_oci import Descriptor, Index, LayoutError, Manifest, ModelError, OCILayout, Platform, canonical_json
+from part2_manual_oci import mediatypes as mt
+from part3_go_style_builder import Image
+
+from ..errors import CapstoneError
+from .cachekeys import CACHE_VERSION, cache_record
+
+ANNOTATION_VERSION = "dev.capstone.cache.version"
+ANNOTATION_FORMAT = "dev.capstone.cache.format"
+ANNOTATION_MODE = "dev.capstone.cache.mode"
+ANNOTATION_KEY = "dev.capstone.cache.key"
+ANNOTATION_STEP = "dev.capstone.cache.step"
+#: the shape of the index itself (the keys' meaning is CACHE_VERSION)
+CACHE_FORMAT = "1"
+MODES = ("min", "max")
+#: a cache index with more entries than this is refused (each is a small descriptor)
+MAX_ENTRIES = 100_000
+
+
+class CacheSpecError(CapstoneError):
+    """A ``--cache-to``/``--cache-from`` value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """One ``--cache-to`` or ``--cache-from``: ``type`` ``registry`` (``ref``) or ``local``
+    (``path``, ``tag``); ``mode`` (export); ``ignore_error`` (export)."""
+
+    type: str
+    ref: str | None = None
+    path: str | None = None
+    tag: str = "latest"
+    mode: str = "min"
+    ignore_error: bool = False
+
+    def __str__(self) -> str:
+        return self.ref if self.type == "registry" else f"{self.path} (tag {self.tag})"
+
+
+def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
+    """``type=registry,ref=R[,mode=max]``, ``type=local,dest=DIR`` / ``src=DIR``, or a bare
+    registry reference (as ``docker buildx`` reads them)."""
+    flag = "--cache-to" if export else "--cache-from"
+    if "=" not in text:
+        return _registry_spec(text, flag)
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise CacheSpecError(f"{flag} {text!r}: expected KEY=VALUE pairs separated by commas, not {part!r}")
+        if key in fields:
+            raise CacheSpecError(f"{flag} {text!r}: {key} given twice")
+        fields[key] = value.strip()
+    kind = fields.pop("type", "registry" if "ref" in fields else "")
+    allowed = {"registry": {"ref", "mode", "ignore-error"} if export else {"ref"},
+               "local": {"dest", "tag", "mode", "ignore-error"} if export else {"src", "tag"}}
+    if kind not in allowed:
+        raise CacheSpecError(f"{flag} {text!r}: type must be registry or local")
+    unknown = sorted(set(fields) - allowed[kind])
+    if unknown:
+        raise CacheSpecError(f"{flag} {text!r}: unknown {'key' if len(unknown) == 1 else 'keys'} "
+                             f"{', '.join(unknown)} for type={kind} (known: {', '.join(sorted(allowed[kind]))})")
+    mode = fields.get("mode", "min")
+    if mode not in MODES:
+        raise CacheSpecError(f"{flag} {text!r}: mode must be min or max")
+    ignore = fields.get("ignore-error", "false").lower()
+    if ignore not in ("true", "false"):
+        raise CacheSpecError(f"{flag} {text!r}: ignore-error must be true or false")
+    if kind == "registry":
+        if not fields.get("ref"):
+            raise CacheSpecError(f"{flag} {text!r}: type=registry needs ref=REGISTRY/REPOSITORY[:TAG]")
+        spec = _registry_spec(fields["ref"], flag)
+        return replace(spec, mode=mode, ignore_error=ignore == "true")
+    where = fields.get("dest" if export else "src")
+    if not where:
+        raise CacheSpecError(f"{flag} {text!r}: type=local needs {'dest' if export else 'src'}=DIR")
+    tag = fields.get("tag", "latest")
+    from ..refs import InvalidName, parse_name
+
+    try:
+        parse_name(f"x:{tag}")
+    except InvalidName:
+        raise CacheSpecError(f"{flag} {text!r}: invalid tag {tag!r}") from None
+    return CacheSpec("local", path=where, tag=tag, mode=mode, ignore_error=ignore == "true")
+
+
+def _registry_spec(ref: str, flag: str) -> CacheSpec:
+    from ..refs import InvalidName, parse_name
+
+    try:
+        name = parse_name(ref.removeprefix("docker://"))
+    except InvalidName as e:
+        raise CacheSpecError(f"{flag} ref={ref}: {e}") from None
+    if name.digest is not None and flag == "--cache-to":
+        raise CacheSpecError(f"{flag} ref={ref}: a cache is pushed under a tag, not a digest")
+    return CacheSpec("registry", ref=name.name)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A step of a build for the exported cache: its ``key``, the ``manifest`` of the image it
+    produced, the instruction (``step``, for people reading the index) and whether it belongs
+    to the stage that made the result (``target``: what ``mode=min`` exports)."""
+
+    key: str
+    manifest: Descriptor
+    step: str
+    target: bool
+
+
+# -- import ------------------------------------------------------------------------------------
+
+
+class CacheSource:
+    """A ``--cache-from``: its index is read on first use; :meth:`lookup` brings a hit's image
+    into the store. ``warn`` hears the one line about a cache that is ignored."""
+
+    def __init__(self, store, spec: CacheSpec, *, options=None, progress=None,
+                 warn: Callable[[str], None] = lambda _line: None) -> None:
+        self.store = store
+        self.spec = spec
+        self.options = options
+        self.progress = progress
+        self.warn = warn
+        self._entries: dict[str, Descriptor] | None = None
+        self._client = None
+        self._layout: OCILayout | None = None
+        #: keys answered from this cache
+        self.hits = 0
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # reading the index
+    def entries(self) -> dict[str, Descriptor]:
+        """The cache's keys and their manifests ({} for a cache that is ignored)."""
+        if self._entries is not None:
+            return self._entries
+        self._entries = {}
+        try:
+            data, where = self._read_index()
+        except CapstoneError as e:
+            self.warn(f"--cache-from {self.spec}: {e}: ignored")
+            return self._entries
+        except (LayoutError, OSError) as e:
+            self.warn(f"--cache-from {self.spec}: {e}: ignored")
+            return self._entries
+        if data is None:
+            return self._entries
+        try:
+            index = Index.from_json(json.loads(data), where)
+        except (ValueError, ModelError) as e:  # bad JSON, or not an index: not a cache
+            self.warn(f"--cache-from {self.spec}: not a build cache ({str(e).splitlines()[0]}): ignored")
+            return self._entries
+        annotations = index.annotations or {}
+        version = annotations.get(ANNOTATION_VERSION)
+        if version is None:
+            self.warn(f"--cache-from {self.spec}: not a capstone build cache (no {ANNOTATION_VERSION}): ignored")
+            return self._entries
+        if version != CACHE_VERSION or annotations.get(ANNOTATION_FORMAT) != CACHE_FORMAT:
+            self.warn(f"--cache-from {self.spec}: a cache of version {version} (format "
+                      f"{annotations.get(ANNOTATION_FORMAT)}), this build reads {CACHE_VERSION} (format "
+                      f"{CACHE_FORMAT}): ignored")
+            return self._entries
+        if len(index.manifests) > MAX_ENTRIES:
+            self.warn(f"--cache-from {self.spec}: {len(index.manifests)} entries, more than {MAX_ENTRIES}: ignored")
+            return self._entries
+        for desc in index.manifests:
+            key = (desc.annotations or {}).get(ANNOTATION_KEY)
+            if key and desc.media_type in mt.MANIFEST_TYPES:
+                self._entries.setdefault(key, replace(desc, annotations=None, platform=None))
+        return self._entries
+
+    def _read_index(self) -> tuple[bytes | None, str]:
+        if self.spec.type == "local":
+            self._layout = OCILayout.open(Path(self.spec.path))
+            found = [d for d in self._layout.index().manifests if d.ref_name == self.spec.tag]
+            if not found:
+                self.warn(f"--cache-from {self.spec}: no cache tagged {self.spec.tag!r} in the layout: nothing imported")
+                return None, ""
+            return self._layout.read_blob(found[-1]), f"{self.spec.path}: {found[-1].digest}"
+        from ..refs import parse_name
+        from ..registry import ManifestUnknown, RegistryClient
+
+        ref = parse_name(self.spec.ref)
+        self._client = RegistryClient(ref.registry, options=self.options, repository=ref.repository,
+                                      on_note=(self.progress.note if self.progress is not None else None))
+        try:
+            data, media_type, _digest = self._client.get_manifest(ref.repository, ref.digest or ref.tag)
+        except ManifestUnknown:
+            self.warn(f"--cache-from {self.spec}: not found: nothing imported")
+            return None, ""
+        if media_type not in mt.INDEX_TYPES:
+            raise CacheSpecError(f"not a build cache (a {media_type})")
+        return data, self.spec.ref
+
+    # answering a key
+    def lookup(self, key: str) -> Image | None:
+        """The image recorded for ``key`` in this cache, now in the store (and in its local
+        cache), or None."""
+        desc = self.entries().get(key)
+        if desc is None:
+            return None
+        if not self.store.layout.has_blob(desc.digest):
+            self._fetch(desc)
+        image = self.store.load_manifest(desc.digest)
+        cache_record(self.store, key, image)
+        self.hits += 1
+        return image
+
+    def _fetch(self, desc: Descriptor) -> None:
+        """The manifest ``desc`` and what the store lacks of its config and layers."""
+        layout = self.store.layout
+        if self.spec.type == "local":
+            source = self._layout
+            manifest = source.read_manifest(desc)
+            for blob in (manifest.config, *manifest.layers):
+                if not layout.has_blob(blob.digest):
+                    with source.open_blob(blob) as f:
+                        layout.put_blob(f, blob.media_type, expected_digest=blob.digest)
+            with source.open_blob(desc) as f:
+                layout.put_blob(f, desc.media_type, expected_digest=desc.digest)
+            return
+        from ..refs import parse_name
+        from ..registry import fetch_blobs
+        from ..registry.transfer import as_progress
+
+        ref = parse_name(self.spec.ref)
+        data, media_type, digest = self._client.get_manifest(ref.repository, desc.digest, desc.size)
+        manifest = Manifest.from_json(json.loads(data), f"{self.spec}: {digest}")
+        # only what the store lacks (the layers a step shares with the steps before it are here)
+        missing = [b for b in (manifest.config, *manifest.layers) if not layout.has_blob(b.digest)]
+        fetch_blobs(self.store, self._client, ref.repository, missing, as_progress(self.progress),
+                    where=f"cache {self.spec}")
+        layout.put_blob(data, media_type, expected_digest=digest)
+
+
+class SharedCache:
+    """What a build shares: the ``--cache-from`` sources it asks after the local cache, and
+    the entries of its steps for ``--cache-to``."""
+
+    def __init__(self, sources: Sequence[CacheSource] = ()) -> None:
+        self.sources = list(sources)
+        self.entries: list[CacheEntry] = []
+
+    def open(self) -> None:
+        """Read every source's index now (a cache that is ignored says so before the first step)."""
+        for source in self.sources:
+            source.entries()
+
+    def lookup(self, key: str) -> Image | None:
+        for source in self.sources:
+            image = source.lookup(key)
+            if image is not None:
+                return image
+        return None
+
+    def add(self, key: str, manifest: Descriptor, step: str, target: bool) -> None:
+        self.entries.append(CacheEntry(key, manifest, step, target))
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+def cache_index(entries: Sequence[CacheEntry], mode: str, store) -> Index:
+    """The cache index of ``entries`` (those of the target stage for ``mode=min``)."""
+    chosen = [e for e in entries if mode == "max" or e.target]
+    manifests = []
+    seen: set[tuple[str, str]] = set()
+    for e in chosen:
+        if (e.key, e.manifest.digest) in seen:
+            continue
+        seen.add((e.key, e.manifest.digest))
+        config = store.layout.read_config(store.layout.read_manifest(e.manifest))
+        platform = Platform(config.architecture, config.os, variant=config.variant)
+        manifests.append(Descriptor(e.manifest.media_type, e.manifest.digest, e.manifest.size,
+                                    annotations={ANNOTATION_KEY: e.key, ANNOTATION_STEP: e.step[:200]},
+                                    platform=platform))
+    return Index(manifests=tuple(manifests), annotations={
+        ANNOTATION_VERSION: CACHE_VERSION, ANNOTATION_FORMAT: CACHE_FORMAT, ANNOTATION_MODE: mode})
+
+
+def export_cache(store, spec: CacheSpec, entries: Iterable[CacheEntry], *, options=None,
+                 progress=None) -> tuple[Descriptor, int]:
+    """Write the cache of ``entries`` where ``spec`` says; the cache index's descriptor and
+    how many entries it has."""
+    index = cache_index(list(entries), spec.mode, store)
+    data = canonical_json(index)
+    index_desc = store.layout.put_blob(data, mt.OCI_INDEX)
+    manifests = list({d.digest: d for d in index.manifests}.values())
+    blobs: dict[str, Descriptor] = {}
+    for m in manifests:
+        manifest = store.layout.read_manifest(m)
+        for b in (manifest.config, *manifest.layers):
+            blobs.setdefault(b.digest, b)
+    if spec.type == "local":
+        try:
+            layout = OCILayout.create(Path(spec.path))
+        except (OSError, LayoutError) as e:
+            raise CacheSpecError(f"--cache-to {spec}: cannot use {spec.path} as an OCI layout: {e}") from None
+        for b in [*blobs.values(), *manifests, index_desc]:
+            if not layout.has_blob(b.digest):
+                with store.layout.open_blob(b) as f:
+                    layout.put_blob(f, b.media_type, expected_digest=b.digest)
+        layout.add_manifest(index_desc, spec.tag)  # index.json last
+        return index_desc, len(index.manifests)
+    from ..refs import parse_name
+    from ..registry import RegistryClient, push_blobs
+    from ..registry.transfer import as_progress
+
+    ref = parse_name(spec.ref)
+    shown = as_progress(progress)
+    with RegistryClient(ref.registry, options=options, repository=ref.repository, on_note=shown.note) as client:
+        push_blobs(store, client, ref.repository, blobs.values(), shown)
+        for m in manifests:
+            client.put_manifest(ref.repository, m.digest, store.layout.read_blob(m), m.media_type)
+        client.put_manifest(ref.repository, ref.tag, data, mt.OCI_INDEX)
+    return index_desc, len(index.manifests)
+
+
+__all__ = ["CacheEntry", "CacheSource", "CacheSpec", "CacheSpecError", "SharedCache", "cache_index", "export_cache",
+           "parse_cache_spec"]
