@@ -12,6 +12,9 @@ A :class:`~capstone.download.TransferProgress` for each way of showing them:
       Copying blob 2a5e8f1b3c4d: done (512.0 MiB in 4.1 s)
       Copying blob 7c3b0d9e1f2a: skipped: already exists
       Copying blob 5d4c3b2a1f0e: mounted from another repository
+      Copying blob 9e8d7c6b5a4f: failed after 12.0 MiB of 80.0 MiB
+
+  (a transfer that fails before a byte moved has no line: the command's error says why);
 
 * ``-q`` / ``--progress quiet``: the base class, which shows nothing.
 
@@ -87,6 +90,12 @@ class LineView(TransferProgress):
             if outcome == "done":
                 size = total if total is not None else done
                 self._write(f"Copying {label}: done ({human_bytes(size)} in {time.monotonic() - started:.1f} s)")
+            elif outcome == "failed":
+                # the command's error line says why; a line per blob that never moved would only
+                # repeat it (every blob fails at once on a refused login or an untrusted CA)
+                if done:
+                    of = f" of {human_bytes(total)}" if total else ""
+                    self._write(f"Copying {label}: failed after {human_bytes(done)}{of}")
             else:
                 self._write(f"Copying {label}: {OUTCOMES.get(outcome, outcome)}")
 

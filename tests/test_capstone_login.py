@@ -348,6 +348,9 @@ def test_a_registry_whose_certificate_is_not_trusted_is_refused_in_one_line(tls_
     assert f"certs.d/{tls_registry.host}/ca.crt, or --tls-verify=false" in r.stderr
     # no request was ever made in plain HTTP to a registry that speaks TLS
     assert not any(path.startswith("/v2/tls") for _, path in tls_registry.requests())
+    # with its progress shown, it is still one line: no blob moved, so none has a line of its own
+    r = capstone(store_dir, "push", "test/login:1", f"{tls_registry.host}/tls/app:1")
+    assert r.returncode == 1 and r.stderr.splitlines() == [r.stderr.strip()], r.stderr
 
 
 @pytest.mark.parametrize("root_kind", ["containers", "docker"])

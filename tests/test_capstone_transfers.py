@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from capstone.download import DownloadError
 from capstone.engine import build
 from capstone.registry import pull, push
 from capstone.store import Store
+from capstone.transferview import LineView
 from part2_manual_oci import validate_layout
 
 LAYERS = 4
@@ -261,6 +263,17 @@ def test_off_a_terminal_progress_is_plain_lines(image, registry, tmp_path):
     assert f"Copying blob {short}: skipped: already exists" in r.stderr.splitlines()
     r = capstone(tmp_path / "t", "pull", "-q", f"{registry.host}/layers/app:1")
     assert r.returncode == 0 and r.stderr == ""
+
+
+def test_a_failed_transfer_says_how_far_it_got_and_one_that_never_moved_says_nothing():
+    out = StringIO()
+    view = LineView(out, interval=3600)
+    view.begin("a", "blob aaaaaaaaaaaa", 80 << 20)
+    view.advance("a", 12 << 20)
+    view.end("a", "failed")
+    view.begin("b", "blob bbbbbbbbbbbb", 100)  # refused before a byte moved: the error line says why
+    view.end("b", "failed")
+    assert out.getvalue() == "Copying blob aaaaaaaaaaaa: failed after 12.0 MiB of 80.0 MiB\n"
 
 
 def test_on_a_terminal_progress_is_bars(image, registry, tmp_path):
