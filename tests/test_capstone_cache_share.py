@@ -180,6 +180,25 @@ def test_a_local_cache_is_an_oci_layout_and_imports_the_same(tmp_path):
     assert sorted(d.ref_name for d in OCILayout.open(dest).index().manifests) == ["latest", "v2"]
 
 
+def test_skopeo_copies_a_cache_between_a_directory_and_a_registry(registry, tmp_path):
+    """The cache is plain OCI: skopeo copy --all carries it (the index, its annotations and
+    every step image) from a local cache to a registry and back, and each copy imports."""
+    ctx = context(tmp_path)
+    local = tmp_path / "cache-dir"
+    a = build(Store.open(tmp_path / "A"), ctx, network="none", cache_to=[f"type=local,dest={local},mode=max"])
+    ref = f"{registry.host}/cache/copied:1"
+    skopeo("copy", "-q", "--all", "--preserve-digests", "--dest-tls-verify=false", f"oci:{local}:latest",
+           f"docker://{ref}")
+    b = build(Store.open(tmp_path / "B"), elsewhere(ctx, tmp_path / "b"), network="none", cache_from=[ref])
+    assert b.ran == () and b.image_id == a.image_id
+    back = tmp_path / "back"
+    skopeo("copy", "-q", "--all", "--preserve-digests", "--src-tls-verify=false", f"docker://{ref}", f"oci:{back}:ci")
+    assert validate_layout(back) == []
+    c = build(Store.open(tmp_path / "C"), elsewhere(ctx, tmp_path / "c"), network="none",
+              cache_from=[f"type=local,src={back},tag=ci"])
+    assert c.ran == () and c.image_id == a.image_id
+
+
 # -- what is ignored, what fails --------------------------------------------------------------------
 
 
