@@ -49,10 +49,14 @@ def add_registry_flags(p: argparse.ArgumentParser, *, creds: bool = True) -> Non
 
 
 def registry_options(args: argparse.Namespace):
+    """The registry flags as a RegistryOptions; None when none was given (the defaults), so a
+    build that talks to no registry does not import the client to say so."""
+    values = {name: getattr(args, name, None) for name in ("tls_verify", "cert_dir", "creds", "authfile")}
+    if all(v is None for v in values.values()):
+        return None
     from .registry import RegistryOptions
 
-    return RegistryOptions(tls_verify=getattr(args, "tls_verify", None), cert_dir=getattr(args, "cert_dir", None),
-                           creds=getattr(args, "creds", None), authfile=getattr(args, "authfile", None))
+    return RegistryOptions(**values)
 
 
 def registry_name(text: str) -> str:

@@ -76,6 +76,7 @@ from typing import TypeVar
 import httpx
 
 from .errors import CapstoneError
+from .transferview import TransferProgress
 
 __all__ = [
     "Body",
@@ -631,28 +632,6 @@ class ResumableBody(io.RawIOBase):
 
 
 # -- progress and parallel transfers -----------------------------------------------------------------
-
-
-class TransferProgress:
-    """What a transfer reports while it runs, for a command to show (a bar on a terminal,
-    lines in a log). The base class shows nothing: a quiet command, or a library call.
-
-    ``key`` names one transfer (a blob digest, a URL); ``total`` is its size when known;
-    ``outcome`` says how it ended: ``done``, ``exists`` (nothing to send or fetch),
-    ``mounted`` (the registry took it from another repository), ``failed``. Methods are
-    called from the transfers' threads."""
-
-    def begin(self, key: str, label: str, total: int | None) -> None:
-        pass
-
-    def advance(self, key: str, amount: int) -> None:
-        pass
-
-    def end(self, key: str, outcome: str = "done") -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
 
 
 class CancelGroup(threading.Event):

@@ -29,9 +29,31 @@ import threading
 import time
 from typing import IO
 
-from .download import TransferProgress
-
 OUTCOMES = {"exists": "skipped: already exists", "mounted": "mounted from another repository", "failed": "failed"}
+
+
+class TransferProgress:
+    """What a transfer reports while it runs, for a command to show (a bar on a terminal,
+    lines in a log). The base class shows nothing: a quiet command, or a library call. It
+    lives here, not beside the downloads, so that a build that transfers nothing imports no
+    HTTP client to say so.
+
+    ``key`` names one transfer (a blob digest, a URL); ``total`` is its size when known;
+    ``outcome`` says how it ended: ``done``, ``exists`` (nothing to send or fetch),
+    ``mounted`` (the registry took it from another repository), ``failed``. Methods are
+    called from the transfers' threads."""
+
+    def begin(self, key: str, label: str, total: int | None) -> None:
+        pass
+
+    def advance(self, key: str, amount: int) -> None:
+        pass
+
+    def end(self, key: str, outcome: str = "done") -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
 
 
 def human_bytes(n: float) -> str:

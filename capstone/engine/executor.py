@@ -57,9 +57,9 @@ from ..dockerfile import (
     Workdir,
     parse_instructions,
 )
-from ..download import TransferProgress
 from ..errors import BuildArgError, CapstoneError, DockerfileError
 from ..refs import has_transport
+from ..transferview import TransferProgress
 from .cachekeys import base_key, cache_lookup, cache_record, make_key
 from .contenthash import FileDigests, entry_line, selection_digest
 from .copystep import (
