@@ -98,6 +98,35 @@ def test_a_cache_exported_to_a_registry_runs_no_step_on_an_empty_store(registry,
     assert in_child(run) == 0 and out.read_text() == "the app\nmade-in-tools\n"
 
 
+PARALLEL = """\
+FROM capstone/busybox AS left
+RUN echo left > /left
+FROM capstone/busybox AS right
+RUN echo right > /right
+FROM capstone/busybox
+COPY --from=left /left /left
+COPY --from=right /right /right
+CMD ["cat", "/left", "/right"]
+"""
+
+
+def test_stages_built_side_by_side_export_and_import_every_step(registry, tmp_path):
+    """left and right are built at the same time, each in a process of its own (.schedule):
+    their steps still reach the exported cache, and their hits the import's count."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(PARALLEL)
+    ref = f"{registry.host}/cache/parallel:1"
+    lines: list[str] = []
+    a = build(Store.open(tmp_path / "A"), ctx, network="none", cache_to=[f"type=registry,ref={ref},mode=max"],
+              log=lines.append)
+    assert f"--cache-to {ref}: 5 steps exported (mode=max)" in lines
+    lines.clear()
+    b = build(Store.open(tmp_path / "B"), elsewhere(ctx, tmp_path), network="none", cache_from=[ref], log=lines.append)
+    assert b.ran == () and b.image_id == a.image_id
+    assert f"--cache-from {ref}: 5 steps from this cache" in lines
+
+
 def test_the_exported_cache_is_an_oci_index_skopeo_reads(registry, tmp_path):
     ctx = context(tmp_path)
     ref = f"{registry.host}/cache/index:1"

@@ -15,8 +15,9 @@ stage that is the only one able to run (the last stage, waiting for all the othe
 by the builder itself, since nothing could run beside it. A child builds its stage exactly as the builder would, in a
 scratch directory of its own, and leaves the stage's image in the store (its layers, its
 cache entries); it hands back the image's manifest digest, the stage's key and variables,
-its step results and the file digests it computed, through a file the parent reads once the
-child has exited. The first failure ends the build: the other stages are stopped (SIGTERM:
+its step results, the file digests it computed and what it took from and gave to the shared
+build cache (``--cache-from`` hits, ``--cache-to`` entries), through a file the parent reads
+once the child has exited. The first failure ends the build: the other stages are stopped (SIGTERM:
 each stops its RUN and cleans up) and the failure is raised as if its stage had been built
 here. A child dies with the builder (``PR_SET_PDEATHSIG``).
 
@@ -153,6 +154,7 @@ class _Scheduler:
                 b._counter = 0
                 first = len(b.steps)
                 b.digests.fresh = {}  # the file digests this stage computes, for the builder
+                shared_before = b.shared.forked()
                 pos = self.positions[planned.index]
                 with _Prefixed(b, pos):
                     self.build_stage(pos, planned)
@@ -161,7 +163,7 @@ class _Scheduler:
                 b._reap_snapshots()
                 outcome = {"digest": desc.digest, "key": stage.key, "variables": stage.variables,
                            "label": stage.base_label, "steps": b.steps[first:],
-                           "digests": b.digests.fresh}
+                           "digests": b.digests.fresh, "shared": b.shared.since(shared_before)}
                 code = 0
             except BaseException as e:  # noqa: BLE001 - every failure goes to the parent
                 outcome = {"error": _portable(e)}
@@ -235,6 +237,7 @@ class _Scheduler:
         b.stages[child.planned.index] = stage
         b.steps.extend(outcome["steps"])
         b.digests.merge(outcome["digests"])
+        b.shared.merge(outcome["shared"])
         self.done.add(child.planned.index)
 
     def _stop_all(self) -> None:

@@ -176,6 +176,21 @@ class CacheSource:
             self._client.close()
             self._client = None
 
+    def forked(self) -> None:
+        """In a child process: the client's connections are the parent's too (two processes
+        on one HTTP connection would mix their requests), so this process opens its own."""
+        self._client = None
+
+    def _registry_client(self):
+        from ..refs import parse_name
+        from ..registry import RegistryClient
+
+        if self._client is None:
+            ref = parse_name(self.spec.ref)
+            self._client = RegistryClient(ref.registry, options=self.options, repository=ref.repository,
+                                          on_note=(self.progress.note if self.progress is not None else None))
+        return self._client
+
     # reading the index
     def entries(self) -> dict[str, Descriptor]:
         """The cache's keys and their manifests ({} for a cache that is ignored)."""
@@ -225,13 +240,11 @@ class CacheSource:
                 return None, ""
             return self._layout.read_blob(found[-1]), f"{self.spec.path}: {found[-1].digest}"
         from ..refs import parse_name
-        from ..registry import ManifestUnknown, RegistryClient
+        from ..registry import ManifestUnknown
 
         ref = parse_name(self.spec.ref)
-        self._client = RegistryClient(ref.registry, options=self.options, repository=ref.repository,
-                                      on_note=(self.progress.note if self.progress is not None else None))
         try:
-            data, media_type, _digest = self._client.get_manifest(ref.repository, ref.digest or ref.tag)
+            data, media_type, _digest = self._registry_client().get_manifest(ref.repository, ref.digest or ref.tag)
         except ManifestUnknown:
             self.warn(f"--cache-from {self.spec}: not found: nothing imported")
             return None, ""
@@ -271,11 +284,12 @@ class CacheSource:
         from ..registry.transfer import as_progress
 
         ref = parse_name(self.spec.ref)
-        data, media_type, digest = self._client.get_manifest(ref.repository, desc.digest, desc.size)
+        client = self._registry_client()
+        data, media_type, digest = client.get_manifest(ref.repository, desc.digest, desc.size)
         manifest = Manifest.from_json(json.loads(data), f"{self.spec}: {digest}")
         # only what the store lacks (the layers a step shares with the steps before it are here)
         missing = [b for b in (manifest.config, *manifest.layers) if not layout.has_blob(b.digest)]
-        fetch_blobs(self.store, self._client, ref.repository, missing, as_progress(self.progress),
+        fetch_blobs(self.store, client, ref.repository, missing, as_progress(self.progress),
                     where=f"cache {self.spec}")
         layout.put_blob(data, media_type, expected_digest=digest)
 
@@ -302,6 +316,25 @@ class SharedCache:
 
     def add(self, key: str, manifest: Descriptor, step: str, target: bool) -> None:
         self.entries.append(CacheEntry(key, manifest, step, target))
+
+    # a stage built in a child process (see .schedule): what it did comes back to the builder
+    def forked(self) -> tuple[int, list[int]]:
+        """In the child: its own connections; returns where it starts, for :meth:`since`."""
+        for source in self.sources:
+            source.forked()
+        return len(self.entries), [source.hits for source in self.sources]
+
+    def since(self, start: tuple[int, list[int]]) -> tuple[list[CacheEntry], list[int]]:
+        """The entries added and the hits of each source since ``start`` (picklable)."""
+        count, hits = start
+        return self.entries[count:], [source.hits - h for source, h in zip(self.sources, hits)]
+
+    def merge(self, done: tuple[list[CacheEntry], list[int]]) -> None:
+        """Take in what a child's :meth:`since` gave."""
+        entries, hits = done
+        self.entries.extend(entries)
+        for source, n in zip(self.sources, hits):
+            source.hits += n
 
     def close(self) -> None:
         for source in self.sources:
