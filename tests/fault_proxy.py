@@ -13,7 +13,7 @@
 * ``slow(method, part, seconds)``: wait before answering (so parallel requests overlap).
 
 ``requests`` lists (method, path, Range header) of every request; ``max_in_flight`` is the
-most blob requests it was answering at the same time.
+most blob requests it held at the same time before answering (see ``_handle``).
 """
 
 from __future__ import annotations
@@ -117,17 +117,29 @@ class FaultProxy:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         rules = self._match(method, path)
-        blob = "/blobs/" in path
-        if blob:
+        counted = "/blobs/" in path
+        if counted:
             with self._lock:
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+        def answered() -> None:
+            # a request is in flight until its answer starts: once the client has the answer it
+            # may send its next request before this thread gets further (on a loaded machine,
+            # well before), and counting both would see more at once than the client ever sent
+            nonlocal counted
+            if counted:
+                counted = False
+                with self._lock:
+                    self.in_flight -= 1
+
         try:
             for rule in rules:
                 if rule.kind == "slow":
                     time.sleep(rule.value)
             for rule in rules:
                 if rule.kind == "status":
+                    answered()
                     h.send_response(rule.value)
                     h.send_header("Content-Length", "0")
                     h.end_headers()
@@ -137,6 +149,7 @@ class FaultProxy:
             request = self._client.build_request(method, f"http://{self.upstream}{path}", headers=headers, content=body)
             response = self._client.send(request, stream=True)
             try:
+                answered()
                 h.send_response(response.status_code)
                 for key, value in response.headers.multi_items():
                     if key.lower() not in ("transfer-encoding", "connection", "date", "server"):
@@ -172,9 +185,7 @@ class FaultProxy:
             finally:
                 response.close()
         finally:
-            if blob:
-                with self._lock:
-                    self.in_flight -= 1
+            answered()
 
     def blob_gets(self, digest: str) -> list[str | None]:
         """The Range header of each GET of the blob ``digest`` (None: the whole blob)."""
