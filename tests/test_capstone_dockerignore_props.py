@@ -28,10 +28,13 @@ def test_matcher_raises_only_its_own_error(patterns, path):
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(max_size=80))
 @example(text="/ 0")
+@example(text="0\t/")
 def test_reading_any_text_gives_clean_patterns(text):
     for p in parse_ignore_lines(text):
         body = p[1:] if p.startswith("!") else p
-        assert body == body.rstrip(" \t")
+        # trimmed, then cleaned: blanks before a trailing "/" that Clean drops stay at the end
+        # ("0\t/" gives "0\t", as moby's ReadAll)
+        assert body == body.rstrip(" \t") or "/" in text
         # moby trims a line, then cleans it and drops a leading "/": blanks that followed
         # that "/" stay at the front (test_a_rooted_pattern_keeps_the_blanks_after_its_slash)
         assert body == body.lstrip(" \t") or "/" in text

@@ -259,7 +259,7 @@ class CacheSource:
         desc = self.entries().get(key)
         if desc is None:
             return None
-        if not self.store.layout.has_blob(desc.digest):
+        if not self.store.has_blob(desc.digest):
             self._fetch(desc)
         image = self.store.load_manifest(desc.digest)
         cache_record(self.store, key, image)
@@ -268,16 +268,16 @@ class CacheSource:
 
     def _fetch(self, desc: Descriptor) -> None:
         """The manifest ``desc`` and what the store lacks of its config and layers."""
-        layout = self.store.layout
+        store = self.store
         if self.spec.type == "local":
             source = self._layout
             manifest = source.read_manifest(desc)
             for blob in (manifest.config, *manifest.layers):
-                if not layout.has_blob(blob.digest):
+                if not store.has_blob(blob.digest):
                     with source.open_blob(blob) as f:
-                        layout.put_blob(f, blob.media_type, expected_digest=blob.digest)
+                        store.put_blob(f, blob.media_type, expected_digest=blob.digest)
             with source.open_blob(desc) as f:
-                layout.put_blob(f, desc.media_type, expected_digest=desc.digest)
+                store.put_blob(f, desc.media_type, expected_digest=desc.digest)
             return
         from ..refs import parse_name
         from ..registry import fetch_blobs
@@ -288,10 +288,10 @@ class CacheSource:
         data, media_type, digest = client.get_manifest(ref.repository, desc.digest, desc.size)
         manifest = Manifest.from_json(json.loads(data), f"{self.spec}: {digest}")
         # only what the store lacks (the layers a step shares with the steps before it are here)
-        missing = [b for b in (manifest.config, *manifest.layers) if not layout.has_blob(b.digest)]
+        missing = [b for b in (manifest.config, *manifest.layers) if not store.has_blob(b.digest)]
         fetch_blobs(self.store, client, ref.repository, missing, as_progress(self.progress),
                     where=f"cache {self.spec}")
-        layout.put_blob(data, media_type, expected_digest=digest)
+        store.put_blob(data, media_type, expected_digest=digest)
 
 
 class SharedCache:
@@ -353,7 +353,7 @@ def cache_index(entries: Sequence[CacheEntry], mode: str, store) -> Index:
         if (e.key, e.manifest.digest) in seen:
             continue
         seen.add((e.key, e.manifest.digest))
-        config = store.layout.read_config(store.layout.read_manifest(e.manifest))
+        config = store.read_config(store.read_manifest(e.manifest))
         platform = Platform(config.architecture, config.os, variant=config.variant)
         manifests.append(Descriptor(e.manifest.media_type, e.manifest.digest, e.manifest.size,
                                     annotations={ANNOTATION_KEY: e.key, ANNOTATION_STEP: e.step[:200]},
@@ -368,11 +368,11 @@ def export_cache(store, spec: CacheSpec, entries: Iterable[CacheEntry], *, optio
     how many entries it has."""
     index = cache_index(list(entries), spec.mode, store)
     data = canonical_json(index)
-    index_desc = store.layout.put_blob(data, mt.OCI_INDEX)
+    index_desc = store.put_blob(data, mt.OCI_INDEX)
     manifests = list({d.digest: d for d in index.manifests}.values())
     blobs: dict[str, Descriptor] = {}
     for m in manifests:
-        manifest = store.layout.read_manifest(m)
+        manifest = store.read_manifest(m)
         for b in (manifest.config, *manifest.layers):
             blobs.setdefault(b.digest, b)
     if spec.type == "local":
@@ -382,7 +382,7 @@ def export_cache(store, spec: CacheSpec, entries: Iterable[CacheEntry], *, optio
             raise CacheSpecError(f"--cache-to {spec}: cannot use {spec.path} as an OCI layout: {e}") from None
         for b in [*blobs.values(), *manifests, index_desc]:
             if not layout.has_blob(b.digest):
-                with store.layout.open_blob(b) as f:
+                with store.open_blob(b) as f:
                     layout.put_blob(f, b.media_type, expected_digest=b.digest)
         layout.add_manifest(index_desc, spec.tag)  # index.json last
         return index_desc, len(index.manifests)
@@ -395,7 +395,7 @@ def export_cache(store, spec: CacheSpec, entries: Iterable[CacheEntry], *, optio
     with RegistryClient(ref.registry, options=options, repository=ref.repository, on_note=shown.note) as client:
         push_blobs(store, client, ref.repository, blobs.values(), shown)
         for m in manifests:
-            client.put_manifest(ref.repository, m.digest, store.layout.read_blob(m), m.media_type)
+            client.put_manifest(ref.repository, m.digest, store.read_blob(m), m.media_type)
         client.put_manifest(ref.repository, ref.tag, data, mt.OCI_INDEX)
     return index_desc, len(index.manifests)
 
