@@ -294,7 +294,38 @@ def _content_length(response: httpx.Response) -> int | None:
     return value if value >= 0 else None
 
 
-class Body(io.RawIOBase):
+class _ChunkedBody(io.RawIOBase):
+    """A file object over chunks that ``_next()`` returns (``b""`` at the end): what
+    :class:`Body` and :class:`ResumableBody` read through, by ``read`` or chunk by chunk."""
+
+    _pending = b""
+
+    def _next(self) -> bytes:
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            self._pending = self._next()
+            if not self._pending:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body chunk by chunk, as it arrives."""
+        if self._pending:
+            chunk, self._pending = self._pending, b""
+            yield chunk
+        while chunk := self._next():
+            yield chunk
+
+
+class Body(_ChunkedBody):
     """The body of a streamed ``response`` as a file object, bounded (see the module page).
 
     ``expected``: the exact size (a descriptor's); ``limit``: the most that is accepted (a
@@ -344,14 +375,10 @@ class Body(io.RawIOBase):
         # undone, as Go's client does not: a small compressed body cannot expand here), and
         # each chunk as it arrives (a chunk size would buffer a trickle out of the rate check)
         self._chunks = response.iter_raw()
-        self._pending = b""
         self._done = False
         now = time.monotonic()
         self._start = now
         self._samples: collections.deque[tuple[float, int]] = collections.deque([(now, 0)])
-
-    def readable(self) -> bool:
-        return True
 
     def _take(self, chunk: bytes) -> bytes:
         """Count one chunk: refused when it goes past the bound, or when the rate is too low."""
@@ -397,24 +424,6 @@ class Body(io.RawIOBase):
                                          f"{self.exact} bytes") from None
             raise _convert(e, self.what) from None
         return self._take(chunk)
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            self._pending = self._next()
-            if not self._pending:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-    def chunks(self) -> Iterator[bytes]:
-        """The body chunk by chunk, as it arrives."""
-        if self._pending:
-            chunk, self._pending = self._pending, b""
-            yield chunk
-        while chunk := self._next():
-            yield chunk
 
 
 def read_body(response: httpx.Response, *, what: str, limit: int, expected: int | None = None,
@@ -505,7 +514,7 @@ def send(
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
-class ResumableBody(io.RawIOBase):
+class ResumableBody(_ChunkedBody):
     """A body of exactly ``expected`` bytes that goes on where it stopped when the connection
     fails (see the module page).
 
@@ -539,11 +548,7 @@ class ResumableBody(io.RawIOBase):
         self._response: httpx.Response | None = None
         self._body: Body | None = None
         self._skip = 0
-        self._pending = b""
         self._failures = 0
-
-    def readable(self) -> bool:
-        return True
 
     def close(self) -> None:
         if self._response is not None:
@@ -612,23 +617,6 @@ class ResumableBody(io.RawIOBase):
         if self._response is not None:
             self._response.close()
         self._response = self._body = None
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            self._pending = self._next()
-            if not self._pending:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-    def chunks(self) -> Iterator[bytes]:
-        if self._pending:
-            chunk, self._pending = self._pending, b""
-            yield chunk
-        while chunk := self._next():
-            yield chunk
 
 
 # -- progress and parallel transfers -----------------------------------------------------------------
