@@ -18,6 +18,7 @@ the step (``capstone.runner.Container``) and goes with it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import secrets
@@ -58,7 +59,7 @@ from ..dockerfile import (
     parse_instructions,
 )
 from ..errors import BuildArgError, CapstoneError, DockerfileError
-from ..refs import has_transport
+from ..refs import has_transport, parse_name
 from ..transferview import TransferProgress
 from .cachekeys import base_key, cache_lookup, cache_record, make_key
 from .contenthash import FileDigests, entry_line, selection_digest
@@ -1034,89 +1035,151 @@ def build(
     Raises :class:`~capstone.errors.DockerfileError` (``Dockerfile:LINE: ...``) or
     :class:`BuildError`; the store's names are unchanged unless the build succeeds.
     """
-    from ..refs import parse_name
+    request = _check_request(context_dir, dockerfile_path, tags=tags, network=network, allow=allow, pull=pull,
+                             outputs=outputs, platform=platform, cache_to=cache_to, cache_from=cache_from)
+    dockerfile = read_dockerfile(request.dockerfile_path, request.context_dir)
+    plans = [make_plan(dockerfile, build_args or {}, target=target, platform=p) for p in request.platforms]
+    build_secrets = _build_secrets(secrets, ssh)
+    reporter = _reporter(dockerfile, plans, progress, log, explain)
+    transfers = transfers or TransferProgress()
+    shared = SharedCache([CacheSource(store, spec, options=registry, progress=transfers, warn=reporter.warning)
+                          for spec in request.cache_from])
+    make_builder = functools.partial(Builder, store, request.context_dir, dockerfile, no_cache=no_cache, network=network,
+                                     run_output=run_output, labels=labels or {}, dockerfile_path=request.dockerfile_path,
+                                     secrets=build_secrets, allow=request.allow, pull=request.pull, registry=registry,
+                                     transfers=transfers, shared=shared)
+    try:
+        if not no_cache:
+            shared.open()
+        image_id, desc, steps = _build_and_commit(store, plans, make_builder, reporter, request.names,
+                                                  _platform_progress(reporter, plans, progress, log, explain))
+    finally:
+        shared.close()
+        if build_secrets is not None:
+            build_secrets.close()
+    _deliver(store, request, desc, image_id, reporter, shared, registry=registry, transfers=transfers, iidfile=iidfile)
+    unused = plans[0].variables.warning()
+    if unused:
+        reporter.warning(unused)
+    return BuildResult(image_id, desc.digest, tuple(request.names), (unused,) if unused else (), tuple(steps))
 
+
+@dataclass(frozen=True)
+class _Request:
+    """What :func:`build` was asked, checked before any work is done."""
+
+    context_dir: Path
+    dockerfile_path: Path
+    #: the entitlements granted (``--allow``, and ``--network host``)
+    allow: frozenset[str]
+    pull: str
+    #: the tags, normalised
+    names: list[str]
+    outputs: list[OutputSpec]
+    platforms: tuple[Platform | None, ...]
+    cache_to: list[CacheSpec]
+    cache_from: list[CacheSpec]
+
+
+def _check_request(context_dir, dockerfile_path, *, tags, network, allow, pull, outputs, platform, cache_to,
+                   cache_from) -> _Request:
+    """Every command-line value of a build, checked and parsed: a bad tag, ``--output``,
+    ``--platform`` or ``--cache-to`` fails before the Dockerfile is read."""
     context_dir = Path(context_dir).absolute()
     if not context_dir.is_dir():
         raise BuildError(f"build context {context_dir} is not a directory")
     dockerfile_path = Path(dockerfile_path) if dockerfile_path is not None else context_dir / "Dockerfile"
     if network not in ("private", "host", "none"):
         raise BuildError(f"--network {network}: expected host, none or private")
-    granted = parse_entitlements(allow, network)
-    policy = pull_policy(pull)
-    names = [parse_name(t).name for t in tags]  # InvalidName before any work
-    specs = [o if isinstance(o, OutputSpec) else parse_output(o) for o in outputs]
-    platforms = _target_platforms(platform)
-    exports = [c if isinstance(c, CacheSpec) else parse_cache_spec(c, export=True) for c in cache_to]
-    imports = [c if isinstance(c, CacheSpec) else parse_cache_spec(c, export=False) for c in cache_from]
-    dockerfile = read_dockerfile(dockerfile_path, context_dir)
-    plans = [make_plan(dockerfile, build_args or {}, target=target, platform=p) for p in platforms]
-    build_secrets = None
-    if secrets or ssh:
-        from .secretmounts import BuildSecrets  # only when a build has secrets: its start-up stays lean
+    return _Request(
+        context_dir, dockerfile_path, allow=parse_entitlements(allow, network), pull=pull_policy(pull),
+        names=[parse_name(t).name for t in tags],
+        outputs=[o if isinstance(o, OutputSpec) else parse_output(o) for o in outputs],
+        platforms=_target_platforms(platform),
+        cache_to=[c if isinstance(c, CacheSpec) else parse_cache_spec(c, export=True) for c in cache_to],
+        cache_from=[c if isinstance(c, CacheSpec) else parse_cache_spec(c, export=False) for c in cache_from])
 
-        build_secrets = BuildSecrets(secrets, ssh)
+
+def _build_secrets(secrets: Sequence, ssh: Sequence):
+    """``--secret`` and ``--ssh`` as a :class:`~.secretmounts.BuildSecrets` (None: neither)."""
+    if not (secrets or ssh):
+        return None
+    from .secretmounts import BuildSecrets  # only when a build has secrets: its start-up stays lean
+
+    return BuildSecrets(secrets, ssh)
+
+
+def _reporter(dockerfile: Dockerfile, plans: list[BuildPlan], progress: str, log, explain: bool) -> Progress:
+    """The build's progress, which starts with the Dockerfile's warnings."""
     reporter = Progress(progress, log, explain, stages=len(plans[0].stages))
     for w in dockerfile.warnings:
         reporter.warning(f"{dockerfile.file}:{w.line}: warning: {w.message} ({w.rule})")
-    transfers = transfers or TransferProgress()
-    shared = SharedCache([CacheSource(store, spec, options=registry, progress=transfers, warn=reporter.warning)
-                          for spec in imports])
-    multi = len(plans) > 1
+    return reporter
+
+
+def _platform_progress(reporter: Progress, plans: list[BuildPlan], progress: str, log, explain: bool):
+    """Where the build for a plan reports: the build's reporter, or (several platforms, and
+    a log) a reporter of its own whose lines say which platform's build they are from."""
+    if len(plans) == 1 or log is None:
+        return lambda plan: reporter
+
+    def of(plan: BuildPlan) -> Progress:
+        shown = format_platform(plan.platform)
+        return Progress(progress, lambda line: log(f"[{shown}] {line}"), explain, stages=len(plan.stages))
+
+    return of
+
+
+def _build_and_commit(store: BuildStore, plans: list[BuildPlan], make_builder, reporter: Progress,
+                      names: list[str], progress_of):
+    """Each plan's image (one per platform), built in one store session, then committed under
+    ``names`` (several: as an index of them): (the image id, the committed descriptor, the steps);
+    the id of an index is its digest."""
     images: list[Image] = []
     steps: list[StepResult] = []
-    try:
-        if not no_cache:
-            shared.open()
-        with store.session():
-            for plan in plans:
-                say = reporter
-                if multi and log is not None:  # each line says which platform's build it is
-                    shown = format_platform(plan.platform)
-                    say = Progress(progress, lambda line, p=shown: log(f"[{p}] {line}"), explain,
-                                   stages=len(plan.stages))
-                builder = Builder(store, context_dir, dockerfile, plan, no_cache=no_cache, network=network,
-                                  progress=say, run_output=run_output, labels=labels or {},
-                                  dockerfile_path=dockerfile_path, secrets=build_secrets, allow=granted, pull=policy,
-                                  registry=registry, transfers=transfers, shared=shared)
-                images.append(builder.run())
-                steps.extend(builder.steps)
-            reporter.commit([parse_name(n).short for n in names])
-            if multi:
-                desc = store.commit_index(images, names)
-            else:
-                desc = store.commit(images[0], names)
-    finally:
-        shared.close()
-        if build_secrets is not None:
-            build_secrets.close()
-    image_id = desc.digest if multi else _image_id(images[0])
+    with store.session():
+        for plan in plans:
+            builder = make_builder(plan, progress=progress_of(plan))
+            images.append(builder.run())
+            steps.extend(builder.steps)
+        reporter.commit([parse_name(n).short for n in names])
+        if len(images) > 1:
+            desc = store.commit_index(images, names)
+            return desc.digest, desc, steps
+        return _image_id(images[0]), store.commit(images[0], names), steps
+
+
+def _deliver(store: BuildStore, request: _Request, desc, image_id: str, reporter: Progress, shared: SharedCache, *,
+             registry, transfers: TransferProgress, iidfile) -> None:
+    """What follows the commit: the tags said, the ``--output`` exports, what each
+    ``--cache-from`` gave, the ``--cache-to`` exports and the ``--iidfile``."""
     reporter.produced(image_id)
-    for n in names:
+    for n in request.names:
         reporter.message(f"Successfully tagged {n}")
-    for spec in specs:
-        write_output(store, spec, desc, names[0] if names else None, options=registry, on_progress=transfers)
+    for spec in request.outputs:
+        write_output(store, spec, desc, request.names[0] if request.names else None, options=registry,
+                     on_progress=transfers)
     for source in shared.sources:
         if source.hits:
             reporter.message(f"--cache-from {source.spec}: {source.hits} steps from this cache")
-    for spec in exports:
-        try:
-            with store.session():
-                _, count = export_cache(store, spec, shared.entries, options=registry, progress=transfers)
-        except CapstoneError as e:
-            if not spec.ignore_error:
-                raise BuildError(f"--cache-to {spec}: {e}") from None
-            reporter.warning(f"--cache-to {spec}: {e} (ignore-error=true: the build goes on)")
-        else:
-            reporter.message(f"--cache-to {spec}: {count} steps exported (mode={spec.mode})")
+    for spec in request.cache_to:
+        _export_cache(store, spec, shared, reporter, registry=registry, transfers=transfers)
     if iidfile is not None:
         write_iidfile(iidfile, image_id)
-    warnings = []
-    unused = plans[0].variables.warning()
-    if unused:
-        warnings.append(unused)
-        reporter.warning(unused)
-    return BuildResult(image_id, desc.digest, tuple(names), tuple(warnings), tuple(steps))
+
+
+def _export_cache(store: BuildStore, spec: CacheSpec, shared: SharedCache, reporter: Progress, *, registry,
+                  transfers: TransferProgress) -> None:
+    """One ``--cache-to``: a failure ends the build unless the spec says ``ignore-error=true``."""
+    try:
+        with store.session():
+            _, count = export_cache(store, spec, shared.entries, options=registry, progress=transfers)
+    except CapstoneError as e:
+        if not spec.ignore_error:
+            raise BuildError(f"--cache-to {spec}: {e}") from None
+        reporter.warning(f"--cache-to {spec}: {e} (ignore-error=true: the build goes on)")
+    else:
+        reporter.message(f"--cache-to {spec}: {count} steps exported (mode={spec.mode})")
 
 
 def _target_platforms(text: str | None) -> tuple[Platform | None, ...]:
