@@ -218,6 +218,16 @@ def _fingerprint(ins: Instruction) -> dict:
     return out
 
 
+def _bind_script(mounts, scratch: Path, script: str) -> None:
+    """A RUN heredoc's script, as a read-only file at ``SCRIPT_PATH`` in the container; its
+    digest goes into the step's key with the mounts."""
+    script_file = scratch / "script"
+    script_file.write_text(script)
+    os.chmod(script_file, 0o755)
+    mounts.bind(SCRIPT_PATH, mounts.hold(open_own(script_file)), ("rbind", "ro"))
+    mounts.key.append({"script": hashlib.sha256(script.encode()).hexdigest()})
+
+
 def _stop_snapshot(signum, frame):  # in a snapshot child: unwind, remove the directory, exit
     raise SystemExit(1)
 
@@ -861,13 +871,35 @@ class Builder:
 
     # -- RUN -----------------------------------------------------------------------------------
     def run_step(self, stage: _Stage, raw: Instruction, ins: Run, last: bool):
-        image = stage.image
-        cfg = image.config.config
+        cfg = stage.image.config.config
         argv, script = run_argv(ins, stage.config.shell)
         env = stage.variables.run_env_list(proxies=True)
         key_env = stage.variables.run_env_list(proxies=False)
         workdir = cfg.working_dir or "/"
         user = cfg.user or "0"
+        net, privileged = self._run_sandbox(raw, ins)
+        scratch = self.temp("run")
+        mounts = self._run_mounts(raw, ins, workdir, scratch)
+        if mounts.env:  # secrets given as variables, SSH_AUTH_SOCK: this step only, never in the key
+            env = [e for e in env if e.partition("=")[0] not in mounts.env]
+            env += [f"{k}={v}" for k, v in mounts.env.items()]
+        try:
+            if script is not None:
+                _bind_script(mounts, scratch, script)
+            key = make_key(stage.key, "RUN", argv=argv, env=key_env, user=user, workdir=workdir,
+                           network=net, mounts=mounts.key, **({"security": "insecure"} if privileged else {}))
+            declared = stage.variables.declared_args()
+            prefix = f"|{len(declared)} " + " ".join(f"{k}={v}" for k, v in declared.items()) + " " if declared else ""
+            make = functools.partial(self._run_command, raw, stage.image, argv, scratch / "container", mounts,
+                                     f"RUN {prefix}{' '.join(argv)}", env=env, cwd=workdir, user=user, network=net,
+                                     privileged=privileged)
+            return self._layer_step(stage, key, make, "RUN")
+        finally:
+            mounts.cleanup()
+
+    def _run_sandbox(self, raw: Instruction, ins: Run) -> tuple[str, bool]:
+        """The step's network and whether it runs ``--security=insecure``, as the build's
+        entitlements allow; a step that leaves the build's sandbox says so, never silently."""
         net = self.network
         if ins.network is not None:
             if ins.network not in NETWORKS:
@@ -875,13 +907,15 @@ class Builder:
             net = NETWORKS[ins.network] or self.network
         privileged = check_entitlements(ins, self.allow)
         if net == "host" and self.network != "host":
-            # allowed on the command line, but never silently: say that this step leaves the sandbox
             self.progress.warning(f"{self.file}:{raw.location.start}: RUN --network=host: the host's network "
                                   f"(allowed by --allow network.host) instead of --network {self.network}")
         if privileged:
             self.progress.warning(f"{self.file}:{raw.location.start}: RUN --security=insecure: all capabilities, "
                                   f"no seccomp, every device (allowed by --allow security.insecure)")
-        scratch = self.temp("run")
+        return net, privileged
+
+    def _run_mounts(self, raw: Instruction, ins: Run, workdir: str, scratch: Path):
+        """The step's ``--mount`` s, planned (a stage or image named by ``from=`` as its lowers)."""
 
         def stage_lowers(ref: str):
             index = int(ref) if ref.isdigit() else self.plan.graph.find(ref)
@@ -889,67 +923,58 @@ class Builder:
                 self.load_image(ref, raw)
             return self.lowers(img), _image_digest(img)
 
-        mounts = plan_mounts(ins.mounts, context=self.context, workdir=workdir,
-                             scratch=scratch, cache_root=self.store.cache_mounts_dir,
-                             stage_lowers=stage_lowers, content_digest=self._entries_digest, secrets=self.secrets)
-        if mounts.env:  # secrets given as variables, SSH_AUTH_SOCK: this step only, never in the key
-            env = [e for e in env if e.partition("=")[0] not in mounts.env]
-            env += [f"{k}={v}" for k, v in mounts.env.items()]
+        return plan_mounts(ins.mounts, context=self.context, workdir=workdir,
+                           scratch=scratch, cache_root=self.store.cache_mounts_dir,
+                           stage_lowers=stage_lowers, content_digest=self._entries_digest, secrets=self.secrets)
+
+    def _run_command(self, raw: Instruction, image: Image, argv: list[str], where: Path, mounts, created_by: str, *,
+                     env: list[str], cwd: str, user: str, network: str, privileged: bool):
+        """A cache miss of RUN: the command in a container over ``image`` (its root in
+        ``where``), and what it changed as the layer (None: nothing changed)."""
+        from ..runner import Container  # only when the step runs: a cache hit runs nothing
+        from .emulation import EmulatorMissing, check_can_run
+
+        try:  # an image of another architecture runs through qemu-user, if the host has it
+            check_can_run(image.config.platform)
+        except EmulatorMissing as e:
+            raise self.fail(raw, f"{_short_text(raw)}: {e}") from None
+        with Container(self.lowers(image), where, mounts=mounts.mounts, keep_upper=True,
+                       snapshotter=self.store.snapshotter) as c:
+            # no init, as BuildKit: the command itself is PID 1, a freshly executed program
+            self._check_exit(raw, argv, lambda: c.run(
+                argv, env=env, cwd=cwd, user=user, network=network, hostname="buildsandbox",
+                stdout=self.run_output, stderr=self.run_output, kill_on_interrupt=True,
+                **(insecure_fields() if privileged else {})))
+            changes = c.changes()
+            if not changes:
+                return None, created_by, "the command changed no file: no layer"
+            from part7_union import write_change_list
+
+            layer = write_blob(self.store, lambda f: write_change_list(
+                changes, c.changes_dir, f, COMPRESSION, source_date_epoch=self.source_date_epoch),
+                               tmp_dir=self.scratch)
+        if c.kind == "overlay":  # a copy snapshot's tree is the whole root, not the layer
+            self._adopt_snapshot(layer.diff_id, c.upper, layer.descriptor)
+        return layer, created_by, f"{len(changes)} changes in the upper dir"
+
+    def _check_exit(self, raw: Instruction, argv: list[str], run: Callable[[], int]) -> None:
+        """``run()`` the step's command; a command that could not start (126, 127) or did not
+        exit 0 fails the step as ``Dockerfile:LINE: ... returned N``."""
+        from ..runner import ContainerRunError
+
+        shown = " ".join(argv)
+        shown = shown if len(shown) <= 120 else shown[:117] + "..."
         try:
-            if script is not None:
-                script_file = scratch / "script"
-                script_file.write_text(script)
-                os.chmod(script_file, 0o755)
-                mounts.bind(SCRIPT_PATH, mounts.hold(open_own(script_file)), ("rbind", "ro"))
-                mounts.key.append({"script": hashlib.sha256(script.encode()).hexdigest()})
-            key = make_key(stage.key, "RUN", argv=argv, env=key_env, user=user, workdir=workdir,
-                           network=net, mounts=mounts.key, **({"security": "insecure"} if privileged else {}))
-            declared = stage.variables.declared_args()
-            prefix = f"|{len(declared)} " + " ".join(f"{k}={v}" for k, v in declared.items()) + " " if declared else ""
-            created_by = f"RUN {prefix}{' '.join(argv)}"
-
-            def make():
-                from ..runner import Container, ContainerRunError  # only when the step runs: a cache hit runs nothing
-                from .emulation import EmulatorMissing, check_can_run
-
-                try:  # an image of another architecture runs through qemu-user, if the host has it
-                    check_can_run(image.config.platform)
-                except EmulatorMissing as e:
-                    raise self.fail(raw, f"{_short_text(raw)}: {e}") from None
-                lowers = self.lowers(image)
-                shown = " ".join(argv)
-                shown = shown if len(shown) <= 120 else shown[:117] + "..."
-                with Container(lowers, scratch / "container", mounts=mounts.mounts, keep_upper=True,
-                               snapshotter=self.store.snapshotter) as c:
-                    # no init, as BuildKit: the command itself is PID 1, a freshly executed program
-                    try:
-                        code = c.run(argv, env=env, cwd=workdir, user=user, network=net,
-                                     hostname="buildsandbox", stdout=self.run_output, stderr=self.run_output,
-                                     kill_on_interrupt=True, **(insecure_fields() if privileged else {}))
-                    except ContainerRunError as e:
-                        if e.exit_code not in (126, 127):
-                            raise
-                        raise self.fail(raw, f"{_short_text(raw)}: process \"{shown}\" returned {e.exit_code}: "
-                                             f"{e.__cause__ or e}") from None
-                    if code != 0:
-                        how = f"returned {code}" if code <= 128 else \
-                            f"returned {code} (killed by signal {code - 128})"
-                        raise self.fail(raw, f"{_short_text(raw)}: process \"{shown}\" {how}")
-                    changes = c.changes()
-                    if not changes:
-                        return None, created_by, "the command changed no file: no layer"
-                    from part7_union import write_change_list
-
-                    layer = write_blob(self.store, lambda f: write_change_list(
-                        changes, c.changes_dir, f, COMPRESSION, source_date_epoch=self.source_date_epoch),
-                                       tmp_dir=self.scratch)
-                if c.kind == "overlay":  # a copy snapshot's tree is the whole root, not the layer
-                    self._adopt_snapshot(layer.diff_id, c.upper, layer.descriptor)
-                return layer, created_by, f"{len(changes)} changes in the upper dir"
-
-            return self._layer_step(stage, key, make, "RUN")
-        finally:
-            mounts.cleanup()
+            code = run()
+        except ContainerRunError as e:
+            if e.exit_code not in (126, 127):
+                raise
+            raise self.fail(raw, f"{_short_text(raw)}: process \"{shown}\" returned {e.exit_code}: "
+                                 f"{e.__cause__ or e}") from None
+        if code != 0:
+            how = f"returned {code}" if code <= 128 else \
+                f"returned {code} (killed by signal {code - 128})"
+            raise self.fail(raw, f"{_short_text(raw)}: process \"{shown}\" {how}")
 
     def _adopt_snapshot(self, diff_id: str, upper: Path, layer=None) -> None:
         """The upper dir of a finished RUN *is* its layer in overlay format: keep it as the
