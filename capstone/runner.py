@@ -373,7 +373,7 @@ def _run_in_own_mounts(overlay: OverlayMount | None, spec: ContainerSpec, *, std
     reports part 6's setup steps, then the exit code or the error, as JSON lines on a pipe; the
     caller's SIGINT/SIGTERM/SIGHUP/SIGQUIT go to the helper meanwhile, and part 6 there does
     what it does with them. Raises :class:`_OverlayRefused` when the kernel refuses the mount."""
-    from part5_namespaces import CloneFlags, MountFlags, NamespaceError, forward_signals, mount, prctl, spawn, syscalls
+    from part5_namespaces import CloneFlags, NamespaceError, spawn, syscalls
 
     parent = os.getpid()
     # a bind source given as a descriptor is a mount of this namespace, which the helper's
@@ -382,48 +382,10 @@ def _run_in_own_mounts(overlay: OverlayMount | None, spec: ContainerSpec, *, std
     trees = _detached_sources(spec, Path(spec.rootfs).parent / "binds", syscalls)
     report_r, report_w = os.pipe()
 
-    def send(message: dict) -> None:
-        os.write(report_w, json.dumps(message).encode() + b"\n")
-
     def helper() -> int:
         os.close(report_r)
-        signal.signal(CALLER_GONE, _caller_gone)
-        prctl(PR_SET_PDEATHSIG, CALLER_GONE)
-        if os.getppid() != parent:
-            return 125  # the caller died before the line above: nobody to run for
-        try:
-            return body()
-        except _CallerGone:
-            return 125  # part 6 killed the container and cleaned up as the exception went by
-
-    def body() -> int:
-        try:
-            # private first: an unshared namespace keeps the host's propagation, and a mount
-            # made under a shared mount would appear in the host's namespace too
-            mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
-            if overlay is not None:
-                try:
-                    overlay.mount()
-                except OverlayError as e:
-                    if e.errno in OVERLAY_REFUSED:
-                        send({"refused": f"{e.strerror or e}: {overlay.target}"})
-                        return 0
-                    raise
-            here = _attach_sources(spec, trees, syscalls)
-            code = run_container(here, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
-                                 on_step=(lambda step: send({"step": step})) if on_step else None,
-                                 kill_on_interrupt=kill_on_interrupt)
-            send({"code": code})
-        except RuntimeSetupError as e:
-            send({"error": str(e), "exit_code": e.exit_code, "traceback": _formatted(e)})
-        except OverlayError as e:
-            send({"error": f"{e.strerror or e}: {e.filename}", "exit_code": 125, "traceback": _formatted(e)})
-        except ContainerError as e:
-            send({"error": str(e), "exit_code": 125, "traceback": _formatted(e)})
-        except OSError as e:
-            send({"error": f"{e.strerror or e}: {e.filename or spec.rootfs}", "exit_code": 125,
-                  "traceback": _formatted(e)})
-        return 0
+        return _helper(parent, lambda: _helper_run(overlay, spec, trees, report_w, stdio=stdio, on_step=on_step,
+                                                   kill_on_interrupt=kill_on_interrupt))
 
     try:
         child = spawn(helper, CloneFlags.NEWNS)
@@ -436,6 +398,68 @@ def _run_in_own_mounts(overlay: OverlayMount | None, spec: ContainerSpec, *, std
         os.close(report_w)
         for tree, _ in trees.values():
             os.close(tree)  # the helper has its own copies
+    return _helper_result(*_read_reports(child, report_r, on_step))
+
+
+def _helper(parent: int, body: Callable[[], int]) -> int:
+    """The helper process: ``body()``, ended (part 6 killing the container and cleaning up as
+    the exception goes by) when the caller dies."""
+    from part5_namespaces import prctl
+
+    signal.signal(CALLER_GONE, _caller_gone)
+    prctl(PR_SET_PDEATHSIG, CALLER_GONE)
+    if os.getppid() != parent:
+        return 125  # the caller died before the line above: nobody to run for
+    try:
+        return body()
+    except _CallerGone:
+        return 125  # part 6 killed the container and cleaned up as the exception went by
+
+
+def _helper_run(overlay: OverlayMount | None, spec: ContainerSpec, trees, report_w: int, *, stdio, on_step,
+                kill_on_interrupt: bool) -> int:
+    """In the helper's mount namespace: the overlay mounted, the detached bind sources
+    attached, part 6's ``run``; each setup step, then the exit code, the error or the
+    kernel's refusal of the overlay, reported on ``report_w``."""
+    from part5_namespaces import MountFlags, mount, syscalls
+
+    def send(message: dict) -> None:
+        os.write(report_w, json.dumps(message).encode() + b"\n")
+
+    try:
+        # private first: an unshared namespace keeps the host's propagation, and a mount
+        # made under a shared mount would appear in the host's namespace too
+        mount(None, "/", None, MountFlags.REC | MountFlags.PRIVATE)
+        if overlay is not None:
+            try:
+                overlay.mount()
+            except OverlayError as e:
+                if e.errno in OVERLAY_REFUSED:
+                    send({"refused": f"{e.strerror or e}: {overlay.target}"})
+                    return 0
+                raise
+        here = _attach_sources(spec, trees, syscalls)
+        code = run_container(here, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                             on_step=(lambda step: send({"step": step})) if on_step else None,
+                             kill_on_interrupt=kill_on_interrupt)
+        send({"code": code})
+    except RuntimeSetupError as e:
+        send({"error": str(e), "exit_code": e.exit_code, "traceback": _formatted(e)})
+    except OverlayError as e:
+        send({"error": f"{e.strerror or e}: {e.filename}", "exit_code": 125, "traceback": _formatted(e)})
+    except ContainerError as e:
+        send({"error": str(e), "exit_code": 125, "traceback": _formatted(e)})
+    except OSError as e:
+        send({"error": f"{e.strerror or e}: {e.filename or spec.rootfs}", "exit_code": 125,
+              "traceback": _formatted(e)})
+    return 0
+
+
+def _read_reports(child, report_r: int, on_step) -> tuple[dict | None, object]:
+    """The helper's reports until it ends, the caller's signals forwarded to it meanwhile:
+    (its last report that is not a setup step, its exit status)."""
+    from part5_namespaces import forward_signals
+
     restore = forward_signals(child.pid, FORWARDED_SIGNALS)
     result: dict | None = None
     try:
@@ -449,6 +473,12 @@ def _run_in_own_mounts(overlay: OverlayMount | None, spec: ContainerSpec, *, std
             status = child.wait()
     finally:
         restore()
+    return result, status
+
+
+def _helper_result(result: dict | None, status) -> int:
+    """The container's exit code from the helper's result; its error, or the overlay's
+    refusal, raised on this side."""
     if result is None:
         raise ContainerRunError(f"the container's helper process ended ({status}) without a result")
     if "refused" in result:
@@ -457,7 +487,6 @@ def _run_in_own_mounts(overlay: OverlayMount | None, spec: ContainerSpec, *, std
         # the helper's traceback, with its causes, as this error's cause: what --debug shows
         raise ContainerRunError(result["error"], result["exit_code"]) from HelperTraceback(result.get("traceback", ""))
     return result["code"]
-
 
 def _make_init_layer(init: Path, lowers: tuple[Path, ...], upper: Path, mounts: tuple[Mount, ...]) -> None:
     """The mount points the image lacks, in ``init`` (a lower dir above the image's layers),
