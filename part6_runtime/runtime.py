@@ -332,22 +332,7 @@ def _remove_if_empty(rootfs: str, real: str) -> None:
 def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] | None,
                     kill_on_interrupt: bool = False) -> int:
     spec = plan.spec
-    cgroup = None
-    # every container gets a cgroup of its own (its device rules live there); an unprivileged
-    # caller (root of a user namespace included) makes one only for its limits, where the tree
-    # is delegated to it, and its user namespace already denies mknod and foreign devices
-    host_root = privileged()
-    if spec.limits.uses_cgroups or host_root:
-        problem = None if host_root else delegation_problem(spec.limits)
-        if problem is not None:
-            raise RuntimeSetupError("cgroup", CgroupError(problem))
-        cgroup = Cgroup.create(f"part6-{os.getpid()}-{os.urandom(4).hex()}", spec.limits,
-                               devices=spec.device_rules if host_root else None)
-        res.undo.append(cgroup.remove)
-        version, members = cgroup.version, cgroup.members
-    else:
-        version, members = caller_members()
-
+    cgroup, version, members = _container_cgroup(spec, res)
     report_r, report_w = os.pipe()
     go_r, go_w = os.pipe()
     res.undo.append(functools.partial(_close_quietly, report_r))
@@ -357,7 +342,45 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
         res.undo.append(console_parent.close)
     plan = _replace(plan, report_fd=report_w, go_fd=go_r, console_fd=console_child.fileno() if console_child else None,
                     cgroup_version=version, cgroup_members=tuple((n, o, str(d)) for n, o, d in members))
+    child, flags = _spawn_container(plan, go_w, console_child)
+    reporter = _Reporter(report_r, on_step)
+    reporter.start()
+    pid1 = _release(child, flags, cgroup, spec.network, res, go_w)
+    relay = None
+    if console_parent is not None:
+        in_fd = plan.stdio[0] if plan.stdio[0] is not None else 0
+        out_fd = plan.stdio[1] if plan.stdio[1] is not None else 1
+        relay = _ConsoleRelay(console_parent, in_fd, out_fd)
+        relay.start()
+    code = _wait_for(child, relay, pid1 if kill_on_interrupt else None)
+    if relay is not None:
+        relay.finish()
+    reporter.join()
+    _raise_setup_failure(reporter, code)
+    return code
 
+
+def _container_cgroup(spec: ContainerSpec, res: _Resources):
+    """(the container's own cgroup or None, the cgroup version, the members it joins).
+
+    Every container gets a cgroup of its own (its device rules live there); an unprivileged
+    caller (root of a user namespace included) makes one only for its limits, where the tree
+    is delegated to it, and its user namespace already denies mknod and foreign devices."""
+    host_root = privileged()
+    if not (spec.limits.uses_cgroups or host_root):
+        return None, *caller_members()
+    problem = None if host_root else delegation_problem(spec.limits)
+    if problem is not None:
+        raise RuntimeSetupError("cgroup", CgroupError(problem))
+    cgroup = Cgroup.create(f"part6-{os.getpid()}-{os.urandom(4).hex()}", spec.limits,
+                           devices=spec.device_rules if host_root else None)
+    res.undo.append(cgroup.remove)
+    return cgroup, cgroup.version, cgroup.members
+
+
+def _spawn_container(plan: Plan, go_w: int, console_child: socket.socket | None):
+    """The container's first process, cloned into its namespaces, waiting on the go pipe:
+    (the child, its clone flags). The child's ends of the pipes are closed here."""
     flags = CloneFlags(0)
     for name in plan.spec.namespace_set:
         flags |= NAMESPACE_FLAGS.get(name, 0)
@@ -365,8 +388,8 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
         child = spawn(
             functools.partial(container_main, plan),
             flags,
-            uid_maps=spec.uid_maps or None,
-            gid_maps=spec.gid_maps or None,
+            uid_maps=plan.spec.uid_maps or None,
+            gid_maps=plan.spec.gid_maps or None,
         )
     except BaseException as e:
         os.close(go_w)  # the go pipe's other end is only closed when the child started
@@ -374,14 +397,17 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
             raise RuntimeSetupError("namespaces", e) from e
         raise
     finally:
-        os.close(report_w)
-        os.close(go_r)
+        os.close(plan.report_fd)
+        os.close(plan.go_fd)
         if console_child is not None:
             console_child.close()
+    return child, flags
 
-    reporter = _Reporter(report_r, on_step)
-    reporter.start()
-    slirp = None
+
+def _release(child, flags: CloneFlags, cgroup: Cgroup | None, network: str, res: _Resources, go_w: int) -> int:
+    """What the container's process waits for before it sets itself up: its cgroup and its
+    network (slirp4netns, for ``private``); then the go. The child is killed if any fails.
+    Returns PID 1 of the container (seen from here)."""
     try:
         pid1 = _pid1_of(child.pid) if flags & CloneFlags.NEWPID else child.pid
         if cgroup is not None:
@@ -389,7 +415,7 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
                 cgroup.add(pid1)
             except ContainerError as e:
                 raise RuntimeSetupError("cgroup", e) from e
-        if spec.network == "private":
+        if network == "private":
             try:
                 slirp = Slirp(pid1)
             except ContainerError as e:
@@ -402,15 +428,13 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
         raise
     finally:
         os.close(go_w)
+    return pid1
 
-    relay = None
-    if console_parent is not None:
-        in_fd = plan.stdio[0] if plan.stdio[0] is not None else 0
-        out_fd = plan.stdio[1] if plan.stdio[1] is not None else 1
-        relay = _ConsoleRelay(console_parent, in_fd, out_fd)
-        relay.start()
 
-    forwarding = _SignalForwarding(child, relay, pid1 if kill_on_interrupt else None)
+def _wait_for(child, relay: _ConsoleRelay | None, kill_pid: int | None) -> int:
+    """The container's exit code (128 + N when this process was interrupted by signal N),
+    the caller's signals forwarded meanwhile (``kill_pid``: the process an interrupt kills)."""
+    forwarding = _SignalForwarding(child, relay, kill_pid)
     with forwarding:
         try:
             code = child.wait()
@@ -420,9 +444,12 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
             raise
     if forwarding.interrupted is not None:
         code = 128 + forwarding.interrupted
-    if relay is not None:
-        relay.finish()
-    reporter.join()
+    return code
+
+
+def _raise_setup_failure(reporter: _Reporter, code: int) -> None:
+    """A setup step the container's process reported as failed, raised here with its cause;
+    a process that exited non-zero before its first step failed in the namespaces."""
     if reporter.failure is not None:
         failure = reporter.failure
         cause: BaseException
@@ -433,8 +460,6 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
         raise RuntimeSetupError(failure["failed"], cause) from cause
     if reporter.last_step is None and code != 0:
         raise RuntimeSetupError("namespaces", ContainerError(f"the container's process exited ({code}) before its first setup step"))
-    return code
-
 
 def _replace(plan: Plan, **changes) -> Plan:
     return dataclasses.replace(plan, **changes)
