@@ -633,64 +633,8 @@ def _unpack_archive(e: CopyEntry, where: Path, view: RootfsView, have: set[str])
 
     Unpacking is part 4's safe extraction into ``where`` (an entry for the root itself is
     skipped, whatever its type; a later entry replaces an earlier one, a file a directory and a
-    directory a file); then each path is placed over the image:
-
-    * a non-directory replaces whatever the image has there (a directory and all below it);
-    * a directory the archive names takes the archive's owner and mode, over an image
-      directory or in place of an image file; one unpacking only made for the entries below it
-      leaves an image directory as it is, and fails on an image file, as Docker fails;
-    * a directory of the image that is a symlink is followed, inside the image's root
-      (``bin -> usr/bin``): what the archive has below ``bin/`` goes to ``usr/bin/``.
-    """
-    from part4_tar import LayerError, extract_layer
-
-    name = os.path.basename(e.src)
-    chown = e.uid >= 0
-    where.mkdir(parents=True)
-    try:
-        with os.fdopen(_open_source(e), "rb") as f:  # the archive planned with, read twice
-            named_dirs = _archive_dirs(f)
-            f.seek(0)
-            # --chown: every entry unpacked gets the owner (so nothing is copied again for it)
-            extract_layer(f, where, whiteouts=False, skip_root=True, owner=(e.uid, e.gid) if chown else None)
-    except (LayerError, tarfile.TarError, EOFError) as err:
-        raise CopyError(f"ADD failed: {name}: {err}") from None
-    out: list[CopyEntry] = []
-
-    def put(entry: CopyEntry) -> None:
-        out.append(entry)
-        have.add(entry.dest)
-
-    def image_parents(path: str) -> None:
-        """The image's directories on the way to ``path`` (a resolved path), as they are."""
-        parts = split_path(path)
-        for i in range(1, len(parts)):
-            sub = "/".join(parts[:i])
-            node = view.lookup(sub, follow_final=False)
-            if sub not in have and node is not None and node.is_dir:
-                put(CopyEntry(sub, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
-                              stat.S_IMODE(node.st.st_mode), parent=True))
-
-    def place_dir(rel: str, src: str, st: os.stat_result, target: str) -> str:
-        named = rel in named_dirs
-        node = view.lookup(target, follow_final=False)
-        if node is not None and stat.S_ISLNK(node.st.st_mode):
-            resolved, node = view.resolve(target)
-            image_parents(resolved)
-            target = resolved
-        if node is not None and node.is_dir and not named:
-            if target not in have:  # there already: it stays as it is
-                put(CopyEntry(target, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
-                              stat.S_IMODE(node.st.st_mode), parent=True))
-        elif named:
-            uid, gid = (e.uid, e.gid) if chown else (st.st_uid, st.st_gid)
-            put(CopyEntry(target, src, st, uid, gid, stat.S_IMODE(st.st_mode)))
-        elif node is not None:
-            raise CopyError(f"ADD failed: {name}: cannot unpack {rel}/: /{target} is not a directory")
-        else:  # made for what is below it, as unpacking makes it: 0755, root
-            put(CopyEntry(target, src, st, 0, 0, 0o755))
-        return target
-
+    directory a file); then each path is placed over the image (:class:`_OverImage`)."""
+    over = _OverImage(e, view, have, _extract_archive(e, where))
     # (where-relative directory, its path in the layer)
     stack: list[tuple[str, str]] = [("", e.dest)]
     while stack:
@@ -701,12 +645,89 @@ def _unpack_archive(e: CopyEntry, where: Path, view: RootfsView, have: set[str])
             target = f"{layer_dir}/{d.name}" if layer_dir else d.name
             st = d.stat(follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
-                subdirs.append((rel, place_dir(rel, d.path, st, target)))
-                continue
-            uid, gid = (e.uid, e.gid) if chown else (st.st_uid, st.st_gid)
-            put(CopyEntry(target, d.path, st, uid, gid, stat.S_IMODE(st.st_mode)))
+                subdirs.append((rel, over.directory(rel, d.path, st, target)))
+            else:
+                over.as_archived(target, d.path, st)
         stack.extend(reversed(subdirs))
-    return out
+    return over.out
+
+
+def _extract_archive(e: CopyEntry, where: Path) -> set[str]:
+    """Part 4's safe extraction of the archive ``e.src`` into ``where`` (with ``--chown``'s
+    owner on every entry); the directories the archive itself names."""
+    from part4_tar import LayerError, extract_layer
+
+    where.mkdir(parents=True)
+    try:
+        with os.fdopen(_open_source(e), "rb") as f:  # the archive planned with, read twice
+            named_dirs = _archive_dirs(f)
+            f.seek(0)
+            # --chown: every entry unpacked gets the owner (so nothing is copied again for it)
+            extract_layer(f, where, whiteouts=False, skip_root=True, owner=(e.uid, e.gid) if e.uid >= 0 else None)
+    except (LayerError, tarfile.TarError, EOFError) as err:
+        raise CopyError(f"ADD failed: {os.path.basename(e.src)}: {err}") from None
+    return named_dirs
+
+
+class _OverImage:
+    """The unpacked archive's paths placed over the image, as Docker places them:
+
+    * a non-directory replaces whatever the image has there (a directory and all below it);
+    * a directory the archive names takes the archive's owner and mode, over an image
+      directory or in place of an image file; one unpacking only made for the entries below it
+      leaves an image directory as it is, and fails on an image file, as Docker fails;
+    * a directory of the image that is a symlink is followed, inside the image's root
+      (``bin -> usr/bin``): what the archive has below ``bin/`` goes to ``usr/bin/``.
+    """
+
+    def __init__(self, e: CopyEntry, view: RootfsView, have: set[str], named_dirs: set[str]) -> None:
+        self.name = os.path.basename(e.src)
+        #: --chown's owner for every entry, or None: the archive's
+        self.owner = (e.uid, e.gid) if e.uid >= 0 else None
+        self.view = view
+        self.have = have
+        self.named_dirs = named_dirs
+        self.out: list[CopyEntry] = []
+
+    def put(self, entry: CopyEntry) -> None:
+        self.out.append(entry)
+        self.have.add(entry.dest)
+
+    def as_archived(self, target: str, src: str, st: os.stat_result) -> None:
+        """The unpacked ``src`` at ``target`` as the archive has it (``--chown``'s owner)."""
+        uid, gid = self.owner or (st.st_uid, st.st_gid)
+        self.put(CopyEntry(target, src, st, uid, gid, stat.S_IMODE(st.st_mode)))
+
+    def image_parents(self, path: str) -> None:
+        """The image's directories on the way to ``path`` (a resolved path), as they are."""
+        parts = split_path(path)
+        for i in range(1, len(parts)):
+            sub = "/".join(parts[:i])
+            node = self.view.lookup(sub, follow_final=False)
+            if sub not in self.have and node is not None and node.is_dir:
+                self.put(CopyEntry(sub, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
+                                   stat.S_IMODE(node.st.st_mode), parent=True))
+
+    def directory(self, rel: str, src: str, st: os.stat_result, target: str) -> str:
+        """The directory ``rel`` of the archive at ``target``; where it ends up in the layer."""
+        named = rel in self.named_dirs
+        node = self.view.lookup(target, follow_final=False)
+        if node is not None and stat.S_ISLNK(node.st.st_mode):
+            resolved, node = self.view.resolve(target)
+            self.image_parents(resolved)
+            target = resolved
+        if node is not None and node.is_dir and not named:
+            if target not in self.have:  # there already: it stays as it is
+                self.put(CopyEntry(target, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
+                                   stat.S_IMODE(node.st.st_mode), parent=True))
+        elif named:
+            self.as_archived(target, src, st)
+        elif node is not None:
+            raise CopyError(f"ADD failed: {self.name}: cannot unpack {rel}/: /{target} is not a directory")
+        else:  # made for what is below it, as unpacking makes it: 0755, root
+            self.put(CopyEntry(target, src, st, 0, 0, 0o755))
+        return target
+
 
 
 def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = None) -> None:
