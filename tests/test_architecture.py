@@ -372,3 +372,38 @@ def test_the_build_and_the_registry_client_use_the_store_through_its_protocols()
                 if attr not in members[protocol]:
                     found.append(f"{_rel(path)}:{line}: store.{attr} is not in {protocol}")
     assert found == []
+
+
+#: the longest a function (or method) of a part or the capstone may be, in lines from its
+#: ``def`` to its last line, docstring included: a longer one is broken into named steps
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``file:line: name is N lines`` for every function of our packages longer than ``limit``."""
+    found = []
+    for package in PACKAGES:
+        for path in modules(package):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    length = node.end_lineno - node.lineno + 1
+                    if length > limit:
+                        found.append(f"{_rel(path)}:{node.lineno}: {node.name} is {length} lines")
+    return found
+
+
+def test_no_function_is_longer_than_80_lines():
+    """docs/architecture.md §2: a function over 80 lines is read as named steps instead."""
+    assert long_functions() == []
+
+
+def test_the_length_rule_sees_a_long_function(tmp_path, monkeypatch):
+    """The rule measures what it says: an 81-line function in a package is reported."""
+    package = tmp_path / "part1_overview"
+    package.mkdir()
+    body = "".join(f"    x{i} = {i}\n" for i in range(79))
+    (package / "long.py").write_text(f"def too_long():\n{body}    return x0\n")
+    (package / "short.py").write_text(f"def fits():\n{body[:-len('    x78 = 78' + chr(10))]}    return x0\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGES", ["part1_overview"])
+    assert long_functions() == ["part1_overview/long.py:1: too_long is 81 lines"]
