@@ -21,6 +21,7 @@ from .busybox import build_busybox_image
 from .digest import (
     ALGORITHMS,
     DigestError,
+    HashingReader,
     HashingWriter,
     check_digest,
     digest_hex,
@@ -61,6 +62,7 @@ __all__ = [
     "ContainerConfig",
     "Descriptor",
     "DigestError",
+    "HashingReader",
     "HashingWriter",
     "History",
     "ImageConfig",

@@ -7,6 +7,7 @@ different blob. Large data is hashed as a stream, never read whole.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from typing import BinaryIO
 
@@ -69,6 +70,54 @@ def parse_digest(text: str) -> tuple[str, str]:
 def digest_hex(digest: str) -> str:
     """The hex part of a digest (its blob file name under blobs/sha256/)."""
     return check_digest(digest).split(":", 1)[1]
+
+
+class HashingReader(io.RawIOBase):
+    """A read-only raw file object that hashes and counts every byte read through it from
+    ``source``: a blob's digest checked while something else reads it (a decompressor, an
+    extractor), in the same pass. ``algorithm``: one of :data:`ALGORITHMS`."""
+
+    def __init__(self, source: BinaryIO, algorithm: str = ALGORITHM) -> None:
+        super().__init__()
+        self.source = source
+        self.algorithm = algorithm
+        self.hash = hashlib.new(algorithm)
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        # straight through: no buffer to fill and copy for a caller that reads bytes
+        data = self.source.read(size)
+        self._count(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if hasattr(self.source, "readinto"):
+            n = self.source.readinto(view) or 0
+        else:
+            data = self.source.read(len(view))
+            n = len(data)
+            view[:n] = data
+        self._count(view[:n])
+        return n
+
+    def _count(self, data) -> None:
+        if data:
+            self.hash.update(data)
+            self.size += len(data)
+
+    def drain(self, chunk: int = CHUNK) -> None:
+        """Read the rest, so that the digest is of the whole stream."""
+        while self.read(chunk):
+            pass
+
+    @property
+    def digest(self) -> str:
+        """``algorithm:hex`` of what was read so far."""
+        return f"{self.algorithm}:{self.hash.hexdigest()}"
 
 
 class HashingWriter:

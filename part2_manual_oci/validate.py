@@ -17,7 +17,6 @@ and returns an empty list for a valid layout. Checked:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -27,7 +26,7 @@ from typing import Any
 
 from . import mediatypes as mt
 from ._compression import decompressing_reader, sniff
-from .digest import CHUNK
+from .digest import CHUNK, HashingReader
 from .errors import ModelError
 from .layout import INDEX_FILE, MAX_JSON_SIZE, OCI_LAYOUT_FILE
 from .models import Descriptor, ImageConfig, Manifest
@@ -265,24 +264,6 @@ class _Validator:
         return self.problems
 
 
-class _HashingReader(io.RawIOBase):
-    """Hashes every byte a decompressor reads from the raw blob."""
-
-    def __init__(self, f, alg: str) -> None:
-        super().__init__()
-        self.f = f
-        self.hash = hashlib.new(alg)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = self.f.readinto(buffer)
-        if n:
-            self.hash.update(memoryview(buffer)[:n])
-        return n
-
-
 def _hash_file(path: Path, alg: str) -> str:
     h = hashlib.new(alg)
     with open(path, "rb") as f:
@@ -294,7 +275,7 @@ def _hash_file(path: Path, alg: str) -> str:
 def _hash_layer(path: Path, alg: str, compression: str) -> tuple[str, str | None, str | None]:
     """(digest of the blob, sha256 of its uncompressed bytes, problem or None), in one read."""
     with open(path, "rb") as f:
-        raw = _HashingReader(f, alg)
+        raw = HashingReader(f, alg)
         head = f.read(4)
         f.seek(0)
         found = sniff(head)
@@ -310,9 +291,8 @@ def _hash_layer(path: Path, alg: str, compression: str) -> tuple[str, str | None
                 diff_id = "sha256:" + uncompressed.hexdigest()
             except Exception as e:  # noqa: BLE001 - BadGzipFile (OSError), EOFError, zstandard.ZstdError...
                 problem = f"cannot decompress as {compression}: {e}"
-        while raw.read(CHUNK):  # the rest (trailing bytes, or all of it after a failure)
-            pass
-        return f"{alg}:{raw.hash.hexdigest()}", diff_id, problem
+        raw.drain()  # the rest (trailing bytes, or all of it after a failure)
+        return raw.digest, diff_id, problem
 
 
 def validate_layout(path: str | os.PathLike) -> list[str]:

@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from typing import BinaryIO
+
+from part2_manual_oci import HashingReader
 
 from .compression import decompressing_reader, detect_compression, read_head
 from .errors import LayerError
 from .writer import LayerInfo
 
 CHUNK = 1 << 20
-
-
-class _HashingReader(io.RawIOBase):
-    """Reads through to ``raw`` while hashing and counting every byte (the blob's digest)."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self.raw.read(len(b))
-        if not data:
-            return 0
-        n = len(data)
-        b[:n] = data
-        self.hash.update(data)
-        self.size += n
-        return n
 
 
 def layer_info(blob: BinaryIO, media_type: str | None = None) -> LayerInfo:
@@ -43,7 +22,7 @@ def layer_info(blob: BinaryIO, media_type: str | None = None) -> LayerInfo:
     """
     from part2_manual_oci.mediatypes import LAYER_COMPRESSION, layer_media_type
 
-    hashing = _HashingReader(blob)
+    hashing = HashingReader(blob)
     head, whole = read_head(hashing)
     compression = detect_compression(head)
     if media_type is not None:
@@ -60,13 +39,12 @@ def layer_info(blob: BinaryIO, media_type: str | None = None) -> LayerInfo:
         while chunk := reader.read(CHUNK):
             diff.update(chunk)
         # whatever the decompressor left unread still belongs to the blob
-        while hashing.read(CHUNK):
-            pass
+        hashing.drain()
     except LayerError:
         raise
     except Exception as exc:  # zlib, zstd, lzma, bz2 each raise their own error types
         raise LayerError(f"the {compression} layer blob is corrupt: {exc}") from exc
-    return LayerInfo("sha256:" + hashing.hash.hexdigest(), hashing.size, "sha256:" + diff.hexdigest(), media_type, compression)
+    return LayerInfo(hashing.digest, hashing.size, "sha256:" + diff.hexdigest(), media_type, compression)
 
 
 def recompress_layer(blob: BinaryIO, out: BinaryIO, compression: str) -> LayerInfo:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import secrets
@@ -22,6 +21,7 @@ from part2_manual_oci import (
     BlobCorrupt,
     BlobNotFound,
     Descriptor,
+    HashingReader,
     LayoutError,
     OCILayout,
     canonical_json,
@@ -34,32 +34,6 @@ from .errors import StoreError
 from .leases import TEMP_PREFIX, lease, remove_tree
 
 CHUNK = 1 << 20
-
-
-class _HashingReader:
-    """Passes reads through and hashes them (to check a diff_id while a layer is extracted)."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.hash = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.hash.update(data)
-        return data
-
-    def readinto(self, b) -> int:
-        n = self.raw.readinto(b)
-        if n:
-            self.hash.update(memoryview(b)[:n])
-        return n
-
-    def readable(self) -> bool:
-        return True
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
 
 
 class Snapshots:
@@ -107,7 +81,7 @@ class Snapshots:
         with lease(self.directory, f"{TEMP_PREFIX}{digest_hex(diff_id)[:12]}-{secrets.token_hex(4)}") as tmp:
             with contextlib.ExitStack() as stack:
                 raw = blob if blob is not None else stack.enter_context(self.layout.open_blob(layer))
-                reader = _HashingReader(stack.enter_context(open_decompressed(raw)))
+                reader = HashingReader(stack.enter_context(open_decompressed(raw)))
                 with warnings.catch_warnings(record=True) as seen:
                     warnings.simplefilter("always", SkippedEntriesWarning)
                     extract_lower(reader, tmp / "fs")
@@ -120,7 +94,7 @@ class Snapshots:
                 if blob is None:
                     while raw.read(CHUNK):
                         pass
-            got = "sha256:" + reader.hash.hexdigest()
+            got = reader.digest
             if got != diff_id:
                 raise StoreError(f"layer {layer.digest}: uncompressed content hashes to {got}, its diff_id is {diff_id}")
             try:
