@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import signal
 import sys
 
@@ -146,6 +145,8 @@ def run_login(args: argparse.Namespace, n: Narrator) -> int:
         print("WARNING! Using --password via the command line is insecure. Use --password-stdin.", file=sys.stderr)
         password, source = args.password, "the command line"
     elif _terminal():
+        import getpass  # termios: only when a password is typed
+
         password, source = getpass.getpass("Password: "), "the terminal"
     else:
         raise CapstoneError("login: give the password with --password-stdin (standard input is not a terminal)")

@@ -11,18 +11,18 @@ pattern; ``inspect`` a JSON array, or with ``--format`` a Go template of the sam
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import datetime as _dt
+
     from part1_overview import Narrator
 
     from .store import Store
 
-# The store and the parts below are imported by the commands that use them (lazily): building
-# the command line for ``capstone build`` must not pay for them.
+# The store and the parts below (and datetime, json) are imported by the commands that use them
+# (lazily): building the command line for ``capstone build`` or ``--help`` must not pay for them.
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -44,6 +44,8 @@ def human_size(size: int) -> str:
 
 
 def _parse_time(text: str | None) -> _dt.datetime | None:
+    import datetime as _dt
+
     if not text:
         return None
     t = text.rstrip("Z")
@@ -60,6 +62,8 @@ def _parse_time(text: str | None) -> _dt.datetime | None:
 
 def human_since(text: str | None, now: _dt.datetime | None = None) -> str:
     """``2 hours ago``, as docker prints CREATED."""
+    import datetime as _dt
+
     when = _parse_time(text)
     if when is None:
         return "N/A"
@@ -185,6 +189,8 @@ def filter_images(store: Store, entries, filters: dict[str, list[str]]):
 
 
 def run_images(args: argparse.Namespace, n: Narrator) -> int:
+    import json
+
     from .refs import parse_name
 
     filters = parse_image_filters(args.filter, args.repository)
@@ -299,6 +305,8 @@ def _render(template, doc: dict, command: str) -> str:
 
 
 def run_inspect(args: argparse.Namespace, n: Narrator) -> int:
+    import json
+
     template = _template(args.format, "inspect") if args.format else None
     store = _store(args)
     docs = [inspect_image(store, name) for name in args.images]
@@ -323,6 +331,8 @@ def configure_history(p: argparse.ArgumentParser) -> None:
 
 
 def run_history(args: argparse.Namespace, n: Narrator) -> int:
+    import json
+
     from .store import StoreError
 
     store = _store(args)

@@ -13,19 +13,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .doctor import HostCheck, HostReport, cgroup_version, doctor, host_checks
 from .errors import CourseError
 from .narrate import Narrator, run_cli
 
 if TYPE_CHECKING:
     from .course import PARTS, PIPELINE, Part, Stage
+    from .host import HostCheck, HostReport, cgroup_version, doctor, host_checks
     from .labkit import Lab, LabContext, LabError, Task, lab_main
 
-#: the lab machinery (ast, tempfile, traceback, argparse...) and the course map are imported
-#: when one of their names is first used (PEP 562): every command prints through ``Narrator``,
-#: few run a lab or show the map. (``doctor`` stays eager: a name lazily taken from a module of
-#: the same name would become the module once anything imported ``part1_overview.doctor``.)
+#: the lab machinery (ast, tempfile, traceback, argparse...), the course map and the host checks
+#: (platform, dataclasses) are imported when one of their names is first used (PEP 562): every
+#: command prints through ``Narrator``, few run a lab, show the map or ask what the host can do.
+#: (The checks live in ``host``, not in a module named ``doctor``: once imported, a submodule
+#: becomes the package's attribute of its name, and would hide the function ``doctor``.)
 _LAZY = {
+    **{name: "host" for name in ("HostCheck", "HostReport", "cgroup_version", "doctor", "host_checks")},
     **{name: "labkit" for name in ("Lab", "LabContext", "LabError", "Task", "lab_main")},
     **{name: "course" for name in ("PARTS", "PIPELINE", "Part", "Stage")},
 }

@@ -12,7 +12,7 @@ import json
 import sys
 
 from .course import PARTS, PIPELINE
-from .doctor import HostReport, doctor, host_checks
+from .host import HostReport, doctor, host_checks
 from .labkit import lab_main
 from .narrate import Narrator, run_cli
 

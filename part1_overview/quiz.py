@@ -10,7 +10,7 @@ by returning a value typed in after reading the tour's output, or by computing i
 from __future__ import annotations
 
 from .course import PIPELINE, part_by_package
-from .doctor import doctor, host_checks
+from .host import doctor, host_checks
 
 #: the parts that make RUN possible: a container needs them, file work does not
 CONTAINER_PARTS = {"part5", "part6", "part7"}

@@ -197,7 +197,7 @@ PLATFORMS_MODULE = ROOT / "part2_manual_oci" / "platforms.py"
 _PLATFORM_FIELDS = {"os", "architecture", "variant", "os_version", "os_features"}
 #: modules that ask the CPU's name for another reason than an image's platform (syscall
 #: numbers, seccomp's architecture, the tour's facts)
-_MACHINE_READERS = {"part5_namespaces/syscalls.py", "part6_runtime/seccomp.py", "part1_overview/doctor.py",
+_MACHINE_READERS = {"part5_namespaces/syscalls.py", "part6_runtime/seccomp.py", "part1_overview/host.py",
                     "part3_go_style_builder/__main__.py", "part3_go_style_builder/cli.py", "part5_namespaces/__main__.py"}
 
 

@@ -30,18 +30,37 @@ COURSE = {"part1_overview.labkit", "part1_overview.course", "part3_go_style_buil
           "part3_go_style_builder.cli", "pickle"}
 
 
-def imported(*argv: str) -> set[str]:
-    """The modules ``python -m capstone ARGV...`` imports (it must succeed)."""
+#: all that ``--help`` may import beyond the interpreter's own start-up: the command table of
+#: every command module and argparse, never what a command does (part 1's host checks and
+#: their dataclasses and platform, the store's json, datetime, getpass)
+HELP = {"capstone", "capstone.errors", "capstone.cli_build", "capstone.cli_registry", "capstone.cli_run",
+        "capstone.cli_store", "part1_overview", "part1_overview.errors", "part1_overview.narrate",
+        "argparse", "gettext", "locale", "_locale", "runpy", "signal", "textwrap"}
+
+
+def _imports(*argv: str) -> set[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "capstone", *argv], capture_output=True,
+    r = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True,
                        text=True, env=env, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     names = set()
     for line in r.stderr.splitlines():
         if line.startswith("import time:") and line.count("|") == 2 and "self [us]" not in line:
             names.add(line.rsplit("|", 1)[1].strip())
-    assert "capstone" in names  # the report was read
+    assert "encodings" in names  # the report was read
     return names
+
+
+def imported(*argv: str) -> set[str]:
+    """The modules ``python -m capstone ARGV...`` imports (it must succeed)."""
+    names = _imports("-m", "capstone", *argv)
+    assert "capstone" in names
+    return names
+
+
+def interpreter_start_up() -> set[str]:
+    """What ``python -c pass`` imports here (site and the environment's ``.pth`` files)."""
+    return _imports("-c", "pass")
 
 
 def packages(names: set[str], wanted: set[str]) -> set[str]:
@@ -61,6 +80,13 @@ def test_help_imports_neither_the_engine_nor_the_store():
     assert packages(names, REGISTRY | RUNTIME | UNION | {"capstone.engine", "capstone.store",
                                                           "capstone.dockerfile"}) == set()
     assert "part1_overview.labkit" not in names  # the lab machinery is for labs
+
+
+def test_help_imports_only_the_command_table():
+    """``part1_overview.doctor`` (a function) once came from a module of the same name, which had
+    to be imported eagerly: ``--help`` loaded the host checks, dataclasses and platform."""
+    extra = imported("--help") - interpreter_start_up()
+    assert extra <= HELP, sorted(extra - HELP)
 
 
 def test_a_build_without_run_needs_no_runtime_and_no_registry(store, tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from part1_overview import PARTS, PIPELINE, HostReport, Narrator, cgroup_version, doctor, host_checks
 from part1_overview.__main__ import tour
-from part1_overview.doctor import IF_MISSING, OPTIONAL_TOOLS, TOOL_PACKAGES, TOOLS, _kernel_at_least, _subuid_ranges
+from part1_overview.host import IF_MISSING, OPTIONAL_TOOLS, TOOL_PACKAGES, TOOLS, _kernel_at_least, _subuid_ranges
 
 ROOT = Path(__file__).resolve().parent.parent
 
