@@ -48,6 +48,19 @@ def test_dockerignore_is_respected_with_exceptions(store, tmp_path):
                    "sub/inner.log"]
 
 
+def test_a_copied_fifo_gets_the_owner_and_mode_asked(store, tmp_path):
+    """A fifo (or device) is the one source the layer writer cannot take with other metadata:
+    it is made again in staging with --chown's owner and --chmod's mode, or kept as it is."""
+    import stat
+
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY --chown=5:6 --chmod=0640 pipe /p\nCOPY pipe /q\n")
+    os.mkfifo(ctx / "pipe", 0o600)
+    root = built_rootfs(store, ctx, tmp_path)
+    p, q = os.lstat(root / "p"), os.lstat(root / "q")
+    assert stat.S_ISFIFO(p.st_mode) and (p.st_uid, p.st_gid, stat.S_IMODE(p.st_mode)) == (5, 6, 0o640)
+    assert stat.S_ISFIFO(q.st_mode) and (q.st_uid, q.st_gid, stat.S_IMODE(q.st_mode)) == (0, 0, 0o600)
+
+
 def test_chown_names_from_the_image_and_chmod(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", """\
 FROM capstone/busybox

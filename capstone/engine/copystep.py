@@ -543,37 +543,21 @@ def _open_source(e: CopyEntry) -> int:
 
 
 def _stage(e: CopyEntry, staging: Path, n: int) -> str:
-    """A copy of ``e``'s source in ``staging`` with the entry's owner and mode."""
+    """In ``staging``, with the entry's owner, mode and mtime: a directory the copy creates
+    (``e.src`` None), or a new node for the fifo or device ``e.src``. Regular files,
+    directories and symlinks never come here: part 4's writer takes them from their source
+    with the entry's owner and mode (:func:`write_copy`)."""
     path = str(staging / f"e{n}")
-    st = e.st
     if e.src is None:
         os.mkdir(path)
         os.chown(path, e.uid, e.gid)
         os.chmod(path, e.mode)
         os.utime(path, ns=(e.mtime_ns, e.mtime_ns))
         return path
-    if stat.S_ISDIR(st.st_mode):
-        os.mkdir(path)
-    elif stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(e.src), path)
-    elif stat.S_ISREG(st.st_mode):
-        from part4_tar import copy_data
-
-        src = _open_source(e)
-        try:
-            dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                copy_data(src, dst)
-            finally:
-                os.close(dst)
-        finally:
-            os.close(src)
-    else:  # fifo, device: recreate the node
-        os.mknod(path, st.st_mode, st.st_rdev)
+    os.mknod(path, e.st.st_mode, e.st.st_rdev)  # fifo, device: recreate the node
     os.chown(path, e.uid, e.gid, follow_symlinks=False)
-    if not stat.S_ISLNK(st.st_mode):
-        os.chmod(path, e.mode)
-    os.utime(path, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
+    os.chmod(path, e.mode)
+    os.utime(path, ns=(e.st.st_mtime_ns, e.st.st_mtime_ns), follow_symlinks=False)
     return path
 
 
