@@ -298,3 +298,19 @@ def test_bare_refs_and_options_parse_as_buildx_reads_them():
     assert (spec.ref, spec.mode, spec.ignore_error) == ("r.example/a:latest", "max", True)
     spec = parse_cache_spec("type=local,src=/tmp/c,tag=v1", export=False)
     assert (spec.type, spec.path, spec.tag) == ("local", "/tmp/c", "v1")
+
+
+def test_cache_and_output_values_share_buildx_field_rules():
+    """--cache-to/--cache-from and --output read their KEY=VALUE fields the one way
+    (capstone.engine.optionfields): a quoted field holds a comma, keys have no case, a key
+    given twice or a field without '=' is one line naming the option."""
+    from capstone.engine import BuildError, parse_output
+
+    spec = parse_cache_spec('Type=local,"Dest=/tmp/a,b",MODE=max', export=True)
+    assert (spec.type, spec.path, spec.mode) == ("local", "/tmp/a,b", "max")
+    assert parse_output('TYPE=oci,"dest=/tmp/a,b"').dest == "/tmp/a,b"
+    for text, message in (("type=local,dest=a,dest=b", "dest is given twice"), ("type=local,dest", "'dest' is not KEY=VALUE")):
+        with pytest.raises(CacheSpecError, match=f"^--cache-to {text!r}: {message}$"):
+            parse_cache_spec(text, export=True)
+        with pytest.raises(BuildError, match=f"^--output {text!r}: {message}$"):
+            parse_output(text)

@@ -27,7 +27,6 @@ index's digest for a multi-platform image).
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING
 from part2_manual_oci import write_file_atomic
 
 from .errors import BuildError
+from .optionfields import option_fields
 
 if TYPE_CHECKING:
     from ..store import BuildStore
@@ -90,19 +90,7 @@ def parse_output(text: str) -> OutputSpec:
     """``type=oci,dest=out`` -> OutputSpec; BuildError with the reason otherwise."""
     if text and "=" not in text and "," not in text:
         return OutputSpec("local", os.path.expanduser(text))  # BuildKit: -o DIR is type=local
-    try:
-        fields = next(csv.reader([text]))
-    except (csv.Error, StopIteration):
-        raise BuildError(f"--output {text!r}: not a comma-separated list of key=value") from None
-    values: dict[str, str] = {}
-    for field in fields:
-        key, eq, value = field.partition("=")
-        if not eq:
-            raise BuildError(f"--output {text!r}: {field!r} is not key=value (expected type=...,dest=...)")
-        key = key.strip().lower()
-        if key in values:
-            raise BuildError(f"--output {text!r}: {key} is given twice")
-        values[key] = value
+    values = option_fields("--output", text, BuildError)
     kind = values.pop("type", None)
     kind = _ALIASES.get(kind, kind)
     if kind not in OUTPUT_TYPES:

@@ -46,6 +46,7 @@ from part3_go_style_builder import Image
 
 from ..errors import CapstoneError
 from .cachekeys import CACHE_VERSION, cache_record
+from .optionfields import option_fields
 
 ANNOTATION_VERSION = "dev.capstone.cache.version"
 ANNOTATION_FORMAT = "dev.capstone.cache.format"
@@ -85,15 +86,7 @@ def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
     flag = "--cache-to" if export else "--cache-from"
     if "=" not in text:
         return _registry_spec(text, flag)
-    fields: dict[str, str] = {}
-    for part in text.split(","):
-        key, eq, value = part.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise CacheSpecError(f"{flag} {text!r}: expected KEY=VALUE pairs separated by commas, not {part!r}")
-        if key in fields:
-            raise CacheSpecError(f"{flag} {text!r}: {key} given twice")
-        fields[key] = value.strip()
+    fields = {key: value.strip() for key, value in option_fields(flag, text, CacheSpecError).items()}
     kind = fields.pop("type", "registry" if "ref" in fields else "")
     allowed = {"registry": {"ref", "mode", "ignore-error"} if export else {"ref"},
                "local": {"dest", "tag", "mode", "ignore-error"} if export else {"src", "tag"}}
