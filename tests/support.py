@@ -193,14 +193,55 @@ def capstone(store_dir: Path, *args: str, env: dict[str, str | None] | None = No
                           input=input, stdin=subprocess.DEVNULL if input is None else None)
 
 
-def image_rootfs(store_dir: Path, ref: str, dest: Path) -> Path:
-    """The root filesystem of image ``ref`` in the store at ``store_dir``, extracted to ``dest``."""
+def capstone_run(store_dir: Path, image: str) -> str:
+    """``capstone run --rm --network none IMAGE``, which must succeed: what it printed."""
+    r = capstone(store_dir, "run", "--rm", "--network", "none", image, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def capstone_inspect(store_dir: Path, image: str) -> dict:
+    """``capstone inspect IMAGE``, which must succeed: the image's record."""
+    r = capstone(store_dir, "inspect", image)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)[0]
+
+
+def skopeo(*args: str) -> str:
+    """``skopeo ARGS...``, which must succeed: its standard output."""
+    r = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def quiet_build(store, ctx: Path, **kw):
+    """``capstone.engine.build(store, ctx, **kw)`` as the tests build: no network
+    (``--network none``) and RUN's output thrown away, unless ``kw`` says otherwise."""
+    from capstone.engine import build
+
+    kw.setdefault("network", "none")
+    with open(os.devnull, "wb") as devnull:
+        kw.setdefault("run_output", devnull)
+        return build(store, ctx, **kw)
+
+
+def image_rootfs(store, image, dest: Path) -> Path:
+    """The root filesystem of ``image`` (a name in ``store``, or an Image), extracted to the new
+    directory ``dest``; ``store``: a Store, or the directory of one."""
     from capstone.store import Store
     from part4_tar import apply_layers
 
+    if isinstance(image, str):
+        image = (store if isinstance(store, Store) else Store.open(store)).load(image)
     dest.mkdir(parents=True)
-    apply_layers([layer.open() for layer in Store.open(store_dir).load(ref).layers], dest)
+    apply_layers([layer.open() for layer in image.layers], dest)
     return dest
+
+
+def built_rootfs(store, ctx: Path, dest: Path, *, tag: str, **kw) -> Path:
+    """:func:`quiet_build` of ``ctx`` tagged ``tag``; the image's root filesystem in ``dest``."""
+    quiet_build(store, ctx, tags=[tag], **kw)
+    return image_rootfs(store, tag, dest)
 
 
 def check_copy_snapshots(store, steps, tmp_path: Path) -> int:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from registry_server import Registry
-from support import capstone
+from support import capstone, make_context, skopeo
 
 import capstone.engine.sharedcache as sharedcache
 from capstone.engine import build
@@ -46,11 +45,7 @@ def registry(tmp_path_factory):
 
 
 def context(root: Path) -> Path:
-    ctx = root / "ctx"
-    ctx.mkdir(parents=True)
-    (ctx / "app.txt").write_text("the app\n")
-    (ctx / "Dockerfile").write_text(DOCKERFILE)
-    return ctx
+    return make_context(root / "ctx", DOCKERFILE, {"app.txt": "the app\n"})
 
 
 def elsewhere(ctx: Path, root: Path) -> Path:
@@ -58,12 +53,6 @@ def elsewhere(ctx: Path, root: Path) -> Path:
     other = root / "elsewhere" / "checkout"
     shutil.copytree(ctx, other, symlinks=True)
     return other
-
-
-def skopeo(*args: str) -> str:
-    r = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    return r.stdout
 
 
 # -- through a registry ---------------------------------------------------------------------------

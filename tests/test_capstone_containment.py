@@ -16,9 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support import capstone, in_child, make_context
+from support import capstone, in_child, make_context, quiet_build
 
-from capstone.engine import build
 from capstone.errors import DockerfileError
 from capstone.runner import run_image
 from capstone.store import Store
@@ -33,11 +32,6 @@ def store(tmp_path) -> Store:
     s = Store.open(tmp_path / "store")
     s.load("capstone/busybox")
     return s
-
-
-def run_build(store, ctx: Path, **kw):
-    with open(os.devnull, "wb") as devnull:
-        return build(store, ctx, tags=["contained"], network="none", run_output=devnull, **kw)
 
 
 def cat(store: Store, tmp_path: Path, *paths: str, image: str = "contained") -> str:
@@ -66,7 +60,7 @@ ENV FROM_IMAGE=yes
 RUN exec > /probe 2>&1; tr '\\0' '\\n' < /proc/1/environ; ls /proc/1/fd; \\
     tr '\\0' ' ' < /proc/1/cmdline; echo; grep -c SECRET- /proc/1/mem; true
 """)
-    run_build(store, ctx, secrets=["id=tok,env=SECRET_SOURCE"])
+    quiet_build(store, ctx, tags=["contained"], secrets=["id=tok,env=SECRET_SOURCE"])
     seen = cat(store, tmp_path, "/probe")
     assert canary not in seen and secret not in seen, seen
     lines = seen.splitlines()
@@ -102,7 +96,7 @@ def _disk_probe() -> str:
 
 def test_a_run_step_cannot_read_the_hosts_disk(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", f"FROM capstone/busybox\nRUN ({_disk_probe()}) > /probe 2>&1\n")
-    run_build(store, ctx)
+    quiet_build(store, ctx, tags=["contained"])
     seen = cat(store, tmp_path, "/probe")
     assert "READ" not in seen
     # the device cgroup refuses making a block-device node anywhere (nodev on the root
@@ -144,7 +138,7 @@ def test_a_disk_node_an_archive_brings_is_inert_in_a_step_and_a_run(store, tmp_p
     probe = "for n in /dev-from-image/disk /dev-from-image/mem; do head -c 512 $n > /dev/null && echo READ $n; done; true"
     ctx = make_context(tmp_path / "ctx", f"FROM capstone/busybox\nADD nodes.tar /dev-from-image/\nRUN ({probe}) > /probe 2>&1\n",
                        {"nodes.tar": archive.getvalue()})
-    run_build(store, ctx)
+    quiet_build(store, ctx, tags=["contained"])
     seen = cat(store, tmp_path, "/probe")
     assert "READ" not in seen and seen.count("Permission denied") == 2, seen
     out = tmp_path / "run-out"
@@ -207,8 +201,8 @@ def test_an_allowed_network_host_is_never_silent(store, tmp_path, host_server):
 def test_run_security_insecure_needs_the_entitlement(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nRUN --security=insecure grep CapEff /proc/self/status > /caps\n")
     with pytest.raises(DockerfileError, match=r"^Dockerfile:2: security.insecure is not allowed"):
-        run_build(store, ctx)
-    run_build(store, ctx, allow=["security.insecure"])
+        quiet_build(store, ctx, tags=["contained"])
+    quiet_build(store, ctx, tags=["contained"], allow=["security.insecure"])
     caps = cat(store, tmp_path, "/caps")
     assert caps.split()[1] != "00000000a80425fb" and int(caps.split()[1], 16) > 0xA80425FB, caps
 
@@ -232,13 +226,13 @@ def test_capstone_run_exits_127_for_a_missing_command_and_126_for_a_non_executab
 def test_a_run_step_that_cannot_exec_says_127_or_126(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", 'FROM capstone/busybox\nRUN ["nosuch", "arg"]\n')
     with pytest.raises(DockerfileError, match=r'^Dockerfile:2: RUN \["nosuch", "arg"\]: process "nosuch arg" returned 127: '):
-        run_build(store, ctx)
+        quiet_build(store, ctx, tags=["contained"])
     ctx = make_context(tmp_path / "ctx2", 'FROM capstone/busybox\nRUN ["/etc/passwd"]\n')
     with pytest.raises(DockerfileError, match=r'returned 126: '):
-        run_build(store, ctx)
+        quiet_build(store, ctx, tags=["contained"])
     ctx = make_context(tmp_path / "ctx3", "FROM capstone/busybox\nRUN nosuch\n")  # the shell says 127
     with pytest.raises(DockerfileError, match=r'process "/bin/sh -c nosuch" returned 127'):
-        run_build(store, ctx)
+        quiet_build(store, ctx, tags=["contained"])
 
 
 # -- RUN --mount=type=bind of the context --------------------------------------------------------
@@ -264,7 +258,7 @@ RUN --mount=type=bind,source=.,target=/ctx{',rw' if mode == 'rw' else ''} \\
     (cd /ctx && find . | sort; cat secret.txt build/out.bin 2>&1; echo changed > app.txt; echo new > made.txt) > /probe 2>&1; true
 """, IGNORED_CONTEXT)
     before = {p: p.read_bytes() for p in ctx.rglob("*") if p.is_file()}
-    run_build(store, ctx)
+    quiet_build(store, ctx, tags=["contained"])
     seen = cat(store, tmp_path, "/probe")
     listed = [line for line in seen.splitlines() if line.startswith(".")]
     assert listed == [".", "./.dockerignore", "./Dockerfile", "./app.txt", "./docs", "./docs/public", "./docs/public/index.html",
@@ -285,13 +279,13 @@ def test_a_context_bind_cannot_leave_the_context(store, tmp_path):
 FROM capstone/busybox
 RUN --mount=type=bind,source=../..,target=/up (ls /up; cat /up/canary.txt /up/../canary.txt) > /probe 2>&1; true
 """, {"inside.txt": "in\n"})
-    run_build(store, ctx)
+    quiet_build(store, ctx, tags=["contained"])
     seen = cat(store, tmp_path, "/probe")
     assert "OUTSIDE-THE-CONTEXT" not in seen and "inside.txt" in seen, seen
     ctx2 = make_context(tmp_path / "ctx2", "FROM capstone/busybox\nRUN --mount=type=bind,source=secret.txt,target=/s cat /s\n",
                         IGNORED_CONTEXT)
     with pytest.raises(DockerfileError, match=r"^Dockerfile:2: .*source secret.txt not found in the build context"):
-        run_build(store, ctx2)
+        quiet_build(store, ctx2, tags=["contained"])
 
 
 def test_a_read_only_context_bind_is_read_only_below_its_top(store, tmp_path):
@@ -308,7 +302,7 @@ RUN --mount=type=bind,target=/c (cat /c/sub/canary; touch /c/sub/planted && echo
     def body():  # in a mount namespace of its own: the submount is this test's only
         mount("containment-test", ctx / "sub", "tmpfs", 0, "size=64k")
         (ctx / "sub/canary").write_text("on the submount\n")
-        run_build(store, ctx)
+        quiet_build(store, ctx, tags=["contained"])
         return sorted(os.listdir(ctx / "sub")), (ctx / "sub/canary").read_text()
 
     assert in_child(body) == (["canary"], "on the submount\n")
@@ -320,13 +314,13 @@ RUN --mount=type=bind,target=/c (cat /c/sub/canary; touch /c/sub/planted && echo
 def test_an_excluded_file_does_not_change_the_cache_key_of_a_context_bind(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nRUN --mount=type=bind,target=/ctx cat /ctx/app.txt > /seen\n",
                        IGNORED_CONTEXT)
-    first = run_build(store, ctx)
+    first = quiet_build(store, ctx, tags=["contained"])
     (ctx / "secret.txt").write_text("changed, but excluded\n")
     (ctx / "build/more.bin").write_text("more\n")
-    second = run_build(store, ctx)
+    second = quiet_build(store, ctx, tags=["contained"])
     assert second.ran == () and second.image_id == first.image_id
     (ctx / "app.txt").write_text("changed and kept\n")
-    third = run_build(store, ctx)
+    third = quiet_build(store, ctx, tags=["contained"])
     assert [s.kind for s in third.ran] == ["RUN"]
     assert cat(store, tmp_path, "/seen") == "changed and kept\n"
 
@@ -339,7 +333,7 @@ FROM capstone/busybox
 RUN --mount=type=bind,from=tools,source=/t,target=/t,rw echo changed > /t/x && echo new > /t/y && cat /t/x > /seen
 RUN --mount=type=bind,from=tools,source=/t,target=/t (cat /t/x; ls /t) > /again
 """)
-    run_build(store, ctx)
+    quiet_build(store, ctx, tags=["contained"])
     assert cat(store, tmp_path, "/seen", "/again") == "changed\ntool\nx\n"
 
 
@@ -381,7 +375,7 @@ RUN --mount=type=bind,from=evil,source=abs,target=/a,rw (ls /a; cat /a/token; ec
 RUN --mount=type=bind,from=evil,source=rel,target=/r (ls /r; cat /r/token) > /probe-r 2>&1; true
 """)
     with pytest.raises(DockerfileError, match=r"^Dockerfile:4: .*source abs not found in evil"):
-        run_build(store, ctx)
+        quiet_build(store, ctx, tags=["contained"])
     # the same links, pointing where the stage does have a directory: that one is mounted
     ctx2 = make_context(tmp_path / "ctx2", """\
 FROM capstone/busybox AS evil
@@ -390,7 +384,7 @@ FROM capstone/busybox
 RUN --mount=type=bind,from=evil,source=abs,target=/a cat /a/token > /probe-a
 RUN --mount=type=bind,from=evil,source=rel,target=/r cat /r/token > /probe-r
 """)
-    run_build(store, ctx2)
+    quiet_build(store, ctx2, tags=["contained"])
     assert cat(store, tmp_path, "/probe-a", "/probe-r") == "stage\nstage\n"
     assert sorted(p.name for p in canary.iterdir()) == ["token"]
 
@@ -403,7 +397,7 @@ def test_a_context_symlink_cannot_mount_a_host_directory(store, tmp_path):
                        "RUN --mount=type=bind,source=up,target=/u,rw (ls /u; cat /u/outside/token; echo x > /u/planted) > /probe 2>&1; true\n",
                        {"inside.txt": "in\n"})
     (ctx / "up").symlink_to("..")  # the context's parent, as a path would see it
-    run_build(store, ctx)
+    quiet_build(store, ctx, tags=["contained"])
     seen = cat(store, tmp_path, "/probe")
     assert "HOST-CANARY" not in seen and "inside.txt" in seen, seen  # ".." from the root is the root
     assert sorted(p.name for p in outside.iterdir()) == ["token"] and not (tmp_path / "planted").exists()
@@ -413,7 +407,7 @@ def test_a_context_symlink_cannot_mount_a_host_directory(store, tmp_path):
 def test_a_cache_id_cannot_leave_the_cache_directory(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\n"
                        "RUN --mount=type=cache,id=../../../../escape,target=/c echo x > /c/planted\n")
-    run_build(store, ctx)
+    quiet_build(store, ctx, tags=["contained"])
     planted = [p for p in Path(store.path).rglob("planted")]
     assert len(planted) == 1 and planted[0].is_relative_to(Path(store.path) / "build-cache-mounts"), planted
     assert not list(tmp_path.glob("escape*")) and not list(Path(store.path).parent.glob("escape*"))
@@ -427,7 +421,7 @@ FROM capstone/busybox
 RUN ln -s {canary} /data
 RUN --mount=type=bind,source=f.txt,target=/data/f.txt --mount=type=tmpfs,target=/data/t cat /data/f.txt > /probe
 """, {"f.txt": "from the context\n"})
-    run_build(store, ctx)
+    quiet_build(store, ctx, tags=["contained"])
     assert cat(store, tmp_path, "/probe") == "from the context\n"
     assert list(canary.iterdir()) == []
 
@@ -444,7 +438,7 @@ RUN mkdir -p /run && ln -s {canary} /run/secrets && ln -s {canary} /conf
 RUN --mount=type=secret,id=tok --mount=type=secret,id=tok,target=/conf/tok.conf \\
     (cat /run/secrets/tok /conf/tok.conf; ls -l /run/secrets) > /probe
 """)
-    run_build(store, ctx, secrets=[f"id=tok,src={tmp_path / 'tok'}"])
+    quiet_build(store, ctx, tags=["contained"], secrets=[f"id=tok,src={tmp_path / 'tok'}"])
     assert cat(store, tmp_path, "/probe").startswith("SECRET-VALUE\nSECRET-VALUE\n")
     assert list(canary.iterdir()) == []
 

@@ -12,13 +12,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from support import make_context
+from support import image_rootfs, make_context, quiet_build
 
-from capstone.engine import BuildResult, build
 from capstone.errors import DockerfileError
 from capstone.store import Store
 from part2_manual_oci import validate_layout
-from part4_tar import apply_layers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (namespaces, overlay mounts)")
 
@@ -26,21 +24,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (
 @pytest.fixture(scope="module")
 def store(busybox_store) -> Store:
     return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
-
-
-def do_build(store, ctx: Path, **kw) -> BuildResult:
-    kw.setdefault("network", "none")
-    with open(os.devnull, "wb") as devnull:
-        kw.setdefault("run_output", devnull)
-        return build(store, ctx, **kw)
-
-
-def rootfs_of(store: Store, name: str, dest: Path) -> Path:
-    """Extract every layer of the image (part 4) into ``dest``."""
-    image = store.load(name)
-    dest.mkdir()
-    apply_layers([layer.open() for layer in image.layers], dest)
-    return dest
 
 
 def layer_names(store: Store, layer) -> list[str]:
@@ -68,7 +51,7 @@ CMD ["sh", "-c", "echo $GREETING"]
 
 def test_hello_shape_config_history_and_layers(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", HELLO, {"app.js": 'console.log("hi")\n'})
-    result = do_build(store, ctx, tags=["hello:test"], no_cache=True)
+    result = quiet_build(store, ctx, tags=["hello:test"], no_cache=True)
     assert result.names == ("docker.io/library/hello:test",)
     image = store.load("hello:test")
     assert result.image_id == image.config_descriptor.digest
@@ -90,7 +73,7 @@ def test_hello_shape_config_history_and_layers(store, tmp_path):
     assert len(image.layers) == base_layers + 3  # WORKDIR, COPY, RUN
     assert layer_names(store, image.layers[-3]) == ["app"]
     assert layer_names(store, image.layers[-2]) == ["app", "app/Dockerfile", "app/app.js"]
-    root = rootfs_of(store, "hello:test", tmp_path / "rootfs")
+    root = image_rootfs(store, "hello:test", tmp_path / "rootfs")
     assert (root / "app/app.js").read_text() == 'console.log("hi")\n'
     assert (root / "app/built.txt").read_text() == "built\n"
     assert (root / "app/listing.txt").read_text().split() == ["Dockerfile", "app.js", "built.txt", "listing.txt"]
@@ -107,36 +90,36 @@ COPY a.txt .
 RUN --mount=type=bind,source=.,target=/ctx cat /ctx/a.txt > /w/seen.txt
 ENV A=1
 """, {"a.txt": "a\n"})
-    first = do_build(store, ctx, tags=["cachetest"])
-    second = do_build(store, ctx, tags=["cachetest"])
+    first = quiet_build(store, ctx, tags=["cachetest"])
+    second = quiet_build(store, ctx, tags=["cachetest"])
     assert [s.kind for s in first.ran] == ["WORKDIR", "COPY", "RUN", "ENV"]
     assert second.ran == ()
     assert second.cache_hits == 4
     assert second.image_id == first.image_id
     # a changed file misses at its COPY and at everything after it
     (ctx / "a.txt").write_text("b\n")
-    third = do_build(store, ctx, tags=["cachetest"])
+    third = quiet_build(store, ctx, tags=["cachetest"])
     assert [s.kind for s in third.ran] == ["COPY", "RUN", "ENV"]
-    assert (rootfs_of(store, "cachetest", tmp_path / "rootfs") / "w/seen.txt").read_text() == "b\n"
+    assert (image_rootfs(store, "cachetest", tmp_path / "rootfs") / "w/seen.txt").read_text() == "b\n"
     # touching a file (mtime only) keeps the cache
     os.utime(ctx / "a.txt", (1, 1))
-    fourth = do_build(store, ctx, tags=["cachetest"])
+    fourth = quiet_build(store, ctx, tags=["cachetest"])
     assert fourth.ran == () and fourth.image_id == third.image_id
     # --no-cache runs everything again but records: the next build hits
-    fifth = do_build(store, ctx, tags=["cachetest"], no_cache=True)
+    fifth = quiet_build(store, ctx, tags=["cachetest"], no_cache=True)
     assert [s.kind for s in fifth.ran] == ["WORKDIR", "COPY", "RUN", "ENV"]
-    sixth = do_build(store, ctx, tags=["cachetest"])
+    sixth = quiet_build(store, ctx, tags=["cachetest"])
     assert sixth.ran == () and sixth.image_id == fifth.image_id
 
 
 def test_run_deleting_a_base_file_writes_a_whiteout(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nRUN rm /etc/group && mkdir -p /opt/new\n")
-    do_build(store, ctx, tags=["whiteout"])
+    quiet_build(store, ctx, tags=["whiteout"])
     image = store.load("whiteout")
     names = layer_names(store, image.layers[-1])
     assert "etc/.wh.group" in names
     assert "opt/new" in names
-    root = rootfs_of(store, "whiteout", tmp_path / "rootfs")
+    root = image_rootfs(store, "whiteout", tmp_path / "rootfs")
     assert not (root / "etc/group").exists()
     assert (root / "etc/passwd").exists()
 
@@ -159,21 +142,21 @@ COPY --from=build /src/out /opt/app/
 ENTRYPOINT ["ls"]
 CMD ["/opt/app"]
 """)
-    result = do_build(store, ctx, tags=["multi"], build_args={"VERSION": "2.5", "UNUSED": "x"})
+    result = quiet_build(store, ctx, tags=["multi"], build_args={"VERSION": "2.5", "UNUSED": "x"})
     assert "test" not in {s.stage for s in result.steps}  # the final stage does not need it
     assert result.warnings == ("[Warning] One or more build-args [UNUSED] were not consumed",)
     image = store.load("multi")
     assert image.config.config.entrypoint == ("ls",)
     assert image.config.config.cmd == ("/opt/app",)
     check_history(image)
-    root = rootfs_of(store, "multi", tmp_path / "rootfs")
+    root = image_rootfs(store, "multi", tmp_path / "rootfs")
     assert sorted(os.listdir(root / "opt/app")) == sorted(f"a{i}.txt" for i in range(1, 21))
     assert (root / "opt/app/a7.txt").read_text() == "artifact 7 2.5\n"
     assert not (root / "src").exists()
 
-    only_test = do_build(store, ctx, tags=["multi-test"], target="test")
+    only_test = quiet_build(store, ctx, tags=["multi-test"], target="test")
     assert {s.stage for s in only_test.steps} == {"build", "test"}
-    root2 = rootfs_of(store, "multi-test", tmp_path / "rootfs2")
+    root2 = image_rootfs(store, "multi-test", tmp_path / "rootfs2")
     assert (root2 / "count").read_text().strip() == "21"  # out/ and its 20 files
 
 
@@ -184,11 +167,11 @@ def test_from_scratch_copy_of_a_tree_keeps_modes_links_and_needs_no_base(store, 
     os.chmod(ctx / "tree/pkg0/lib/mod0.js", 0o755)
     os.symlink("mod1.js", ctx / "tree/pkg0/lib/link.js")
     os.link(ctx / "tree/pkg1/lib/mod1.js", ctx / "tree/pkg1/lib/hard.js")
-    result = do_build(store, ctx, tags=["scratchtree"])
+    result = quiet_build(store, ctx, tags=["scratchtree"])
     image = store.load("scratchtree")
     assert len(image.layers) == 2 and result.image_id
     check_history(image)
-    root = rootfs_of(store, "scratchtree", tmp_path / "rootfs")
+    root = image_rootfs(store, "scratchtree", tmp_path / "rootfs")
     got = sorted(str(p.relative_to(root / "srv/node_modules")) for p in (root / "srv/node_modules").rglob("*.js"))
     assert len(got) == 102
     assert (root / "srv/node_modules/pkg3/lib/mod4.js").read_text() == "// 3 4\n"
@@ -203,7 +186,7 @@ def test_failed_run_names_the_line_and_leaves_the_store_unchanged(store, tmp_pat
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nWORKDIR /x\nRUN echo fine\n\nRUN exit 3\nRUN echo never\n")
     before = json.loads((store.layout.path / "index.json").read_text())
     with pytest.raises(DockerfileError) as err:
-        do_build(store, ctx, tags=["hello:test", "failed"])
+        quiet_build(store, ctx, tags=["hello:test", "failed"])
     assert str(err.value).startswith("Dockerfile:5: RUN exit 3")
     assert "returned 3" in str(err.value)
     after = json.loads((store.layout.path / "index.json").read_text())
@@ -250,8 +233,8 @@ ARG NAME=default
 ENV FROM_ENV=e-$NAME
 RUN echo "$GLOBAL $NAME $FROM_ENV" > /out.txt
 """)
-    do_build(store, ctx, tags=["args"], build_args={"NAME": "given"})
-    root = rootfs_of(store, "args", tmp_path / "rootfs")
+    quiet_build(store, ctx, tags=["args"], build_args={"NAME": "given"})
+    root = image_rootfs(store, "args", tmp_path / "rootfs")
     assert (root / "out.txt").read_text() == "g given e-given\n"
     image = store.load("args")
     assert "FROM_ENV=e-given" in image.config.config.env
@@ -273,8 +256,8 @@ RUN cat <<EOF > /cat.txt
 from cat
 EOF
 """)
-    do_build(store, ctx, tags=["heredoc"])
-    root = rootfs_of(store, "heredoc", tmp_path / "rootfs")
+    quiet_build(store, ctx, tags=["heredoc"])
+    root = image_rootfs(store, "heredoc", tmp_path / "rootfs")
     assert (root / "etc/greeting").read_text() == "hello world\n"
     assert (root / "script.txt").read_text() == "script world\n"
     assert (root / "cat.txt").read_text() == "from cat\n"
@@ -283,7 +266,7 @@ EOF
 def test_explain_narrates_each_step(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nCOPY a /a\nCMD [\"cat\", \"/a\"]\n", {"a": "x"})
     lines: list[str] = []
-    do_build(store, ctx, tags=["explained"], explain=True, log=lines.append, no_cache=True)
+    quiet_build(store, ctx, tags=["explained"], explain=True, log=lines.append, no_cache=True)
     text = "\n".join(lines)
     assert "STEP 2/3: COPY a /a" in text
     assert "part 4" in text and "diff_id sha256:" in text and "cache miss" in text
@@ -315,7 +298,7 @@ RUN rm /etc/group && mkdir /new && echo n > /new/f && ln /new/f /new/g && chmod 
 """, {"tree/a": "a", "tree/sub/b": "b"})
     os.symlink("a", ctx / "tree/link")
     os.link(ctx / "tree/sub/b", ctx / "tree/sub/hard")
-    do_build(store, ctx, tags=["snapshots"], no_cache=True)
+    quiet_build(store, ctx, tags=["snapshots"], no_cache=True)
     image = store.load("snapshots")
     for n, layer in enumerate(image.layers[-3:]):
         made = store.snapshots_dir / layer.diff_id.split(":")[1]

@@ -9,15 +9,12 @@ import io
 import os
 import tarfile
 import threading
-from pathlib import Path
 
 import pytest
-from support import check_copy_snapshots, make_context, spy_on_snapshot_children
+from support import built_rootfs, check_copy_snapshots, image_rootfs, make_context, quiet_build, spy_on_snapshot_children
 
-from capstone.engine import build
 from capstone.errors import DockerfileError
 from capstone.store import Store
-from part4_tar import apply_layers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
 
@@ -27,22 +24,13 @@ def store(busybox_store) -> Store:
     return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
 
 
-def built_rootfs(store, ctx: Path, tmp_path: Path, **kw) -> Path:
-    with open(os.devnull, "wb") as devnull:
-        build(store, ctx, tags=["copytest"], network="none", run_output=devnull, **kw)
-    dest = tmp_path / "rootfs"
-    dest.mkdir()
-    apply_layers([layer.open() for layer in store.load("copytest").layers], dest)
-    return dest
-
-
 def test_dockerignore_is_respected_with_exceptions(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY . /app/\n", {
         ".dockerignore": "*.log\nsecret/\nnode_modules\n!node_modules/keep.js\n",
         "a.txt": "a", "debug.log": "x", "secret/key": "k", "sub/inner.log": "kept: only top-level *.log",
         "node_modules/drop.js": "d", "node_modules/keep.js": "k",
     })
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
     got = sorted(str(p.relative_to(root / "app")) for p in (root / "app").rglob("*"))
     assert got == [".dockerignore", "Dockerfile", "a.txt", "node_modules", "node_modules/keep.js", "sub",
                    "sub/inner.log"]
@@ -55,7 +43,7 @@ def test_a_copied_fifo_gets_the_owner_and_mode_asked(store, tmp_path):
 
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY --chown=5:6 --chmod=0640 pipe /p\nCOPY pipe /q\n")
     os.mkfifo(ctx / "pipe", 0o600)
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
     p, q = os.lstat(root / "p"), os.lstat(root / "q")
     assert stat.S_ISFIFO(p.st_mode) and (p.st_uid, p.st_gid, stat.S_IMODE(p.st_mode)) == (5, 6, 0o640)
     assert stat.S_ISFIFO(q.st_mode) and (q.st_uid, q.st_gid, stat.S_IMODE(q.st_mode)) == (0, 0, 0o600)
@@ -70,7 +58,7 @@ COPY --chown=1000 d /numeric/
 COPY --chmod=u=rwx,go=rX d /sym/
 """, {"f.txt": "f", "d/x.sh": "#!/bin/sh\n", "d/sub/y": "y"})
     os.chmod(ctx / "d/x.sh", 0o600)
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
     st = (root / "data/f.txt").stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 3456, 0o640)
     st = (root / "data").stat()
@@ -85,7 +73,7 @@ COPY --chmod=u=rwx,go=rX d /sym/
 def test_chown_of_an_unknown_user_fails_at_its_line(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nCOPY --chown=nobody-here f /f\n", {"f": "f"})
     with pytest.raises(DockerfileError, match=r"^Dockerfile:2: .*nobody-here"):
-        built_rootfs(store, ctx, tmp_path)
+        built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
 
 
 def test_wildcards_destinations_and_workdir(store, tmp_path):
@@ -97,7 +85,7 @@ COPY one.txt renamed.txt
 COPY one.txt /etc
 COPY sub/ /bin/copied/
 """, {"a.js": "a", "b.js": "b", "c.txt": "c", "lib/l.js": "l", "one.txt": "1", "sub/s": "s"})
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
     assert sorted(os.listdir(root / "w")) == ["a.js", "b.js", "l.js", "renamed.txt"]
     assert (root / "etc/one.txt").read_text() == "1"  # an existing directory takes the file
     assert (root / "bin/copied/s").read_text() == "s"
@@ -110,7 +98,7 @@ RUN mkdir -p /real && ln -s /real /link && ln -s ../../.. /real/escape
 COPY f /link/
 COPY g /link/escape/tmp/
 """, {"f": "f", "g": "g"})
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
     assert (root / "real/f").read_text() == "f"
     assert os.path.islink(root / "link")
     assert (root / "tmp/g").read_text() == "g"  # ../../.. stays inside the root
@@ -119,16 +107,16 @@ COPY g /link/escape/tmp/
 def test_several_sources_need_a_directory_destination(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY a b /file\n", {"a": "a", "b": "b"})
     with pytest.raises(DockerfileError, match="^Dockerfile:2: When using COPY with more than one source"):
-        built_rootfs(store, ctx, tmp_path)
+        built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
 
 
 def test_missing_source_is_an_error_naming_it(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY nothere /x\n", {".dockerignore": "ignored\n", "ignored": "i"})
     with pytest.raises(DockerfileError, match="^Dockerfile:2: COPY failed: .*nothere"):
-        built_rootfs(store, ctx, tmp_path)
+        built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
     make_context(ctx, "FROM scratch\nCOPY ignored /x\n")
     with pytest.raises(DockerfileError, match="excluded by .dockerignore"):
-        built_rootfs(store, ctx, tmp_path)
+        built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
 
 
 def _tar_bytes(files: dict[str, str], compression: str = "") -> bytes:
@@ -152,7 +140,7 @@ COPY plain.tar /z/
 ADD --exclude=*.md docs /docs/
 """, {"plain.tar": _tar_bytes({"p/one.txt": "one"}), "packed.bin": _tar_bytes({"two.txt": "two"}, "gz"),
       "docs/a.md": "a", "docs/b.txt": "b"})
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
     assert (root / "x/p/one.txt").read_text() == "one"
     st = (root / "x/p/one.txt").stat()
     assert (st.st_uid, st.st_mode & 0o777) == (42, 0o640)  # like tar -x as root
@@ -179,7 +167,7 @@ def test_add_url_downloads_with_mode_0600(store, tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/file.txt"
         ctx = make_context(tmp_path / "ctx", f"FROM scratch\nADD {url} /dl/\n")
-        root = built_rootfs(store, ctx, tmp_path)
+        root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
     finally:
         server.shutdown()
         server.server_close()
@@ -196,7 +184,7 @@ COPY <<EOF notes.txt
 note
 EOF
 """, {"src/a/main.c": "a", "src/b/main.c": "b", "src/b/other.c": "o", "docs/d.md": "d"})
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="copytest")
     got = sorted(str(p.relative_to(root / "out")) for p in (root / "out").rglob("*") if p.is_file())
     assert got == ["docs/d.md", "src/a/main.c", "src/b/main.c"]
     assert (root / "w/notes.txt").read_text() == "note\n"
@@ -214,15 +202,11 @@ COPY tree/ /again/
 RUN test -f /again/d11/f1199.txt
 """, files)
     children = spy_on_snapshot_children(monkeypatch)
-    with open(os.devnull, "wb") as devnull:
-        result = build(store, ctx, tags=["bigcopy"], network="none", run_output=devnull)
+    result = quiet_build(store, ctx, tags=["bigcopy"])
     monkeypatch.undo()
     assert len(children) == 2 and all(job is not None for job in children), \
         "each large COPY's snapshot is made by a child process"
-    image = store.load("bigcopy")
-    dest = tmp_path / "rootfs"
-    dest.mkdir()
-    apply_layers([layer.open() for layer in image.layers], dest)
+    dest = image_rootfs(store, "bigcopy", tmp_path / "rootfs")
     assert (dest / "count").read_text().split() == ["1200", "file", "1199"]
     assert len(list((dest / "again").rglob("*.txt"))) == 1200
     # each COPY layer's snapshot (the last one adopted when the build ended) equals the layer
@@ -240,7 +224,7 @@ def test_a_large_copy_that_nothing_reads_afterwards_gets_no_snapshot(store, tmp_
     files = {f"tree/f{i:04d}.txt": f"file {i}\n" for i in range(1200)}
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nCOPY tree/ /data/\nENV X=1\nCMD [\"ls\"]\n", files)
     children = spy_on_snapshot_children(monkeypatch)
-    result = build(store, ctx, tags=["lastcopy"], network="none", no_cache=True)
+    result = quiet_build(store, ctx, tags=["lastcopy"], no_cache=True)
     monkeypatch.undo()
     assert children == []
     copied = next(s for s in result.steps if s.kind == "COPY")
@@ -249,11 +233,10 @@ def test_a_large_copy_that_nothing_reads_afterwards_gets_no_snapshot(store, tmp_
     ctx2 = make_context(tmp_path / "ctx2", ("FROM capstone/busybox AS a\nCOPY tree/ /data/\n"
                                             "FROM capstone/busybox\nCOPY --from=a /data/f0001.txt /one\n"), files)
     children = spy_on_snapshot_children(monkeypatch)
-    build(store, ctx2, network="none", no_cache=True)
+    quiet_build(store, ctx2, no_cache=True)
     monkeypatch.undo()
     assert len(children) == 1 and children[0] is not None
     # and the image without a snapshot runs: the layer is extracted for the RUN on top of it
     ctx3 = make_context(tmp_path / "ctx3", "FROM lastcopy\nRUN test -f /data/f1199.txt\n")
-    with open(os.devnull, "wb") as devnull:
-        build(store, ctx3, network="none", no_cache=True, run_output=devnull)
+    quiet_build(store, ctx3, no_cache=True)
     assert store.has_snapshot(copied.diff_id)

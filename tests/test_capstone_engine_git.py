@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from support import make_context
+from registry_server import free_port
+from support import image_rootfs, make_context, quiet_build
 
-from capstone.engine import build
 from capstone.engine.gitsource import parse_git_source
 from capstone.errors import DockerfileError
 from capstone.store import Store
-from part4_tar import apply_layers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
 
@@ -85,12 +84,6 @@ class Repo:
         git(self.work, "push", "-q", "origin", branch)
         git(self.work, "checkout", "-q", "main")
         return sha
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port: int, proc: subprocess.Popen) -> None:
@@ -203,14 +196,10 @@ def built(store, ctx: Path, tmp_path: Path, name: str = "gittest", **kw):
     normalise); the result and the image's files."""
     old = os.umask(0o077)
     try:
-        with open(os.devnull, "wb") as devnull:
-            result = build(store, ctx, tags=[name], network="none", run_output=devnull, **kw)
+        result = quiet_build(store, ctx, tags=[name], **kw)
     finally:
         os.umask(old)
-    dest = tmp_path / f"rootfs-{len(list(tmp_path.glob('rootfs-*')))}"
-    dest.mkdir()
-    apply_layers([layer.open() for layer in store.load(name).layers], dest)
-    return result, dest
+    return result, image_rootfs(store, name, tmp_path / f"rootfs-{len(list(tmp_path.glob('rootfs-*')))}")
 
 
 def mode(path: Path) -> int:

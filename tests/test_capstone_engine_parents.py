@@ -8,12 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
-from support import make_context
+from support import built_rootfs, make_context
 
-from capstone.engine import build
 from capstone.errors import DockerfileError
 from capstone.store import Store
-from part4_tar import apply_layers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
 
@@ -21,15 +19,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (nam
 @pytest.fixture(scope="module")
 def store(busybox_store) -> Store:
     return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
-
-
-def built_rootfs(store, ctx: Path, tmp_path: Path) -> Path:
-    with open(os.devnull, "wb") as devnull:
-        build(store, ctx, tags=["parentstest"], network="none", run_output=devnull)
-    dest = tmp_path / "rootfs"
-    dest.mkdir()
-    apply_layers([layer.open() for layer in store.load("parentstest").layers], dest)
-    return dest
 
 
 def tree(root: Path) -> list[str]:
@@ -43,7 +32,7 @@ COPY --parents ./a/./b/c.txt /dst/
 COPY --parents a/./b /whole/
 COPY --parents ./a/b/c.txt /nopivot/
 """, {"a/b/c.txt": "c", "a/b/d/e.txt": "e", "a/top.txt": "t"})
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="parentstest")
     assert tree(root / "dst") == ["b/", "b/c.txt"]
     assert (root / "dst/b/c.txt").read_text() == "c"
     assert tree(root / "whole") == ["b/", "b/c.txt", "b/d/", "b/d/e.txt"]
@@ -55,7 +44,7 @@ def test_parent_directories_keep_their_mode_and_mtime(store, tmp_path):
     os.chmod(ctx / "a/b", 0o750)
     os.utime(ctx / "a/b", (1_000_000_000, 1_000_000_000))
     os.utime(ctx / "a", (1_100_000_000, 1_100_000_000))
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="parentstest")
     st = os.stat(root / "keep/a/b")
     assert st.st_mode & 0o7777 == 0o750 and int(st.st_mtime) == 1_000_000_000
     assert int(os.stat(root / "keep/a").st_mtime) == 1_100_000_000
@@ -70,7 +59,7 @@ COPY --parents src/./**/*.h /inc/
 COPY --parents --exclude=**/skip.go **/*.go /ex/
 """, {"src/x.go": "x", "src/p/q/y.go": "y", "src/p/readme.md": "r", "src/empty/z.txt": "z",
       "src/h/a.h": "a", "src/h/deep/b.h": "b", "top.go": "t", "src/p/skip.go": "s"})
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="parentstest")
     assert tree(root / "g") == ["src/", "src/p/", "src/p/q/", "src/p/q/y.go", "src/p/skip.go", "src/x.go"]
     assert tree(root / "inc") == ["h/", "h/a.h", "h/deep/", "h/deep/b.h"]
     assert tree(root / "ex") == ["src/", "src/p/", "src/p/q/", "src/p/q/y.go", "src/x.go", "top.go"]
@@ -84,7 +73,7 @@ RUN mkdir -p /opt/pkg/lib/sub && echo one > /opt/pkg/lib/one.so && echo two > /o
 FROM scratch
 COPY --from=lib --parents /opt/pkg/./lib/**/*.so /usr/
 """)
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="parentstest")
     assert tree(root / "usr") == ["lib/", "lib/one.so", "lib/sub/", "lib/sub/two.so"]
     assert (root / "usr/lib/sub/two.so").read_text() == "two\n"
 
@@ -95,7 +84,7 @@ def test_parents_source_that_does_not_exist_is_an_error_a_pattern_may_match_noth
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY --parents ./a/./nothing/x.c /dst/\n",
                        {"a/x.txt": "x"})
     with pytest.raises(DockerfileError, match=r"Dockerfile:2: COPY failed: \./a/\./nothing/x\.c"):
-        built_rootfs(store, ctx, tmp_path)
+        built_rootfs(store, ctx, tmp_path / "rootfs", tag="parentstest")
     make_context(ctx, "FROM scratch\nCOPY --parents ./a/./nothing/*.c a/*.txt /dst/\n")
-    root = built_rootfs(store, ctx, tmp_path)
+    root = built_rootfs(store, ctx, tmp_path / "rootfs", tag="parentstest")
     assert tree(root / "dst") == ["a/", "a/x.txt"]

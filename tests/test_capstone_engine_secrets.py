@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from support import capstone, make_context
+from support import capstone, make_context, quiet_build
 
-from capstone.engine import BuildError, build
+from capstone.engine import BuildError
 from capstone.engine.secretmounts import SecretSource, parse_secret, parse_ssh
 from capstone.errors import DockerfileError
 from capstone.store import Store
@@ -31,11 +31,6 @@ def store(tmp_path) -> Store:
     s = Store.open(tmp_path / "store")
     s.load("capstone/busybox")
     return s
-
-
-def run_build(store, ctx: Path, **kw):
-    with open(os.devnull, "wb") as devnull:
-        return build(store, ctx, tags=["secrettest"], network="none", run_output=devnull, **kw)
 
 
 def sha(data: bytes) -> str:
@@ -80,7 +75,7 @@ RUN --mount=type=secret,id=tok test "$(sha256sum < /run/secrets/tok | cut -d' ' 
 RUN --mount=type=secret,id=tok,target=/etc/tok.conf,mode=0440,uid=5,gid=6 \\
     test "$(stat -c '%a %u %g' /etc/tok.conf)" = "440 5 6" && cat /etc/tok.conf | wc -c > /size
 """)
-    result = run_build(store, ctx, secrets=[f"id=tok,src={tmp_path / 'tok.txt'}"])
+    result = quiet_build(store, ctx, tags=["secrettest"], secrets=[f"id=tok,src={tmp_path / 'tok.txt'}"])
     assert [s.cached for s in result.ran] == [False, False]
     names = layer_names(store, "secrettest", last=2)
     assert sorted(names) == ["ran", "size"]  # the RUN layers: no mount point, no /run, no /etc
@@ -97,7 +92,7 @@ FROM capstone/busybox
 RUN --mount=type=secret,id=tok test "$(cat /run/secrets/tok)" = {sha(b'x')}
 """)
     with pytest.raises(DockerfileError) as err:
-        run_build(store, ctx, secrets=[SecretSource("tok", str(tmp_path / "tok.txt"))])
+        quiet_build(store, ctx, tags=["secrettest"], secrets=[SecretSource("tok", str(tmp_path / "tok.txt"))])
     assert "Dockerfile:2" in str(err.value) and "returned 1" in str(err.value)
 
 
@@ -111,7 +106,7 @@ RUN --mount=type=secret,id=tok,env=TOKEN test "$(printf %s "$TOKEN" | sha256sum 
     && test ! -e /run/secrets/tok && echo ok > /env-ok
 RUN test "$TOKEN" = placeholder
 """)
-    run_build(store, ctx, secrets=["id=tok,env=CAPSTONE_TEST_TOKEN"])
+    quiet_build(store, ctx, tags=["secrettest"], secrets=["id=tok,env=CAPSTONE_TEST_TOKEN"])
     assert "env-ok" in layer_names(store, "secrettest")
     assert assert_nowhere_in_store(Path(store.path), value) > 5
     assert "TOKEN=placeholder" in store.load("secrettest").config.config.env
@@ -124,7 +119,7 @@ RUN --mount=type=secret,id=tok,required test -s /run/secrets/tok && echo x > /x
 """)
     for i, expect_cached in ((1, False), (2, True)):
         (tmp_path / "tok.txt").write_bytes(secret_value())
-        result = run_build(store, ctx, secrets=[f"id=tok,src={tmp_path / 'tok.txt'}"])
+        result = quiet_build(store, ctx, tags=["secrettest"], secrets=[f"id=tok,src={tmp_path / 'tok.txt'}"])
         assert result.steps[-1].cached is expect_cached, i
 
 
@@ -135,7 +130,7 @@ RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent
 RUN --mount=type=secret,id=absent,required=true true
 """)
     with pytest.raises(DockerfileError) as err:
-        run_build(store, ctx)
+        quiet_build(store, ctx, tags=["secrettest"])
     message = str(err.value)
     assert "\n" not in message
     assert "Dockerfile:3" in message and "secret absent is required" in message
@@ -236,7 +231,7 @@ RUN --mount=type=ssh,id=other,target=/tmp/agent,uid=1000,mode=0600 \\
     && SSH_AUTH_SOCK=/tmp/agent ssh-add -l | grep -F {fingerprint}
 RUN --mount=type=ssh,id=absent test -z "$SSH_AUTH_SOCK"
 """)
-    run_build(store, ctx, ssh=[f"default={sock}", f"other={sock}"])
+    quiet_build(store, ctx, tags=["secrettest"], ssh=[f"default={sock}", f"other={sock}"])
     assert layer_names(store, "secrettest", last=1) == ["agent-ok"]
     assert not any("ssh_agent" in n for n in layer_names(store, "secrettest"))
     # without the agent, a required ssh mount is a clear error; with an empty agent ssh-add fails
@@ -245,7 +240,7 @@ FROM secrettest
 RUN --mount=type=ssh,required ssh-add -l
 """)
     with pytest.raises(DockerfileError, match=r"Dockerfile:2: .*ssh agent default is required"):
-        run_build(store, ctx2)
+        quiet_build(store, ctx2, tags=["secrettest"])
 
 
 def test_ssh_key_file_starts_a_private_agent(store, tmp_path, agent):
@@ -257,6 +252,6 @@ FROM capstone/busybox
 COPY tools/ /
 RUN --mount=type=ssh,id=deploy ssh-add -l | grep -F {fingerprint}
 """)
-    run_build(store, ctx, ssh=[f"deploy={key}"])
+    quiet_build(store, ctx, tags=["secrettest"], ssh=[f"deploy={key}"])
     private = key.read_bytes()
     assert assert_nowhere_in_store(Path(store.path), private.split(b"\n")[1]) > 5

@@ -16,12 +16,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from support import Canaries, check_copy_snapshots, make_context, spy_on_snapshot_children
+from support import Canaries, check_copy_snapshots, image_rootfs, make_context, quiet_build, spy_on_snapshot_children
 
-from capstone.engine import BuildError, build
+from capstone.engine import BuildError
 from capstone.errors import DockerfileError, IgnoreFileError
 from capstone.store import Store
-from part4_tar import apply_layers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
 
@@ -39,11 +38,6 @@ def canaries(tmp_path) -> Canaries:
     c = Canaries(tmp_path / "outside")
     yield c
     c.check()
-
-
-def do_build(store: Store, ctx: Path, **kw):
-    with open(os.devnull, "wb") as devnull:
-        return build(store, ctx, network="none", run_output=devnull, no_cache=True, **kw)
 
 
 def no_temporary_snapshots(store: Store) -> None:
@@ -73,13 +67,11 @@ RUN cat /dest/l/victim > /seen
     source_dir(ctx, size)
     os.symlink(str(canaries.dir), ctx / "dir/l")
     forked = spy_on_snapshot_children(monkeypatch)
-    result = do_build(store, ctx, tags=[f"hostile-heredoc-{size}"])
+    result = quiet_build(store, ctx, no_cache=True, tags=[f"hostile-heredoc-{size}"])
     assert [job is not None for job in forked] == [size == "large"], "a large COPY's snapshot is made by a child"
     assert check_copy_snapshots(store, result.steps, tmp_path)
     # inside the image, the absolute link means the image's own path
-    image = tmp_path / "image"
-    image.mkdir()
-    apply_layers([layer.open() for layer in store.load(f"hostile-heredoc-{size}").layers], image)
+    image = image_rootfs(store, f"hostile-heredoc-{size}", tmp_path / "image")
     assert (image / "seen").read_text() == "pwned\n"
     assert (image / str(canaries.dir).lstrip("/") / "victim").read_text() == "pwned\n"
     no_temporary_snapshots(store)
@@ -98,7 +90,7 @@ RUN true
 """)
     source_dir(ctx, size)
     with pytest.raises(DockerfileError, match=r"^Dockerfile:2: COPY failed: .*'\.\.' would escape the root"):
-        do_build(store, ctx)
+        quiet_build(store, ctx, no_cache=True)
     no_temporary_snapshots(store)
 
 
@@ -110,7 +102,7 @@ pwned
 {canaries.dir}/victim
 """)
     with pytest.raises(DockerfileError, match=r"^Dockerfile:2: COPY failed: .*absolute"):
-        do_build(store, ctx)
+        quiet_build(store, ctx, no_cache=True)
 
 
 def test_heredoc_through_a_symlink_from_another_stage(store, tmp_path, canaries):
@@ -125,7 +117,7 @@ out
 up/escaped
 RUN cat /dest/l/victim > /seen
 """)
-    result = do_build(store, ctx, tags=["hostile-from"])
+    result = quiet_build(store, ctx, no_cache=True, tags=["hostile-from"])
     assert check_copy_snapshots(store, result.steps, tmp_path)
 
 
@@ -148,7 +140,7 @@ RUN cat /dest/l/victim /dest/r/sub/secret > /seen
         ti = tarfile.TarInfo("l/link")
         ti.size = len(data)
         t.addfile(ti, io.BytesIO(data))
-    result = do_build(store, ctx, tags=["hostile-add"])
+    result = quiet_build(store, ctx, no_cache=True, tags=["hostile-add"])
     assert check_copy_snapshots(store, result.steps, tmp_path)
 
 
@@ -160,10 +152,8 @@ RUN ln -s {canaries.dir}/sub /w
 WORKDIR /w/new/deeper
 RUN pwd > /seen
 """)
-    do_build(store, ctx, tags=["hostile-workdir"])
-    image = tmp_path / "image"
-    image.mkdir()
-    apply_layers([layer.open() for layer in store.load("hostile-workdir").layers], image)
+    quiet_build(store, ctx, no_cache=True, tags=["hostile-workdir"])
+    image = image_rootfs(store, "hostile-workdir", tmp_path / "image")
     inside = str(canaries.dir).lstrip("/") + "/sub/new/deeper"
     assert (image / inside).is_dir()
     assert (image / "seen").read_text() in ("/w/new/deeper\n", f"/{inside}\n")
@@ -183,10 +173,8 @@ RUN --mount=type=tmpfs,target=/mnt/t/cache cat /etc/hosts > /seen && echo x > /m
     os.symlink(f"{canaries.dir}/victim", ctx / "etc/hosts")
     os.symlink(f"{canaries.dir}/sub/new", ctx / "etc/hostname")
     os.symlink(str(canaries.dir), ctx / "mnt/t")
-    do_build(store, ctx, tags=["hostile-mountpoints"])
-    image = tmp_path / "image"
-    image.mkdir()
-    apply_layers([layer.open() for layer in store.load("hostile-mountpoints").layers], image)
+    quiet_build(store, ctx, no_cache=True, tags=["hostile-mountpoints"])
+    image = image_rootfs(store, "hostile-mountpoints", tmp_path / "image")
     assert "localhost" in (image / "seen").read_text()
     # the RUN left no mount point behind in its layer
     assert not (image / str(canaries.dir).lstrip("/")).exists()
@@ -241,26 +229,26 @@ def test_a_dockerfile_linked_out_of_the_context_is_never_read(store, tmp_path, c
     os.symlink(str(canaries.dir / "victim"), ctx / "Dockerfile")  # /proc/self/environ, /etc/shadow...
     with pytest.raises(BuildError, match=r"^cannot read the Dockerfile .*/ctx/Dockerfile: a symbolic link that leads "
                                          r"out of the build context .*/ctx$"):
-        do_build(store, ctx)
+        quiet_build(store, ctx, no_cache=True)
 
 
 def test_a_dockerignore_linked_out_of_the_context_is_never_read_nor_skipped(store, tmp_path, canaries):
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nCOPY . /c/\n", {"app.txt": "app\n"})
     os.symlink(str(canaries.dir / "victim"), ctx / ".dockerignore")
     with pytest.raises(IgnoreFileError, match=r"\.dockerignore: a symbolic link that leads out of the build context"):
-        do_build(store, ctx)
+        quiet_build(store, ctx, no_cache=True)
 
 
 def test_build_files_that_are_fifos_fail_at_once(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\n")
     os.mkfifo(ctx / ".dockerignore")
     with pytest.raises(IgnoreFileError, match=r"\.dockerignore: not a regular file"):
-        do_build(store, ctx)
+        quiet_build(store, ctx, no_cache=True)
     os.unlink(ctx / ".dockerignore")
     os.unlink(ctx / "Dockerfile")
     os.mkfifo(ctx / "Dockerfile")
     with pytest.raises(BuildError, match=r"Dockerfile: not a regular file"):
-        do_build(store, ctx)
+        quiet_build(store, ctx, no_cache=True)
 
 
 def test_links_inside_the_context_and_a_dockerfile_given_outside_it_are_read(store, tmp_path, canaries):
@@ -270,17 +258,15 @@ def test_links_inside_the_context_and_a_dockerfile_given_outside_it_are_read(sto
     os.unlink(ctx / "Dockerfile")
     os.symlink("../../../../../../../../../ci/real.Dockerfile", ctx / "Dockerfile")
     os.symlink("/ci/ignore", ctx / ".dockerignore")
-    result = do_build(store, ctx, tags=["hostile-buildfiles"])
-    image = tmp_path / "image"
-    image.mkdir()
-    apply_layers([layer.open() for layer in store.load("hostile-buildfiles").layers], image)
+    result = quiet_build(store, ctx, no_cache=True, tags=["hostile-buildfiles"])
+    image = image_rootfs(store, "hostile-buildfiles", tmp_path / "image")
     assert (image / "c/ci/real.Dockerfile").is_file() and not (image / "c/secret.txt").exists()
     # -f naming a file outside the context is the caller's own: its links are followed
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "real").write_text("FROM capstone/busybox\n")
     os.symlink(elsewhere / "real", elsewhere / "Dockerfile")
-    assert do_build(store, ctx, dockerfile_path=elsewhere / "Dockerfile").image_id != result.image_id
+    assert quiet_build(store, ctx, no_cache=True, dockerfile_path=elsewhere / "Dockerfile").image_id != result.image_id
 
 
 # -- an export to a directory: nothing there gives privileges to whoever reaches it -------------
@@ -307,7 +293,7 @@ def test_a_local_export_holds_no_setid_file_capability_or_device_node(store, tmp
             t.addfile(ti)
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nADD nodes.tar /x/\n", {"nodes.tar": archive.getvalue()})
     out, tar = tmp_path / "out", tmp_path / "fs.tar"
-    do_build(store, ctx, outputs=[f"type=local,dest={out}", f"type=tar,dest={tar}"])
+    quiet_build(store, ctx, no_cache=True, outputs=[f"type=local,dest={out}", f"type=tar,dest={tar}"])
     assert sorted(p.name for p in (out / "x").iterdir()) == ["capped", "fifo", "sgid", "suid"]
     assert {p.name: p.lstat().st_mode & 0o7777 for p in (out / "x").iterdir()} == \
         {"capped": 0o755, "fifo": 0o666, "sgid": 0o755, "suid": 0o755}
@@ -347,7 +333,7 @@ def test_a_directory_swapped_for_a_host_link_after_planning_is_not_copied(store,
 
     monkeypatch.setattr(executor, "plan_copy", plan_then_swap)
     with pytest.raises(DockerfileError, match=r"^Dockerfile:2: .*replaced while"):
-        do_build(store, ctx)
+        quiet_build(store, ctx, no_cache=True)
     no_temporary_snapshots(store)
     nowhere_in_store(store, b"HOST-BYTES")
 
@@ -404,5 +390,5 @@ def test_an_archive_swapped_after_planning_is_not_unpacked(store, tmp_path, monk
 
     monkeypatch.setattr(executor, "plan_copy", plan_then_swap)
     with pytest.raises(DockerfileError, match=r"^Dockerfile:2: .*replaced while"):
-        do_build(store, ctx)
+        quiet_build(store, ctx, no_cache=True)
     nowhere_in_store(store, b"HOST-BYTES")

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import quiet_build
 
-from capstone.engine import build
 from capstone.errors import DockerfileError
 from capstone.runner import run_image
 from capstone.store import Store
@@ -32,17 +32,11 @@ def store(busybox_store) -> Store:
     return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
 
 
-def do_build(store, ctx: Path, **kw):
-    kw.setdefault("network", "none")
-    with open(os.devnull, "wb") as devnull:
-        return build(store, ctx, run_output=devnull, **kw)
-
-
 @pytest.fixture(scope="module")
 def fifo_image(store, tmp_path_factory) -> str:
     ctx = tmp_path_factory.mktemp("fifo")
     shutil.copy(HOSTILE / "Dockerfile.passwd-fifo", ctx / "Dockerfile")
-    do_build(store, ctx, tags=["hostile:fifo"])
+    quiet_build(store, ctx, tags=["hostile:fifo"])
     return "hostile:fifo"
 
 
@@ -92,7 +86,7 @@ def test_chown_name_over_a_fifo_passwd_fails_in_one_line(store, fifo_image, tmp_
     (ctx / "f").write_text("f")
     (ctx / "Dockerfile").write_text(f"FROM {fifo_image}\nCOPY --chown=nobody f /f\n")
     with pytest.raises(DockerfileError, match="/etc/passwd: not a regular file") as info:
-        do_build(store, ctx)
+        quiet_build(store, ctx)
     assert info.value.line == 2
 
 
@@ -112,13 +106,13 @@ def test_a_huge_passwd_is_refused(store, tmp_path):
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     shutil.copy(HOSTILE / "Dockerfile.passwd-huge", ctx / "Dockerfile")
-    do_build(store, ctx, tags=["hostile:huge"])
+    quiet_build(store, ctx, tags=["hostile:huge"])
     ctx2 = tmp_path / "ctx2"
     ctx2.mkdir()
     (ctx2 / "f").write_text("f")
     (ctx2 / "Dockerfile").write_text("FROM hostile:huge\nCOPY --chown=nobody f /f\n")
     with pytest.raises(DockerfileError, match=f"/etc/passwd: \\d+ bytes, larger than the {MAX_DB_BYTES} bytes"):
-        do_build(store, ctx2)
+        quiet_build(store, ctx2)
 
 
 def test_the_hostile_chown_is_one_line_from_the_cli(store, tmp_path):
@@ -143,8 +137,8 @@ def test_chown_ids_are_checked_against_the_kernel_range(store, tmp_path, spec, m
     (ctx / "f").write_text("f")
     (ctx / "Dockerfile").write_text(f"FROM scratch\nCOPY --chown={spec} f /f\n")
     if message is None:
-        do_build(store, ctx)
+        quiet_build(store, ctx)
         return
     with pytest.raises(DockerfileError, match=re.escape(message)) as info:
-        do_build(store, ctx)
+        quiet_build(store, ctx)
     assert info.value.line == 2

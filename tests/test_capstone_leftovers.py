@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from hostile_http import HostileServer
+from support import make_context
 
 from capstone.store import Store, mounts_under
 from part2_manual_oci import validate_layout
@@ -101,12 +102,8 @@ def store_dir(tmp_path) -> Path:
 
 
 def context(tmp_path: Path, dockerfile: str, files: dict[str, bytes] | None = None) -> Path:
-    ctx = tmp_path / f"ctx-{secrets.token_hex(3)}"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(dockerfile)
-    for name, data in (files or {}).items():
-        (ctx / name).write_bytes(data)
-    return ctx
+    """A build context of its own below ``tmp_path`` (a test and its clean-up make several)."""
+    return make_context(tmp_path / f"ctx-{secrets.token_hex(3)}", dockerfile, files)
 
 
 def run_marker() -> tuple[str, str]:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import make_context
 
 from capstone.dockerfile import Lexer
 from capstone.dockerfile.args import MAX_VARIABLES
@@ -36,13 +37,6 @@ def store(tmp_path_factory) -> Store:
     return Store.open(tmp_path_factory.mktemp("store"))
 
 
-def context(tmp_path: Path, dockerfile: str) -> Path:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(dockerfile)
-    return ctx
-
-
 def hostile(tmp_path: Path, name: str) -> Path:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -55,7 +49,7 @@ def hostile(tmp_path: Path, name: str) -> Path:
 
 def test_a_run_of_config_instructions_gives_one_history_entry_each(store, tmp_path):
     lines = [f"LABEL k{i}=v{i}" if i % 3 else f"ENV E{i}=x{i} F{i}=$E{i - 3}" for i in range(1, 301)]
-    ctx = context(tmp_path, "FROM scratch\n" + "\n".join(lines) + "\nUSER 7\nCMD [\"x\"]\nMAINTAINER me\n")
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\n" + "\n".join(lines) + "\nUSER 7\nCMD [\"x\"]\nMAINTAINER me\n")
     result = build(store, ctx, tags=["cfg:many"])
     image = store.load("cfg:many")
     cfg = image.config.config
@@ -74,7 +68,7 @@ def test_a_run_of_config_instructions_gives_one_history_entry_each(store, tmp_pa
 
 
 def test_config_steps_between_layer_steps_reach_the_layer_steps(store, tmp_path):
-    ctx = context(tmp_path, "FROM scratch\nWORKDIR /a\nENV A=1\nUSER 5\nWORKDIR b\nLABEL x=y\nENV B=$A\n")
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\nWORKDIR /a\nENV A=1\nUSER 5\nWORKDIR b\nLABEL x=y\nENV B=$A\n")
     (ctx / "f").write_text("f")
     build(store, ctx, tags=["cfg:mixed"])
     image = store.load("cfg:mixed")
@@ -115,7 +109,7 @@ def test_cli_reports_the_doubling_in_one_line(tmp_path):
 
 
 def test_meta_args_have_the_same_limits(store, tmp_path):
-    ctx = context(tmp_path, "ARG A=xx\n" + "ARG A=$A$A\n" * 21 + "FROM scratch\n")
+    ctx = make_context(tmp_path / "ctx", "ARG A=xx\n" + "ARG A=$A$A\n" * 21 + "FROM scratch\n")
     with pytest.raises(ExpansionError, match="the expansion is longer than") as info:
         build(store, ctx)
     assert info.value.line == 21
@@ -136,7 +130,7 @@ def test_expansion_cap_is_counted_while_the_result_is_made():
     ("1.5", False), ("", False),
 ])
 def test_stopsignal_is_a_signal_as_buildkit_parses_it(store, tmp_path, signal, ok):
-    ctx = context(tmp_path, f"FROM scratch\nSTOPSIGNAL {signal or '${EMPTY}'}\n")
+    ctx = make_context(tmp_path / "ctx", f"FROM scratch\nSTOPSIGNAL {signal or '${EMPTY}'}\n")
     if ok:
         build(store, ctx, tags=["cfg:signal"])
         assert store.load("cfg:signal").config.config.stop_signal == signal
@@ -146,7 +140,7 @@ def test_stopsignal_is_a_signal_as_buildkit_parses_it(store, tmp_path, signal, o
 
 
 def test_a_range_of_every_port_is_allowed(store, tmp_path):
-    ctx = context(tmp_path, "FROM scratch\nEXPOSE 1-65535/udp 80\n")
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\nEXPOSE 1-65535/udp 80\n")
     build(store, ctx, tags=["cfg:ports"])
     ports = store.load("cfg:ports").config.config.exposed_ports
     assert len(ports) == 65536 and "65535/udp" in ports and "80/tcp" in ports
@@ -173,7 +167,7 @@ def test_add_checksum_md5_is_refused_before_any_request(store, tmp_path):
     from hostile_http import HostileServer
 
     with HostileServer({"/f": (b"data", "text/plain")}) as server:
-        ctx = context(tmp_path, f"FROM scratch\nADD --checksum=md5:d41d8cd98f00b204e9800998ecf8427e {server.url}/f /f\n")
+        ctx = make_context(tmp_path / "ctx", f"FROM scratch\nADD --checksum=md5:d41d8cd98f00b204e9800998ecf8427e {server.url}/f /f\n")
         with pytest.raises(DockerfileError, match="unsupported digest algorithm 'md5'") as info:
             build(store, ctx)
         assert server.requests == []
@@ -203,7 +197,7 @@ def test_add_checksum_of_each_supported_algorithm(store, tmp_path, algorithm):
     body = b"checked content\n"
     good = f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
     with HostileServer({"/f": (body, "text/plain")}) as server:
-        ctx = context(tmp_path, f"FROM scratch\nADD --checksum={good} {server.url}/f /f\n")
+        ctx = make_context(tmp_path / "ctx", f"FROM scratch\nADD --checksum={good} {server.url}/f /f\n")
         build(store, ctx)
         bad = good[:-1] + ("0" if good[-1] != "0" else "1")
         (ctx / "Dockerfile").write_text(f"FROM scratch\nADD --checksum={bad} {server.url}/f /f\n")

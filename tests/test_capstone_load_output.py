@@ -15,8 +15,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from support import capstone, make_context
-from test_capstone_registry import Registry, skopeo
+from registry_server import Registry
+from support import capstone, capstone_inspect, capstone_run, make_context, skopeo
 
 from capstone.store import Store
 from part2_manual_oci import OCILayout, validate_layout
@@ -38,18 +38,6 @@ def built(tmp_path_factory) -> Path:
     return root
 
 
-def run(store: Path, image: str) -> str:
-    r = capstone(store, "run", "--rm", "--network", "none", image, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return r.stdout
-
-
-def image_id(store: Path, image: str) -> str:
-    r = capstone(store, "inspect", image)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)[0]["Id"]
-
-
 # -- load -------------------------------------------------------------------------------------------
 
 
@@ -60,8 +48,8 @@ def test_load_a_docker_archive_from_skopeo(built, tmp_path):
     r = capstone(store, "load", "-i", str(archive))
     assert r.returncode == 0, r.stderr
     assert r.stdout == "Loaded image: example.com/team/app:2\n"
-    assert run(store, "example.com/team/app:2") == "built\n"
-    assert image_id(store, "example.com/team/app:2") == image_id(built / "store", "app:1")
+    assert capstone_run(store, "example.com/team/app:2") == "built\n"
+    assert capstone_inspect(store, "example.com/team/app:2")["Id"] == capstone_inspect(built / "store", "app:1")["Id"]
     assert validate_layout(store / "oci") == []
 
 
@@ -72,9 +60,9 @@ def test_load_an_oci_archive_names_it_by_its_full_ref_name(built, tmp_path):
     store = tmp_path / "s"
     r = capstone(store, "load", str(named))
     assert r.returncode == 0 and r.stdout == "Loaded image: quay.io/x/app:3\n", r.stderr
-    assert run(store, "quay.io/x/app:3") == "built\n"
+    assert capstone_run(store, "quay.io/x/app:3") == "built\n"
     r = capstone(store, "load", str(tagged))  # a bare tag names no image: docker prints the id
-    assert r.returncode == 0 and r.stdout == f"Loaded image ID: {image_id(built / 'store', 'app:1')}\n"
+    assert r.returncode == 0 and r.stdout == f"Loaded image ID: {capstone_inspect(built / 'store', 'app:1')['Id']}\n"
 
 
 def test_load_a_docker_25_archive(built, tmp_path):
@@ -93,7 +81,7 @@ def test_load_a_docker_25_archive(built, tmp_path):
     store = tmp_path / "s"
     r = capstone(store, "load", str(archive))
     assert r.returncode == 0 and r.stdout == "Loaded image: app:docker25\n", r.stderr
-    assert run(store, "app:docker25") == "built\n"
+    assert capstone_run(store, "app:docker25") == "built\n"
 
 
 def test_load_of_our_own_save_and_of_several_images(built, tmp_path):
@@ -102,7 +90,7 @@ def test_load_of_our_own_save_and_of_several_images(built, tmp_path):
     store = tmp_path / "s"
     r = capstone(store, "load", str(archive))
     assert r.returncode == 0 and r.stdout == "Loaded image: app:1\n", r.stderr
-    assert run(store, "app:1") == "built\n"
+    assert capstone_run(store, "app:1") == "built\n"
 
 
 @pytest.mark.parametrize("content", [b"not a tar at all", None])
@@ -217,7 +205,7 @@ def test_output_docker_media_types_for_old_registries(built, tmp_path):
         assert pushed["mediaType"] == mt.DOCKER_MANIFEST
         store = tmp_path / "s"
         assert capstone(store, "pull", f"{registry.host}/old/app:1").returncode == 0
-        assert run(store, f"{registry.host}/old/app:1") == "built\n"
+        assert capstone_run(store, f"{registry.host}/old/app:1") == "built\n"
     finally:
         registry.stop()
 

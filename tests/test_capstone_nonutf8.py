@@ -10,10 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
+from support import image_rootfs, quiet_build
 
-from capstone.engine import build
 from capstone.store import Store
-from part4_tar import apply_layers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
 
@@ -46,20 +45,13 @@ def make_ctx(root: Path) -> Path:
     return root
 
 
-def do_build(store, ctx, tag):
-    with open(os.devnull, "wb") as devnull:
-        return build(store, ctx, tags=[tag], network="none", run_output=devnull)
-
-
 def rootfs(store, tag, dest: Path) -> bytes:
-    dest.mkdir()
-    apply_layers([layer.open() for layer in store.load(tag).layers], dest)
-    return os.fsencode(dest)
+    return os.fsencode(image_rootfs(store, tag, dest))
 
 
 def test_names_that_are_not_utf8_go_through_the_build_as_bytes(store, tmp_path):
     ctx = make_ctx(tmp_path / "ctx")
-    do_build(store, ctx, "nonutf8")
+    quiet_build(store, ctx, tags=["nonutf8"])
     root = rootfs(store, "nonutf8", tmp_path / "rootfs")
     assert open(root + b"/one/" + LATIN1, "rb").read() == b"latin-1 name\n"
     assert sorted(os.listdir(root + b"/all")) == sorted([b".dockerignore", b"Dockerfile", LATIN1, DIRNAME])
@@ -71,7 +63,7 @@ def test_names_that_are_not_utf8_go_through_the_build_as_bytes(store, tmp_path):
     assert b"/ctx/" + IGNORED not in bound
 
     # the content-hash table was saved (with the names as they are) and the rebuild uses it
-    again = do_build(store, ctx, "nonutf8")
+    again = quiet_build(store, ctx, tags=["nonutf8"])
     assert again.cache_hits == len(again.steps) - 1  # every step but FROM
     saved = [store.cache_get(p.name) for p in store.cache_dir.iterdir()]
     files = [v["files"] for v in saved if v and "files" in v]
@@ -80,14 +72,14 @@ def test_names_that_are_not_utf8_go_through_the_build_as_bytes(store, tmp_path):
 
 def test_cache_keys_tell_two_names_apart_by_their_bytes(store, tmp_path):
     ctx = make_ctx(tmp_path / "ctx")
-    do_build(store, ctx, "nonutf8-keys")
+    quiet_build(store, ctx, tags=["nonutf8-keys"])
     b = os.fsencode(ctx)
     os.rename(b + b"/" + LATIN1, b + b"/caf\xe8.txt")  # same content, another byte
     with open(b + b"/Dockerfile", "wb") as f:
         f.write(b"FROM capstone/busybox\nCOPY . /all/\n")
-    first = do_build(store, ctx, "nonutf8-keys")
+    first = quiet_build(store, ctx, tags=["nonutf8-keys"])
     os.rename(b + b"/caf\xe8.txt", b + b"/caf\xe7.txt")
-    second = do_build(store, ctx, "nonutf8-keys")
+    second = quiet_build(store, ctx, tags=["nonutf8-keys"])
     assert [s.cached for s in first.steps if s.kind == "COPY"] == [False]
     assert [s.cached for s in second.steps if s.kind == "COPY"] == [False]
     root = rootfs(store, "nonutf8-keys", tmp_path / "rootfs")
@@ -103,13 +95,13 @@ def test_a_cache_file_that_cannot_be_written_or_read_is_only_a_miss(store, tmp_p
     with monkeypatch.context() as m:
         m.setattr(store, "cache_put", lambda key, value: refuse(key, value) if key.startswith("contenthash:")
                   else Store.cache_put(store, key, value))
-        do_build(store, ctx, "nonutf8-fail")
-    do_build(store, ctx, "nonutf8-fail")
+        quiet_build(store, ctx, tags=["nonutf8-fail"])
+    quiet_build(store, ctx, tags=["nonutf8-fail"])
     # a damaged table (a row of another shape, a name that is no string) is dropped, not fatal
     for entry in store.cache_dir.iterdir():
         value = store.cache_get(entry.name)
         if value and "files" in value:
             store.cache_put(entry.name, {"files": {**value["files"], "/x": "junk", "/y": [1, 2]}})
     (ctx / "new.txt").write_text("changed\n")
-    result = do_build(store, ctx, "nonutf8-fail")
+    result = quiet_build(store, ctx, tags=["nonutf8-fail"])
     assert [s.cached for s in result.steps if s.kind == "COPY"] == [True, False]

@@ -11,12 +11,10 @@ import os
 from pathlib import Path
 
 import pytest
-from support import make_context
+from support import image_rootfs, make_context, quiet_build
 
-from capstone.engine import build
 from capstone.errors import DockerfileError
 from capstone.store import Store
-from part4_tar import apply_layers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (namespaces, overlay mounts)")
 
@@ -35,23 +33,10 @@ def store(busybox_store) -> Store:
     return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
 
 
-def do_build(store, ctx: Path, **kw):
-    kw.setdefault("network", "none")
-    with open(os.devnull, "wb") as devnull:
-        return build(store, ctx, run_output=devnull, **kw)
-
-
-def files_of(store: Store, name: str, dest: Path) -> Path:
-    image = store.load(name)
-    dest.mkdir()
-    apply_layers([layer.open() for layer in image.layers], dest)
-    return dest
-
-
 @pytest.fixture(scope="module")
 def base(store, tmp_path_factory) -> str:
     ctx = make_context(tmp_path_factory.mktemp("base") / "ctx", BASE, {"app.txt": "not the base's\n"})
-    do_build(store, ctx, tags=["onbuild/base:1"])
+    quiet_build(store, ctx, tags=["onbuild/base:1"])
     return "onbuild/base:1"
 
 
@@ -59,15 +44,15 @@ def test_the_base_keeps_its_triggers_and_does_not_run_them(store, base, tmp_path
     cfg = store.load(base).config.config
     assert cfg.on_build == ('ARG GREETING=hello', 'RUN echo "$GREETING from the trigger" > /trigger.txt',
                             "COPY app.txt /app/", "ENV BUILT_BY=trigger")
-    root = files_of(store, base, tmp_path / "root")
+    root = image_rootfs(store, base, tmp_path / "root")
     assert not (root / "trigger.txt").exists() and not (root / "app").exists()
 
 
 def test_triggers_run_in_the_child_with_its_context_and_build_args(store, base, tmp_path):
     ctx = make_context(tmp_path / "child", f"FROM {base}\nRUN cat /trigger.txt /app/app.txt > /seen.txt\n",
                        {"app.txt": "the child's app\n"})
-    result = do_build(store, ctx, tags=["onbuild/child:1"], build_args={"GREETING": "hi"})
-    root = files_of(store, "onbuild/child:1", tmp_path / "root")
+    result = quiet_build(store, ctx, tags=["onbuild/child:1"], build_args={"GREETING": "hi"})
+    root = image_rootfs(store, "onbuild/child:1", tmp_path / "root")
     assert (root / "trigger.txt").read_text() == "hi from the trigger\n"
     assert (root / "app/app.txt").read_text() == "the child's app\n"
     assert (root / "seen.txt").read_text() == "hi from the trigger\nthe child's app\n"
@@ -78,18 +63,18 @@ def test_triggers_run_in_the_child_with_its_context_and_build_args(store, base, 
     kinds = [s.kind for s in result.steps]
     assert kinds == ["FROM", "ARG", "RUN", "COPY", "ENV", "RUN"]
     assert all(s.line == 1 for s in result.steps[:5])
-    again = do_build(store, ctx, tags=["onbuild/child:1"], build_args={"GREETING": "hi"})
+    again = quiet_build(store, ctx, tags=["onbuild/child:1"], build_args={"GREETING": "hi"})
     assert again.image_id == result.image_id and all(s.cached for s in again.steps if s.kind in ("RUN", "COPY"))
 
 
 def test_grandchildren_do_not_run_the_triggers_again(store, base, tmp_path):
     ctx = make_context(tmp_path / "child", f"FROM {base}\n", {"app.txt": "one\n"})
-    do_build(store, ctx, tags=["onbuild/child:2"])
+    quiet_build(store, ctx, tags=["onbuild/child:2"])
     grand = make_context(tmp_path / "grand", "FROM onbuild/child:2\nRUN test ! -e /app/other.txt\n",
                          {"app.txt": "two\n"})
-    result = do_build(store, grand, tags=["onbuild/grand:1"])
+    result = quiet_build(store, grand, tags=["onbuild/grand:1"])
     assert [s.kind for s in result.steps] == ["FROM", "RUN"]
-    root = files_of(store, "onbuild/grand:1", tmp_path / "root")
+    root = image_rootfs(store, "onbuild/grand:1", tmp_path / "root")
     assert (root / "app/app.txt").read_text() == "one\n"
 
 
@@ -107,18 +92,18 @@ RUN echo two >> /marks
 FROM one
 COPY --from=two /marks /two-marks
 """)
-    do_build(store, ctx, tags=["onbuild/stages:1"])
-    root = files_of(store, "onbuild/stages:1", tmp_path / "root")
+    quiet_build(store, ctx, tags=["onbuild/stages:1"])
+    root = image_rootfs(store, "onbuild/stages:1", tmp_path / "root")
     assert (root / "marks").read_text() == "from-base\none\n"
     assert (root / "two-marks").read_text() == "from-base\ntwo\n"
 
 
 def test_a_failing_trigger_names_the_from_line(store, tmp_path):
     ctx = make_context(tmp_path / "base", "FROM capstone/busybox\nONBUILD RUN exit 3\n")
-    do_build(store, ctx, tags=["onbuild/failing:1"])
+    quiet_build(store, ctx, tags=["onbuild/failing:1"])
     child = make_context(tmp_path / "child", "# a child\nFROM onbuild/failing:1\nRUN true\n")
     with pytest.raises(DockerfileError, match=r'^Dockerfile:2: RUN exit 3: process "/bin/sh -c exit 3" returned 3'):
-        do_build(store, child)
+        quiet_build(store, child)
 
 
 HOSTILE = json.loads((Path(__file__).parent / "fixtures" / "hostile" / "onbuild-triggers.json").read_text())
@@ -132,7 +117,7 @@ def test_a_hostile_trigger_in_an_image_config_is_one_line(store, tmp_path, trigg
     store.commit(image, ["onbuild/hostile:1"])
     child = make_context(tmp_path / "child", "FROM onbuild/hostile:1\n")
     with pytest.raises(DockerfileError) as info:
-        do_build(store, child)
+        quiet_build(store, child)
     assert info.value.line == 1
     assert "ONBUILD trigger" in str(info.value) and why in str(info.value), str(info.value)
     assert "\n" not in str(info.value)

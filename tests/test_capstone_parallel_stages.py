@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import REPO, descendants, make_context, mount_points_under
+from support import REPO, descendants, image_rootfs, make_context, mount_points_under
 
 from capstone.engine import build
 from capstone.engine.schedule import concurrent
@@ -65,11 +65,8 @@ def test_independent_stages_run_at_the_same_time_and_each_line_names_its_stage(s
     assert not [line for line in lines if line.startswith("-->") and lines.index(line) < lines.index(
         next(line for line in lines if "STEP 5/7" in line))]
     # what the COPYs took from each stage
-    from part4_tar import apply_layers
 
-    root = tmp_path / "root"
-    root.mkdir()
-    apply_layers([layer.open() for layer in image.layers], root)
+    root = image_rootfs(store, image, tmp_path / "root")
     assert (root / "one").read_text() == "one met two\n" and (root / "two").read_text() == "two met one\n"
 
     # and again from the cache: every step a hit, nothing run
@@ -141,10 +138,7 @@ def test_stages_from_a_big_copy_wait_for_its_snapshot(store, tmp_path):
         (ctx / "many" / f"f{i}").write_text(str(i))
     result = build(store, ctx, tags=["big-base"], network="none", no_cache=True, progress="quiet")
     assert sum(1 for s in result.steps if s.cached is False) == 5
-    from part4_tar import apply_layers
 
-    root = tmp_path / "root"
-    root.mkdir()
-    apply_layers([layer.open() for layer in store.load("big-base").layers], root)
+    root = image_rootfs(store, "big-base", tmp_path / "root")
     assert (root / "one").read_text() == (root / "two").read_text() == f"{count}\n"
     assert [p for p in (Path(store.path) / "tmp").iterdir() if p.name.startswith("build-")] == []

@@ -16,8 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support import capstone, make_context
-from test_capstone_registry import Registry, skopeo
+from registry_server import Registry
+from support import capstone, capstone_inspect, capstone_run, make_context, skopeo
 
 from capstone.store import Store
 from part2_manual_oci import Index, OCILayout, Platform, build_busybox_image, elf_platform, host_platform, validate_layout
@@ -56,33 +56,21 @@ def build(store: Path, ctx: Path, *args: str) -> subprocess.CompletedProcess:
     return capstone(store, "build", *args, str(ctx), timeout=300)
 
 
-def run(store: Path, image: str) -> str:
-    r = capstone(store, "run", "--rm", "--network", "none", image, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return r.stdout
-
-
-def config_of(store: Path, image: str) -> dict:
-    r = capstone(store, "inspect", image)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)[0]
-
-
 def test_platform_picks_the_arm64_image_of_an_index_and_runs_it_under_qemu(bases, tmp_path):
     ctx = make_context(tmp_path / "ctx", PROBE.format(base=f"oci-layout:{bases}:multi"))
     r = build(tmp_path / "s", ctx, "--platform", "linux/arm64", "-t", "probe:arm")
     assert r.returncode == 0, r.stderr
-    info = config_of(tmp_path / "s", "probe:arm")
+    info = capstone_inspect(tmp_path / "s", "probe:arm")
     assert (info["Os"], info["Architecture"]) == ("linux", "arm64")
-    assert run(tmp_path / "s", "probe:arm") == f"aarch64\nlinux/arm64 linux arm64 [] {HOST} {host_platform().architecture}\n"
+    assert capstone_run(tmp_path / "s", "probe:arm") == f"aarch64\nlinux/arm64 linux arm64 [] {HOST} {host_platform().architecture}\n"
 
 
 def test_no_platform_is_this_hosts_image_of_the_index(bases, tmp_path):
     ctx = make_context(tmp_path / "ctx", PROBE.format(base=f"oci-layout:{bases}:multi"))
     r = build(tmp_path / "s", ctx, "-t", "probe:host")
     assert r.returncode == 0, r.stderr
-    assert config_of(tmp_path / "s", "probe:host")["Architecture"] == host_platform().architecture
-    assert run(tmp_path / "s", "probe:host").startswith(f"{UNAME.get(HOST, '')}\n{HOST} linux")
+    assert capstone_inspect(tmp_path / "s", "probe:host")["Architecture"] == host_platform().architecture
+    assert capstone_run(tmp_path / "s", "probe:host").startswith(f"{UNAME.get(HOST, '')}\n{HOST} linux")
 
 
 def test_from_platform_in_the_dockerfile_and_arm_variant_args(bases, tmp_path):
@@ -92,7 +80,7 @@ def test_from_platform_in_the_dockerfile_and_arm_variant_args(bases, tmp_path):
     ctx = make_context(tmp_path / "ctx", text)
     r = build(tmp_path / "s", ctx, "--platform", "linux/arm/v7", "-t", "probe:v7")
     assert r.returncode == 0, r.stderr
-    assert run(tmp_path / "s", "probe:v7") == f"aarch64\nlinux/arm/v7 linux arm [v7] {HOST} {host_platform().architecture}\n"
+    assert capstone_run(tmp_path / "s", "probe:v7") == f"aarch64\nlinux/arm/v7 linux arm [v7] {HOST} {host_platform().architecture}\n"
 
 
 def test_a_single_platform_base_of_another_platform_warns_as_buildkit(bases, tmp_path):
@@ -117,12 +105,12 @@ def test_several_platforms_make_one_index_under_one_name(bases, tmp_path):
     entries = store.layout.read_index(desc).manifests
     assert [(e.platform.os, e.platform.architecture) for e in entries] == [("linux", host_platform().architecture),
                                                                            ("linux", "arm64")]
-    assert run(tmp_path / "s", "probe:multi").startswith(f"{UNAME.get(HOST, '')}\n{HOST}")
+    assert capstone_run(tmp_path / "s", "probe:multi").startswith(f"{UNAME.get(HOST, '')}\n{HOST}")
     # a later build FROM the index picks its platform's image
     ctx2 = make_context(tmp_path / "ctx2", "FROM probe:multi\nCMD [\"cat\", \"/args\"]\n")
     r = build(tmp_path / "s", ctx2, "--platform", "linux/arm64", "-t", "from-multi")
     assert r.returncode == 0, r.stderr
-    assert run(tmp_path / "s", "from-multi").startswith("linux/arm64 linux arm64")
+    assert capstone_run(tmp_path / "s", "from-multi").startswith("linux/arm64 linux arm64")
     # the export is the whole index, which skopeo and oci-image-tool read
     assert validate_layout(out) == []
     raw = json.loads(skopeo("inspect", "--raw", f"oci:{out}:multi"))
@@ -176,7 +164,7 @@ def test_scratch_takes_the_target_platform(tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY Dockerfile /\n")
     r = build(tmp_path / "s", ctx, "--platform", "linux/arm/v6", "-t", "s:1")
     assert r.returncode == 0, r.stderr
-    info = config_of(tmp_path / "s", "s:1")
+    info = capstone_inspect(tmp_path / "s", "s:1")
     assert (info["Architecture"], info.get("Variant")) == ("arm", "v6")
 
 
@@ -195,9 +183,9 @@ def test_pull_platform_takes_that_image_of_a_pushed_index(bases, registry, tmp_p
     store = tmp_path / "s"
     r = capstone(store, "pull", "--platform", "linux/arm64", f"{registry.host}/plat/multi:1")
     assert r.returncode == 0, r.stderr
-    assert config_of(store, f"{registry.host}/plat/multi:1")["Architecture"] == "arm64"
+    assert capstone_inspect(store, f"{registry.host}/plat/multi:1")["Architecture"] == "arm64"
     r = capstone(store, "pull", f"{registry.host}/plat/multi:1")
-    assert config_of(store, f"{registry.host}/plat/multi:1")["Architecture"] == host_platform().architecture
+    assert capstone_inspect(store, f"{registry.host}/plat/multi:1")["Architecture"] == host_platform().architecture
     # a single-platform image pulled for another platform is refused, as docker pull does
     skopeo("copy", "--dest-tls-verify=false", f"oci:{bases}:arm64", f"docker://{registry.host}/plat/arm:1")
     r = capstone(tmp_path / "t", "pull", "--platform", HOST, f"{registry.host}/plat/arm:1")
@@ -207,7 +195,7 @@ def test_pull_platform_takes_that_image_of_a_pushed_index(bases, registry, tmp_p
     ctx = make_context(tmp_path / "ctx", PROBE.format(base=f"{registry.host}/plat/multi:1"))
     r = build(store, ctx, "--platform", "linux/arm64", "-t", "from-registry")
     assert r.returncode == 0, r.stderr
-    assert run(store, "from-registry").startswith("aarch64\nlinux/arm64")
+    assert capstone_run(store, "from-registry").startswith("aarch64\nlinux/arm64")
 
 
 def test_pull_always_follows_a_moved_tag_and_the_cache_follows_it(bases, registry, tmp_path):
@@ -236,7 +224,7 @@ def test_pull_always_follows_a_moved_tag_and_the_cache_follows_it(bases, registr
     assert pulled.returncode == 0, pulled.stderr
     assert "Using cache" not in pulled.stderr and pulled.stdout != first.stdout
     assert Store.open(store).resolve(tag).digest == new_digest
-    assert config_of(store, "app:1")["Config"]["Labels"] == {"moved": "yes"}
+    assert capstone_inspect(store, "app:1")["Config"]["Labels"] == {"moved": "yes"}
     # and now the moved base is the stored one: cached again
     cached = build(store, ctx, "--pull=always", "-t", "app:1")
     assert cached.stderr.count("Using cache") == 2 and cached.stdout == pulled.stdout

@@ -12,8 +12,6 @@ import base64
 import datetime
 import json
 import os
-import socket
-import subprocess
 import threading
 import time
 from dataclasses import replace
@@ -23,7 +21,8 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from support import capstone, in_child
+from registry_server import Registry, free_port
+from support import capstone, in_child, skopeo
 
 from capstone.download import NetworkError
 from capstone.registry import ManifestUnknown, RegistryAuthError, RegistryClient, pull, push
@@ -37,54 +36,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Registry:
-    """``docker-registry serve`` on 127.0.0.1:<free port>; ``host`` is ``127.0.0.1:PORT``."""
-
-    def __init__(self, root: Path, auth: dict | None = None) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        config = {
-            "version": 0.1,
-            "log": {"level": "error", "accesslog": {"disabled": True}},
-            "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
-            "http": {"addr": self.host},
-        }
-        if auth:
-            config["auth"] = auth
-        conf = root / "config.yml"
-        conf.write_text(json.dumps(config))  # JSON is YAML
-        self.log = open(root / "registry.log", "wb")
-        self.proc = subprocess.Popen(["docker-registry", "serve", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if httpx.get(f"http://{self.host}/v2/", timeout=1).status_code in (200, 401):
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"registry did not start: {(root / 'registry.log').read_text()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +62,6 @@ def run_output(store: Store, name: str, tmp_path: Path) -> tuple[int, str]:
             return run_image(store, name, network="none", stdout=f, stderr=f)
 
     return in_child(body), out.read_text()
-
-
-def skopeo(*args: str) -> str:
-    r = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    return r.stdout
 
 
 # -- push and pull, between our stores ----------------------------------------------------------
