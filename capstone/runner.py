@@ -67,6 +67,7 @@ from part2_manual_oci import env_to_dict
 from part4_tar import LayerInfo, RootDir, fd_path
 from part6_runtime import ContainerError, ContainerSpec, Mount, RuntimeSetupError, SpecError
 from part6_runtime import run as run_container
+from part6_runtime import warm as warm_runtime
 from part7_union import (
     Change,
     CopySnapshot,
@@ -253,6 +254,10 @@ class Container:
         if self._overlay is None:
             raise ContainerRunError(f"container not prepared: {self.root} (use it as a context manager)")
         spec = self.spec(args, env=env, cwd=cwd or "/", user=user or "0", network=network, hostname=hostname, **fields)
+        try:  # here, not in the helper (a fork per run): what part 6 prepares once is kept
+            warm_runtime(spec)
+        except RuntimeSetupError as e:
+            raise ContainerRunError(str(e)) from e
         if self.snapshotter == "copy":
             self._copy_layers()
         if self.kind != "copy":

@@ -14,7 +14,7 @@ from .capabilities import current_capabilities
 from .devices import DEFAULT_DEVICE_RULES, DOCKER_DEVICE_RULES, RUNC_ALLOWED_DEVICES, DeviceRule
 from .errors import BundleError, ContainerError, RuntimeSetupError, SpecError
 from .rootfs import make_busybox_rootfs
-from .runtime import run
+from .runtime import run, warm
 from .setup import SETUP_STEPS
 from .spec import (
     DOCKER_DEFAULT_CAPABILITIES,
@@ -52,4 +52,5 @@ __all__ = [
     "run",
     "run_bundle",
     "spec_from_bundle",
+    "warm",
 ]

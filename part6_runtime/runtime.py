@@ -88,6 +88,15 @@ def run(
         return _start_and_wait(plan, res, on_step, kill_on_interrupt)
 
 
+def warm(spec: ContainerSpec) -> None:
+    """Do once, in this process, the work ``run(spec)`` would otherwise repeat in every fork
+    of it: compile the container's seccomp filter (kept per process, by profile). A caller that
+    starts each container from a fresh fork of itself (the capstone's per-RUN helper) calls
+    this first, so that the forks inherit the compiled filter. Raises ``RuntimeSetupError``
+    as ``run`` would."""
+    _seccomp_program(spec, _capability_sets(spec, 0))
+
+
 # -- preparation (in the caller's process, with the host's files at hand) ----------------------
 
 
@@ -153,10 +162,9 @@ def _prepare(spec: ContainerSpec, stdio: tuple, res: _Resources) -> Plan:
         else:
             trees.append(-1)
 
-    # load what the child needs from the host before its pivot_root: libc, libseccomp
+    # load what the child needs from the host before its pivot_root (libc), and compile its
+    # seccomp filter here, once per process: the child only loads it
     syscalls.libc()
-    if spec.seccomp is not False:
-        seccomp.libseccomp()
     return Plan(
         spec=spec,
         rootfs=rootfs,
@@ -170,7 +178,20 @@ def _prepare(spec: ContainerSpec, stdio: tuple, res: _Resources) -> Plan:
         stdio=stdio,
         import_root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         mount_trees=tuple(trees),
+        seccomp_program=_seccomp_program(spec, sets),
     )
+
+
+def _seccomp_program(spec: ContainerSpec, sets: CapabilitySets) -> seccomp.Program | None:
+    """The container's filter, compiled (libseccomp; once per profile in this process)."""
+    try:
+        if isinstance(spec.seccomp, dict):
+            return seccomp.compile_profile(spec.seccomp)
+        if spec.seccomp:
+            return seccomp.compile_docker_default(sets.bounding)
+    except (OSError, ValueError) as e:
+        raise RuntimeSetupError("seccomp", e) from e
+    return None
 
 
 def _mount_tree(m) -> int:

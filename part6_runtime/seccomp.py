@@ -11,6 +11,11 @@ AF_VSOCK sockets (moby #44562, #52494), the calls of kernels up to 6.7 (moby #47
 
 libseccomp compiles the rules into BPF for this architecture; the bindings are ctypes on
 libseccomp.so.2 (only this part uses them, so they live here, with their C prototypes).
+Compiling Docker's profile takes a few milliseconds, and a builder runs the same profile for
+every RUN step: :func:`compile_docker_default` and :func:`compile_profile` export the BPF
+program once per process (the runtime compiles it before it forks the container, so every
+fork of a process that compiled it finds it ready), and :func:`load_program` loads it in the
+container with seccomp(2), as ``seccomp_load`` would.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import ctypes
 import os
 import platform
 from collections.abc import Iterable
+from dataclasses import dataclass
+
+from part5_namespaces import syscalls
 
 # -- Docker's default profile, as data -------------------------------------------------------
 
@@ -130,6 +138,7 @@ CLONE_NAMESPACE_FLAGS = 0x7E020000
 
 EPERM = 1
 ENOSYS = 38
+EFAULT = 14
 
 # -- libseccomp ------------------------------------------------------------------------------
 
@@ -195,6 +204,9 @@ def libseccomp() -> ctypes.CDLL:
         # void seccomp_release(scmp_filter_ctx ctx);
         lib.seccomp_release.restype = None
         lib.seccomp_release.argtypes = [ctypes.c_void_p]
+        # int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
+        lib.seccomp_export_bpf.restype = ctypes.c_int
+        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
         # uint32_t seccomp_arch_resolve_name(const char *arch_name);
         lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
         lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
@@ -269,15 +281,44 @@ def profile_json(capabilities: Iterable[str], machine: str | None = None) -> dic
     }
 
 
+@dataclass(frozen=True)
+class Program:
+    """A compiled filter: the BPF instructions (``struct sock_filter`` array, 8 bytes each) as
+    libseccomp exports them, with the number of rules added and the names it skipped."""
+
+    bpf: bytes
+    added: int
+    skipped: tuple[str, ...]
+
+
+#: compiled programs of this process, by (default action, rules, architectures)
+_compiled: dict[tuple, Program] = {}
+
+
+def compile_docker_default(capabilities: Iterable[str]) -> Program:
+    """Docker's default filter for this architecture, compiled (once per process).
+
+    Calls numbered above the highest one in the profile fail with ENOSYS (as under runc), every
+    other call the profile does not allow with EPERM."""
+    return _compile(SCMP_ACT_ERRNO(EPERM), policy_rules(capabilities), ())
+
+
+def compile_profile(profile: dict) -> Program:
+    """A runtime-spec ``linux.seccomp`` profile (an OCI bundle's), compiled (once per process);
+    the same ENOSYS rule as :func:`compile_docker_default`."""
+    default, rules, arches = profile_rules(profile)
+    return _compile(default, rules, arches)
+
+
 def load_docker_default(capabilities: Iterable[str]) -> tuple[int, list[str]]:
     """Build Docker's default filter for this architecture and load it on the calling thread.
 
-    Returns (number of rules added, names libseccomp does not know here, skipped). Calls
-    numbered above the highest one in the profile fail with ENOSYS (as under runc), every
-    other call the profile does not allow with EPERM. The filter is inherited by children
-    and survives execve; it can never be removed.
+    Returns (number of rules added, names libseccomp does not know here, skipped). The filter
+    is inherited by children and survives execve; it can never be removed.
     """
-    return _load(SCMP_ACT_ERRNO(EPERM), policy_rules(capabilities), ())
+    program = compile_docker_default(capabilities)
+    load_program(program)
+    return program.added, list(program.skipped)
 
 
 def profile_rules(profile: dict) -> tuple[int, list[tuple[str, int, tuple]], list[str]]:
@@ -323,12 +364,46 @@ def profile_rules(profile: dict) -> tuple[int, list[tuple[str, int, tuple]], lis
 
 def load_profile(profile: dict) -> tuple[int, list[str]]:
     """Load a runtime-spec ``linux.seccomp`` profile (an OCI bundle's) on the calling thread;
-    the same return value and ENOSYS rule as :func:`load_docker_default`."""
-    default, rules, arches = profile_rules(profile)
-    return _load(default, rules, arches)
+    the same return value as :func:`load_docker_default`."""
+    program = compile_profile(profile)
+    load_program(program)
+    return program.added, list(program.skipped)
 
 
-def _load(default: int, rules: list[tuple[str, int, tuple]], arches) -> tuple[int, list[str]]:
+class _SockFprog(ctypes.Structure):
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; };
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+#: seccomp(2): operation and the x86_64/aarch64 call numbers (the host's own, as libseccomp)
+SECCOMP_SET_MODE_FILTER = 1
+_NR_SECCOMP = {"x86_64": 317, "aarch64": 277}
+
+
+def load_program(program: Program) -> None:
+    """Load a compiled filter on the calling thread: seccomp(SECCOMP_SET_MODE_FILTER, 0, prog),
+    the call ``seccomp_load`` makes (no flags; no_new_privs or CAP_SYS_ADMIN needed)."""
+    machine = platform.machine()
+    if machine not in _NR_SECCOMP:
+        raise OSError(ENOSYS, f"seccomp: no call number for {machine}")
+    buf = ctypes.create_string_buffer(program.bpf, len(program.bpf))
+    prog = _SockFprog(len(program.bpf) // 8, ctypes.addressof(buf))
+    libc = syscalls.libc()
+    if libc.syscall(ctypes.c_long(_NR_SECCOMP[machine]), ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+                    ctypes.c_uint(0), ctypes.byref(prog)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp_load: {os.strerror(err)}")
+
+
+def _compile(default: int, rules: list[tuple[str, int, tuple]], arches) -> Program:
+    key = (default, tuple(rules), tuple(arches))
+    program = _compiled.get(key)
+    if program is None:
+        program = _compiled[key] = _export(default, rules, arches)
+    return program
+
+
+def _export(default: int, rules: list[tuple[str, int, tuple]], arches) -> Program:
     lib = libseccomp()
     ctx = lib.seccomp_init(default)
     if not ctx:
@@ -363,8 +438,19 @@ def _load(default: int, rules: list[tuple[str, int, tuple]], arches) -> tuple[in
         if default not in (SCMP_ACT_ALLOW, SCMP_ACT_LOG) and highest >= 0:
             empty = (ArgCmp * 1)()
             for number in range(highest + 1, highest + 1 + ENOSYS_ABOVE):
-                _check(lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(ENOSYS), number, 0, empty), f"seccomp_rule_add({number}, ENOSYS)")
-        _check(lib.seccomp_load(ctx), "seccomp_load")
+                result = lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(ENOSYS), number, 0, empty)
+                if result == -EFAULT and arches:
+                    # a number libseccomp has no name for cannot be translated to the profile's
+                    # other architectures: it keeps the default action (a bundle's x86 + x32)
+                    continue
+                _check(result, f"seccomp_rule_add({number}, ENOSYS)")
+        out = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            _check(lib.seccomp_export_bpf(ctx, out), "seccomp_export_bpf")
+            size = os.lseek(out, 0, os.SEEK_CUR)
+            bpf = os.pread(out, size, 0)
+        finally:
+            os.close(out)
     finally:
         lib.seccomp_release(ctx)
-    return added, skipped
+    return Program(bpf, added, tuple(skipped))

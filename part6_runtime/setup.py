@@ -125,6 +125,8 @@ class Plan:
     import_root: str = ""
     #: per spec mount: a detached copy of a descriptor source's mount tree (open_tree), or -1
     mount_trees: tuple[int, ...] = ()
+    #: the seccomp filter, compiled by the parent (None: no filter)
+    seccomp_program: seccomp.Program | None = None
 
 
 @dataclass
@@ -378,10 +380,9 @@ def no_new_privs(ctx: Context) -> None:
 
 def seccomp_filter(ctx: Context) -> None:
     """Load Docker's default seccomp policy (libseccomp), or a bundle's linux.seccomp."""
-    if isinstance(ctx.spec.seccomp, dict):
-        seccomp.load_profile(ctx.spec.seccomp)
-    elif ctx.spec.seccomp:
-        seccomp.load_docker_default(ctx.plan.capability_sets.bounding)
+    # compiled by the parent (runtime._prepare, once per process and profile): only loaded here
+    if ctx.plan.seccomp_program is not None:
+        seccomp.load_program(ctx.plan.seccomp_program)
 
 
 def switch_user(ctx: Context) -> None:
@@ -551,8 +552,6 @@ def resume(f) -> None:
             os.set_inheritable(fd, False)
     # load what the steps need from the host before pivot_root
     syscalls.libc()
-    if plan.spec.seccomp is not False:
-        seccomp.libseccomp()
     code = 125
     try:
         code = container_main(plan, start)

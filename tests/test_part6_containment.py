@@ -229,6 +229,40 @@ def test_an_unloadable_seccomp_profile_is_a_bundle_error(tmp_path):
         load_bundle(bundle)
 
 
+def test_dockers_profile_for_runc_runs_under_part6_as_under_runc(tmp_path):
+    """profile_json (Docker's policy as a config.json object, with the x86 and x32 architectures
+    beside x86_64) loads here as in runc: calls newer than libseccomp knows cannot be put into
+    the other architectures' ENOSYS range, and are left to the default action instead of
+    failing the step."""
+    from part6_runtime.seccomp import profile_json
+
+    probe = "exec 2>&1; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; hostname other; echo done"
+    bundle = _bundle(tmp_path, ["sh", "-c", probe], seccomp=profile_json(("CAP_KILL",)))
+    ours = _ours(bundle)
+    assert ours == _runc(bundle), ours
+    assert ours[0] == 0 and "Seccomp:\t2" in ours[1] and "sethostname: Operation not permitted" in ours[1]
+
+
+def test_a_filter_is_compiled_once_per_process_and_loaded_by_the_container():
+    from part6_runtime import seccomp
+
+    first = seccomp.compile_docker_default(("CAP_CHOWN", "CAP_KILL"))
+    assert seccomp.compile_docker_default(["CAP_CHOWN", "CAP_KILL"]) is first
+    assert first.bpf and len(first.bpf) % 8 == 0 and first.added > 300
+    assert seccomp.compile_docker_default(("CAP_KILL", "CAP_CHOWN")) is first  # the same rules
+    assert seccomp.compile_docker_default(("CAP_SYS_ADMIN",)).bpf != first.bpf  # clone unrestricted
+    # the program a container loads is the one its runtime compiled: same filter, same verdicts
+    code = (f"import errno, os, sys; sys.path[:0] = [{str(ROOT)!r}]\n"
+            "from part6_runtime import seccomp\n"
+            "from part5_namespaces import prctl\n"
+            "prctl(38, 1)\n"
+            "seccomp.load_program(seccomp.compile_docker_default(('CAP_KILL',)))\n"
+            "try:\n    os.chroot('/')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\n"
+            "print(open('/proc/self/status').read().count('Seccomp:\\t2'))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["EPERM", "1"], r.stderr
+
+
 @pytest.mark.parametrize("cgroupns", [True, False], ids=["cgroup-namespace", "no-cgroup-namespace"])
 def test_sys_fs_cgroup_is_mounted_as_runc_mounts_it(tmp_path, cgroupns):
     namespaces = ("pid", "mount", "ipc", "uts", "network") + (("cgroup",) if cgroupns else ())
