@@ -500,7 +500,8 @@ def _make_init_layer(init: Path, lowers: tuple[Path, ...], upper: Path, mounts: 
         shutil.rmtree(init)
     init.mkdir()
     stack = LayerStack(lowers) if lowers else None
-    root_st = stack.root().st if stack else None
+    root = stack.root() if stack else None
+    root_st = root.st if root else None
     wanted: list[tuple[str, bool]] = [(d, True) for d in RUNTIME_DIRS] + [(f, False) for f in RUNTIME_FILES]
     for m in mounts:
         is_dir = True
@@ -513,7 +514,7 @@ def _make_init_layer(init: Path, lowers: tuple[Path, ...], upper: Path, mounts: 
             parts = [p for p in rel.split("/") if p not in ("", ".")]
             if not parts or ".." in parts:
                 continue
-            _ensure(rd, stack, parts, is_dir, made_dirs)
+            _ensure(rd, stack, root, parts, is_dir, made_dirs)
         # a directory that stands for one of the image's keeps its mtime (after its children exist)
         for rel, st in reversed(made_dirs):
             rd.set_times(rel, (st.st_atime_ns, st.st_mtime_ns))
@@ -523,11 +524,11 @@ def _make_init_layer(init: Path, lowers: tuple[Path, ...], upper: Path, mounts: 
             os.chmod(d, stat.S_IMODE(root_st.st_mode))
 
 
-def _ensure(rd: RootDir, stack: LayerStack | None, parts: list[str], is_dir: bool, made: list) -> None:
-    node = stack.root() if stack else None
+def _ensure(rd: RootDir, stack: LayerStack | None, root, parts: list[str], is_dir: bool, made: list) -> None:
+    node = root
     for i, name in enumerate(parts):
         last = i == len(parts) - 1
-        child = stack.children(node).get(name) if node is not None and node.is_dir else None
+        child = stack.child(node, name) if node is not None and node.is_dir else None
         rel = "/".join(parts[: i + 1])
         if child is not None:
             if last:

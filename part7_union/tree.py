@@ -86,6 +86,21 @@ class LayerStack:
                 seen[name] = Node(rel, p, st, self._dir_sources(node, name) if stat.S_ISDIR(st.st_mode) else ())
         return {name: seen[name] for name in sorted(seen, key=os.fsencode) if seen[name] is not None}
 
+    def child(self, node: Node, name: str) -> Node | None:
+        """``children(node).get(name)`` without listing the directory: the topmost layer that
+        has ``name`` decides (None when none has it, or a whiteout hides it)."""
+        for src in node.sources:
+            p = src / name
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            if self.overlay_format and is_whiteout(st):
+                return None
+            rel = f"{node.rel}/{name}" if node.rel else name
+            return Node(rel, p, st, self._dir_sources(node, name) if stat.S_ISDIR(st.st_mode) else ())
+        return None
+
     def _dir_sources(self, parent: Node, name: str) -> tuple[Path, ...]:
         out = []
         for src in parent.sources:

@@ -180,6 +180,20 @@ def test_lower_stack_resolves_whiteouts_and_opaque_like_the_kernel(tmp_path, bas
     assert "etc/motd" not in kernel and "opt/old" not in kernel and "opt/new/config" in kernel
 
 
+def test_one_child_is_found_as_the_listing_finds_it(tmp_path, base):
+    """LayerStack.child (one name looked up through the layers: the init layer's mount points)
+    gives what children() lists, whiteouts and opaque directories resolved alike."""
+    _, lowers = base
+    stack = LayerStack(lowers)
+    for node in [stack.root(), *(n for n in stack.walk() if n.is_dir)]:
+        listed = stack.children(node)
+        names = set(listed) | {"no-such-name"}
+        for src in node.sources:
+            names |= set(os.listdir(src))  # whiteouts and hidden names too
+        for name in names:
+            assert stack.child(node, name) == listed.get(name), (node.rel, name)
+
+
 def test_deleted_lower_file_becomes_whiteout_entry(tmp_path, base):
     blobs, lowers = base
     run_in_overlay(tmp_path, lowers, delete)
