@@ -16,7 +16,7 @@ rename) and builds the chapter's busybox image with nothing but the stdlib
 
 from . import mediatypes
 from .archive import extract_oci_archive, open_oci_archive, write_oci_archive
-from .atomic import atomic_file, write_file_atomic
+from .atomic import atomic_file, make_durable, write_file_atomic
 from .busybox import build_busybox_image
 from .digest import (
     ALGORITHMS,
@@ -87,6 +87,7 @@ __all__ = [
     "extract_oci_archive",
     "format_platform",
     "host_platform",
+    "make_durable",
     "mediatypes",
     "normalize_platform",
     "open_oci_archive",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -92,10 +92,27 @@ def atomic_file(target: str | os.PathLike | None, mode: int | None = 0o644, *, t
         fsync_dir(Path(out.target).parent)
 
 
-def write_file_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+def write_file_atomic(path: str | os.PathLike, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` through :func:`atomic_file` (small files: JSON, ids)."""
-    with atomic_file(path, mode) as f:
+    with atomic_file(path, mode, durable=durable) as f:
         f.write(data)
 
 
-__all__ = ["AtomicFile", "TEMP_PREFIX", "atomic_file", "fsync_dir", "write_file_atomic"]
+def make_durable(paths: Iterable[str | os.PathLike]) -> None:
+    """fsync each file of ``paths``, then each directory holding one (once): files written
+    with ``durable=False`` are on disk, under their names, when this returns. A writer that
+    makes many small files which only matter once something names them (a build's step
+    images) writes them without waiting for the disk, and calls this before the name."""
+    directories: dict[Path, None] = {}
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        directories[Path(path).parent] = None
+    for directory in directories:
+        fsync_dir(directory)
+
+
+__all__ = ["AtomicFile", "TEMP_PREFIX", "atomic_file", "fsync_dir", "make_durable", "write_file_atomic"]

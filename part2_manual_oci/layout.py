@@ -149,12 +149,16 @@ class OCILayout:
         media_type: str,
         expected_digest: str | None = None,
         annotations: dict | None = None,
+        *,
+        durable: bool = True,
     ) -> Descriptor:
         """Store bytes or a stream as a blob and return its descriptor.
 
         Streams are copied in chunks while hashed; the blob appears under its name only when
-        complete (temp file, fsync, rename). Storing a blob that is already there changes
-        nothing. With ``expected_digest``, a mismatch raises BlobCorrupt and leaves no file.
+        complete (temp file, fsync, rename; ``durable=False``: no fsync, the caller makes it
+        durable later with ``make_durable`` if it must be). Storing a blob that is already
+        there changes nothing. With ``expected_digest``, a mismatch raises BlobCorrupt and
+        leaves no file.
         """
         if expected_digest is not None:
             check_digest(expected_digest)
@@ -165,7 +169,7 @@ class OCILayout:
             if self.has_blob(digest) and self.blob_path(digest).stat().st_size == len(src):
                 return Descriptor(media_type, digest, len(src), annotations=annotations)
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_file(None, temp_dir=self.blobs_dir) as out:  # named once its digest is known
+        with atomic_file(None, temp_dir=self.blobs_dir, durable=durable) as out:  # named once its digest is known
             writer = HashingWriter(out.file)
             if isinstance(src, (bytes, bytearray, memoryview)):
                 writer.write(src)
@@ -180,9 +184,9 @@ class OCILayout:
                 out.discard()  # already stored: content addressing makes the write idempotent
         return Descriptor(media_type, digest, size, annotations=annotations)
 
-    def put_json(self, obj: Any, media_type: str, annotations: dict | None = None) -> Descriptor:
+    def put_json(self, obj: Any, media_type: str, annotations: dict | None = None, *, durable: bool = True) -> Descriptor:
         """Store a model (or a dict) as canonical JSON; returns its descriptor."""
-        return self.put_blob(canonical_json(obj), media_type, annotations=annotations)
+        return self.put_blob(canonical_json(obj), media_type, annotations=annotations, durable=durable)
 
     def open_blob(self, descriptor_or_digest: Descriptor | str) -> VerifiedBlobReader:
         """A reader of a blob that raises BlobCorrupt at EOF if the bytes do not match

@@ -125,3 +125,76 @@ def test_prune_keeps_the_markers_of_kept_snapshots(built, tmp_path):
     store.prune(all=True)
     assert list(store.snapshots_dir.iterdir()) == [] and list(store.markers_dir.iterdir()) == []
     OCILayout.open(store.path / "oci")
+
+
+# -- what a build fsyncs ---------------------------------------------------------------------
+
+
+def test_a_build_fsyncs_what_its_name_reaches_before_the_name(tmp_path, monkeypatch):
+    """Step images, cache entries, image ids and snapshot markers are written without fsync;
+    the tagged image's manifest and config (whatever a name reaches) are made durable before
+    index.json names them, so a crash never leaves a name to metadata the disk did not keep."""
+    store = Store.open(tmp_path / "store")
+    store.load("capstone/busybox")  # the base made now, not during the build observed below
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nRUN echo a > /a\nRUN echo b > /b\nENV X=1\n")
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst, **kw):
+        events.append(("replace", str(dst)))
+        return real_replace(src, dst, **kw)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    with open(os.devnull, "wb") as devnull:
+        build(store, ctx, tags=["durable:1"], network="none", run_output=devnull)
+    monkeypatch.undo()
+    synced = [path for kind, path in events if kind == "fsync"]
+    desc = store.resolve("durable:1")
+    manifest = store.layout.read_manifest(desc)
+    blobs = str(store.layout.blobs_dir)
+    named = [f"{blobs}/{desc.digest.split(':')[1]}", f"{blobs}/{manifest.config.digest.split(':')[1]}"]
+    index_written = events.index(("replace", str(store.layout.path / "index.json")))
+    for path in named:  # durable, and before the name
+        assert ("fsync", path) in events[:index_written], (path, events)
+    assert blobs in synced[:index_written]
+    # nothing of the steps: three cache records (two RUNs, ENV) are not waited for
+    assert not [p for p in synced if p.startswith(str(store.path / "cache"))], synced
+    assert len(synced) <= 6, synced
+
+
+def test_step_images_the_disk_lost_are_cache_misses(tmp_path):
+    """After a crash the disk may keep a step's files empty (written, renamed, never fsynced):
+    a build finds those entries unusable and makes the steps again."""
+    store = Store.open(tmp_path / "store")
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nRUN echo a > /a\nRUN echo b > /b\n")
+    with open(os.devnull, "wb") as devnull:
+        build(store, ctx, tags=["lost:1"], network="none", run_output=devnull)
+        named = store.resolve("lost:1").digest
+        entries = [p for p in (store.path / "cache").iterdir() if not p.name.startswith(".")]
+        steps = {json_value["manifest"] for json_value in (_read_json(p) for p in entries) if "manifest" in json_value}
+        for entry in entries:
+            entry.write_bytes(b"")  # as a crash can leave a file renamed before its data was written
+        for digest in steps - {named}:
+            store.layout.blob_path(digest).write_bytes(b"")
+        build(store, ctx, tags=["lost:2"], network="none", run_output=devnull)
+        rebuilt = store.resolve("lost:2").digest
+        # the steps were made again and recorded: the next build hits the cache all the way
+        build(store, ctx, tags=["lost:3"], network="none", run_output=devnull)
+    assert store.resolve("lost:3").digest == rebuilt
+    assert len(store.load("lost:2").layers) == len(store.load("lost:1").layers)
+    assert all(_read_json(p) for p in (store.path / "cache").iterdir() if not p.name.startswith("."))
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        value = json.loads(path.read_bytes())
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

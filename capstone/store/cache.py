@@ -46,7 +46,8 @@ class BuildCache:
         code points, as ``os.listdir`` gives them): the file is ASCII JSON, those code points
         written as ``\\udcXX`` escapes, which :meth:`get` reads back as they were."""
         data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        write_file_atomic(self._file(key), data.encode("ascii"))
+        # not fsynced: after a crash an entry is there whole, or missing, or unreadable (a miss)
+        write_file_atomic(self._file(key), data.encode("ascii"), durable=False)
 
     def roots(self) -> set[str]:
         """Every digest the entries name: what the cache keeps alive."""

@@ -28,6 +28,7 @@ from part2_manual_oci import (
     PlatformNotFound,
     canonical_json,
     digest_hex,
+    make_durable,
     select_platform,
     write_file_atomic,
 )
@@ -147,7 +148,9 @@ class Names:
         return desc if self.layout.has_blob(desc.digest) else None
 
     def record_id(self, config_digest: str, manifest: Descriptor) -> None:
-        write_file_atomic(self.ids / digest_hex(config_digest), canonical_json(plain(manifest)))
+        # not fsynced: a lost or torn record reads as none (recorded_id), and lookups by id
+        # fall back to the names
+        write_file_atomic(self.ids / digest_hex(config_digest), canonical_json(plain(manifest)), durable=False)
 
     def recorded(self) -> list[Descriptor]:
         """The manifest of every recorded image id, in the order of the ids."""
@@ -211,6 +214,10 @@ class Names:
         """Tag ``descriptor`` with each of ``names`` (normalized): index.json last."""
         if not self.layout.has_blob(descriptor.digest):
             raise StoreError(f"cannot tag {descriptor.digest}: not in the store {self.where}")
+        # a build writes its step images without fsync (Store.commit): what a name reaches is
+        # made durable before index.json names it, so that a crash never leaves a name to a
+        # manifest, config or index the disk did not keep
+        make_durable(self.layout.blob_path(d) for d in self._metadata_blobs(descriptor))
         bare = plain(descriptor)
         wanted = {n: replace(bare, annotations={mt.ANNOTATION_REF_NAME: n}) for n in names}
 
@@ -222,6 +229,22 @@ class Names:
             return replace(index, manifests=kept + tuple(d for n, d in wanted.items() if n not in present))
 
         self.layout.update_index(renamed)
+
+    def _metadata_blobs(self, descriptor: Descriptor) -> list[str]:
+        """The digests of ``descriptor`` and, below it, of every index, manifest and config the
+        store has (an index pulled for one platform lists manifests it lacks; not the layers: a
+        layer blob is never fsynced, see part 3's write_layer_blob)."""
+        out, todo = [], [descriptor]
+        while todo:
+            desc = todo.pop()
+            if not self.layout.has_blob(desc.digest):
+                continue
+            out.append(desc.digest)
+            if desc.media_type in mt.INDEX_TYPES:
+                todo.extend(self.layout.read_index(desc).manifests)
+            elif desc.media_type in mt.MANIFEST_TYPES:
+                todo.append(self.layout.read_manifest(desc).config)
+        return out
 
     def tag(self, name: str, descriptor: Descriptor | str) -> Descriptor:
         """Name an image (a descriptor, or a name/id to resolve) ``name``; returns the entry."""

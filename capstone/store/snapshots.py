@@ -181,7 +181,8 @@ class Snapshots:
             blobs.pop(digest, None)
         else:
             blobs[digest] = state
-        write_file_atomic(path, canonical_json({"diff_id": diff_id, "blobs": blobs}))
+        # not fsynced: a lost or torn marker only means the blob is hashed again at its next use
+        write_file_atomic(path, canonical_json({"diff_id": diff_id, "blobs": blobs}), durable=False)
 
     def check(self, layer: Descriptor, diff_id: str) -> None:
         """Before a snapshot is used: is the store's blob of ``layer`` still the file it was when

@@ -308,9 +308,12 @@ class Store:
             if mdesc is None:
                 for layer in image.layers:
                     self._put_layer(layer)
-                config_desc = self.layout.put_json(image.config, mt.OCI_CONFIG)
+                # not fsynced: a step image of a build only matters once a name reaches it, and
+                # set_names makes what it names durable first (a lost one is a cache miss)
+                config_desc = self.layout.put_json(image.config, mt.OCI_CONFIG, durable=False)
                 manifest = Manifest(config_desc, tuple(layer.descriptor for layer in image.layers))
-                mdesc = replace(self.layout.put_json(manifest, mt.OCI_MANIFEST), platform=image.config.platform)
+                mdesc = replace(self.layout.put_json(manifest, mt.OCI_MANIFEST, durable=False),
+                                platform=image.config.platform)
                 self.names.record_id(config_desc.digest, mdesc)
             if normalized:
                 self.names.set_names(normalized, mdesc)
@@ -322,7 +325,7 @@ class Store:
         normalized = [parse_name(n).name for n in names]
         with self.lock():
             entries = tuple(self.commit(image, []) for image in images)
-            index_desc = self.layout.put_json(Index(manifests=entries), mt.OCI_INDEX)
+            index_desc = self.layout.put_json(Index(manifests=entries), mt.OCI_INDEX, durable=False)
             if normalized:
                 self.names.set_names(normalized, index_desc)
         return index_desc
