@@ -7,7 +7,9 @@
    mount points (created now, removed afterwards, so the image is left as it was);
 2. create the cgroup with the limits;
 3. ``spawn`` (part 5) the child in new namespaces; it runs ``container_main`` as PID 1;
-4. move PID 1 into the cgroup and start slirp4netns for a private network, then release it;
+4. move PID 1 into the cgroup and start slirp4netns for a private network, then release it
+   (on cgroup v1 as the host's root, PID 1 joins its groups itself once released: the
+   kernel moves a thread that moves itself without a lock that costs an RCU grace period);
 5. forward SIGINT/SIGTERM, relay the terminal, wait; a setup step that failed is raised
    as ``RuntimeSetupError(step, cause)``; the exit code is returned (128+N for signal N).
 """
@@ -354,6 +356,9 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
                     kill_on_interrupt: bool = False) -> int:
     spec = plan.spec
     cgroup, version, members = _container_cgroup(spec, res)
+    # v1, host root, no user namespace (whose root may not write the host's cgroup files):
+    # PID 1 joins its groups itself, which the kernel does without a global lock
+    joins_itself = cgroup is not None and version == 1 and privileged() and "user" not in spec.namespace_set
     report_r, report_w = os.pipe()
     go_r, go_w = os.pipe()
     res.undo.append(functools.partial(_close_quietly, report_r))
@@ -362,11 +367,12 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
         console_parent, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         res.undo.append(console_parent.close)
     plan = _replace(plan, report_fd=report_w, go_fd=go_r, console_fd=console_child.fileno() if console_child else None,
-                    cgroup_version=version, cgroup_members=tuple((n, o, str(d)) for n, o, d in members))
+                    cgroup_version=version, cgroup_members=tuple((n, o, str(d)) for n, o, d in members),
+                    cgroup_tasks=tuple(str(d / "tasks") for d in cgroup.directories) if joins_itself else ())
     child, flags = _spawn_container(plan, go_w, console_child)
     reporter = _Reporter(report_r, on_step)
     reporter.start()
-    pid1 = _release(child, flags, cgroup, spec.network, res, go_w)
+    pid1 = _release(child, flags, None if joins_itself else cgroup, spec.network, res, go_w)
     relay = None
     if console_parent is not None:
         in_fd = plan.stdio[0] if plan.stdio[0] is not None else 0
@@ -431,7 +437,7 @@ def _release(child, flags: CloneFlags, cgroup: Cgroup | None, network: str, res:
     Returns PID 1 of the container (seen from here)."""
     try:
         pid1 = _pid1_of(child.pid) if flags & CloneFlags.NEWPID else child.pid
-        if cgroup is not None:
+        if cgroup is not None:  # None too when PID 1 joins its groups itself
             try:
                 cgroup.add(pid1)
             except ContainerError as e:

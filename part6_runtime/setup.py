@@ -121,6 +121,9 @@ class Plan:
     #: /sys/fs/cgroup, mount options, host directory)
     cgroup_version: int = 0
     cgroup_members: tuple[tuple[str, str, str], ...] = ()
+    #: v1 ``tasks`` files PID 1 writes "0" into to join its groups itself (see enter_namespaces);
+    #: empty when the parent moves it (cgroup.procs)
+    cgroup_tasks: tuple[str, ...] = ()
     #: the directory holding the part6_runtime package, for a fresh interpreter's sys.path
     import_root: str = ""
     #: per spec mount: a detached copy of a descriptor source's mount tree (open_tree), or -1
@@ -168,6 +171,16 @@ def enter_namespaces(ctx: Context) -> None:
     if os.read(ctx.plan.go_fd, 1) != b"g":
         raise OSError(125, "the runtime gave up before the container started")
     os.close(ctx.plan.go_fd)
+    # v1, host root: PID 1 joins its groups itself, before anything of the container runs.
+    # The kernel moves a thread that writes "0" to a tasks file without the global lock a
+    # move of another process takes (cgroup_threadgroup_rwsem: an RCU grace period, about
+    # 12 ms here when the last move was a while ago); this process has one thread
+    for tasks in ctx.plan.cgroup_tasks:
+        try:
+            with open(tasks, "w") as f:
+                f.write("0")
+        except OSError as e:
+            raise OSError(e.errno, f"joining the container's cgroup: {e.strerror}", tasks) from None
 
 
 def fresh_init(ctx: Context) -> None:
