@@ -141,7 +141,7 @@ def _prepare(spec: ContainerSpec, stdio: tuple, res: _Resources) -> Plan:
     hostname = spec.hostname or socket.gethostname()
     env = _environment(spec, user.home)
 
-    workdir = tempfile.mkdtemp(prefix="part6-")
+    workdir = tempfile.mkdtemp(prefix="part6-", dir=_scratch_base())
     res.undo.append(functools.partial(shutil.rmtree, workdir, ignore_errors=True))
     etc = _generate_etc_files(workdir, spec, hostname) if spec.etc_files else []
     if spec.uid_maps:
@@ -194,6 +194,14 @@ def _seccomp_program(spec: ContainerSpec, sets: CapabilitySets) -> seccomp.Progr
     except (OSError, ValueError) as e:
         raise RuntimeSetupError("seccomp", e) from e
     return None
+
+
+def _scratch_base() -> str | None:
+    """Where the generated /etc files live during a run: a tmpfs (/dev/shm) when this host has
+    one, so that making and removing them never waits for a disk (an rmdir on this machines'
+    ext4, mounted with discard, takes half a millisecond); else the default temp directory."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
 def _mount_tree(m) -> int:
