@@ -89,12 +89,7 @@ class LayerStack:
     def child(self, node: Node, name: str) -> Node | None:
         """``children(node).get(name)`` without listing the directory: the topmost layer that
         has ``name`` decides (None when none has it, or a whiteout hides it)."""
-        for src in node.sources:
-            p = src / name
-            try:
-                st = os.lstat(p)
-            except FileNotFoundError:
-                continue
+        for p, st in _present(node.sources, name):
             if self.overlay_format and is_whiteout(st):
                 return None
             rel = f"{node.rel}/{name}" if node.rel else name
@@ -103,12 +98,7 @@ class LayerStack:
 
     def _dir_sources(self, parent: Node, name: str) -> tuple[Path, ...]:
         out = []
-        for src in parent.sources:
-            p = src / name
-            try:
-                st = os.lstat(p)
-            except FileNotFoundError:
-                continue
+        for p, st in _present(parent.sources, name):
             if not stat.S_ISDIR(st.st_mode):
                 break  # a file or whiteout here hides every lower layer's entry
             out.append(p)
@@ -125,6 +115,16 @@ class LayerStack:
             yield child
             if child.is_dir:
                 yield from self.walk(child)
+
+
+def _present(sources: tuple[Path, ...], name: str) -> Iterator[tuple[Path, os.stat_result]]:
+    """(path, lstat) of ``name`` in each of ``sources`` that has it, top first."""
+    for src in sources:
+        p = src / name
+        try:
+            yield p, os.lstat(p)
+        except FileNotFoundError:
+            continue
 
 
 # -- describing a tree ---------------------------------------------------------------------
