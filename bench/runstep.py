@@ -86,7 +86,8 @@ def capstone_runner(bundle: Path, scratch_parent: Path):
         scratch = Path(tempfile.mkdtemp(prefix="c-", dir=scratch_parent))
         t = time.perf_counter()
         with Container([bundle / "rootfs"], scratch) as c:
-            code = c.run(["true"], env=["PATH=/bin"], kill_on_interrupt=True)
+            # the fields the builder's RUN step passes (capstone.engine.executor.run_step)
+            code = c.run(["true"], env=["PATH=/bin"], hostname="buildsandbox", kill_on_interrupt=True)
         elapsed = time.perf_counter() - t
         if code != 0:
             raise SystemExit(f"capstone: exit {code}")
