@@ -273,5 +273,18 @@ def cli() -> int:
     return run_cli(main)
 
 
+def _exit(code: int) -> None:
+    """End the process without Python's teardown: a finished build leaves every module and
+    object it made to be freed one by one (75 to 125 ms after a cold multistage build here),
+    which the kernel does at once. What must reach a reader is flushed first; nothing of the
+    commands is left to an exit handler (their temporary files and mounts are gone already)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # run_cli has already ended a stdout whose reader left (141)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(cli())
+    _exit(cli())
