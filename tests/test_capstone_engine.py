@@ -334,3 +334,17 @@ def test_interrupted_build_stops_the_run_and_cleans_up(store, tmp_path):
     assert store.resolve("interrupted") is None
     assert not list(store.tmp_dir.glob("build-*"))
     assert str(store.path) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_from_step_lines_show_the_expanded_base_and_platform(store, tmp_path):
+    """``FROM ${BASE}`` is shown as the image it names (BuildKit's step names do the same);
+    the stage name, the other stage's FROM and the step numbering keep their format."""
+    ctx = make_context(tmp_path / "ctx", "ARG BASE=capstone/busybox\nARG PLAT=linux/amd64\nARG TAG=latest\n"
+                       "FROM --platform=${PLAT} ${BASE}:${TAG} AS Base\nLABEL a=b\n"
+                       "FROM base\nLABEL c=d\n")
+    lines: list[str] = []
+    do_build(store, ctx, tags=["expanded-from"], log=lines.append, build_args={"TAG": "latest"})
+    steps = [line for line in lines if "STEP" in line]
+    assert steps[0] == "[1/2] STEP 1/4: FROM --platform=linux/amd64 capstone/busybox:latest AS base", steps
+    assert steps[2] == "[2/2] STEP 3/4: FROM base", steps
+    assert not any("$" in line for line in steps), steps

@@ -237,6 +237,15 @@ def _short_text(ins: Instruction) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _from_text(from_: From) -> str:
+    """A FROM line as it is built: the image and ``--platform`` with the meta args expanded
+    (``FROM ${BASE} AS base`` shows ``FROM busybox:1.36 AS base``, as BuildKit's step names do)."""
+    platform = f"--platform={from_.platform} " if from_.platform else ""
+    text = " ".join(f"FROM {platform}{from_.image}".split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{text} AS {from_.stage_name}" if from_.stage_name else text
+
+
 class Builder:
     """One build (see :func:`build` for the arguments)."""
 
@@ -468,12 +477,12 @@ class Builder:
     def build_stage(self, pos: int, planned: PlannedStage) -> None:
         t0 = time.monotonic()
         number = planned.first_step
-        self.progress.step(pos, number, self.total(), planned.from_.original.strip())
+        self.progress.step(pos, number, self.total(), _from_text(planned.from_))
         image, key, label, base_vars = self.resolve_base(planned)
         variables = self.plan.variables.stage(image_env=image.config.config.env or (), base=base_vars)
         stage = _Stage(planned, image, variables, key, label)
         self.stages[planned.index] = stage
-        self.steps.append(StepResult(number, planned.name, planned.from_.line, planned.from_.original.strip(),
+        self.steps.append(StepResult(number, planned.name, planned.from_.line, _from_text(planned.from_),
                                      "FROM", None, seconds=time.monotonic() - t0))
         self.progress.explain("FROM", hit=None, detail=f"base {label} ({len(image.layers)} layers)")
         # the base's ONBUILD triggers run first, as if written right after FROM, and are then
