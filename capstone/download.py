@@ -87,6 +87,7 @@ __all__ = [
     "DownloadTooSlow",
     "Downloaded",
     "LargeTransfers",
+    "NETWORK_READ",
     "Limits",
     "NetworkError",
     "ResumableBody",
@@ -224,7 +225,25 @@ def http_client(limits: Limits | None = None, **kwargs) -> httpx.Client:
     declared size is the size of what arrives, and no compressed body expands on the way)."""
     limits = limits or Limits.from_environment()
     headers = {"Accept-Encoding": "identity", **kwargs.pop("headers", {})}
+    _read_larger_pieces()
     return httpx.Client(follow_redirects=True, timeout=limits.timeout(), headers=headers, **kwargs)
+
+
+#: how much one read of a connection takes at most. httpcore reads 64 KiB at a time and h11
+#: parses each piece in Python: a 512 MiB pull was 8,000 trips through that stack, three
+#: streams sharing the interpreter lock. A read returns what has arrived (up to this), so a
+#: slow server's bytes are still seen, and rate-checked, as they come.
+NETWORK_READ = 1 << 20
+
+
+def _read_larger_pieces() -> None:
+    """httpcore's HTTP/1.1 connections read :data:`NETWORK_READ` bytes at a time (its class
+    attribute ``READ_NUM_BYTES``; left alone if a later httpcore drops it)."""
+    import httpcore
+
+    connection = getattr(httpcore, "HTTP11Connection", None)
+    if getattr(connection, "READ_NUM_BYTES", None) is not None and connection.READ_NUM_BYTES < NETWORK_READ:
+        connection.READ_NUM_BYTES = NETWORK_READ
 
 
 def describe(error: BaseException) -> str:
@@ -296,9 +315,15 @@ def _content_length(response: httpx.Response) -> int | None:
 
 class _ChunkedBody(io.RawIOBase):
     """A file object over chunks that ``_next()`` returns (``b""`` at the end): what
-    :class:`Body` and :class:`ResumableBody` read through, by ``read`` or chunk by chunk."""
+    :class:`Body` and :class:`ResumableBody` read through, by ``read``, ``readinto`` or chunk
+    by chunk.
 
-    _pending = b""
+    What is left of a chunk is kept as a view into it, never copied again: a ``read`` that
+    wants at least a whole chunk gets the chunk itself (the store's hashing writer takes it as
+    it came from the socket), a smaller read or a ``readinto`` copies out only what it asked
+    for."""
+
+    _pending: memoryview | bytes = b""
 
     def _next(self) -> bytes:
         raise NotImplementedError
@@ -306,11 +331,24 @@ class _ChunkedBody(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        if not self._pending and size:
+            chunk = self._next()
+            if len(chunk) <= size:
+                return chunk
+            self._pending = memoryview(chunk)
+        out = bytes(self._pending[:size])
+        self._pending = self._pending[size:]
+        return out
+
     def readinto(self, buffer) -> int:
         while not self._pending:
-            self._pending = self._next()
-            if not self._pending:
+            chunk = self._next()
+            if not chunk:
                 return 0
+            self._pending = memoryview(chunk)
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
@@ -319,7 +357,7 @@ class _ChunkedBody(io.RawIOBase):
     def chunks(self) -> Iterator[bytes]:
         """The body chunk by chunk, as it arrives."""
         if self._pending:
-            chunk, self._pending = self._pending, b""
+            chunk, self._pending = bytes(self._pending), b""
             yield chunk
         while chunk := self._next():
             yield chunk

@@ -21,6 +21,8 @@ import pytest
 from hostile_http import HostileServer
 
 from capstone.download import (
+    NETWORK_READ,
+    Body,
     DownloadError,
     DownloadIncomplete,
     DownloadTooLarge,
@@ -28,6 +30,7 @@ from capstone.download import (
     Limits,
     NetworkError,
     download,
+    http_client,
 )
 from capstone.registry import pull
 from capstone.store import Store
@@ -142,6 +145,34 @@ def test_a_gzip_bomb_is_kept_as_the_bytes_that_came(tmp_path):
 def test_http_errors_name_the_status(tmp_path):
     with HostileServer({}) as server, pytest.raises(DownloadError, match=r"GET http://127.0.0.1:\d+/f: HTTP 404"):
         fetch(server, tmp_path)
+
+
+def test_a_big_body_comes_in_large_pieces_and_reads_hand_them_over_whole(tmp_path):
+    """A layer is read in pieces of up to NETWORK_READ (httpcore's 64 KiB made each 64 KiB a
+    trip through its parser), ``read`` hands a whole piece on as it came, and reads of any size
+    mixed with ``readinto`` and ``chunks`` give the body's bytes in order, bounded as before."""
+    body = bytes(range(256)) * (8 << 12)  # 8 MiB
+    with HostileServer({"/f": (body, "application/octet-stream")}) as server, http_client(FAST) as client, \
+            client.stream("GET", f"{server.url}/f") as response:
+        time.sleep(0.3)  # the socket fills up: a read takes all it holds, up to NETWORK_READ
+        reader = Body(response, what="GET f", expected=len(body), limits=FAST)
+        got = [reader.read(3), reader.read(NETWORK_READ)]
+        pieces = [len(got[-1])]
+        buffer = bytearray(100_000)
+        n = reader.readinto(buffer)
+        got.append(bytes(buffer[:n]))
+        while piece := reader.read(NETWORK_READ):
+            got.append(piece)
+            pieces.append(len(piece))
+    assert b"".join(got) == body
+    assert max(pieces) > 64 << 10 and max(pieces) <= NETWORK_READ, pieces
+    with HostileServer({"/f": "endless-body"}) as server, http_client(FAST) as client, \
+            client.stream("GET", f"{server.url}/f") as response, \
+            pytest.raises(DownloadTooLarge, match=r"more than 100000 bytes"):
+        reader = Body(response, what="GET f", expected=100_000, limits=FAST)
+        reader.read(10)
+        reader.readinto(bytearray(20))
+        list(reader.chunks())
 
 
 def test_limits_from_the_environment():
