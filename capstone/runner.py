@@ -645,8 +645,15 @@ def run_image(
                         hostname=hostname, terminal=tty, init=init,
                         stdin=stdin, stdout=stdout, stderr=stderr,
                     )
-            except BaseException:
+            except ContainerRunError as e:
                 shutil.rmtree(scratch, ignore_errors=True)  # a container that never ran is not kept
+                if e.exit_code != 125:
+                    raise
+                # the image by its name, not the container's directory in the store (as podman:
+                # "run IMAGE: unable to find user -1: no matching entries in passwd file")
+                raise ContainerRunError(f"run {name}: {e}", e.exit_code) from e.__cause__
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)
                 raise
             if not rm:
                 _write_container_record(scratch, cid, name, image, argv, code)

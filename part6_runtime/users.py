@@ -90,7 +90,7 @@ def _read_db(rootfs: str, name: str) -> list[list[str]]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     except UnsafePathError as e:
-        raise SpecError(f"{rootfs}/etc/{name}: {e.reason}") from None
+        raise SpecError(f"/etc/{name}: {e.reason}") from None
     return parse_user_db(read_image_file(fd, f"/etc/{name}"))
 
 
@@ -118,7 +118,8 @@ def resolve_user(rootfs: str, user: str | None, additional_gids: tuple[int, ...]
     else:
         entry = next((e for e in passwd if e[0] == user_part), None)
         if entry is None:
-            raise SpecError(f"user {user_part!r}: no matching entry in {rootfs}/etc/passwd")
+            # runc's and podman's words; the image's path, never where this host keeps its files
+            raise SpecError(f"unable to find user {user_part}: no matching entries in passwd file")
         uid = _id(entry[2], f"user {user_part!r} in /etc/passwd")
     name = entry[0] if entry else None
     home = entry[5] if entry and entry[5] else "/"
@@ -129,7 +130,7 @@ def resolve_user(rootfs: str, user: str | None, additional_gids: tuple[int, ...]
         else:
             g = next((e for e in groups if e[0] == group_part), None)
             if g is None:
-                raise SpecError(f"group {group_part!r}: no matching entry in {rootfs}/etc/group")
+                raise SpecError(f"unable to find group {group_part}: no matching entries in group file")
             gid = _id(g[2], f"group {group_part!r} in /etc/group")
     else:
         gid = int(entry[3]) if entry and _number(entry[3]) else 0

@@ -286,6 +286,20 @@ def test_cli_run_unknown_image_fails_with_one_line(store):
     assert len(r.stderr.strip().splitlines()) == 1 and "nothing/here" in r.stderr
 
 
+@pytest.mark.parametrize("user, missing", [("-1", "user -1"), ("nosuchuser", "user nosuchuser"),
+                                           ("app:nosuchgroup", "group nosuchgroup")])
+def test_cli_run_unknown_user_names_the_user_and_the_image_not_the_store(store, user, missing):
+    """As podman: the user spec and the image, in one line; never the container's directory in
+    the store (where its passwd file happens to be on this host). Nothing of it is kept."""
+    before = sorted((store.path / "containers").iterdir()) if (store.path / "containers").exists() else []
+    r = capstone(store.path, "run", "-u", user, "--network", "none", APP, "true")
+    assert r.returncode == 1
+    file = "group" if missing.startswith("group") else "passwd"
+    assert r.stderr.strip() == f"capstone: run {APP}: unable to find {missing}: no matching entries in {file} file", r.stderr
+    assert str(store.path) not in r.stderr
+    assert sorted((store.path / "containers").iterdir()) == before
+
+
 def test_cli_run_with_a_terminal(store):
     """-t: the command's stdio is a pty from the container's own devpts, and TERM is set."""
     inner = (f"{sys.executable} -m capstone --store {store.path} run --rm -t -i --network none {BUSYBOX} "
