@@ -392,3 +392,35 @@ def test_an_archive_swapped_after_planning_is_not_unpacked(store, tmp_path, monk
     with pytest.raises(DockerfileError, match=r"^Dockerfile:2: .*replaced while"):
         quiet_build(store, ctx, no_cache=True)
     nowhere_in_store(store, b"HOST-BYTES")
+
+
+def test_tmpfs_mounts_of_a_run_are_bounded(store, tmp_path):
+    """``RUN --mount=type=tmpfs``: a size is the most it holds (bytes, as BuildKit reads
+    ``size=``), one with no size gets a share of half the host's memory rather than the kernel's
+    default for each mount, and an expanded size that is not one (a comma in it would have been a
+    second mount option) or that the host cannot give fails in one line naming the line."""
+    from capstone.engine.runstep import tmpfs_budget
+
+    ctx = make_context(tmp_path / "ctx", (
+        "FROM capstone/busybox\n"
+        "RUN --mount=type=tmpfs,target=/small,size=1m --mount=type=tmpfs,target=/a --mount=type=tmpfs,target=/b "
+        "sh -c 'grep -E \" /(small|a|b) \" /proc/self/mountinfo > /sizes; "
+        "dd if=/dev/zero of=/small/f bs=1024 count=2048 2>/dev/null && echo filled > /small-result || echo full > /small-result'\n"))
+    do_build(store, ctx, tags=["tmpfs-sizes"])
+    image = tmp_path / "image"
+    image.mkdir()
+    apply_layers([layer.open() for layer in store.load("tmpfs-sizes").layers], image)
+    assert (image / "small-result").read_text() == "full\n"
+    sizes = {line.split()[4]: line.rsplit("size=", 1)[1].split(",")[0].split()[0]
+             for line in (image / "sizes").read_text().splitlines()}
+    page = os.sysconf("SC_PAGE_SIZE")
+    share_kib = -(-((tmpfs_budget() - (1 << 20)) // 2) // page) * page // 1024  # the kernel rounds up to pages
+    assert sizes == {"/small": "1024k", "/a": f"{share_kib}k", "/b": f"{share_kib}k"}, sizes
+    for value, why in (("lots", "invalid value for size: lots"),
+                       ("1m,nr_inodes=0", "invalid value for size: 1m,nr_inodes=0"),
+                       ("100000000g", "more than the .* bytes \\(half of this host's memory\\)")):
+        bad = make_context(tmp_path / f"bad-{value.replace(',', '-')}",
+                           "FROM capstone/busybox\nARG S\nRUN --mount=type=tmpfs,target=/t,size=$S true\n")
+        with pytest.raises(DockerfileError, match=f"^Dockerfile:3: .*{why}") as info:
+            do_build(store, bad, build_args={"S": value})
+        assert "\n" not in str(info.value)

@@ -16,7 +16,8 @@ The command:
   user USER, network ``--network`` of the step or of the build;
 * ``--mount=type=bind`` (from the context, a stage or an image; read-only unless ``rw``, whose
   writes are thrown away), ``type=cache`` (a directory kept in the store between builds, never
-  part of the layer nor of the cache key), ``type=tmpfs``;
+  part of the layer nor of the cache key), ``type=tmpfs`` (``size=`` as BuildKit reads it; all
+  the tmpfs mounts of a step together at most half of the host's memory, see :func:`tmpfs_budget`);
 * ``--mount=type=secret`` and ``type=ssh`` (the build's ``--secret`` / ``--ssh``; see
   :mod:`.secretmounts`): a read-only file or an environment variable, an agent socket; only the
   secret's id is part of the cache key, never its value.
@@ -33,7 +34,7 @@ import os
 import posixpath
 import shutil
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -151,6 +152,8 @@ class MountPlan:
     relays: list = field(default_factory=list)
     #: the O_PATH descriptors the mounts are made from (closed after the step)
     fds: list[int] = field(default_factory=list)
+    #: the tmpfs mounts: (index in ``mounts``, size asked for or None, the --mount value)
+    tmpfs: list[tuple[int, int | None, str]] = field(default_factory=list)
 
     def hold(self, fd: int) -> int:
         """Keep ``fd`` (a mount source) open until :meth:`cleanup`; returns it."""
@@ -211,10 +214,47 @@ def plan_mounts(specs, *, context, workdir: str, scratch: Path, cache_root: Path
                 continue
             _other_mount(plan, n, spec, context=context, workdir=workdir, scratch=scratch, cache_root=cache_root,
                          stage_lowers=stage_lowers, content_digest=content_digest)
+        _size_tmpfs(plan, tmpfs_budget())
     except BaseException:
         plan.cleanup()
         raise
     return plan
+
+
+def tmpfs_budget() -> int:
+    """What the tmpfs mounts of one RUN step may hold together: half of this host's memory,
+    the size the kernel gives one tmpfs that names none (tmpfs(5)). Left to that default,
+    each of a step's mounts could take as much, together more memory than the host has."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemTotal:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except (OSError, ValueError, IndexError):
+        pass
+    return 1 << 30  # no /proc/meminfo to read: a modest bound rather than none
+
+
+def _size_tmpfs(plan: MountPlan, budget: int) -> None:
+    """Give every tmpfs mount of the step its ``size=``: the one it asked for, within
+    ``budget`` for all of them together; those that asked for none share what the others
+    leave, equally (BuildKit leaves them to the kernel's default, per mount)."""
+    if not plan.tmpfs:
+        return
+    asked = sum(size for _, size, _ in plan.tmpfs if size)
+    if asked > budget:
+        shown = " ".join(f"--mount={spec}" for _, size, spec in plan.tmpfs if size)
+        raise RunSetupError(f"{shown}: tmpfs sizes of {asked} bytes in all, more than the {budget} bytes "
+                            f"(half of this host's memory) the tmpfs mounts of one RUN may have")
+    unsized = [i for i, size, _ in plan.tmpfs if not size]
+    share = (budget - asked) // len(unsized) if unsized else 0
+    if unsized and share < 1 << 20:
+        spec = next(spec for _, size, spec in plan.tmpfs if not size)
+        raise RunSetupError(f"--mount={spec}: no size given, and the sized tmpfs mounts of this RUN leave "
+                            f"{budget - asked} bytes of the {budget} (half of this host's memory): give it a size")
+    for i, size, _ in plan.tmpfs:
+        m = plan.mounts[i]
+        plan.mounts[i] = replace(m, options=(*m.options, f"size={size or share}"))
 
 
 def _fields(spec: str):
@@ -305,10 +345,14 @@ def _other_mount(plan: MountPlan, n: int, spec: str, *, context, workdir, scratc
     if "ro" in fields or "readonly" in fields:
         readonly = True
     if kind == "tmpfs":
-        opts = ["nosuid", "nodev"]
-        if fields.get("size"):
-            opts.append(f"size={fields['size']}")
-        plan.mounts.append(Mount(target, "tmpfs", None, tuple(opts)))
+        try:  # BuildKit's checks of the expanded value: a size it cannot read is an error here too
+            size = parse_mount(spec).size_limit or None  # 0: BuildKit's "no size"
+        except MountSyntaxError as e:
+            raise RunSetupError(f"--mount={spec}: {e}") from None
+        # the size goes to the kernel as a number of bytes, never as the text given (a quoted
+        # "size=1m,nr_inodes=0" would add mount options); sizes are settled by _size_tmpfs
+        plan.tmpfs.append((len(plan.mounts), size, spec))
+        plan.mounts.append(Mount(target, "tmpfs", None, ("nosuid", "nodev")))
         plan.key.append({"type": "tmpfs", "target": target})
         return
     if kind == "cache":
