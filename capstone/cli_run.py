@@ -5,7 +5,9 @@ command (it replaces the image's Cmd; ``--entrypoint`` replaces its Entrypoint).
 ``-i`` the container's stdin is /dev/null, as with docker. Without ``--rm`` the container's
 upper dir (what it changed) stays in the store's ``containers/`` dir and its id is printed on
 stderr when it ends; the exit code of ``capstone run`` is the container's, 127 when its
-command does not exist and 126 when it cannot be executed (as docker's and podman's).
+command does not exist and 126 when it cannot be executed (as docker's and podman's). ^C or
+SIGTERM stops the container as ``docker stop`` does: the image's StopSignal to PID 1, SIGKILL
+after ``--stop-timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", action="store_true",
                    help="run a reaper as PID 1 that forwards signals and reaps zombies (docker run --init)")
     p.add_argument("-i", "--interactive", action="store_true", help="pass standard input to the command")
+    p.add_argument("--stop-timeout", type=int, default=10, metavar="SECONDS",
+                   help="on ^C or SIGTERM the image's StopSignal goes to PID 1, then SIGKILL after this many "
+                        "seconds (default 10, as docker; -1: no limit)")
     p.add_argument("image", metavar="IMAGE", help="an image in the store (a name, digest or id prefix)")
     # not "command": __main__ keeps the subcommand's name there
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD...",
@@ -71,6 +76,7 @@ def run_run(args: argparse.Namespace, n: Narrator) -> int:
             env=args.env, workdir=args.workdir, user=args.user, network=args.network,
             rm=args.rm, tty=args.tty, init=args.init, hostname=args.hostname, mounts=mounts, stdin=stdin,
             on_container=lambda cid, path: kept.append((cid, path)),
+            stop_timeout=None if args.stop_timeout < 0 else args.stop_timeout,
         )
     except ContainerRunError as e:
         if e.exit_code not in (126, 127):

@@ -245,12 +245,16 @@ class Container:
         stderr: int | IO | None = None,
         on_step: Callable[[str], None] | None = None,
         kill_on_interrupt: bool = False,
+        stop_signal: int | None = None,
+        stop_timeout: float | None = 10.0,
         **fields,
     ) -> int:
         """Run ``args`` in the container (part 6 ``run``) and return its exit code (128+N after
         signal N). Setup failures raise :class:`ContainerRunError` naming the step.
         ``kill_on_interrupt``: SIGINT or SIGTERM to this process kills the container (a build's
-        RUN step) instead of being passed on to it."""
+        RUN step) instead of being passed on to it; ``stop_signal`` (``capstone run``): they stop
+        it, as ``docker stop`` (the signal, then SIGKILL after ``stop_timeout`` seconds; see part
+        6's ``run``)."""
         if self._overlay is None:
             raise ContainerRunError(f"container not prepared: {self.root} (use it as a context manager)")
         spec = self.spec(args, env=env, cwd=cwd or "/", user=user or "0", network=network, hostname=hostname, **fields)
@@ -263,7 +267,7 @@ class Container:
         if self.kind != "copy":
             try:
                 code = _run_in_own_mounts(self._overlay.overlay, spec, stdio=(stdin, stdout, stderr), on_step=on_step,
-                                          kill_on_interrupt=kill_on_interrupt)
+                                          kill_on_interrupt=kill_on_interrupt, stop=(stop_signal, stop_timeout))
                 self.kind = "overlay"
                 return code
             except _OverlayRefused as e:
@@ -271,7 +275,7 @@ class Container:
                     raise ContainerRunError(str(e), 125) from e
                 self._copy_layers()  # the kernel will not stack these directories here
         return _run_in_own_mounts(None, spec, stdio=(stdin, stdout, stderr), on_step=on_step,
-                                  kill_on_interrupt=kill_on_interrupt)
+                                  kill_on_interrupt=kill_on_interrupt, stop=(stop_signal, stop_timeout))
 
     # -- what changed ------------------------------------------------------------------------
     def changes(self) -> list[Change]:
@@ -372,7 +376,8 @@ class _OverlayRefused(Exception):
     """The helper's overlay mount was refused by the kernel (see ``OVERLAY_REFUSED``)."""
 
 
-def _run_in_own_mounts(overlay: OverlayMount | None, spec: ContainerSpec, *, stdio, on_step, kill_on_interrupt: bool) -> int:
+def _run_in_own_mounts(overlay: OverlayMount | None, spec: ContainerSpec, *, stdio, on_step, kill_on_interrupt: bool,
+                       stop: tuple[int | None, float | None] = (None, None)) -> int:
     """Part 6's ``run(spec)`` in a helper process with a mount namespace of its own, where
     ``overlay`` is mounted (see the module page; None: the rootfs is a plain copy). The helper
     reports part 6's setup steps, then the exit code or the error, as JSON lines on a pipe; the
@@ -390,7 +395,7 @@ def _run_in_own_mounts(overlay: OverlayMount | None, spec: ContainerSpec, *, std
     def helper() -> int:
         os.close(report_r)
         return _helper(parent, lambda: _helper_run(overlay, spec, trees, report_w, stdio=stdio, on_step=on_step,
-                                                   kill_on_interrupt=kill_on_interrupt))
+                                                   kill_on_interrupt=kill_on_interrupt, stop=stop))
 
     try:
         child = spawn(helper, CloneFlags.NEWNS)
@@ -422,7 +427,7 @@ def _helper(parent: int, body: Callable[[], int]) -> int:
 
 
 def _helper_run(overlay: OverlayMount | None, spec: ContainerSpec, trees, report_w: int, *, stdio, on_step,
-                kill_on_interrupt: bool) -> int:
+                kill_on_interrupt: bool, stop: tuple[int | None, float | None] = (None, None)) -> int:
     """In the helper's mount namespace: the overlay mounted, the detached bind sources
     attached, part 6's ``run``; each setup step, then the exit code, the error or the
     kernel's refusal of the overlay, reported on ``report_w``."""
@@ -446,7 +451,7 @@ def _helper_run(overlay: OverlayMount | None, spec: ContainerSpec, trees, report
         here = _attach_sources(spec, trees, syscalls)
         code = run_container(here, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
                              on_step=(lambda step: send({"step": step})) if on_step else None,
-                             kill_on_interrupt=kill_on_interrupt)
+                             kill_on_interrupt=kill_on_interrupt, stop_signal=stop[0], stop_timeout=stop[1])
         send({"code": code})
     except RuntimeSetupError as e:
         send({"error": str(e), "exit_code": e.exit_code, "traceback": _formatted(e)})
@@ -610,6 +615,7 @@ def run_image(
     stdout: int | IO | None = None,
     stderr: int | IO | None = None,
     on_container: Callable[[str, Path], None] | None = None,
+    stop_timeout: float | None = 10.0,
 ) -> int:
     """``docker run``: the image ``name`` from ``store`` in a fresh container; its exit code.
 
@@ -619,6 +625,9 @@ def run_image(
     upper dir (what the command changed) is kept there. ``on_container(id, dir)`` is called
     once the container exists (the CLI prints the id). ``mounts``: part 6 ``Mount`` s (``-v``).
     ``init``: a freshly executed reaper as PID 1 that forks the command (``docker run --init``).
+    SIGINT or SIGTERM to this process stops the container as ``docker stop`` does: the image's
+    StopSignal (SIGTERM when it has none) to PID 1, then SIGKILL after ``stop_timeout`` seconds
+    (None: no limit), so a PID 1 that ignores the signal cannot keep it, or this, running.
     """
     with store.session():  # prune waits while the image's snapshots are lowers of a container
         image = store.load(name)
@@ -633,6 +642,7 @@ def run_image(
         if not cwd.startswith("/"):
             cwd = "/" + cwd
         the_user = user or _get(cfg, "user", "User") or "0"
+        stop_signal = _stop_signal(_get(cfg, "stop_signal", "StopSignal"), name)
         lowers = store.lowers(image)
         # leased while this process lives: a run killed before it ends is swept away later
         with store.lease(store.containers_dir, cid, keep=not rm) as scratch:
@@ -644,6 +654,7 @@ def run_image(
                         argv, env=full_env, cwd=cwd, user=the_user, network=network,
                         hostname=hostname, terminal=tty, init=init,
                         stdin=stdin, stdout=stdout, stderr=stderr,
+                        stop_signal=stop_signal, stop_timeout=stop_timeout,
                     )
             except ContainerRunError as e:
                 shutil.rmtree(scratch, ignore_errors=True)  # a container that never ran is not kept
@@ -658,6 +669,18 @@ def run_image(
             if not rm:
                 _write_container_record(scratch, cid, name, image, argv, code)
     return code
+
+
+def _stop_signal(text: str | None, name: str) -> int:
+    """The signal that stops a container of image ``name``: its StopSignal, else SIGTERM."""
+    if not text:
+        return signal.SIGTERM
+    from .engine.metadata import signal_number
+
+    try:
+        return signal_number(text)
+    except ValueError:
+        raise ContainerRunError(f"run {name}: the image's StopSignal {text!r} is not a signal of this host") from None
 
 
 def _write_container_record(scratch: Path, cid: str, name: str, image, argv: list[str], code: int) -> None:

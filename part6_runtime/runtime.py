@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno as errno_
 import fcntl
@@ -70,6 +71,8 @@ def run(
     stderr: StdioArg = None,
     on_step: Callable[[str], None] | None = None,
     kill_on_interrupt: bool = False,
+    stop_signal: int | None = None,
+    stop_timeout: float | None = 10.0,
 ) -> int:
     """Run the container described by ``spec`` and wait for it.
 
@@ -80,6 +83,10 @@ def run(
     are forwarded to PID 1 (which, without ``init``, ignores those it has no handler for, as
     under ``docker run``); with ``kill_on_interrupt`` (a builder's RUN step, as BuildKit
     cancels one) the container is killed instead and the result is 128+N for that signal N.
+    With ``stop_signal`` (``capstone run``, as ``docker stop``) SIGINT or SIGTERM stops the
+    container instead: ``stop_signal`` (the image's StopSignal) goes to PID 1 and, if it still
+    runs ``stop_timeout`` seconds later (None: no limit), SIGKILL; a PID 1 that ignores the
+    signal cannot keep it running.
     Returns the exit code, 128+N after signal N.
     Raises ``RuntimeSetupError(step, cause)`` when a setup step fails, ``SpecError`` for a
     spec that cannot run.
@@ -87,7 +94,8 @@ def run(
     stdio = tuple(_fd(x) for x in (stdin, stdout, stderr))
     with _Resources() as res:
         plan = _prepare(spec, stdio, res)
-        return _start_and_wait(plan, res, on_step, kill_on_interrupt)
+        stop = (stop_signal, stop_timeout) if stop_signal is not None else None
+        return _start_and_wait(plan, res, on_step, kill_on_interrupt, stop)
 
 
 def warm(spec: ContainerSpec) -> None:
@@ -361,7 +369,7 @@ def _remove_if_empty(rootfs: str, real: str) -> None:
 
 
 def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] | None,
-                    kill_on_interrupt: bool = False) -> int:
+                    kill_on_interrupt: bool = False, stop: tuple[int, float | None] | None = None) -> int:
     spec = plan.spec
     cgroup, version, members = _container_cgroup(spec, res)
     # v1, host root, no user namespace (whose root may not write the host's cgroup files):
@@ -387,7 +395,7 @@ def _start_and_wait(plan: Plan, res: _Resources, on_step: Callable[[str], None] 
         out_fd = plan.stdio[1] if plan.stdio[1] is not None else 1
         relay = _ConsoleRelay(console_parent, in_fd, out_fd)
         relay.start()
-    code = _wait_for(child, relay, pid1 if kill_on_interrupt else None)
+    code = _wait_for(child, relay, pid1 if kill_on_interrupt else None, (pid1, *stop) if stop is not None else None)
     if relay is not None:
         relay.finish()
     reporter.join()
@@ -466,10 +474,12 @@ def _release(child, flags: CloneFlags, cgroup: Cgroup | None, network: str, res:
     return pid1
 
 
-def _wait_for(child, relay: _ConsoleRelay | None, kill_pid: int | None) -> int:
+def _wait_for(child, relay: _ConsoleRelay | None, kill_pid: int | None,
+              stop: tuple[int, int, float | None] | None = None) -> int:
     """The container's exit code (128 + N when this process was interrupted by signal N),
-    the caller's signals forwarded meanwhile (``kill_pid``: the process an interrupt kills)."""
-    forwarding = _SignalForwarding(child, relay, kill_pid)
+    the caller's signals forwarded meanwhile (``kill_pid``: the process an interrupt kills;
+    ``stop``: PID 1, the signal and the timeout an interrupt stops it with)."""
+    forwarding = _SignalForwarding(child, relay, kill_pid, stop)
     with forwarding:
         try:
             code = child.wait()
@@ -552,12 +562,19 @@ class _Reporter(threading.Thread):
 
 class _SignalForwarding:
     """SIGINT/SIGTERM/SIGHUP/SIGQUIT to the runtime go to the container (main thread only),
-    or, with ``kill_pid``, end it: SIGKILL to PID 1 (whose host pid that is)."""
+    or, with ``kill_pid``, end it: SIGKILL to PID 1 (whose host pid that is). With ``stop``
+    (PID 1's host pid, a signal, a timeout or None) SIGINT and SIGTERM stop it as ``docker
+    stop`` does: the signal to PID 1, SIGKILL when the timeout has passed (asked again, the
+    first request's timer goes on)."""
 
-    def __init__(self, child, relay: "_ConsoleRelay | None", kill_pid: int | None = None) -> None:
+    def __init__(self, child, relay: "_ConsoleRelay | None", kill_pid: int | None = None,
+                 stop: tuple[int, int, float | None] | None = None) -> None:
         self.child = child
         self.relay = relay
         self.kill_pid = kill_pid
+        self.stop = stop
+        self.stopping = False
+        self._timer: threading.Timer | None = None
         self.interrupted: int | None = None
         self.saved: dict[int, object] = {}
 
@@ -575,12 +592,34 @@ class _SignalForwarding:
             if self.kill_pid is not None:
                 self.interrupted = self.interrupted or signum
                 os.kill(self.kill_pid, signal.SIGKILL)
+            elif self.stop is not None and signum in (signal.SIGINT, signal.SIGTERM):
+                self._stop_container()
             else:
                 self.child.send_signal(signum)
         except ProcessLookupError:
             pass
 
+    def _stop_container(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        pid1, stop_signal, timeout = self.stop
+        if timeout is not None:
+            self._timer = threading.Timer(timeout, self._kill, (pid1,))
+            self._timer.daemon = True
+            self._timer.start()
+        # straight to PID 1, not through spawn's middle process, which forwards only a few
+        # signals: the kernel delivers it from here only if PID 1 has a handler for it
+        os.kill(pid1, stop_signal)
+
+    def _kill(self, pid1: int) -> None:
+        if self.child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid1, signal.SIGKILL)
+
     def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
 

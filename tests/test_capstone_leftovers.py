@@ -211,8 +211,8 @@ def test_a_killed_run_leaves_no_mount_no_command_and_prune_removes_its_container
     """``capstone run`` mounts its overlay in a helper's namespace too: killed with SIGKILL
     while its command runs, it leaves no mount and no command (the helper had passed SIGTERM on
     to PID 1, which ignores it: ``sleep`` ran on, reparented to init); the container directory
-    it leased is prune's. (A SIGTERM to a live ``capstone run`` goes to the container, as
-    under ``docker run``.)"""
+    it leased is prune's. (A SIGTERM to a live ``capstone run`` stops the container, as
+    ``docker stop``: the tests below.)"""
     seconds, marker = run_marker()
     proc = subprocess.Popen([sys.executable, "-m", "capstone", "--store", str(store_dir), "run", "--network", "none",
                              "capstone/busybox", "sleep", seconds], cwd=REPO, stdout=subprocess.DEVNULL,
@@ -253,3 +253,67 @@ def test_a_killed_extraction_leaves_a_snapshot_temp_dir_the_next_sweep_takes(sto
         holder.wait(30)
     assert store.sweep() == [leased]
     assert not leased.exists() and unleased.is_dir()
+
+
+def start_run(store_dir: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "capstone", "--store", str(store_dir), "run", "--rm", "--network",
+                             "none", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_whose_pid1_ignores_sigterm_is_killed_after_the_stop_timeout(store_dir, tmp_path, sig):
+    """PID 1 ignores TERM and INT: ``capstone run`` stopped (SIGTERM, or ^C's SIGINT) sends
+    the stop signal, then SIGKILL once ``--stop-timeout`` has passed, as ``docker stop``; it
+    exits 137 and leaves no process, no mount and no container behind."""
+    seconds, marker = run_marker()
+    proc = start_run(store_dir, "--stop-timeout", "2", "capstone/busybox", "sh", "-c",
+                     f"trap '' TERM INT; sleep {seconds} & wait; wait")
+    wait_for(lambda: sleeping(seconds), "the container's command", proc)
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    code = proc.wait(60)
+    waited = time.monotonic() - t0
+    assert code == 137, proc.stderr.read().decode()
+    assert waited >= 1.5, f"SIGKILL came {waited:.1f} s after the stop, before the 2 s stop timeout"
+    assert wait_gone(marker) == [], "the container's command outlived the run"
+    assert mounts_under(tmp_path) == []
+    assert list((store_dir / "containers").iterdir()) == []
+    check_store(store_dir, ["capstone/busybox"])
+
+
+def test_a_stopped_run_sends_the_images_stopsignal(store_dir, tmp_path):
+    """The image says ``STOPSIGNAL SIGUSR1`` and its PID 1 ignores SIGTERM: a SIGTERM to
+    ``capstone run`` reaches PID 1 as SIGUSR1, whose handler ends it (exit 3) long before the
+    stop timeout."""
+    ctx = context(tmp_path, "FROM capstone/busybox\nSTOPSIGNAL SIGUSR1\n")
+    r = subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), "build", "-q", "-t", "stopsig:1",
+                        str(ctx)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    seconds, marker = run_marker()
+    proc = start_run(store_dir, "--stop-timeout", "60", "stopsig:1", "sh", "-c",
+                     f"trap '' TERM; trap 'exit 3' USR1; sleep {seconds} & wait; wait")
+    wait_for(lambda: sleeping(seconds), "the container's command", proc)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 3, proc.stderr.read().decode()
+    assert time.monotonic() - t0 < 30, "the stop signal did not end PID 1: the stop timeout did"
+    assert wait_gone(marker) == [], "the container's command outlived the run"
+    assert mounts_under(tmp_path) == []
+    assert list((store_dir / "containers").iterdir()) == []
+
+
+def test_an_image_whose_stopsignal_is_no_signal_here_is_refused_in_one_line(store_dir, tmp_path):
+    """BuildKit lets any non-zero number be a STOPSIGNAL; ``capstone run`` of such an image
+    says so in one line before any container exists."""
+    ctx = context(tmp_path, "FROM capstone/busybox\nSTOPSIGNAL 99999\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), "build", "-q", "-t", "badsig:1",
+                        str(ctx)], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), "run", "--rm", "--network", "none",
+                        "badsig:1", "true"], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 1
+    assert r.stderr == "capstone: run badsig:1: the image's StopSignal '99999' is not a signal of this host\n"
+    assert not (store_dir / "containers").exists() or list((store_dir / "containers").iterdir()) == []

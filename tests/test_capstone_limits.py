@@ -139,6 +139,23 @@ def test_stopsignal_is_a_signal_as_buildkit_parses_it(store, tmp_path, signal, o
         build(store, ctx)
 
 
+@pytest.mark.parametrize(("text", "number"), [
+    ("SIGKILL", 9), ("term", 15), ("9", 9), ("+15", 15), ("SIGRTMIN+15", 49), ("RTMAX-14", 50), ("CLD", 17),
+    ("RTMIN", 34), ("SIGUSR1", 10), ("0", None), ("65", None), ("9223372036854775807", None), ("SIGFOO", None),
+])
+def test_a_stopsignal_is_the_number_capstone_run_sends(text, number):
+    """What ``capstone run`` sends to stop a container of an image with ``STOPSIGNAL text``
+    (glibc's and moby's numbering: SIGRTMIN is 34); one that names no signal of this host, as a
+    huge number BuildKit lets into an image does, is refused (the run then fails in one line)."""
+    from capstone.engine.metadata import signal_number
+
+    if number is None:
+        with pytest.raises(ValueError):
+            signal_number(text)
+    else:
+        assert signal_number(text) == number
+
+
 def test_a_range_of_every_port_is_allowed(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nEXPOSE 1-65535/udp 80\n")
     build(store, ctx, tags=["cfg:ports"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 
 from part2_manual_oci import MAX_JSON_SIZE, History, canonical_json
 from part3_go_style_builder import Image
@@ -98,6 +99,25 @@ SIGNAL_NAMES = frozenset((
     "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU",
     "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
 )) | {f"RTMIN+{i}" for i in range(1, 16)} | {f"RTMAX-{i}" for i in range(1, 15)}
+
+
+def signal_number(text: str) -> int:
+    """The number, on this host, of the signal a StopSignal names (``SIGTERM``, ``term``,
+    ``15``, ``SIGRTMIN+3``: what :func:`_check_signal` lets into an image); ValueError when it
+    names none here (an image's config is input like any other)."""
+    text = text.strip()
+    name = text.upper().removeprefix("SIG")
+    if re.fullmatch(r"\+?[0-9]{1,3}", text):
+        number = int(text)
+    elif name not in SIGNAL_NAMES:
+        raise ValueError(text)
+    elif name.startswith(("RTMIN", "RTMAX")):  # as moby/sys/signal: glibc's SIGRTMIN, 34
+        number = (signal.SIGRTMIN if name.startswith("RTMIN") else signal.SIGRTMAX) + int(name[5:] or 0)
+    else:
+        number = getattr(signal, f"SIG{name}", 0)
+    if not 1 <= number <= signal.SIGRTMAX:
+        raise ValueError(text)
+    return number
 
 
 def _check_signal(text: str) -> None:
