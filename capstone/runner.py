@@ -643,6 +643,7 @@ def run_image(
             cwd = "/" + cwd
         the_user = user or _get(cfg, "user", "User") or "0"
         stop_signal = _stop_signal(_get(cfg, "stop_signal", "StopSignal"), name)
+        _check_emulator(image, name)
         lowers = store.lowers(image)
         # leased while this process lives: a run killed before it ends is swept away later
         with store.lease(store.containers_dir, cid, keep=not rm) as scratch:
@@ -669,6 +670,17 @@ def run_image(
             if not rm:
                 _write_container_record(scratch, cid, name, image, argv, code)
     return code
+
+
+def _check_emulator(image, name: str) -> None:
+    """An image of another architecture runs through qemu-user: the same check as a RUN
+    step's, before any container exists, and the same one line when the emulator is missing."""
+    from .engine.emulation import EmulatorMissing, check_can_run
+
+    try:
+        check_can_run(image.config.platform)
+    except EmulatorMissing as e:
+        raise ContainerRunError(f"run {name}: {e}") from None
 
 
 def _stop_signal(text: str | None, name: str) -> int:

@@ -146,6 +146,30 @@ def test_run_of_a_foreign_platform_without_emulator_fails_with_one_line(bases, t
     assert (store / "oci" / "index.json").read_bytes() == before
 
 
+def test_capstone_run_of_a_foreign_platform_without_emulator_fails_with_one_line(bases, tmp_path):
+    """``capstone run`` of an arm64 image checks for the emulator as a RUN step does, before any
+    container exists: one line naming the image and the missing emulator, nothing kept. With
+    the host's binfmt_misc it runs through qemu-user; hidden (an empty tmpfs in a private mount
+    namespace), it is refused."""
+    import sys
+
+    from support import REPO
+
+    ctx = make_context(tmp_path / "ctx", f"FROM oci-layout:{bases}:arm64\nCMD [\"uname\", \"-m\"]\n")
+    store = tmp_path / "s"
+    assert build(store, ctx, "--platform", "linux/arm64", "-t", "arm:1").returncode == 0
+    assert run(store, "arm:1") == "aarch64\n"
+    script = "mount --make-rprivate / && mount -t tmpfs none /proc/sys/fs/binfmt_misc && exec \"$@\""
+    r = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", sys.executable, "-m", "capstone",
+                        "--store", str(store), "run", "--rm", "--network", "none", "arm:1"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert r.stderr.startswith("capstone: run arm:1: running linux/arm64 executables on this ") and \
+        "needs the qemu-aarch64 emulator: binfmt_misc is not mounted" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert list((store / "containers").iterdir()) == []
+
+
 def test_embedded_busybox_is_only_for_this_host(tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nRUN true\n")
     r = build(tmp_path / "s", ctx, "--platform", "linux/arm64")
