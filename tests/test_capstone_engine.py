@@ -343,7 +343,7 @@ def test_from_step_lines_show_the_expanded_base_and_platform(store, tmp_path):
                        "FROM --platform=${PLAT} ${BASE}:${TAG} AS Base\nLABEL a=b\n"
                        "FROM base\nLABEL c=d\n")
     lines: list[str] = []
-    do_build(store, ctx, tags=["expanded-from"], log=lines.append, build_args={"TAG": "latest"})
+    quiet_build(store, ctx, tags=["expanded-from"], log=lines.append, build_args={"TAG": "latest"})
     steps = [line for line in lines if "STEP" in line]
     assert steps[0] == "[1/2] STEP 1/4: FROM --platform=linux/amd64 capstone/busybox:latest AS base", steps
     assert steps[2] == "[2/2] STEP 3/4: FROM base", steps

@@ -406,10 +406,8 @@ def test_tmpfs_mounts_of_a_run_are_bounded(store, tmp_path):
         "RUN --mount=type=tmpfs,target=/small,size=1m --mount=type=tmpfs,target=/a --mount=type=tmpfs,target=/b "
         "sh -c 'grep -E \" /(small|a|b) \" /proc/self/mountinfo > /sizes; "
         "dd if=/dev/zero of=/small/f bs=1024 count=2048 2>/dev/null && echo filled > /small-result || echo full > /small-result'\n"))
-    do_build(store, ctx, tags=["tmpfs-sizes"])
-    image = tmp_path / "image"
-    image.mkdir()
-    apply_layers([layer.open() for layer in store.load("tmpfs-sizes").layers], image)
+    quiet_build(store, ctx, no_cache=True, tags=["tmpfs-sizes"])
+    image = image_rootfs(store, "tmpfs-sizes", tmp_path / "image")
     assert (image / "small-result").read_text() == "full\n"
     sizes = {line.split()[4]: line.rsplit("size=", 1)[1].split(",")[0].split()[0]
              for line in (image / "sizes").read_text().splitlines()}
@@ -422,5 +420,5 @@ def test_tmpfs_mounts_of_a_run_are_bounded(store, tmp_path):
         bad = make_context(tmp_path / f"bad-{value.replace(',', '-')}",
                            "FROM capstone/busybox\nARG S\nRUN --mount=type=tmpfs,target=/t,size=$S true\n")
         with pytest.raises(DockerfileError, match=f"^Dockerfile:3: .*{why}") as info:
-            do_build(store, bad, build_args={"S": value})
+            quiet_build(store, bad, no_cache=True, build_args={"S": value})
         assert "\n" not in str(info.value)

@@ -158,7 +158,7 @@ def test_capstone_run_of_a_foreign_platform_without_emulator_fails_with_one_line
     ctx = make_context(tmp_path / "ctx", f"FROM oci-layout:{bases}:arm64\nCMD [\"uname\", \"-m\"]\n")
     store = tmp_path / "s"
     assert build(store, ctx, "--platform", "linux/arm64", "-t", "arm:1").returncode == 0
-    assert run(store, "arm:1") == "aarch64\n"
+    assert capstone_run(store, "arm:1") == "aarch64\n"
     script = "mount --make-rprivate / && mount -t tmpfs none /proc/sys/fs/binfmt_misc && exec \"$@\""
     r = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", sys.executable, "-m", "capstone",
                         "--store", str(store), "run", "--rm", "--network", "none", "arm:1"],
