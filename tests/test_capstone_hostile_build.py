@@ -353,7 +353,7 @@ def test_a_file_swapped_before_it_is_hashed_is_not_remembered(tmp_path):
     digests = FileDigests()
     with pytest.raises(ValueError, match="replaced while it was read"):
         digests.digest(str(tmp_path / "dir/f"), st)
-    assert digests.table == {} and digests.read_bytes == 0
+    assert list(digests.rows()) == [] and digests.read_bytes == 0
 
 
 def nowhere_in_store(store: Store, value: bytes) -> None:

@@ -6,12 +6,15 @@ never fails a build, this one or a later one.
 
 from __future__ import annotations
 
+import contextlib
+import marshal
 import os
 from pathlib import Path
 
 import pytest
 from support import image_rootfs, quiet_build
 
+from capstone.engine.contenthash import MAGIC, FileDigests, path_key
 from capstone.store import Store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
@@ -65,9 +68,16 @@ def test_names_that_are_not_utf8_go_through_the_build_as_bytes(store, tmp_path):
     # the content-hash table was saved (with the names as they are) and the rebuild uses it
     again = quiet_build(store, ctx, tags=["nonutf8"])
     assert again.cache_hits == len(again.steps) - 1  # every step but FROM
-    saved = [store.cache_get(p.name) for p in store.cache_dir.iterdir()]
-    files = [v["files"] for v in saved if v and "files" in v]
-    assert any(os.fsdecode(os.fsencode(ctx) + b"/" + LATIN1) in table for table in files)
+    assert path_key(os.fsdecode(os.fsencode(ctx) + b"/" + LATIN1)) in {row[0] for row in saved_rows(store)}
+
+
+def digest_tables(store) -> list[Path]:
+    """The store's cache entries that are file digest tables."""
+    return [p for p in store.cache_dir.iterdir() if p.read_bytes().startswith(MAGIC)]
+
+
+def saved_rows(store) -> list[tuple]:
+    return [row for path in digest_tables(store) for row in table_rows(path)]
 
 
 def test_cache_keys_tell_two_names_apart_by_their_bytes(store, tmp_path):
@@ -89,19 +99,41 @@ def test_cache_keys_tell_two_names_apart_by_their_bytes(store, tmp_path):
 def test_a_cache_file_that_cannot_be_written_or_read_is_only_a_miss(store, tmp_path, monkeypatch):
     ctx = make_ctx(tmp_path / "ctx")
 
-    def refuse(key, value):
-        raise OSError(28, "No space left on device")
+    @contextlib.contextmanager
+    def refuse(key):
+        with Store.cache_write(store, key) as f:
+            f.write(b"half a table")
+            raise OSError(28, "No space left on device")
+        yield  # never reached
 
     with monkeypatch.context() as m:
-        m.setattr(store, "cache_put", lambda key, value: refuse(key, value) if key.startswith("contenthash:")
-                  else Store.cache_put(store, key, value))
+        m.setattr(store, "cache_write", refuse)
         quiet_build(store, ctx, tags=["nonutf8-fail"])
+    assert not any(row[0].startswith(ctx_key(ctx)) for row in saved_rows(store))  # the half table is gone
     quiet_build(store, ctx, tags=["nonutf8-fail"])
-    # a damaged table (a row of another shape, a name that is no string) is dropped, not fatal
-    for entry in store.cache_dir.iterdir():
-        value = store.cache_get(entry.name)
-        if value and "files" in value:
-            store.cache_put(entry.name, {"files": {**value["files"], "/x": "junk", "/y": [1, 2]}})
+    tables = [t for t in digest_tables(store) if any(r[0].startswith(ctx_key(ctx)) for r in table_rows(t))]
+    assert len(tables) == 1
+    # a damaged table is dropped, not fatal: rows of another shape, then a table cut short
+    good = tables[0].read_bytes()
+    junk = marshal.dumps([(b"x", "junk"), (b"y", 1, 2)])
+    tables[0].write_bytes(MAGIC + junk + marshal.dumps([(b"", len(MAGIC), len(junk))])
+                          + len(MAGIC + junk).to_bytes(8, "little"))
     (ctx / "new.txt").write_text("changed\n")
     result = quiet_build(store, ctx, tags=["nonutf8-fail"])
     assert [s.cached for s in result.steps if s.kind == "COPY"] == [True, False]
+    tables[0].write_bytes(good[:len(good) // 2])
+    (ctx / "new.txt").write_text("changed again\n")
+    result = quiet_build(store, ctx, tags=["nonutf8-fail"])
+    assert [s.cached for s in result.steps if s.kind == "COPY"] == [True, False]
+
+
+def ctx_key(ctx: Path) -> bytes:
+    return path_key(str(ctx)) + b"\0"
+
+
+def table_rows(path: Path) -> list[tuple]:
+    digests = FileDigests(open(path, "rb"))
+    try:
+        return list(digests.rows())
+    finally:
+        digests.close()

@@ -9,39 +9,149 @@ Reading every file again on every build would cost as much as copying it, so fil
 remembered per real path with the stat fields that change when content may have changed
 (size, mtime in ns, inode, ctime in ns) — the same trick as git's index. A file whose stat is
 unchanged is not read again; the table lives in the store's cache (``contenthash:<context>``).
+
+A context of 200,000 files has as many rows, so the table is never held in memory whole: it
+is a file of rows sorted by path (``/`` as the lowest byte, so a directory's walk, parents
+first and names sorted by bytes, reads it front to back), in chunks with an index of their
+first paths at the end. A lookup reads the one chunk its path falls in, which a walk's next
+lookups find again. Rows computed by a build are gathered a few thousand at a time, sorted
+and spilled to run files in the build's scratch directory; the table a build leaves is one
+merge of the old table and those runs, written chunk by chunk.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import heapq
+import marshal
 import os
+import secrets
 import stat
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
+from pathlib import Path
+from typing import BinaryIO
 
 CHUNK = 1 << 20
+MAGIC = b"capstone file digests 1\n"
+#: rows per chunk of a table file (a lookup unmarshals one chunk)
+CHUNK_ROWS = 512
+#: fresh rows gathered in memory before they are spilled as a sorted run
+SPILL_ROWS = 8192
+
+#: (sort key: the path's bytes with "/" as b"\0", size, mtime_ns, ino, ctime_ns, sha256 bytes)
+Row = tuple[bytes, int, int, int, int, bytes]
+_key_of = itemgetter(0)
+
+
+def path_key(path: str) -> bytes:
+    """The order rows are kept in: a path's bytes with each ``/`` the lowest byte, so a walk
+    in name order (parents first) meets its paths in increasing order."""
+    return os.fsencode(path).replace(b"/", b"\0")
+
+
+def _valid_row(row) -> bool:
+    return (type(row) is tuple and len(row) == 6 and type(row[0]) is bytes and all(type(v) is int for v in row[1:5])
+            and type(row[5]) is bytes and len(row[5]) == 32)
+
+
+class _Table:
+    """A table file (read-only, through ``pread``: a stage child forked meanwhile shares the
+    descriptor, never an offset): its chunks' first keys, and the chunk last read."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.fd = f.fileno()
+        self.index: list[tuple[bytes, int, int]] = []  # (first key, offset, length) per chunk
+        self.firsts: list[bytes] = []
+        self._chunk = -1
+        self._rows: list[Row] = []
+        try:
+            end = os.fstat(self.fd).st_size
+            if end < len(MAGIC) + 8 or os.pread(self.fd, len(MAGIC), 0) != MAGIC:
+                return
+            at = int.from_bytes(os.pread(self.fd, 8, end - 8), "little")
+            if not len(MAGIC) <= at <= end - 8:
+                return
+            index = marshal.loads(os.pread(self.fd, end - 8 - at, at))
+        except (OSError, ValueError, EOFError, TypeError):
+            return
+        # what a cache file holds is only a hint: a table of another shape is an empty one
+        if isinstance(index, list) and all(
+                type(c) is tuple and len(c) == 3 and type(c[0]) is bytes and type(c[1]) is int and type(c[2]) is int
+                for c in index):
+            self.index = index
+            self.firsts = [c[0] for c in index]
+
+    def _load(self, n: int) -> list[Row]:
+        if n != self._chunk:
+            _, offset, length = self.index[n]
+            try:
+                rows = marshal.loads(os.pread(self.fd, length, offset))
+            except (OSError, ValueError, EOFError, TypeError):
+                rows = []
+            self._rows = rows if isinstance(rows, list) else []
+            self._chunk = n
+        return self._rows
+
+    def find(self, key: bytes) -> Row | None:
+        n = bisect.bisect_right(self.firsts, key) - 1
+        if n < 0:
+            return None
+        rows = self._load(n)
+        try:
+            i = bisect.bisect_left(rows, key, key=_key_of)
+        except (TypeError, IndexError, KeyError):  # a damaged chunk: its rows are not even tuples
+            return None
+        # only the row found is checked (a lookup is the hot loop of a cached build)
+        return rows[i] if i < len(rows) and _valid_row(rows[i]) and rows[i][0] == key else None
+
+    def rows(self) -> Iterator[Row]:
+        for n in range(len(self.index)):
+            yield from filter(_valid_row, self._load(n))
+
+
+def _read_run(path: Path) -> Iterator[Row]:
+    """The rows of a run file: chunks, each its length (8 bytes) then a marshalled list."""
+    with open(path, "rb") as f:
+        while head := f.read(8):
+            rows = marshal.loads(f.read(int.from_bytes(head, "little")))
+            yield from (row for row in rows if _valid_row(row))
+
+
+def _aged(rows: Iterator[Row], age: int) -> Iterator[tuple[bytes, int, Row]]:
+    return ((row[0], -age, row) for row in rows)
 
 
 class FileDigests:
-    """sha256 of files, remembered by (path, size, mtime_ns, ino, ctime_ns)."""
+    """sha256 of files, remembered by (path, size, mtime_ns, ino, ctime_ns).
 
-    def __init__(self, table: dict | None = None) -> None:
-        #: real path (str; a name that is not UTF-8 as surrogateescape) -> [size, mtime_ns,
-        #: ino, ctime_ns, sha256 hex]. What a cache file holds is only a hint: a row of any
-        #: other shape (an older format, a damaged file) is dropped, never trusted or fatal
-        self.table: dict[str, list] = {
-            path: row for path, row in (table.items() if isinstance(table, dict) else ())
-            if isinstance(path, str) and _valid_row(row)
-        }
+    ``table``: the table file a former build left (an open binary file, read as lookups need
+    it; None: none). ``spill_dir``: where the rows this build computes are spilled, sorted, a
+    few thousand at a time (None: they stay in memory; a small build, a test)."""
+
+    def __init__(self, table: BinaryIO | None = None, spill_dir: str | os.PathLike | None = None) -> None:
+        self._table = _Table(table) if table is not None else None
+        self.spill_dir = Path(spill_dir) if spill_dir is not None else None
+        self._fresh: dict[bytes, Row] = {}  # rows computed since the last spill
+        #: the sorted runs spilled so far, oldest first (a stage child's are merged in)
+        self.runs: list[Path] = []
         self.changed = False
         self.read_bytes = 0
-        #: the rows computed from here on, when a dict (a stage built by a child process sets
-        #: one and hands the rows back); None keeps no second index of a big context
-        self.fresh: dict[str, list] | None = None
+
+    def _known(self, key: bytes) -> Row | None:
+        row = self._fresh.get(key)
+        if row is None and self._table is not None:
+            row = self._table.find(key)
+        return row
 
     def digest(self, path: str, st: os.stat_result) -> str:
-        sig = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
-        known = self.table.get(path)
-        if known is not None and known[:4] == sig:
-            return known[4]
+        key = path_key(path)
+        known = self._known(key)
+        if known is not None and known[1] == st.st_size and known[2] == st.st_mtime_ns and known[3] == st.st_ino \
+                and known[4] == st.st_ctime_ns:
+            return known[5].hex()
         h = hashlib.sha256()
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         try:
@@ -60,24 +170,81 @@ class FileDigests:
                 self.read_bytes += n
         finally:
             os.close(fd)
-        hexdigest = h.hexdigest()
-        row = self.table[path] = sig + [hexdigest]
-        if self.fresh is not None:
-            self.fresh[path] = row
+        raw = h.digest()
+        self._fresh[key] = (key, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, raw)
         self.changed = True
-        return hexdigest
+        if self.spill_dir is not None and len(self._fresh) >= SPILL_ROWS:
+            self.spill()
+        return raw.hex()
 
-    def merge(self, rows: dict[str, list]) -> None:
-        """Take in rows another process computed (as :attr:`fresh` gave them)."""
-        for path, row in rows.items():
-            if _valid_row(row):
-                self.table[path] = row
-                self.changed = True
+    def spill(self) -> None:
+        """Write the rows gathered in memory as a sorted run in ``spill_dir``."""
+        if not self._fresh or self.spill_dir is None:
+            return
+        rows = sorted(self._fresh.values(), key=_key_of)
+        path = self.spill_dir / f"digests-{secrets.token_hex(8)}"
+        with open(path, "xb") as f:
+            for i in range(0, len(rows), CHUNK_ROWS):
+                data = marshal.dumps(rows[i:i + CHUNK_ROWS])
+                f.write(len(data).to_bytes(8, "little") + data)
+        self.runs.append(path)
+        self._fresh.clear()
 
+    def close(self) -> None:
+        """Close the table file read (after :meth:`write`)."""
+        if self._table is not None:
+            self._table.f.close()
+            self._table = None
 
-def _valid_row(row) -> bool:
-    return (isinstance(row, list) and len(row) == 5 and all(type(v) is int for v in row[:4])
-            and isinstance(row[4], str) and len(row[4]) == 64)
+    def merge(self, runs: Iterable[str | os.PathLike]) -> None:
+        """Take in the runs another process spilled (a stage built by a child): newer than the
+        rows gathered here so far, which are spilled first."""
+        self.spill()
+        for run in runs:
+            self.runs.append(Path(run))
+            self.changed = True
+
+    def rows(self, *, leave_out: str | None = None) -> Iterator[Row]:
+        """Every row remembered (the table's and this build's, the newest for a path), sorted;
+        ``leave_out``: none below that directory."""
+        sources: list[Iterator[Row]] = []
+        if self._table is not None:
+            sources.append(self._table.rows())
+        sources.extend(_read_run(p) for p in self.runs)
+        sources.append(iter(sorted(self._fresh.values(), key=_key_of)))
+        # newer sources win: each row tagged with its source's age, the merge keeps a key's first
+        tagged = [_aged(src, age) for age, src in enumerate(sources)]
+        cut = path_key(leave_out.rstrip("/")) + b"\0" if leave_out else None
+        last = None
+        for key, _, row in heapq.merge(*tagged):
+            if key == last or (cut is not None and key.startswith(cut)):
+                continue
+            last = key
+            yield row
+
+    def write(self, out: BinaryIO, *, leave_out: str | None = None) -> None:
+        """Write the table a next build reads: :meth:`rows` in chunks, then their index."""
+        out.write(MAGIC)
+        at = len(MAGIC)
+        index: list[tuple[bytes, int, int]] = []
+        chunk: list[Row] = []
+
+        def flush() -> None:
+            nonlocal at
+            data = marshal.dumps(chunk)
+            out.write(data)
+            index.append((chunk[0][0], at, len(data)))
+            at += len(data)
+            chunk.clear()
+
+        for row in self.rows(leave_out=leave_out):
+            chunk.append(row)
+            if len(chunk) == CHUNK_ROWS:
+                flush()
+        if chunk:
+            flush()
+        out.write(marshal.dumps(index))
+        out.write(at.to_bytes(8, "little"))
 
 
 def entry_line(dest: str, st: os.stat_result, uid: int, gid: int, mode: int,
@@ -102,4 +269,4 @@ def selection_digest(lines) -> str:
     return "sha256:" + h.hexdigest()
 
 
-__all__ = ["FileDigests", "entry_line", "selection_digest"]
+__all__ = ["FileDigests", "entry_line", "path_key", "selection_digest"]

@@ -281,7 +281,7 @@ class Builder:
         self._counter = 0
         self.source_date_epoch = plan.source_date_epoch
         self._digest_key = "contenthash:" + hashlib.sha256(os.fsencode(context_dir)).hexdigest()
-        self.digests = FileDigests((store.cache_get(self._digest_key) or {}).get("files"))
+        self.digests = FileDigests(store.cache_open(self._digest_key))
         #: COPY/ADD layers made by this build: diff_id -> plan (to make their snapshots by copy)
         self._copy_plans: dict[str, CopyPlan] = {}
         #: COPY/ADD snapshots being made by a child process: diff_id -> (pid, directory)
@@ -451,6 +451,7 @@ class Builder:
         self.store.sweep()
         with self.store.lease(self.store.tmp_dir, f"build-{secrets.token_hex(8)}") as scratch:
             self.scratch = scratch
+            self.digests.spill_dir = scratch  # a big context's fresh rows wait on disk, not in memory
             try:
                 build_stages(self, self.build_stage)  # independent stages at the same time
                 final = self.stages[self.plan.target]
@@ -460,16 +461,16 @@ class Builder:
                 self._save_digests()
 
     def _save_digests(self) -> None:
-        if not self.digests.changed:
-            return
-        scratch = str(self.scratch)
-        table = self.digests.table  # trimmed in place: a copy would double a big context's rows at the end
-        for path in [p for p in table if p.startswith(scratch)]:
-            del table[path]
+        """The file digests for the next build: the old table merged with this build's rows
+        (none of a file in the scratch directory), streamed into the store's cache."""
         try:
-            self.store.cache_put(self._digest_key, {"files": table})
+            if self.digests.changed:
+                with self.store.cache_write(self._digest_key) as f:
+                    self.digests.write(f, leave_out=str(self.scratch))
         except (OSError, ValueError):
             pass  # only a speed-up: the next build hashes again (a failed write is no error)
+        finally:
+            self.digests.close()
 
     def total(self) -> int:
         return self.plan.total_steps

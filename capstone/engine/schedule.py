@@ -153,7 +153,7 @@ class _Scheduler:
                 b.scratch = scratch
                 b._counter = 0
                 first = len(b.steps)
-                b.digests.fresh = {}  # the file digests this stage computes, for the builder
+                b.digests.spill_dir, b.digests.runs = scratch, []  # the file digests this stage computes
                 shared_before = b.shared.forked()
                 pos = self.positions[planned.index]
                 with _Prefixed(b, pos):
@@ -161,9 +161,10 @@ class _Scheduler:
                 stage = b.stages[planned.index]
                 desc = b.store.commit(stage.image, [])  # the stage's image, for the parent to load
                 b._reap_snapshots()
+                b.digests.spill()  # the builder merges the runs into the table it leaves
                 outcome = {"digest": desc.digest, "key": stage.key, "variables": stage.variables,
                            "label": stage.base_label, "steps": b.steps[first:],
-                           "digests": b.digests.fresh, "shared": b.shared.since(shared_before)}
+                           "digests": [str(p) for p in b.digests.runs], "shared": b.shared.since(shared_before)}
                 code = 0
             except BaseException as e:  # noqa: BLE001 - every failure goes to the parent
                 outcome = {"error": _portable(e)}

@@ -10,10 +10,11 @@ import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from part2_manual_oci import write_file_atomic
+from part2_manual_oci import atomic_file, write_file_atomic
 
 from .leases import TEMP_PREFIX
 
@@ -48,6 +49,21 @@ class BuildCache:
         data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         # not fsynced: after a crash an entry is there whole, or missing, or unreadable (a miss)
         write_file_atomic(self._file(key), data.encode("ascii"), durable=False)
+
+    def open_file(self, key: str) -> BinaryIO | None:
+        """An entry too big to be one JSON value (the file digests of a big context), open to
+        be read piece by piece; None when there is none."""
+        try:
+            return open(self._file(key), "rb")
+        except FileNotFoundError:
+            return None
+
+    @contextlib.contextmanager
+    def write_file(self, key: str) -> Iterator[BinaryIO]:
+        """Write such an entry as a stream; it replaces the old one (atomically) when the block
+        ends without an error."""
+        with atomic_file(self._file(key), 0o644) as f:
+            yield f
 
     def roots(self) -> set[str]:
         """Every digest the entries name: what the cache keeps alive."""

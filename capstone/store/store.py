@@ -46,6 +46,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -393,6 +394,15 @@ class Store:
         """Store ``value`` under ``key`` (atomically). Every ``sha256:...`` string in a value
         keeps that blob (an image manifest: the whole image) alive through ``prune``."""
         self.cache.put(key, value)
+
+    def cache_open(self, key: str) -> BinaryIO | None:
+        """A binary cache entry, open for reading (None: there is none)."""
+        return self.cache.open_file(key)
+
+    def cache_write(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """Write a binary cache entry as a stream (it replaces the old one when the block ends
+        without an error)."""
+        return self.cache.write_file(key)
 
     # -- import and transfer (transfer.py, convert.py) -----------------------------------------
     def import_rootfs(self, src: str | os.PathLike, name: str) -> Descriptor:
