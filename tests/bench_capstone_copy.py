@@ -73,7 +73,7 @@ def main() -> int:
             materialize(plan, Path(tmp) / "snapshot")
             walls.append(time.perf_counter() - t0)
             cpus.append(cpu_seconds() - c0)
-    print(f"manyfiles COPY plan: {len(plan.entries)} entries")
+    print(f"manyfiles COPY plan: {len(plan)} entries")
     print(f"materialize  wall  {summary(walls)}")
     print(f"materialize  cpu   {summary(cpus)}")
 

@@ -45,7 +45,7 @@ import posixpath
 import stat
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,11 +84,90 @@ class CopyEntry:
 
 @dataclass
 class CopyPlan:
+    """The entries of a COPY/ADD's layer, in order: in ``entries``, or, for the contents of one
+    directory copied (the big case: a context of 200,000 files), spilled to the file ``spill``
+    as planning walks them, ``entries`` left empty. Iterating a plan reads its entries again
+    (the layer, then the snapshot, each once) without holding them all."""
+
     entries: list[CopyEntry] = field(default_factory=list)
     digest: str = ""
     #: how many regular files and bytes the copy reads (for --explain)
     files: int = 0
     bytes: int = 0
+    spill: Path | None = None
+    spilled: int = 0  # how many entries the spill file holds
+
+    def __iter__(self) -> Iterator[CopyEntry]:
+        return iter(self.entries) if self.spill is None else _read_spill(self.spill)
+
+    def __len__(self) -> int:
+        return len(self.entries) if self.spill is None else self.spilled
+
+    @property
+    def archives(self) -> bool:
+        """Whether an ADD archive is to be unpacked (never in a spilled plan)."""
+        return any(e.archive for e in self.entries)
+
+
+#: entries per chunk of a spill file
+SPILL_CHUNK = 1024
+
+
+def _pack(e: CopyEntry) -> tuple:
+    st = e.st
+    packed = None if st is None else (
+        st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size, st.st_atime_ns,
+        st.st_mtime_ns, st.st_ctime_ns, st.st_rdev, st.st_mtime)
+    return (e.dest, e.src, packed, e.uid, e.gid, e.mode, e.archive, e.parent, e.mtime_ns)
+
+
+def _unpack_stat(p: tuple) -> os.stat_result:
+    """An lstat result as :func:`_pack` kept it: every field a copy reads, ``st_mtime`` (the
+    float a layer's mtime is taken from) exactly as it was."""
+    mode, ino, dev, nlink, uid, gid, size, atime_ns, mtime_ns, ctime_ns, rdev, mtime = p
+    return os.stat_result(
+        (mode, ino, dev, nlink, uid, gid, size, atime_ns // 1_000_000_000, mtime_ns // 1_000_000_000,
+         ctime_ns // 1_000_000_000),
+        {"st_atime": atime_ns / 1e9, "st_mtime": mtime, "st_ctime": ctime_ns / 1e9, "st_atime_ns": atime_ns,
+         "st_mtime_ns": mtime_ns, "st_ctime_ns": ctime_ns, "st_blksize": 0, "st_blocks": 0, "st_rdev": rdev})
+
+
+class _SpillWriter:
+    """Entries written to a spill file: chunks, each its length (8 bytes) then a marshalled list."""
+
+    def __init__(self, path: Path) -> None:
+        self.f = open(path, "xb")
+        self.chunk: list[tuple] = []
+        self.count = 0
+
+    def add(self, e: CopyEntry) -> None:
+        self.chunk.append(_pack(e))
+        self.count += 1
+        if len(self.chunk) == SPILL_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        import marshal
+
+        data = marshal.dumps(self.chunk)
+        self.f.write(len(data).to_bytes(8, "little") + data)
+        self.chunk.clear()
+
+    def close(self) -> None:
+        if self.chunk:
+            self.flush()
+        self.f.close()
+
+
+def _read_spill(path: Path) -> Iterator[CopyEntry]:
+    import marshal
+
+    with open(path, "rb") as f:
+        while head := f.read(8):
+            for dest, src, packed, uid, gid, mode, archive, parent, mtime_ns in marshal.loads(
+                    f.read(int.from_bytes(head, "little"))):
+                yield CopyEntry(dest, src, None if packed is None else _unpack_stat(packed), uid, gid, mode,
+                                archive=archive, parent=parent, mtime_ns=mtime_ns)
 
 
 @dataclass(frozen=True)
@@ -339,16 +418,38 @@ class _Entries:
         return resolved
 
     def add(self, dest_path: str, item: SourceItem) -> None:
-        uid, gid = self.opts.owner_of(item.st)
         prev = self.entries.pop(dest_path, None)
         if prev is not None and prev.parent and item.is_dir:
             self.entries[dest_path] = prev  # an existing directory keeps what it is
             return
-        self.entries[dest_path] = CopyEntry(dest_path, item.path, item.st, uid, gid, self.opts.mode_of(item.st))
+        self.entries[dest_path] = self.entry(dest_path, item)
         self.made.pop(dest_path, None)
+
+    def entry(self, dest_path: str, item: SourceItem) -> CopyEntry:
+        """The entry of ``item`` copied to ``dest_path`` (counted in the plan's files and bytes)."""
+        uid, gid = self.opts.owner_of(item.st)
         if stat.S_ISREG(item.st.st_mode):
             self.plan.files += 1
             self.plan.bytes += item.st.st_size
+        return CopyEntry(dest_path, item.path, item.st, uid, gid, self.opts.mode_of(item.st))
+
+    def spill(self, item: SourceItem, source: ContextSource | ImageSource, path: Path) -> None:
+        """The one directory whose contents the copy takes, planned straight into the spill
+        file ``path``: the directories on the way first, then the walk's entries as they come.
+        Nothing else is copied, so no two entries have one destination (the walk's are all
+        below the destination, the directories on the way at it or above)."""
+        target = self.ensure_dir(self.opts.dest)
+        out = _SpillWriter(path)
+        try:
+            for e in self.entries.values():
+                out.add(e)
+            for sub in source.walk(item):
+                if self.opts.excludes is not None and self.opts.excludes.matches(sub.rel):
+                    continue
+                out.add(self.entry(f"{target}/{sub.rel}" if target else sub.rel, sub))
+        finally:
+            out.close()
+        self.plan.spill, self.plan.spilled = path, out.count
 
     def add_archive(self, item: SourceItem) -> None:
         """ADD of a local archive: unpacked into the destination (a directory) when written."""
@@ -396,7 +497,7 @@ class _Entries:
         self.add(f"{target_dir}/{final}" if target_dir else final, item)
 
 
-def _content_digest(opts: _Options, entries: list[CopyEntry], digests: FileDigests) -> str:
+def _content_digest(opts: _Options, entries: Iterable[CopyEntry], digests: FileDigests) -> str:
     """The digest of what the layer will hold (names, owners, modes, contents; not mtimes),
     streamed: no list of a big context's lines."""
     return selection_digest(_entry_lines(entries, f"{opts.keyword}\0{'unpack' if opts.is_add else ''}\n", digests))
@@ -414,13 +515,15 @@ def plan_copy(
     downloads: dict[str, str] | None = None,
     trees: dict[str, str] | None = None,
     selected: CopySources | None = None,
+    spill: Path | None = None,
 ) -> CopyPlan:
     """Every entry the layer of ``ins`` (expanded) will hold, and their content digest
     (``digests`` None: no digest; the step was keyed by :func:`sources_digest`).
 
     ``view`` is the image being built (for the destination); ``source`` where files come from;
     ``selected``: what :func:`select_sources` found (None: select now, with ``staging``,
-    ``downloads`` and ``trees``, see there).
+    ``downloads`` and ``trees``, see there). ``spill``: a file to plan the contents of a
+    single directory source into (see :class:`CopyPlan`); None keeps every plan in memory.
     """
     if selected is None:
         selected = select_sources(ins, source, staging=staging, downloads=downloads, trees=trees)
@@ -432,14 +535,18 @@ def plan_copy(
         plan.digest = selection_digest([f"{opts.keyword}\0nothing\n"])
         return plan
     entries = _Entries(opts, view, made_mtime, plan)
-    entries.place(selected.matched, selected.placed)
-    plan.entries = list(entries.entries.values())
+    if spill is not None and not selected.placed and len(selected.matched) == 1 and selected.matched[0][1].is_dir:
+        _, item, _, item_source = selected.matched[0]
+        entries.spill(item, item_source, spill)
+    else:
+        entries.place(selected.matched, selected.placed)
+        plan.entries = list(entries.entries.values())
     if digests is not None:  # else the caller keyed the step by the sources (sources_digest)
-        plan.digest = _content_digest(opts, plan.entries, digests)
+        plan.digest = _content_digest(opts, plan, digests)
     return plan
 
 
-def _entry_lines(entries: list[CopyEntry], first: str, digests: FileDigests) -> Iterator[str]:
+def _entry_lines(entries: Iterable[CopyEntry], first: str, digests: FileDigests) -> Iterator[str]:
     yield first
     for e in entries:
         if e.parent or e.src is None:
@@ -566,7 +673,7 @@ def write_copy(plan: CopyPlan, w: LayerWriter, staging: Path, view: RootfsView) 
     source has is staged in ``staging`` first. An archive to unpack becomes the entries it
     unpacks to (kept in ``plan``: the layer's snapshot is made from them)."""
     staging.mkdir(parents=True, exist_ok=True)
-    if any(e.archive for e in plan.entries):
+    if plan.archives:
         have = {e.dest for e in plan.entries if not e.archive}
         entries: list[CopyEntry] = []
         for n, e in enumerate(plan.entries):
@@ -575,7 +682,7 @@ def write_copy(plan: CopyPlan, w: LayerWriter, staging: Path, view: RootfsView) 
             else:
                 entries.append(e)
         plan.entries = entries
-    for n, e in enumerate(plan.entries):
+    for n, e in enumerate(plan):
         if e.src is not None and _matches(e):
             w.add_path(e.src, e.dest, e.st)  # read only if it is still the file planned with
         elif e.src is not None and (stat.S_ISREG(e.st.st_mode) or stat.S_ISDIR(e.st.st_mode) or stat.S_ISLNK(e.st.st_mode)):
@@ -745,7 +852,7 @@ def materialize(plan: CopyPlan, root: Path, *, source_date_epoch: int | None = N
         return s * 1_000_000_000
 
     with RootDir(root, create=True) as rd:
-        for e in plan.entries:
+        for e in plan:
             if e.src is None:
                 _make_dir(rd, e)
                 dirs.append((e.dest, mtime_ns(e.mtime_ns / 1e9)))

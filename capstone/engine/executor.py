@@ -369,9 +369,9 @@ class Builder:
     def _fork_snapshot(self, plan: CopyPlan) -> tuple[int, Path] | None:
         """Start :func:`materialize` of ``plan`` in a child process: (pid, directory), or None
         when the copy is small (a fork costs more than it saves) or forking is unsafe here."""
-        if len(plan.entries) < PARALLEL_SNAPSHOT_ENTRIES and plan.bytes < PARALLEL_SNAPSHOT_BYTES:
+        if len(plan) < PARALLEL_SNAPSHOT_ENTRIES and plan.bytes < PARALLEL_SNAPSHOT_BYTES:
             return None
-        if self.secrets is not None or any(e.archive for e in plan.entries) or (os.cpu_count() or 1) < 2:
+        if self.secrets is not None or plan.archives or (os.cpu_count() or 1) < 2:
             return None  # a relay thread runs (no fork), an archive to unpack, or one core
         tmp = self.scratch / f"snapshot-{secrets.token_hex(6)}"  # leased with the build
         parent = os.getpid()
@@ -791,9 +791,9 @@ class Builder:
             source = self.context if from_image is None else ImageSource(self.view(from_image[0]), from_image[1])
             view = view_of()
             plan = plan_copy(ins, source, view, workdir, digests=None, staging=staging / "heredocs",
-                             made_mtime=made_time(self.source_date_epoch), selected=selected)
+                             made_mtime=made_time(self.source_date_epoch), selected=selected, spill=staging / "plan")
             done = f"{plan.files} files, {plan.bytes} bytes {detail}"
-            if not plan.entries:  # only patterns that matched nothing: no change, no layer
+            if not len(plan):  # only patterns that matched nothing: no change, no layer
                 return None, created_by, done
             layer = self._write_copy_layer(plan, staging, view, read_later=self._read_later(stage, raw))
             return layer, created_by, done
@@ -839,7 +839,7 @@ class Builder:
             trees = self.fetch_git(ins, gits)
             view = view_of()
             plan = plan_copy(ins, self.context, view, workdir, digests=None, staging=staging / "heredocs",
-                             made_mtime=made_time(self.source_date_epoch), trees=trees)
+                             made_mtime=made_time(self.source_date_epoch), trees=trees, spill=staging / "plan")
             layer = self._write_copy_layer(plan, staging, view)
             return layer, created_by, f"{plan.files} files, {plan.bytes} bytes from {detail}"
 
