@@ -24,11 +24,13 @@ buildah's copy, the capstone's layer blob and snapshot).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -89,15 +91,76 @@ def make_big_context(root: Path, size: int) -> Path:
     return ctx
 
 
+PR_SET_CHILD_SUBREAPER = 36
+SAMPLE_SECONDS = 0.02
+
+
+def become_subreaper() -> None:
+    """Orphans below this script (a child the builder forked and left) become its children,
+    where :func:`tree_rss` still sees them, instead of init's."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def tree_rss(top: int) -> int:
+    """The resident memory (bytes) of every process below ``top`` (not ``top`` itself), summed
+    as proportional set sizes: a page two processes share (a forked child's, until either
+    writes it) is counted once between them."""
+    total = 0
+    stack = [top]
+    while stack:
+        pid = stack.pop()
+        try:
+            if pid != top:
+                with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+                    for line in f:
+                        if line.startswith(b"Pss:"):
+                            total += int(line.split()[1]) * 1024
+                            break
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue  # it ended meanwhile
+    return total
+
+
+def reap_orphans() -> None:
+    """Wait for the processes left to this subreaper (zombies, or still running)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        if not pid:
+            return
+
+
 def timed(argv: list[str], log: Path) -> tuple[float, int, int]:
-    """Run ``argv``: (seconds, peak RSS in bytes, exit code)."""
+    """Run ``argv``: (seconds, peak RSS in bytes, exit code). The peak is the larger of
+    ``wait4``'s ``ru_maxrss`` and the sampled peak of the summed RSS of every process below
+    this one (see the module's docstring)."""
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        me = os.getpid()
+        while not done.is_set():
+            peak = max(peak, tree_rss(me))
+            done.wait(SAMPLE_SECONDS)
+
     with open(log, "ab") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
-    return seconds, usage.ru_maxrss * 1024, proc.returncode
+        reap_orphans()  # what the builder left running is measured until it ends
+        done.set()
+        sampler.join()
+    return seconds, max(usage.ru_maxrss * 1024, peak), proc.returncode
 
 
 def builders(py: str, store: Path) -> dict[str, tuple]:
@@ -132,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default=DEFAULT_SIZES, help=f"big file sizes (default {DEFAULT_SIZES}; '' for none)")
     ap.add_argument("--builders", default="buildah,capstone")
     args = ap.parse_args(argv)
+    become_subreaper()
     py = os.environ.get("PYTHON") or sys.executable
     work = args.work.resolve()
     ctx_root = work / "scale"
