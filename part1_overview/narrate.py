@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import sys
-import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO
 
@@ -62,6 +61,8 @@ class Narrator:
             if paragraph is None:
                 self._line("", style)
                 continue
+            import textwrap  # only a narration fills lines: a command's start-up does not pay for it
+
             lines = textwrap.wrap(
                 paragraph, width=max(self.width - 1, 40), initial_indent=indent + lead,
                 subsequent_indent=indent + " " * (item_hang or hang), break_long_words=False, break_on_hyphens=False,
@@ -85,6 +86,8 @@ class Narrator:
         if self.width is None:
             self._line(f"{head}{text}", style=style)
             return
+        import textwrap
+
         for line in textwrap.wrap(f"{head}{text}", width=max(self.width - 1, 40), subsequent_indent=" " * len(head),
                                   break_long_words=False, break_on_hyphens=False):
             self._line(line, style=style)
@@ -128,6 +131,8 @@ class Narrator:
             return
         # a word too long to sit under the text (a digest) moves left as far as it must
         hang = max(0, min(hang, width - max(map(len, text.split()))))
+        import textwrap
+
         for line in textwrap.wrap(text, width=width, subsequent_indent=" " * hang,
                                   break_long_words=False, break_on_hyphens=False):
             self._line(line)

@@ -14,10 +14,11 @@ rename) and builds the chapter's busybox image with nothing but the stdlib
 (``build_busybox_image``). Run ``python -m part2_manual_oci --out DIR`` to watch it happen.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from . import mediatypes
-from .archive import extract_oci_archive, open_oci_archive, write_oci_archive
 from .atomic import atomic_file, make_durable, write_file_atomic
-from .busybox import build_busybox_image
 from .digest import (
     ALGORITHMS,
     DigestError,
@@ -50,7 +51,30 @@ from .platforms import (
     same_platform,
     select_platform,
 )
-from .validate import validate_layout
+
+if TYPE_CHECKING:
+    from .archive import extract_oci_archive, open_oci_archive, write_oci_archive
+    from .busybox import build_busybox_image
+    from .validate import validate_layout
+
+#: archives (tarfile), the chapter's busybox image (subprocess, gzip) and the validator are
+#: imported when one of their names is first used (PEP 562): a build reads and writes a layout
+#: and needs none of them, and start-up is most of a cached build's time.
+_LAZY = {
+    **{name: "archive" for name in ("extract_oci_archive", "open_oci_archive", "write_oci_archive")},
+    "build_busybox_image": "busybox",
+    "validate_layout": "validate",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ALGORITHMS",

@@ -20,7 +20,7 @@ in the project that picks a manifest out of an index, or asks what this host is,
 
 from __future__ import annotations
 
-import platform as _platform
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -96,7 +96,9 @@ def normalize_platform(p: Platform) -> Platform:
 
 def host_platform() -> Platform:
     """This machine's platform, normalised (``linux/amd64`` here; ``linux/arm64`` on aarch64)."""
-    machine = _platform.machine().lower()
+    # the kernel's machine name, what platform.machine() returns on Linux (without importing
+    # platform, whose module-level regexes a cached build's start-up would pay for)
+    machine = os.uname().machine.lower()
     try:
         arch, variant = _MACHINES[machine]
     except KeyError:

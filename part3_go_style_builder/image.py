@@ -21,7 +21,6 @@ import json
 import os
 import posixpath
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,12 +49,12 @@ from part2_manual_oci import (
     host_platform,
     select_platform,
     sha256_digest,
-    write_oci_archive,
 )
 from part2_manual_oci import mediatypes as mt
-from part4_tar import layer_info, write_layer
 
 if TYPE_CHECKING:
+    import tarfile
+
     from part4_tar import LayerInfo
 
 from .errors import CbtError, ImageNotFound
@@ -171,6 +170,8 @@ class _TarMember(io.RawIOBase):
 
 
 def _open_member(archive: Path, name: str) -> BinaryIO:
+    import tarfile  # archives only: a layout's images never need it
+
     tf = tarfile.open(archive, "r:*")
     try:
         for info in tf:
@@ -217,6 +218,8 @@ class Layer:
     def from_blob_file(cls, path: str | os.PathLike, media_type: str | None = None) -> "Layer":
         """A layer from a layer blob on disk (tar, tar+gzip or tar+zstd): one pass to find its
         digest, size and diff_id."""
+        from part4_tar import layer_info
+
         path = Path(path)
         with open(path, "rb") as f:
             info = layer_info(f, media_type)
@@ -249,6 +252,8 @@ def layer_from_directory(
     source_date_epoch: int | None = None,
 ) -> Layer:
     """Pack a directory as a layer blob (part 4) into ``out_dir/<hex>`` and return the layer."""
+    from part4_tar import write_layer
+
     return write_layer_blob(out_dir, lambda f: write_layer(src_dir, f, compression, source_date_epoch=source_date_epoch))
 
 
@@ -279,6 +284,8 @@ class _ArchiveReader:
     """An oci-archive read in place: members are looked up by name, nothing is extracted."""
 
     def __init__(self, path: str) -> None:
+        import tarfile
+
         self.path = Path(path)
         self.where = str(self.path)
         try:
@@ -591,6 +598,8 @@ class Image:
     def _write_archive(self, target: Path, ref_name: str) -> Descriptor:
         if target.is_dir():
             raise CbtError(f"{target}: is a directory, not an oci-archive file")
+        from part2_manual_oci import write_oci_archive  # tarfile: only to write an archive
+
         prefix = f"cbt-oci-archive-{os.getpid()}-"
         with _removed_on_failure(target.parent), tempfile.TemporaryDirectory(prefix=prefix, dir=_tmp_root()) as tmp:
             desc = self._write_layout(OCILayout.create(Path(tmp) / "layout"), ref_name)

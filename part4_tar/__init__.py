@@ -15,12 +15,37 @@ does (symlinks followed as if the root were ``/``, ``..`` stopping at it), from 
 the root, and never follows the last component of a name it writes.
 """
 
-from .blobinfo import layer_info, recompress_layer
-from .compression import detect_compression, open_decompressed
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import LayerError, SkippedEntriesWarning, UnsafeArchiveError, UnsafePathError
-from .extract import apply_layers, extract_layer
 from .rootdir import Parent, RootDir, copy_data, fd_path, split_name
-from .writer import LayerInfo, LayerWriter, write_layer
+
+if TYPE_CHECKING:
+    from .blobinfo import layer_info, recompress_layer
+    from .compression import detect_compression, open_decompressed
+    from .extract import apply_layers, extract_layer
+    from .writer import LayerInfo, LayerWriter, write_layer
+
+#: the tar machinery (tarfile, zlib, the compression threads) is imported when one of its names
+#: is first used (PEP 562): what only resolves paths inside a root (``RootDir``: reading a
+#: Dockerfile in its context, a fully cached build) never needs it.
+_LAZY = {
+    **{name: "blobinfo" for name in ("layer_info", "recompress_layer")},
+    **{name: "compression" for name in ("detect_compression", "open_decompressed")},
+    **{name: "extract" for name in ("apply_layers", "extract_layer")},
+    **{name: "writer" for name in ("LayerInfo", "LayerWriter", "write_layer")},
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "LayerError",

@@ -43,7 +43,6 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-import tarfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -180,6 +179,8 @@ class Owner:
 
 def _is_tar(path: str) -> bool:
     """Whether a local file is a tar archive, compressed or not (by content)."""
+    import tarfile  # ADD of an archive only
+
     from part4_tar import LayerError, open_decompressed
 
     try:
@@ -699,6 +700,8 @@ def write_copy(plan: CopyPlan, w: LayerWriter, staging: Path, view: RootfsView) 
 def _archive_dirs(raw) -> set[str]:
     """The directories the archive ``raw`` (an open file) has entries for (cleaned names), as
     opposed to the parents unpacking makes for its other entries."""
+    import tarfile
+
     from part4_tar import open_decompressed
 
     found: set[str] = set()
@@ -746,6 +749,8 @@ def _unpack_archive(e: CopyEntry, where: Path, view: RootfsView, have: set[str])
 def _extract_archive(e: CopyEntry, where: Path) -> set[str]:
     """Part 4's safe extraction of the archive ``e.src`` into ``where`` (with ``--chown``'s
     owner on every entry); the directories the archive itself names."""
+    import tarfile
+
     from part4_tar import LayerError, extract_layer
 
     where.mkdir(parents=True)

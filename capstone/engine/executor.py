@@ -75,10 +75,8 @@ from .copystep import (
     write_copy,
 )
 from .errors import BuildError, StepError, StepFailure
-from .gitsource import GitSourceError, ResolvedGit, checkout, is_git_source, parse_git_source, resolve
 from .layers import write_blob, write_entries_layer
 from .metadata import CONFIG_INSTRUCTIONS, HISTORY_COMMENT, MAX_CONFIG_SIZE, ConfigState, ConfigTooLarge, record_config
-from .outputs import OutputSpec, parse_output, write_iidfile, write_output
 from .owners import parse_chown
 from .plan import BuildPlan, PlannedStage, make_plan, read_dockerfile
 from .progress import Progress
@@ -100,6 +98,8 @@ from .sources import ContextSource, ImageSource
 
 if TYPE_CHECKING:
     from ..store import BuildStore
+    from .gitsource import ResolvedGit
+    from .outputs import OutputSpec
 
 COMPRESSION = "gzip"
 SCRATCH = "scratch"
@@ -804,6 +804,8 @@ class Builder:
     def resolve_git(self, ins: Add) -> dict[str, ResolvedGit]:
         """The git sources of an ADD, each at the commit its ref names now (``git ls-remote``;
         ``--checksum`` checked). BuildKit's rules for ``--checksum``: one source, http(s) or git."""
+        from .gitsource import GitSourceError, parse_git_source, resolve  # ADD only
+
         found = {}
         for word in ins.sources:
             src = parse_git_source(word)
@@ -820,6 +822,8 @@ class Builder:
     def fetch_git(self, ins: Add, gits: Mapping[str, ResolvedGit]) -> dict[str, str]:
         """Each git source checked out (depth 1, at its resolved commit) in the build's scratch
         space: source word -> the directory to copy (the root, or the subdir)."""
+        from .gitsource import checkout
+
         return {word: checkout(r, self.temp("git") / "tree", keep_git_dir=ins.keep_git_dir).path
                 for word, r in gits.items()}
 
@@ -848,6 +852,8 @@ class Builder:
     def download(self, ins: Add, staging: Path) -> dict[str, str]:
         """ADD URL sources, fetched into ``staging`` (mode 0600, mtime from Last-Modified),
         bounded by ``capstone.download`` (declared size, timeouts, minimum rate)."""
+        from .gitsource import is_git_source
+
         out = {}
         for word in ins.sources:
             if not word.startswith(("http://", "https://")) or is_git_source(word):
@@ -1129,10 +1135,19 @@ def _check_request(context_dir, dockerfile_path, *, tags, network, allow, pull, 
     return _Request(
         context_dir, dockerfile_path, allow=parse_entitlements(allow, network), pull=pull_policy(pull),
         names=[parse_name(t).name for t in tags],
-        outputs=[o if isinstance(o, OutputSpec) else parse_output(o) for o in outputs],
+        outputs=_output_specs(outputs),
         platforms=_target_platforms(platform),
         cache_to=[c if isinstance(c, CacheSpec) else parse_cache_spec(c, export=True) for c in cache_to],
         cache_from=[c if isinstance(c, CacheSpec) else parse_cache_spec(c, export=False) for c in cache_from])
+
+
+def _output_specs(outputs: Sequence[str | OutputSpec]) -> list[OutputSpec]:
+    """``--output`` values parsed (``outputs`` imported only for a build that has some)."""
+    if not outputs:
+        return []
+    from .outputs import OutputSpec, parse_output
+
+    return [o if isinstance(o, OutputSpec) else parse_output(o) for o in outputs]
 
 
 def _build_secrets(secrets: Sequence, ssh: Sequence):
@@ -1192,6 +1207,8 @@ def _deliver(store: BuildStore, request: _Request, desc, image_id: str, reporter
     for n in request.names:
         reporter.message(f"Successfully tagged {n}")
     for spec in request.outputs:
+        from .outputs import write_output
+
         write_output(store, spec, desc, request.names[0] if request.names else None, options=registry,
                      on_progress=transfers)
     for source in shared.sources:
@@ -1200,6 +1217,8 @@ def _deliver(store: BuildStore, request: _Request, desc, image_id: str, reporter
     for spec in request.cache_to:
         _export_cache(store, spec, shared, reporter, registry=registry, transfers=transfers)
     if iidfile is not None:
+        from .outputs import write_iidfile
+
         write_iidfile(iidfile, image_id)
 
 

@@ -58,7 +58,6 @@ from part2_manual_oci import (
     Manifest,
     OCILayout,
     Platform,
-    build_busybox_image,
 )
 from part2_manual_oci import mediatypes as mt
 from part3_go_style_builder import FileBlob, Image, Layer, write_layer_blob
@@ -224,6 +223,8 @@ class Store:
         with self.lock():
             if self.names.has_name(normalized):
                 return False
+            from part2_manual_oci import build_busybox_image  # subprocess, gzip: only the first time
+
             with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX + "busybox-", dir=self.tmp_dir) as tmp:
                 built = build_busybox_image(Path(tmp) / "layout", tag="latest", workdir=Path(tmp) / "work")
                 source = OCILayout.open(Path(tmp) / "layout")
