@@ -12,12 +12,18 @@ step, then times N cached rebuilds with the same command line as ``bench/run.sh`
 ``python -c pass`` (the interpreter's own start-up here, ``.pth`` files included, which no
 change to the builder removes). On a shared machine the minimum is the figure to compare; the
 load average is printed before and after.
+
+``--instructions`` adds the number of instructions each command executes (valgrind's
+cachegrind, one run each, about 15 s): unlike a time, it does not move with the machine's load,
+so two versions of the code compare exactly on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,10 +45,22 @@ def timed(argv: list[str], runs: int) -> list[float]:
     return times
 
 
-def row(name: str, times: list[float], ref: list[float] | None = None) -> str:
+def instructions(argv: list[str]) -> int:
+    """Instructions ``argv`` executes (user space, the process and its children), by cachegrind."""
+    r = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes",
+                        "--cachegrind-out-file=/dev/null", *argv],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    counts = re.findall(r"I\s+refs:\s+([\d,]+)", r.stderr)
+    if r.returncode != 0 or not counts:
+        raise SystemExit(f"valgrind {' '.join(argv)} failed:\n{r.stderr[-2000:]}")
+    return sum(int(c.replace(",", "")) for c in counts)
+
+
+def row(name: str, times: list[float], ref: list[float] | None = None, count: int | None = None) -> str:
     line = f"{name:<28} {min(times):8.3f} {statistics.median(times):8.3f}"
-    if ref:
-        line += f" {min(ref):8.3f} {min(times) / min(ref):7.2f}"
+    line += f" {min(ref):8.3f} {min(times) / min(ref):7.2f}" if ref else " " * 16
+    if count is not None:
+        line += f" {count / 1e6:10.0f}"
     return line
 
 
@@ -51,8 +69,10 @@ def main() -> int:
     p.add_argument("work", type=Path, help="the work directory of setup_bases.sh and run.sh")
     p.add_argument("--runs", type=int, default=10, help="runs of each command (default 10)")
     p.add_argument("--no-buildah", action="store_true", help="leave buildah's cached builds out")
+    p.add_argument("--instructions", action="store_true",
+                   help="also count each command's instructions (millions; valgrind)")
     p.add_argument("names", nargs="*", default=["hello", "debian-apt"])
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     work = args.work.resolve()
     store, ctx = work / "store", work / "ctx"
     py = sys.executable
@@ -60,10 +80,17 @@ def main() -> int:
                     *map(str, sorted(REPO.glob("part*_*")))], check=True, stdout=subprocess.DEVNULL)
     if not (ctx / "hello").is_dir():
         subprocess.run([str(HERE / "make_contexts.sh"), str(ctx)], check=True, stdout=subprocess.DEVNULL)
+    if args.instructions and not shutil.which("valgrind"):
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+
+    def count(argv: list[str]) -> int | None:
+        return instructions(argv) if args.instructions else None
+
     load0 = os.getloadavg()
-    print(f"{'command':<28} {'min':>8} {'median':>8} {'buildah':>8} {'ratio':>7}   ({args.runs} runs, {py})")
-    print(row("python -c pass", timed([py, "-c", "pass"], args.runs)))
-    print(row("capstone --help", timed([py, "-m", "capstone", "--help"], args.runs)))
+    extra = f"{'Minstr':>11}" if args.instructions else ""
+    print(f"{'command':<28} {'min':>8} {'median':>8} {'buildah':>8} {'ratio':>7}{extra}   ({args.runs} runs, {py})")
+    for name, argv in (("python -c pass", [py, "-c", "pass"]), ("capstone --help", [py, "-m", "capstone", "--help"])):
+        print(row(name, timed(argv, args.runs), count=count(argv)))
     for name in args.names:
         cap = [py, "-m", "capstone", "--store", str(store), "build", "--network", "host", "--progress",
                "quiet", "-t", f"bench-{name}", str(ctx / name)]
@@ -75,7 +102,7 @@ def main() -> int:
                    "-q", "-t", f"bench-{name}", str(ctx / name)]
             timed(bah, 1)
             ref = timed(bah, args.runs)
-        print(row(f"{name} cached", ours, ref))
+        print(row(f"{name} cached", ours, ref, count(cap)))
     load1 = os.getloadavg()
     print(f"load average before {load0[0]:.2f} {load0[1]:.2f}, after {load1[0]:.2f} {load1[1]:.2f}")
     return 0
