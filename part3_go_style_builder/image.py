@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import functools
 import io
 import json
 import os
 import posixpath
 import shutil
 import tempfile
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -100,11 +102,22 @@ class FrozenList(list):
         return (FrozenList, (list(self),))
 
 
+#: what freeze() returns as it is, by exact type (the common case, before the isinstance checks)
+_FROZEN_TYPES = frozenset({FrozenDict, FrozenList, str, bytes, int, bool, float, types.NoneType})
+
+
+@functools.cache
+def _init_fields(cls: type) -> tuple[str, ...]:
+    """The names of a dataclass's ``__init__`` fields (what ``replace`` takes)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+
 def freeze(value):
     """``value`` with every dict and list inside it (through dataclasses and tuples) made
     read-only. Already frozen parts are kept as they are, so freezing a frozen value is cheap
-    and returns the same object."""
-    if isinstance(value, (FrozenDict, FrozenList, str, bytes, int, float, type(None))):
+    and returns the same object. (A cache hit loads an image whose config holds the base's
+    whole history: this walk runs over every entry of it at every step.)"""
+    if type(value) in _FROZEN_TYPES or isinstance(value, (FrozenDict, FrozenList, str, bytes, int, float, type(None))):
         return value
     if isinstance(value, dict):
         return FrozenDict({key: freeze(item) for key, item in value.items()})
@@ -115,14 +128,14 @@ def freeze(value):
         return value if all(a is b for a, b in zip(items, value)) else items
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         changes = {}
-        for f in dataclasses.fields(value):
-            if f.init:
-                old = getattr(value, f.name)
-                new = freeze(old)
-                if new is not old:
-                    changes[f.name] = new
+        for name in _init_fields(type(value)):
+            old = getattr(value, name)
+            new = freeze(old)
+            if new is not old:
+                changes[name] = new
         return replace(value, **changes) if changes else value
     return value
+
 
 
 # -- where a layer's bytes are -------------------------------------------------------------------
