@@ -148,7 +148,16 @@ def _capabilities(process: dict, w: list[str]) -> CapabilitySets:
     if caps is None:
         return CapabilitySets()  # the runtime spec: no capabilities listed, none kept
     _unknown(caps, _CAPS, "process.capabilities", w)
-    return CapabilitySets(**{k: tuple(caps.get(k) or ()) for k in _CAPS})
+    sets = {k: tuple(caps.get(k) or ()) for k in _CAPS}
+    # The kernel raises an ambient capability only if it is both permitted and inheritable
+    # (prctl PR_CAP_AMBIENT_RAISE, else EPERM). `runc spec` lists ambient capabilities with no
+    # inheritable set at all, and runc goes on without them; so does this runtime, and says so.
+    raisable = set(sets["permitted"]) & set(sets["inheritable"])
+    dropped = [name for name in sets["ambient"] if name not in raisable]
+    if dropped:
+        w.append(f"process.capabilities.ambient: {', '.join(dropped)} not also permitted and inheritable: not raised (as runc)")
+        sets["ambient"] = tuple(name for name in sets["ambient"] if name in raisable)
+    return CapabilitySets(**sets)
 
 
 def _mounts(config: dict, w: list[str]) -> tuple[list[Mount], list[Mount]]:

@@ -246,3 +246,41 @@ def test_chapter_script_narrates_the_setup_steps():
     assert "PID 1" in r.stdout and "137" in r.stdout and "00000000a80425fb" in r.stdout
     # the container's processes, seen by its shell alone: the same on every run
     assert "   its processes (/proc):\n   $ cd /proc && echo [0-9]*\n     1\n" in r.stdout
+
+
+def _runc_spec_bundle(tmp_path: Path, inheritable: bool) -> Path:
+    bundle = tmp_path / ("with-inheritable" if inheritable else "runc-spec")
+    make_busybox_rootfs(bundle / "rootfs")
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True, capture_output=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["sh", "-c", "grep Cap /proc/self/status"]
+    caps = config["process"]["capabilities"]
+    assert caps["ambient"] and "inheritable" not in caps  # what runc 1.1 writes
+    if inheritable:
+        caps["inheritable"] = caps["ambient"][:2]
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+@pytest.mark.parametrize("inheritable", [False, True], ids=["runc-spec", "with-inheritable"])
+def test_ambient_capabilities_are_raised_as_runc_raises_them(tmp_path, inheritable):
+    """`runc spec` lists ambient capabilities without an inheritable set: the kernel refuses to
+    raise them and runc goes on without; this runtime too, with a warning naming them. Those that
+    are also inheritable are raised, by both."""
+    bundle = _runc_spec_bundle(tmp_path, inheritable)
+    name = f"part6-{uuid.uuid4().hex[:12]}"
+    try:
+        by_runc = subprocess.run(["runc", "run", name], cwd=bundle, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    finally:
+        subprocess.run(["runc", "delete", "-f", name], capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "part6_runtime", "run", "--bundle", str(bundle)], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert by_runc.returncode == r.returncode == 0, (by_runc.stderr, r.stderr)
+    assert r.stdout == by_runc.stdout
+    ambient = int(r.stdout.split("CapAmb:")[1].split()[0], 16)
+    if inheritable:
+        assert ambient == (1 << 29) | (1 << 5)  # CAP_AUDIT_WRITE and CAP_KILL
+        assert "process.capabilities.ambient: CAP_NET_BIND_SERVICE not also permitted and inheritable" in r.stderr
+    else:
+        assert ambient == 0
+        assert "process.capabilities.ambient: CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE not also permitted and inheritable" in r.stderr
