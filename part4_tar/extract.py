@@ -31,7 +31,7 @@ import os
 import stat
 import tarfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from .compression import open_decompressed, read_head
@@ -356,7 +356,8 @@ def _kind(m: tarfile.TarInfo) -> str:
 
 
 def extract_layer(blob: BinaryIO, root: str | os.PathLike | int, *, whiteouts: bool = True,
-                  owner: tuple[int, int] | None = None, skip_root: bool = False, privileges: bool = True) -> None:
+                  owner: tuple[int, int] | None = None, skip_root: bool = False, privileges: bool = True,
+                  on_entry: Callable[[tarfile.TarInfo], None] | None = None) -> None:
     """Apply one layer blob (any compression, detected) onto the directory ``root`` (a path,
     created if missing, or a directory descriptor).
 
@@ -373,6 +374,10 @@ def extract_layer(blob: BinaryIO, root: str | os.PathLike | int, *, whiteouts: b
     the host's disk for any local user who reaches the directory. So files lose those bits,
     the attribute is not set and device nodes are not made (FIFOs are), as BuildKit's client
     writes an export when it runs unprivileged.
+
+    ``on_entry`` sees each entry's header as it is read, before it is applied: what a caller
+    wants to know of the archive comes in the same single pass over the stream (``ADD`` notes
+    which directories the archive names), never by reading it twice.
     """
     shown = root if isinstance(root, int) else os.fspath(root)
     try:
@@ -393,6 +398,8 @@ def extract_layer(blob: BinaryIO, root: str | os.PathLike | int, *, whiteouts: b
             if m is None:
                 break
             name = m.name
+            if on_entry is not None:
+                on_entry(m)
             ex.entry(tar, m)
             tar.members.clear()  # stream mode keeps every TarInfo otherwise: memory grows
         name = None

@@ -12,14 +12,17 @@ checked by running the image.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
+import shutil
 import tarfile
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
-from support import capstone, image_rootfs, make_context
+from support import capstone, image_rootfs, make_context, quiet_build
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
 
@@ -152,3 +155,37 @@ def test_a_hostile_archive_stays_inside_the_image_or_fails_in_one_line(tmp_path)
     root = image_rootfs(store, "arch:6", tmp_path / "rootfs")
     assert (root / "x/etc" / canary).read_text() == "x" and os.readlink(root / "x/l") == "/etc"
     assert not [p for p in ("/etc", "/tmp", str(tmp_path), str(tmp_path.parent)) if os.path.exists(f"{p}/{canary}")]
+
+
+def test_an_added_archive_is_read_once_as_a_stream(busybox_store, tmp_path, monkeypatch):
+    """ADD unpacks a local archive in one pass: the archive's own directories (which take its
+    mode) are noted as its entries go by, not in a first reading. The archive comes through a
+    pipe here, which can be read only once: a second pass (or a seek back) would fail."""
+    from capstone.engine import copystep
+
+    original, opened = copystep._open_source, []
+
+    def through_a_pipe(e):
+        fd = original(e)
+        if not e.archive:
+            return fd
+        opened.append(e.src)
+        r, w = os.pipe()
+
+        def feed() -> None:
+            with os.fdopen(fd, "rb") as src, os.fdopen(w, "wb") as out:
+                shutil.copyfileobj(src, out)
+
+        threading.Thread(target=feed, daemon=True).start()
+        return r
+
+    monkeypatch.setattr(copystep, "_open_source", through_a_pipe)
+    data = tar(("named/", None, 0o700), ("named/f", "f"), ("made/sub/g", "g"))
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nADD a.tar.gz /dest/\n",
+                       {"a.tar.gz": gzip.compress(data)})
+    quiet_build(busybox_store, ctx, tags=["archive-once"], no_cache=True)
+    assert opened == [str(ctx / "a.tar.gz")]
+    root = image_rootfs(busybox_store, "archive-once", tmp_path / "root")
+    assert (root / "dest/named/f").read_text() == "f" and (root / "dest/made/sub/g").read_text() == "g"
+    assert oct(os.stat(root / "dest/named").st_mode & 0o7777) == oct(0o700)  # the archive names it
+    assert oct(os.stat(root / "dest/made").st_mode & 0o7777) == oct(0o755)  # unpacking made it

@@ -697,24 +697,6 @@ def write_copy(plan: CopyPlan, w: LayerWriter, staging: Path, view: RootfsView) 
             w.add_path(_stage(e, staging, n), e.dest)
 
 
-def _archive_dirs(raw) -> set[str]:
-    """The directories the archive ``raw`` (an open file) has entries for (cleaned names), as
-    opposed to the parents unpacking makes for its other entries."""
-    import tarfile
-
-    from part4_tar import open_decompressed
-
-    found: set[str] = set()
-    with open_decompressed(raw) as f, tarfile.open(fileobj=f, mode="r|", errors="surrogateescape") as tf:
-        for m in tf:
-            if m.isdir():
-                name = posixpath.normpath("/" + m.name).lstrip("/")
-                if name:
-                    found.add(name)
-            tf.members.clear()  # stream mode keeps every TarInfo otherwise
-    return found
-
-
 def _scan_sorted(path: str) -> list[os.DirEntry]:
     with os.scandir(path) as it:
         return sorted(it, key=lambda d: os.fsencode(d.name))
@@ -754,12 +736,19 @@ def _extract_archive(e: CopyEntry, where: Path) -> set[str]:
     from part4_tar import LayerError, extract_layer
 
     where.mkdir(parents=True)
+    # the directories the archive names, as opposed to the parents unpacking makes for its
+    # other entries: noted as the entries go by, in the one pass that unpacks them
+    named_dirs: set[str] = set()
+
+    def note_dir(m: tarfile.TarInfo) -> None:
+        if m.isdir() and (cleaned := posixpath.normpath("/" + m.name).lstrip("/")):
+            named_dirs.add(cleaned)
+
     try:
-        with os.fdopen(_open_source(e), "rb") as f:  # the archive planned with, read twice
-            named_dirs = _archive_dirs(f)
-            f.seek(0)
+        with os.fdopen(_open_source(e), "rb") as f:  # the archive planned with
             # --chown: every entry unpacked gets the owner (so nothing is copied again for it)
-            extract_layer(f, where, whiteouts=False, skip_root=True, owner=(e.uid, e.gid) if e.uid >= 0 else None)
+            extract_layer(f, where, whiteouts=False, skip_root=True, owner=(e.uid, e.gid) if e.uid >= 0 else None,
+                          on_entry=note_dir)
     except (LayerError, tarfile.TarError, EOFError) as err:
         raise CopyError(f"ADD failed: {os.path.basename(e.src)}: {err}") from None
     return named_dirs
