@@ -9,8 +9,17 @@ import os
 import random
 import tempfile
 
+import pytest
+
 from capstone.engine import contenthash
 from capstone.engine.contenthash import MAGIC, FileDigests, path_key
+
+
+@pytest.fixture(autouse=True)
+def settled_files(monkeypatch):
+    """These tests are about the table: the files they write a moment before hashing them must
+    keep their rows (the racy window has its own tests, test_capstone_engine_contenthash.py)."""
+    monkeypatch.setattr(contenthash, "RACY_NS", 0)
 
 
 def make_tree(root, names) -> dict[str, bytes]:

@@ -10,6 +10,14 @@ remembered per real path with the stat fields that change when content may have 
 (size, mtime in ns, inode, ctime in ns) — the same trick as git's index. A file whose stat is
 unchanged is not read again; the table lives in the store's cache (``contenthash:<context>``).
 
+The mtime alone would not do: a tool (or an attacker) can write new bytes of the same size and
+set the old mtime back, and BuildKit's file sync, which compares size and mtime, then keeps the
+stale content. The ctime cannot be set back: every write and every ``utime`` makes it "now".
+But "now" is a clock tick of the file system (coarse: milliseconds; seconds on some), so a file
+written again within the tick in which it was hashed keeps the ctime its row holds: as git does
+with its "racily clean" entries, a digest is not remembered while the file's ctime is within
+:data:`RACY_NS` of the moment its read began (it is read again next time).
+
 A context of 200,000 files has as many rows, so the table is never held in memory whole: it
 is a file of rows sorted by path (``/`` as the lowest byte, so a directory's walk, parents
 first and names sorted by bytes, reads it front to back), in chunks with an index of their
@@ -28,12 +36,16 @@ import marshal
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1 << 20
+#: a row is remembered only for a file whose ctime is older than this when its read begins:
+#: above any file system's timestamp granularity (a jiffy for ext4 and xfs, 2 s for FAT's mtime)
+RACY_NS = 3_000_000_000
 MAGIC = b"capstone file digests 1\n"
 #: rows per chunk of a table file (a lookup unmarshals one chunk)
 CHUNK_ROWS = 512
@@ -153,6 +165,7 @@ class FileDigests:
                 and known[4] == st.st_ctime_ns:
             return known[5].hex()
         h = hashlib.sha256()
+        started = time.time_ns()
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         try:
             opened = os.fstat(fd)
@@ -171,6 +184,8 @@ class FileDigests:
         finally:
             os.close(fd)
         raw = h.digest()
+        if st.st_ctime_ns > started - RACY_NS:
+            return raw.hex()  # changed too recently: a change in the same tick would keep this stat
         self._fresh[key] = (key, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, raw)
         self.changed = True
         if self.spill_dir is not None and len(self._fresh) >= SPILL_ROWS:
