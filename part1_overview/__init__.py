@@ -10,10 +10,10 @@ and the root of every part's errors (``CourseError``).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from .errors import CourseError
+from .lazy import lazy_exports
 from .narrate import Narrator, run_cli
 
 if TYPE_CHECKING:
@@ -32,14 +32,7 @@ _LAZY = {
     **{name: "course" for name in ("PARTS", "PIPELINE", "Part", "Stage")},
 }
 
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, globals(), _LAZY)
 
 __all__ = [
     "PARTS",
@@ -58,5 +51,6 @@ __all__ = [
     "doctor",
     "host_checks",
     "lab_main",
+    "lazy_exports",
     "run_cli",
 ]

@@ -14,8 +14,9 @@ rename) and builds the chapter's busybox image with nothing but the stdlib
 (``build_busybox_image``). Run ``python -m part2_manual_oci --out DIR`` to watch it happen.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from part1_overview import lazy_exports
 
 from . import mediatypes
 from .atomic import atomic_file, make_durable, write_file_atomic
@@ -66,14 +67,7 @@ _LAZY = {
     "validate_layout": "validate",
 }
 
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, globals(), _LAZY)
 
 
 __all__ = [

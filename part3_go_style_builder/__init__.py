@@ -9,8 +9,9 @@ container of parts 5-7 (``cbt_main(runner=...)``). Underneath is an immutable ``
 return new images, ``write`` stores one, reusing and verifying the base blobs.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from part1_overview import lazy_exports
 
 from .errors import AmbiguousImage, BuildError, CbtError, ImageNotFound, InvalidReference, WorkdirError
 from .image import ArchiveBlob, FileBlob, Image, Layer, layer_from_directory, utc_now, write_layer_blob
@@ -24,19 +25,12 @@ if TYPE_CHECKING:
 #: machinery) are imported when one of their names is first used (PEP 562): the capstone's
 #: builds use the Image value only
 _LAZY = {
-    **{name: ("builder", name) for name in ("BuilderState", "RunPlan", "Workdir", "cbt_build", "cbt_config",
-                                             "cbt_from", "cbt_home", "cbt_run_plan", "materialize_root")},
-    "cbt_main": ("cli", "main"),
+    **{name: "builder" for name in ("BuilderState", "RunPlan", "Workdir", "cbt_build", "cbt_config",
+                                    "cbt_from", "cbt_home", "cbt_run_plan", "materialize_root")},
+    "cbt_main": "cli:main",
 }
 
-
-def __getattr__(name: str):
-    module, attr = _LAZY.get(name, (None, None))
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), attr)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, globals(), _LAZY)
 
 
 __all__ = [

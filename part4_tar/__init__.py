@@ -15,8 +15,9 @@ does (symlinks followed as if the root were ``/``, ``..`` stopping at it), from 
 the root, and never follows the last component of a name it writes.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from part1_overview import lazy_exports
 
 from .errors import LayerError, SkippedEntriesWarning, UnsafeArchiveError, UnsafePathError
 from .rootdir import Parent, RootDir, copy_data, fd_path, split_name
@@ -37,14 +38,7 @@ _LAZY = {
     **{name: "writer" for name in ("LayerInfo", "LayerWriter", "write_layer")},
 }
 
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, globals(), _LAZY)
 
 
 __all__ = [

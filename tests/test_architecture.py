@@ -162,7 +162,7 @@ def test_no_work_at_import_time_in_module_bodies():
             for call in _top_level_calls(tree):
                 name = _call_name(call.func)
                 last = name.rsplit(".", 1)[-1]
-                if name in CONSTANT_CALLS or last in {"dataclass", "total_ordering", "unique", "cache", "lru_cache", "contextmanager", "wraps", "field", "auto", "TypeVar", "namedtuple", "NamedTuple"}:
+                if name in CONSTANT_CALLS or last in {"dataclass", "total_ordering", "unique", "cache", "lru_cache", "contextmanager", "wraps", "field", "auto", "TypeVar", "namedtuple", "NamedTuple", "lazy_exports"}:
                     continue
                 if last.endswith("_field"):
                     continue  # a dataclass field factory (returns dataclasses.field(...))
@@ -427,3 +427,35 @@ def test_one_hashing_reader():
                                                      if isinstance(c, ast.Call)):
                             found.append(f"{_rel(path)}:{node.lineno}: {node.name}.{method.name} hashes what it reads")
     assert found == []
+
+
+def test_one_lazy_export():
+    """A package's names loaded on first use go through part 1's ``lazy_exports``: no package
+    defines its own module ``__getattr__`` (five copies did)."""
+    found = [f"{_rel(path)}:{node.lineno}"
+             for package in PACKAGES for path in modules(package)
+             for node in ast.parse(path.read_text(), filename=str(path)).body
+             if isinstance(node, ast.FunctionDef) and node.name == "__getattr__"]
+    assert found == []
+
+
+def test_lazy_exports_loads_a_name_once_where_it_is_declared(tmp_path, monkeypatch):
+    from part1_overview import lazy_exports
+
+    package = tmp_path / "lazypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from part1_overview import lazy_exports\n"
+        "__getattr__ = lazy_exports(__name__, globals(), {'heavy': 'impl', 'other': 'impl:renamed'})\n")
+    (package / "impl.py").write_text("LOADS = []\nLOADS.append(1)\ndef heavy(): return 'h'\ndef renamed(): return 'r'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lazypkg
+
+    assert "lazypkg.impl" not in sys.modules
+    assert (lazypkg.heavy(), lazypkg.other()) == ("h", "r")
+    assert vars(lazypkg)["heavy"] is sys.modules["lazypkg.impl"].heavy  # kept: looked up once
+    assert sys.modules["lazypkg.impl"].LOADS == [1]
+    with pytest.raises(AttributeError, match="module 'lazypkg' has no attribute 'missing'"):
+        lazypkg.missing  # noqa: B018
+    assert callable(lazy_exports)
+    del sys.modules["lazypkg"], sys.modules["lazypkg.impl"]

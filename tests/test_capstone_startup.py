@@ -42,7 +42,7 @@ OPTIONAL = {"capstone.engine.gitsource", "capstone.engine.outputs", "capstone.en
 #: every command module and argparse, never what a command does (part 1's host checks and
 #: their dataclasses and platform, the store's json, datetime, getpass)
 HELP = {"capstone", "capstone.errors", "capstone.cli_build", "capstone.cli_registry", "capstone.cli_run",
-        "capstone.cli_store", "part1_overview", "part1_overview.errors", "part1_overview.narrate",
+        "capstone.cli_store", "part1_overview", "part1_overview.errors", "part1_overview.lazy", "part1_overview.narrate",
         "argparse", "gettext", "locale", "_locale", "runpy", "signal", "textwrap"}
 
 

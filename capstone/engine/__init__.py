@@ -16,8 +16,9 @@ The result is committed to the store with its tags, then exported (``outputs``).
 ``--explain`` lines (``progress``) go to a callable: library code never prints.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from part1_overview import lazy_exports
 
 from .errors import BuildError, StepError
 from .executor import BuildResult, StepResult, build
@@ -25,15 +26,9 @@ from .executor import BuildResult, StepResult, build
 if TYPE_CHECKING:
     from .outputs import OutputSpec, parse_output
 
-
-def __getattr__(name: str):
-    """``OutputSpec`` and ``parse_output`` load ``outputs`` when first used (PEP 562): a build
-    without ``--output`` never needs it."""
-    if name not in ("OutputSpec", "parse_output"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(".outputs", __name__), name)
-    globals()[name] = value
-    return value
+#: ``OutputSpec`` and ``parse_output`` load ``outputs`` when first used (PEP 562): a build
+#: without ``--output`` never needs it
+__getattr__ = lazy_exports(__name__, globals(), {"OutputSpec": "outputs", "parse_output": "outputs"})
 
 
 __all__ = ["BuildError", "BuildResult", "OutputSpec", "StepError", "StepResult", "build", "parse_output"]
