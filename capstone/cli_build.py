@@ -23,7 +23,6 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 from part1_overview import Narrator
@@ -113,6 +112,8 @@ def run_build(args: argparse.Namespace, n) -> int:
         # on a terminal a long line wraps under its text: "    explain: " or the step's indent
         lead = re.match(r"\s*(?:explain: )?", line).end()
         err.line(line, hang=lead or 4)
+
+    import tempfile  # a build's, not --help's (shutil, random, weakref)
 
     from .cli_registry import registry_options
     from .transferview import transfer_view

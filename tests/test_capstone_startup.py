@@ -42,8 +42,13 @@ OPTIONAL = {"capstone.engine.gitsource", "capstone.engine.outputs", "capstone.en
 #: every command module and argparse, never what a command does (part 1's host checks and
 #: their dataclasses and platform, the store's json, datetime, getpass)
 HELP = {"capstone", "capstone.errors", "capstone.cli_build", "capstone.cli_registry", "capstone.cli_run",
-        "capstone.cli_store", "part1_overview", "part1_overview.errors", "part1_overview.lazy", "part1_overview.narrate",
-        "argparse", "gettext", "locale", "_locale", "runpy", "signal", "textwrap"}
+        "capstone.cli_store", "part1_overview", "part1_overview.errors", "part1_overview.narrate",
+        "part1_overview.lazy", "argparse", "gettext", "locale", "_locale", "runpy", "signal", "textwrap",
+        # typing (TYPE_CHECKING); argparse's help formatter asks shutil for the terminal's width,
+        # and shutil imports its archive codecs. A fresh venv's start-up imports none of these
+        # (a developer's may, through .pth files): the set is the whole list, not a difference
+        "typing", "_typing", "collections.abc", "shutil", "zlib", "_compression", "bz2", "_bz2",
+        "lzma", "_lzma"}
 
 
 def _imports(*argv: str) -> set[str]:
