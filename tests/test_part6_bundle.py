@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from support import runc_run
 
 from part2_manual_oci import build_busybox_image
 from part6_runtime import (
@@ -253,8 +254,6 @@ def _runc_spec_bundle(tmp_path: Path, inheritable: bool) -> Path:
     make_busybox_rootfs(bundle / "rootfs")
     subprocess.run(["runc", "spec"], cwd=bundle, check=True, capture_output=True)
     config = json.loads((bundle / "config.json").read_text())
-    config["process"]["terminal"] = False
-    config["process"]["args"] = ["sh", "-c", "grep Cap /proc/self/status"]
     caps = config["process"]["capabilities"]
     assert caps["ambient"] and "inheritable" not in caps  # what runc 1.1 writes
     if inheritable:
@@ -269,11 +268,7 @@ def test_ambient_capabilities_are_raised_as_runc_raises_them(tmp_path, inheritab
     raise them and runc goes on without; this runtime too, with a warning naming them. Those that
     are also inheritable are raised, by both."""
     bundle = _runc_spec_bundle(tmp_path, inheritable)
-    name = f"part6-{uuid.uuid4().hex[:12]}"
-    try:
-        by_runc = subprocess.run(["runc", "run", name], cwd=bundle, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-    finally:
-        subprocess.run(["runc", "delete", "-f", name], capture_output=True)
+    by_runc = runc_run(bundle, "part6-ambient", args=["sh", "-c", "grep Cap /proc/self/status"])
     r = subprocess.run([sys.executable, "-m", "part6_runtime", "run", "--bundle", str(bundle)], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert by_runc.returncode == r.returncode == 0, (by_runc.stderr, r.stderr)
     assert r.stdout == by_runc.stdout
