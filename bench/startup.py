@@ -13,6 +13,11 @@ step, then times N cached rebuilds with the same command line as ``bench/run.sh`
 change to the builder removes). On a shared machine the minimum is the figure to compare; the
 load average is printed before and after.
 
+``manylayers`` is hello's Dockerfile over a base of ``--base-layers`` layers (default 60: busybox
+and 59 COPY steps, with an ENV and a LABEL after each, so its history has 178 entries more),
+made here in ``WORKDIR/ctx`` and built once into each store as ``manylayers-base:bench``: what a
+cache hit costs must not grow with the base's size.
+
 ``--instructions`` adds the number of instructions each command executes (valgrind's
 cachegrind, one run each, about 15 s): unlike a time, it does not move with the machine's load,
 so two versions of the code compare exactly on a busy machine.
@@ -56,6 +61,27 @@ def instructions(argv: list[str]) -> int:
     return sum(int(c.replace(",", "")) for c in counts)
 
 
+def many_layer_contexts(ctx: Path, layers: int) -> tuple[Path, Path]:
+    """The contexts of ``manylayers``: its base (busybox:bench and ``layers - 1`` COPY steps,
+    an ENV and a LABEL after each) and hello's Dockerfile over it."""
+    base, top = ctx / "manylayers-base", ctx / "manylayers"
+    lines = ["FROM busybox:bench"]
+    for i in range(1, layers):
+        lines += [f"COPY f{i:03d} /layers/", f"ENV LAYER_{i:03d}={i}", f"LABEL bench.layer.{i:03d}=layer-{i}"]
+    text = "\n".join(lines) + "\n"
+    if not (base / "Dockerfile").is_file() or (base / "Dockerfile").read_text() != text:
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True)
+        for i in range(1, layers):
+            (base / f"f{i:03d}").write_text(f"layer {i}\n")
+        (base / "Dockerfile").write_text(text)
+    if not top.is_dir():  # made once: a fresh copy would make its files' digests be read again
+        shutil.copytree(ctx / "hello", top)
+        dockerfile = top / "Dockerfile"
+        dockerfile.write_text(dockerfile.read_text().replace("FROM busybox:bench", "FROM manylayers-base:bench", 1))
+    return base, top
+
+
 def row(name: str, times: list[float], ref: list[float] | None = None, count: int | None = None) -> str:
     line = f"{name:<28} {min(times):8.3f} {statistics.median(times):8.3f}"
     line += f" {min(ref):8.3f} {min(times) / min(ref):7.2f}" if ref else " " * 16
@@ -71,7 +97,9 @@ def main() -> int:
     p.add_argument("--no-buildah", action="store_true", help="leave buildah's cached builds out")
     p.add_argument("--instructions", action="store_true",
                    help="also count each command's instructions (millions; valgrind)")
-    p.add_argument("names", nargs="*", default=["hello", "debian-apt"])
+    p.add_argument("--base-layers", type=int, default=60, help="layers of manylayers' base (default 60)")
+    p.add_argument("names", nargs="*", default=["hello", "debian-apt"],
+                   help="benchmarks: hello, debian-apt, manylayers, ... (default hello debian-apt)")
     args = p.parse_intermixed_args()
     work = args.work.resolve()
     store, ctx = work / "store", work / "ctx"
@@ -91,6 +119,12 @@ def main() -> int:
     print(f"{'command':<28} {'min':>8} {'median':>8} {'buildah':>8} {'ratio':>7}{extra}   ({args.runs} runs, {py})")
     for name, argv in (("python -c pass", [py, "-c", "pass"]), ("capstone --help", [py, "-m", "capstone", "--help"])):
         print(row(name, timed(argv, args.runs), count=count(argv)))
+    if "manylayers" in args.names:
+        base, _ = many_layer_contexts(ctx, args.base_layers)
+        timed([py, "-m", "capstone", "--store", str(store), "build", "--progress", "quiet",
+               "-t", "manylayers-base:bench", str(base)], 1)
+        if not args.no_buildah:
+            timed(["buildah", "bud", "--pull=never", "--layers", "-q", "-t", "manylayers-base:bench", str(base)], 1)
     for name in args.names:
         cap = [py, "-m", "capstone", "--store", str(store), "build", "--network", "host", "--progress",
                "quiet", "-t", f"bench-{name}", str(ctx / name)]

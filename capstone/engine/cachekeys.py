@@ -13,7 +13,8 @@ A step's key is the SHA-256 of a small JSON document:
   not mtimes) and, for ``--from``, the manifest digest of the source image.
 
 The value is ``{"manifest": "sha256:...", "config": "sha256:..."}``: the image after the step,
-stored untagged with ``store.commit(image, [])``. A hit loads it and skips the step; the
+stored untagged with ``store.commit(image, [])``. A hit reads it (as a :class:`~.stepimage.StoredImage`:
+its manifest and config, not a model of every layer and history entry) and skips the step; the
 store's ``prune`` keeps what a cache value names. ``--no-cache`` looks nothing up but still
 records, so the next build hits.
 """
@@ -22,11 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import MutableSet
 
 from part2_manual_oci import DigestError, LayoutError
 from part3_go_style_builder import Image
 
 from ..store import BuildStore, StoreError
+from .stepimage import StoredImage
 
 #: bump when the meaning of a key changes, so old entries stop matching
 CACHE_VERSION = "capstone-build-1"
@@ -44,13 +47,14 @@ def base_key(image_digest: str, platform: str) -> str:
     return make_key("", "FROM", image=image_digest, platform=platform)
 
 
-def cache_lookup(store: BuildStore, key: str) -> Image | None:
-    """The image recorded for ``key``, or None (missing entry, or its image was pruned)."""
+def cache_lookup(store: BuildStore, key: str, seen: MutableSet[str] | None = None) -> StoredImage | None:
+    """The image recorded for ``key``, or None (missing entry, or its image was pruned or
+    damaged); ``seen``: layer blobs already found there (see ``StoredImage.open``)."""
     value = store.cache_get(key)
     if not value or not isinstance(value.get("manifest"), str):
         return None
     try:
-        return store.load_manifest(value["manifest"])  # the blob itself: no name lookups
+        return StoredImage.open(store, value["manifest"], seen)  # the blob itself: no name lookups
     except (StoreError, LayoutError, DigestError, OSError):  # a dangling or damaged entry is a miss
         return None
 

@@ -43,6 +43,7 @@ from part2_manual_oci import (
     platform_compatible,
     rfc3339,
 )
+from part2_manual_oci import mediatypes as mt
 from part3_go_style_builder import Image
 
 from ..context import load_ignore
@@ -95,6 +96,7 @@ from .runstep import (
 from .schedule import build_stages, die_with_parent
 from .sharedcache import CacheSource, CacheSpec, SharedCache, export_cache, parse_cache_spec
 from .sources import ContextSource, ImageSource
+from .stepimage import StepImage, StoredImage, step_image
 
 if TYPE_CHECKING:
     from ..store import BuildStore
@@ -155,35 +157,41 @@ class BuildResult:
 class _Stage:
     """The state of a stage while it is built.
 
-    ``image`` is the stage's image so far. Config instructions only record their changes in
-    ``config`` (a :class:`~.metadata.ConfigState`); reading ``image`` makes the image with them
-    first, and setting it (a cache hit, which has them) forgets them.
+    ``image`` is the stage's image so far, as a part 3 value; ``current`` is the same image as
+    a step reads it (a :class:`~.stepimage.StepImage`): a cache hit's stays a stored image, read
+    as JSON, until a step needs the value. Config instructions only record their changes in
+    ``config`` (a :class:`~.metadata.ConfigState`); reading ``image`` or ``current`` makes the
+    image with them first, and setting it (a cache hit, which has them) forgets them.
     """
 
-    def __init__(self, planned: PlannedStage, image: Image, variables: StageVariables, key: str,
+    def __init__(self, planned: PlannedStage, image: Image | StepImage, variables: StageVariables, key: str,
                  base_label: str) -> None:
         self.planned = planned
-        self._image = image
+        self._step = step_image(image)
         self.variables = variables
-        self.config = ConfigState(image)
+        self.config = ConfigState(self._step)
         self.key = key
         self.base_label = base_label
         self.digest = ""
 
     @property
     def image(self) -> Image:
-        if self.config.pending:
-            self._image = self.config.apply(self._image)
-        return self._image
+        return self.current.image
 
     @image.setter
-    def image(self, value: Image) -> None:
+    def image(self, value: Image | StepImage) -> None:
         self.config.discard()
-        self._image = value
+        self._step = step_image(value)
+
+    @property
+    def current(self) -> StepImage:
+        if self.config.pending:
+            self._step = step_image(self.config.apply(self._step.image))
+        return self._step
 
     def record(self, ins: Instruction, created: str) -> None:
         """Record the change of a config instruction (see :func:`~.metadata.record_config`)."""
-        record_config(self._image, ins, self.config, created=created)
+        record_config(self._step, ins, self.config, created=created)
 
 
 def _image_digest(image: Image) -> str:
@@ -197,10 +205,6 @@ def _normalized(name: str) -> str | None:
         return normalize(name)
     except InvalidName:
         return None
-
-
-def _image_id(image: Image) -> str:
-    return image.config_descriptor.digest
 
 
 def _fingerprint(ins: Instruction) -> dict:
@@ -293,6 +297,8 @@ class Builder:
         self.secrets = secrets
         #: the entitlements granted on the command line (``--allow network.host``)
         self.allow = allow
+        #: layer blobs found in the store by this build's cache hits and bases (not looked for again)
+        self._layers_seen: set[str] = set()
 
     # -- helpers -----------------------------------------------------------------------------
     def now(self) -> str:
@@ -445,7 +451,7 @@ class Builder:
         return path
 
     # -- the build -----------------------------------------------------------------------------
-    def run(self) -> Image:
+    def run(self) -> StepImage:
         # what builds killed before us left (their scratch dirs, mounts below them) goes first;
         # ours is leased for as long as this process lives, so the next build can tell
         self.store.sweep()
@@ -454,8 +460,7 @@ class Builder:
             self.digests.spill_dir = scratch  # a big context's fresh rows wait on disk, not in memory
             try:
                 build_stages(self, self.build_stage)  # independent stages at the same time
-                final = self.stages[self.plan.target]
-                return final.image
+                return self.stages[self.plan.target].current
             finally:
                 self._reap_snapshots()
                 self._save_digests()
@@ -479,18 +484,19 @@ class Builder:
         t0 = time.monotonic()
         number = planned.first_step
         self.progress.step(pos, number, self.total(), _from_text(planned.from_))
-        image, key, label, base_vars = self.resolve_base(planned)
-        variables = self.plan.variables.stage(image_env=image.config.config.env or (), base=base_vars)
-        stage = _Stage(planned, image, variables, key, label)
+        base, key, label, base_vars = self.resolve_base(planned)
+        variables = self.plan.variables.stage(image_env=base.container.env or (), base=base_vars)
+        stage = _Stage(planned, base, variables, key, label)
         self.stages[planned.index] = stage
         self.steps.append(StepResult(number, planned.name, planned.from_.line, _from_text(planned.from_),
                                      "FROM", None, seconds=time.monotonic() - t0))
-        self.progress.explain("FROM", hit=None, detail=f"base {label} ({len(image.layers)} layers)")
+        self.progress.explain("FROM", hit=None, detail=f"base {label} ({base.layer_count} layers)")
         # the base's ONBUILD triggers run first, as if written right after FROM, and are then
         # cleared: grandchildren do not run them again (Docker's rule). A stage of this
         # Dockerfile as the base counts as its image would (BuildKit, moby/buildkit#5490).
-        triggers = list(image.config.config.on_build or ())
+        triggers = list(base.container.on_build or ())
         if triggers:
+            image = base.image
             cfg = image.config
             stage.image = Image(replace(cfg, config=replace(cfg.config, on_build=None)), image.layers)
             for n, text in enumerate(triggers, 1):
@@ -505,7 +511,7 @@ class Builder:
             cfg = stage.image.config
             labels = {**(cfg.config.labels or {}), **self.labels}
             stage.image = Image(replace(cfg, config=replace(cfg.config, labels=labels)), stage.image.layers)
-        stage.digest = _image_digest(stage.image)
+        stage.digest = stage.current.digest
 
     def _trigger(self, text: str, planned: PlannedStage, label: str) -> Instruction:
         """One ONBUILD trigger of the base, parsed as an instruction of this stage: it runs with
@@ -530,27 +536,39 @@ class Builder:
         """The platform this build makes its image for (``--platform``, else this host's)."""
         return self.plan.platform or host_platform()
 
-    def resolve_base(self, planned: PlannedStage) -> tuple[Image, str, str, StageVariables | None]:
+    def resolve_base(self, planned: PlannedStage) -> tuple[StepImage, str, str, StageVariables | None]:
         """The base image of a stage, the key its steps start from, a label, and (for a stage
         built on a stage) that stage's variables."""
         name = planned.from_.image
         if planned.base_stage is not None:
             base = self.stages[planned.base_stage]
-            return base.image, make_key(base.key, "FROM-stage"), f"stage {base.planned.name}", base.variables
+            return base.current, make_key(base.key, "FROM-stage"), f"stage {base.planned.name}", base.variables
         want = parse_platform(planned.from_.platform) if planned.from_.platform else self.target_platform
         shown = format_platform(want)
         if name.lower() == SCRATCH:
-            return Image.scratch(platform=want), base_key("scratch", shown), "scratch", None
+            return step_image(Image.scratch(platform=want)), base_key("scratch", shown), "scratch", None
         image = self.load_image(name, planned.from_, want)
-        have = image.config.platform
+        have = image.platform
         if not platform_compatible(want, have):
             # BuildKit's InvalidBaseImagePlatform check: a warning, the build goes on
             self.progress.warning(f"{self.file}:{planned.from_.line}: warning: base image {name} was pulled with "
                                   f"platform \"{format_platform(have)}\", expected \"{shown}\" for current build "
                                   "(InvalidBaseImagePlatform)")
-        return image, base_key(_image_digest(image), shown), name, None
+        return image, base_key(image.digest, shown), name, None
 
-    def load_image(self, name: str, where: Instruction, platform: Platform | None = None) -> Image:
+    def _stored(self, name: str, platform: Platform) -> StepImage:
+        """The store's image ``name`` for ``platform``; a manifest the name stands for is read
+        as a :class:`~.stepimage.StoredImage` (ImageNotFound when there is none)."""
+        from ..store import ImageNotFound
+
+        desc = self.store.resolve(name)
+        if desc is None:
+            raise ImageNotFound(f"no image {name!r} in the store")
+        if desc.media_type in mt.MANIFEST_TYPES:
+            return StoredImage.open(self.store, desc.digest, self._layers_seen)
+        return step_image(self.store.load(name, platform))  # an index: its image for the platform
+
+    def load_image(self, name: str, where: Instruction, platform: Platform | None = None) -> StepImage:
         """An image by name for ``platform`` (default: the build's): ``oci-layout:`` /
         ``oci-archive:`` / ``docker-archive:`` references, else the store and a registry as
         ``--pull`` says (``missing``: the store's image when it is there for the platform,
@@ -561,21 +579,21 @@ class Builder:
             if has_transport(name):
                 image = store.load_archive(name, want)
                 desc = store.commit(image, [])
-                return store.load(desc.digest)
+                return step_image(store.load(desc.digest))
             from ..store import EMBEDDED_BUSYBOX, ImageNotFound
 
             embedded = _normalized(name) == EMBEDDED_BUSYBOX  # made here from busybox-static: in no registry
             local = None
             if self.pull != "always" or embedded:
                 try:
-                    local = store.load(name, want)
+                    local = self._stored(name, want)
                 except ImageNotFound:
                     local = None
-            if local is not None and platform_compatible(want, local.config.platform):
+            if local is not None and platform_compatible(want, local.platform):
                 return local
             if self.pull == "never" or embedded:
                 found = "is not in the store" if local is None else \
-                    f"in the store is {format_platform(local.config.platform)}, not {format_platform(want)}"
+                    f"in the store is {format_platform(local.platform)}, not {format_platform(want)}"
                 why = " (--pull=never)" if self.pull == "never" else " (it is made from this host's busybox-static)"
                 raise self.fail(where, f"{where.keyword} {name}: the image {found}{why}")
             try:
@@ -584,7 +602,7 @@ class Builder:
                 raise self.fail(where, f"image {name} is not in the store and registry pulls are "
                                        "not available") from None
             desc = pull(store, name, platform=want, options=self.registry, on_progress=self.transfers)
-            return store.load(desc.digest)
+            return step_image(store.load(desc.digest))
         except DockerfileError:
             raise
         except (CourseError, OSError) as e:  # the store's, a registry's, a bad layout or archive
@@ -625,22 +643,25 @@ class Builder:
         except OSError as e:
             raise self.fail(ins, f"{kind}: {e.strerror or e}: {e.filename or ''}".rstrip(": ")) from e
         if cached:
-            self.progress.cached(_image_id(stage.image))
+            self.progress.cached(stage.current.image_id)
         elif kind in ("RUN", "COPY", "ADD", "WORKDIR") or last:
-            self.progress.produced(_image_id(stage.image))
+            self.progress.produced(stage.current.image_id)
         self.steps.append(StepResult(
             number, stage.planned.name, ins.location.start, _short_text(ins), kind, cached,
             layer.descriptor.digest if layer else None, layer.diff_id if layer else None,
             layer.descriptor.size if layer else None, time.monotonic() - t0))
 
-    def _lookup(self, stage: _Stage, key: str) -> Image | None:
+    def _lookup(self, stage: _Stage, key: str) -> StepImage | None:
         """The image recorded for ``key``: in the store's cache, else in a ``--cache-from``
         (brought into the store); noted for ``--cache-to``."""
         if self.no_cache:
             return None
-        hit = cache_lookup(self.store, key) or self.shared.lookup(key)
-        if hit is not None and hit.loaded_from is not None:
-            self.shared.add(key, hit.loaded_from, self._step_text, stage.planned.index == self.plan.target)
+        hit = cache_lookup(self.store, key, self._layers_seen)
+        if hit is None:
+            shared = self.shared.lookup(key)
+            hit = step_image(shared) if shared is not None else None
+        if hit is not None and hit.stored is not None:
+            self.shared.add(key, hit.stored, self._step_text, stage.planned.index == self.plan.target)
         return hit
 
     def _record(self, stage: _Stage, key: str) -> None:
@@ -672,8 +693,7 @@ class Builder:
         hit = self._lookup(stage, key)
         if hit is not None:
             stage.image = hit
-            history = hit.config.history
-            top = hit.layers[-1] if hit.layers and history and not history[-1].empty_layer else None
+            top = hit.top_layer
             self.progress.explain(kind, hit=True, layer=top, detail=detail)
             return True, top
         layer, created_by, extra, *rest = make()
@@ -694,10 +714,11 @@ class Builder:
     def workdir(self, stage: _Stage, ins: Workdir, last: bool):
         """WORKDIR sets the config's WorkingDir and, as BuildKit does, creates the directory
         (owned by USER when one is set): a layer when it is missing, none when it exists."""
-        current = stage.image.config.config.working_dir or "/"
+        cfg = stage.current.container
+        current = cfg.working_dir or "/"
         path = os.path.normpath(os.path.join(current, ins.path or "."))
         path = "/" + path.lstrip("/")
-        user = stage.image.config.config.user or ""
+        user = cfg.user or ""
         key = make_key(stage.key, "WORKDIR", path=path, user=user)
         created_by = f"WORKDIR {path}"
 
@@ -734,7 +755,7 @@ class Builder:
         return self._layer_step(stage, key, make, "WORKDIR")
 
     # -- COPY / ADD --------------------------------------------------------------------------
-    def copy_from(self, ins: Copy | Add, where: Instruction) -> tuple[Image, str, str] | None:
+    def copy_from(self, ins: Copy | Add, where: Instruction) -> tuple[StepImage, str, str] | None:
         """The image a ``COPY --from`` reads (a stage's, or one loaded by name), a label, and
         what stands for it in the key; None for the build context. A stage stands by its key,
         as a stage named in FROM does: the same inputs give the same key on any machine, so a
@@ -747,11 +768,11 @@ class Builder:
         index = int(ref) if ref.isdigit() else self.plan.graph.find(ref)
         if index is None:
             image = self.load_image(ref, where)
-            return image, ref, _image_digest(image)
+            return image, ref, image.digest
         if index not in self.stages:
             raise self.fail(where, f"COPY --from={ref}: stage is not built before this one")
         src = self.stages[index]
-        return src.image, f"stage {src.planned.name}", f"stage:{src.key}"
+        return src.current, f"stage {src.planned.name}", f"stage:{src.key}"
 
     def copy(self, stage: _Stage, raw: Instruction, ins: Copy | Add, last: bool):
         """COPY/ADD. The key is made from what the step reads, never from the image it writes
@@ -760,7 +781,7 @@ class Builder:
         image (see :meth:`copy_from`). A hit reads no layer of either image; only a miss
         resolves the destination in the image."""
         from_image = self.copy_from(ins, raw)
-        workdir = stage.image.config.config.working_dir or "/"
+        workdir = stage.current.container.working_dir or "/"
         staging = self.temp("copy")
         created_by = f"{ins.keyword} {' '.join(_short_text(raw).split()[1:])}"
 
@@ -788,7 +809,7 @@ class Builder:
             detail = f"from {from_image[1]} ({facts['from'][:19]})"
 
         def make():
-            source = self.context if from_image is None else ImageSource(self.view(from_image[0]), from_image[1])
+            source = self.context if from_image is None else ImageSource(self.view(from_image[0].image), from_image[1])
             view = view_of()
             plan = plan_copy(ins, source, view, workdir, digests=None, staging=staging / "heredocs",
                              made_mtime=made_time(self.source_date_epoch), selected=selected, spill=staging / "plan")
@@ -887,7 +908,7 @@ class Builder:
 
     # -- RUN -----------------------------------------------------------------------------------
     def run_step(self, stage: _Stage, raw: Instruction, ins: Run, last: bool):
-        cfg = stage.image.config.config
+        cfg = stage.current.container
         argv, script = run_argv(ins, stage.config.shell)
         env = stage.variables.run_env_list(proxies=True)
         key_env = stage.variables.run_env_list(proxies=False)
@@ -906,7 +927,7 @@ class Builder:
                            network=net, mounts=mounts.key, **({"security": "insecure"} if privileged else {}))
             declared = stage.variables.declared_args()
             prefix = f"|{len(declared)} " + " ".join(f"{k}={v}" for k, v in declared.items()) + " " if declared else ""
-            make = functools.partial(self._run_command, raw, stage.image, argv, scratch / "container", mounts,
+            make = functools.partial(self._run_command, raw, lambda: stage.image, argv, scratch / "container", mounts,
                                      f"RUN {prefix}{' '.join(argv)}", env=env, cwd=workdir, user=user, network=net,
                                      privileged=privileged)
             return self._layer_step(stage, key, make, "RUN")
@@ -936,19 +957,22 @@ class Builder:
         def stage_lowers(ref: str):
             index = int(ref) if ref.isdigit() else self.plan.graph.find(ref)
             img = self.stages[index].image if index is not None and index in self.stages else \
-                self.load_image(ref, raw)
+                self.load_image(ref, raw).image
             return self.lowers(img), _image_digest(img)
 
         return plan_mounts(ins.mounts, context=self.context, workdir=workdir,
                            scratch=scratch, cache_root=self.store.cache_mounts_dir,
                            stage_lowers=stage_lowers, content_digest=self._entries_digest, secrets=self.secrets)
 
-    def _run_command(self, raw: Instruction, image: Image, argv: list[str], where: Path, mounts, created_by: str, *,
-                     env: list[str], cwd: str, user: str, network: str, privileged: bool):
-        """A cache miss of RUN: the command in a container over ``image`` (its root in
-        ``where``), and what it changed as the layer (None: nothing changed)."""
+    def _run_command(self, raw: Instruction, image_of: Callable[[], Image], argv: list[str], where: Path, mounts,
+                     created_by: str, *, env: list[str], cwd: str, user: str, network: str, privileged: bool):
+        """A cache miss of RUN: the command in a container over the stage's image
+        (``image_of()``; its root in ``where``), and what it changed as the layer (None:
+        nothing changed)."""
         from ..runner import Container  # only when the step runs: a cache hit runs nothing
         from .emulation import EmulatorMissing, check_can_run
+
+        image = image_of()
 
         try:  # an image of another architecture runs through qemu-user, if the host has it
             check_can_run(image.config.platform)
@@ -1185,7 +1209,7 @@ def _build_and_commit(store: BuildStore, plans: list[BuildPlan], make_builder, r
     """Each plan's image (one per platform), built in one store session, then committed under
     ``names`` (several: as an index of them): (the image id, the committed descriptor, the steps);
     the id of an index is its digest."""
-    images: list[Image] = []
+    images: list[StepImage] = []
     steps: list[StepResult] = []
     with store.session():
         for plan in plans:
@@ -1194,9 +1218,13 @@ def _build_and_commit(store: BuildStore, plans: list[BuildPlan], make_builder, r
             steps.extend(builder.steps)
         reporter.commit([parse_name(n).short for n in names])
         if len(images) > 1:
-            desc = store.commit_index(images, names)
+            desc = store.commit_index([image.image for image in images], names)
             return desc.digest, desc, steps
-        return _image_id(images[0]), store.commit(images[0], names), steps
+        final = images[0]
+        if final.stored is not None and final.stored.media_type in mt.MANIFEST_TYPES:
+            # the image as the store has it (a cache hit): named, never made into a value again
+            return final.image_id, store.name_stored(replace(final.stored, platform=final.platform), names), steps
+        return final.image_id, store.commit(final.image, names), steps
 
 
 def _deliver(store: BuildStore, request: _Request, desc, image_id: str, reporter: Progress, shared: SharedCache, *,

@@ -41,6 +41,7 @@ from ..dockerfile import (
     Volume,
 )
 from .errors import StepFailure
+from .stepimage import StepImage
 
 HISTORY_COMMENT = "capstone.dockerfile.v0"
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -159,8 +160,8 @@ class ConfigState:
     it past :data:`MAX_CONFIG_SIZE` is the one refused.
     """
 
-    def __init__(self, image: Image) -> None:
-        shell = image.config.config.shell
+    def __init__(self, image: StepImage) -> None:
+        shell = image.container.shell
         self.shell: tuple[str, ...] = tuple(shell) if shell else DEFAULT_SHELL
         self.cmd_set = False
         self._fields: dict[str, object] = {}
@@ -197,9 +198,9 @@ class ConfigState:
         self._fields, self._maps, self._author, self._history = {}, {}, _UNSET, []
 
     # -- recording ---------------------------------------------------------------------------
-    def _start(self, image: Image) -> None:
+    def _start(self, image: StepImage) -> None:
         if not self._history:
-            self._size = len(canonical_json(image.config))
+            self._size = image.config_size
 
     def _grow(self, added: int, removed: int = 0) -> None:
         self._size += added - removed
@@ -207,21 +208,21 @@ class ConfigState:
             raise ConfigTooLarge(f"the image config would be larger than {MAX_CONFIG_SIZE} bytes "
                                  "(the limit registries and clients such as podman and skopeo apply)")
 
-    def current(self, image: Image, name: str):
+    def current(self, image: StepImage, name: str):
         """A config field as the recorded changes leave it."""
         if name in self._fields:
             return self._fields[name]
-        return getattr(image.config.config, name)
+        return getattr(image.container, name)
 
-    def map(self, image: Image, name: str) -> dict:
+    def map(self, image: StepImage, name: str) -> dict:
         """The mutable copy of a JSON-object field (env as a dict) that changes are made to."""
         found = self._maps.get(name)
         if found is None:
-            cfg = image.config.config
+            cfg = image.container
             found = self._maps[name] = cfg.env_dict() if name == "env" else dict(getattr(cfg, name) or {})
         return found
 
-    def set_entry(self, image: Image, name: str, key: str, value) -> None:
+    def set_entry(self, image: StepImage, name: str, key: str, value) -> None:
         entries = self.map(image, name)
         old = entries.get(key, _UNSET)
         if name == "env":
@@ -232,14 +233,14 @@ class ConfigState:
                        0 if old is _UNSET else _json_size(key) + _json_size(old) + 2)
         entries[key] = value
 
-    def set_field(self, image: Image, name: str, value) -> None:
+    def set_field(self, image: StepImage, name: str, value) -> None:
         old = self.current(image, name)
         self._grow(_json_size(value) if value is not None else 0,
                    _json_size(list(old) if isinstance(old, tuple) else old) if old is not None else 0)
         self._fields[name] = value
 
-    def set_author(self, image: Image, value: str) -> None:
-        old = image.config.author if self._author is _UNSET else self._author
+    def set_author(self, image: StepImage, value: str) -> None:
+        old = image.author if self._author is _UNSET else self._author
         self._grow(_json_size(value), _json_size(old) if old is not None else 0)
         self._author = value
 
@@ -251,9 +252,9 @@ class ConfigState:
 _UNSET = object()
 
 
-def record_config(image: Image, ins: Instruction, state: ConfigState, *, created: str) -> None:
+def record_config(image: StepImage, ins: Instruction, state: ConfigState, *, created: str) -> None:
     """Record in ``state`` the config change of ``ins`` (already expanded) and its history
-    entry, on top of ``image`` (the stage's image without the recorded changes).
+    entry, on top of ``image`` (the stage's image without the recorded changes, as a step reads it).
 
     Raises :class:`ConfigTooLarge` when the config would outgrow :data:`MAX_CONFIG_SIZE`.
     """

@@ -159,7 +159,8 @@ class _Scheduler:
                 with _Prefixed(b, pos):
                     self.build_stage(pos, planned)
                 stage = b.stages[planned.index]
-                desc = b.store.commit(stage.image, [])  # the stage's image, for the parent to load
+                done = stage.current.stored  # a cache hit's image is stored as it is
+                desc = done if done is not None else b.store.commit(stage.image, [])  # for the parent to load
                 b._reap_snapshots()
                 b.digests.spill()  # the builder merges the runs into the table it leaves
                 outcome = {"digest": desc.digest, "key": stage.key, "variables": stage.variables,
@@ -223,6 +224,7 @@ class _Scheduler:
         import pickle
 
         from .executor import _Stage
+        from .stepimage import StoredImage
 
         b = self.builder
         try:
@@ -232,7 +234,7 @@ class _Scheduler:
                                  f"({_status_text(status)}) without a result", None)}
         if "error" in outcome:
             raise _restore(outcome["error"])
-        image = b.store.load_manifest(outcome["digest"])
+        image = StoredImage.open(b.store, outcome["digest"], b._layers_seen)
         stage = _Stage(child.planned, image, outcome["variables"], outcome["key"], outcome["label"])
         stage.digest = outcome["digest"]
         b.stages[child.planned.index] = stage

@@ -242,8 +242,10 @@ class Names:
             out.append(desc.digest)
             if desc.media_type in mt.INDEX_TYPES:
                 todo.extend(self.layout.read_index(desc).manifests)
-            elif desc.media_type in mt.MANIFEST_TYPES:
-                todo.append(self.layout.read_manifest(desc).config)
+            elif desc.media_type in mt.MANIFEST_TYPES:  # its config only: no model of every layer
+                doc = self.layout.read_json(desc)
+                todo.append(Descriptor.from_json(doc.get("config") if isinstance(doc, dict) else None,
+                                                 f"manifest {desc.digest}: config"))
         return out
 
     def tag(self, name: str, descriptor: Descriptor | str) -> Descriptor:

@@ -190,6 +190,10 @@ class Store:
         """Store bytes or a stream as a blob (checked against ``expected_digest``)."""
         return self.layout.put_blob(src, media_type, expected_digest=expected_digest)
 
+    def read_json(self, descriptor: Descriptor | str) -> object:
+        """A small blob checked and parsed as JSON (ModelError when it is not JSON)."""
+        return self.layout.read_json(descriptor)
+
     def read_manifest(self, descriptor: Descriptor | str) -> Manifest:
         return self.layout.read_manifest(descriptor)
 
@@ -317,6 +321,19 @@ class Store:
                 mdesc = replace(self.layout.put_json(manifest, mt.OCI_MANIFEST, durable=False),
                                 platform=image.config.platform)
                 self.names.record_id(config_desc.digest, mdesc)
+            if normalized:
+                self.names.set_names(normalized, mdesc)
+        return mdesc
+
+    def name_stored(self, descriptor: Descriptor, names: list[str]) -> Descriptor:
+        """Tag the stored manifest ``descriptor`` (its ``platform`` set from its config) with
+        each of ``names``: what :meth:`commit` does for an image loaded from the store and not
+        changed since (a build whose last step the cache answered), without the image value."""
+        normalized = [parse_name(n).name for n in names]
+        mdesc = plain(descriptor)
+        with self.lock():
+            if not self.has_blob(mdesc.digest):
+                raise StoreError(f"cannot tag {mdesc.digest}: not in the store {self.path}")
             if normalized:
                 self.names.set_names(normalized, mdesc)
         return mdesc
