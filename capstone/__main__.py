@@ -3,7 +3,9 @@
 Global flags come before the command: ``--store DIR`` (the local image store; default
 ``$CAPSTONE_STORE``, else ``$XDG_DATA_HOME/capstone``, else ``~/.local/share/capstone``) and
 ``--debug`` (tracebacks instead of one-line errors). Exit codes: 0 success, 1 a failed command
-(one line, ``Dockerfile:LINE: message`` where it applies), 2 a usage error.
+(one line, ``Dockerfile:LINE: message`` where it applies), 2 a usage error. ``run`` exits as
+``docker run`` does, with the container's code: its own failures (a usage error included) are
+125, a command that cannot be invoked 126, one that does not exist 127.
 
 **Rootless.** Run by an ordinary user, the commands that give files owners or mount
 (``build``, ``run``, ``import``, ``prune``) run as root of a user namespace of the user's own,
@@ -36,6 +38,15 @@ Run = Callable[[argparse.Namespace, Narrator], int]
 #: commands that give files owners, mount overlays or run containers: rootless, they run as
 #: root of a user namespace of the caller's own
 USER_NAMESPACE_COMMANDS = frozenset({"build", "run", "import", "prune"})
+
+#: what a command exits with when it fails (usage errors included), where that is not 1 and 2:
+#: ``run`` as ``docker run``, whose own failures are 125, apart from any code of the container's
+FAILURE_CODES = {"run": 125}
+
+
+def failure_code(command: str | None, usage: bool = False) -> int:
+    """The exit code of a failed ``command`` (``usage``: its command line was wrong)."""
+    return FAILURE_CODES.get(command, 2 if usage else 1)
 
 
 def default_store() -> Path:
@@ -150,11 +161,12 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(_command_of(sys.argv[1:] if argv is None else argv))
+    command = _command_of(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0)
+        return failure_code(command, usage=True) if exc.code else 0
     if args.store is None:
         args.store = default_store()
     # a Dockerfile's undecodable bytes travel as surrogate escapes: print them back as the
@@ -189,7 +201,7 @@ def _in_user_namespace(args: argparse.Namespace, n: Narrator) -> int:
             import traceback
 
             traceback.print_exc()
-            return 1
+            return 1  # of a command other than run, whose bugs _run_command reports with its code
 
     try:
         return run_in_user_namespace(inside, mapping)
@@ -200,7 +212,7 @@ def _in_user_namespace(args: argparse.Namespace, n: Narrator) -> int:
             traceback.print_exc()
         how = mapping.fix() if isinstance(exc, IdMapError) else "user namespaces may be disabled here (sysctl user.max_user_namespaces)"
         print(f"capstone: {args.command}: cannot enter a user namespace of your own: {exc.strerror or exc}; {how}", file=sys.stderr)
-        return 1
+        return failure_code(args.command)
 
 
 _default_showwarning = warnings.showwarning
@@ -230,21 +242,26 @@ def _run_command(args: argparse.Namespace, n: Narrator, hint: str | None = None)
             traceback.print_exc()
         text = f"capstone: {exc}" if not _has_location(exc) else str(exc)
         print(text + (f"; {hint}" if hint and not _is_dockerfile_mistake(exc) else ""), file=sys.stderr)
-        return 1
+        return failure_code(args.command)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         raise  # the reader went away: run_cli ends quietly
     except Exception as exc:
         if not isinstance(exc, _part_errors()):
-            raise  # a bug: the traceback is the useful report
+            if args.command not in FAILURE_CODES:
+                raise  # a bug: the traceback is the useful report
+            import traceback
+
+            traceback.print_exc()  # the report, and still the command's own failure code
+            return failure_code(args.command)
         if args.debug:
             import traceback
 
             traceback.print_exc()
         text = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
         print(f"capstone: {args.command}: {text}" + (f"; {hint}" if hint else ""), file=sys.stderr)
-        return 1
+        return failure_code(args.command)
 
 
 def _is_dockerfile_mistake(exc: Exception) -> bool:

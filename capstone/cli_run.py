@@ -4,10 +4,12 @@
 command (it replaces the image's Cmd; ``--entrypoint`` replaces its Entrypoint). Without
 ``-i`` the container's stdin is /dev/null, as with docker. Without ``--rm`` the container's
 upper dir (what it changed) stays in the store's ``containers/`` dir and its id is printed on
-stderr when it ends; the exit code of ``capstone run`` is the container's, 127 when its
-command does not exist and 126 when it cannot be executed (as docker's and podman's). ^C or
-SIGTERM stops the container as ``docker stop`` does: the image's StopSignal to PID 1, SIGKILL
-after ``--stop-timeout`` seconds.
+stderr when it ends. The exit code of ``capstone run`` is docker's and podman's: the
+container's (128+N when its PID 1 died of signal N), 127 when its command does not exist, 126
+when it cannot be invoked, 125 when ``run`` itself failed (a usage error, an unknown image or
+``-u`` user, a bad ``-v``, ``-e`` or ``-w``; ``__main__``'s ``FAILURE_CODES``). ^C or SIGTERM
+stops the container as ``docker stop`` does: the image's StopSignal to PID 1, SIGKILL after
+``--stop-timeout`` seconds.
 """
 
 from __future__ import annotations

@@ -638,6 +638,9 @@ def run_image(
         # as docker: HOSTNAME, and TERM=xterm with a terminal, unless the image or -e say otherwise
         defaults = [f"HOSTNAME={hostname}"] + (["TERM=xterm"] if tty else [])
         full_env = merge_env(defaults + list(_get(cfg, "env", "Env") or []), env)
+        if workdir and not workdir.startswith("/"):  # docker's words
+            raise ContainerRunError(f"run {name}: the working directory {workdir!r} is invalid, it needs to be "
+                                    "an absolute path")
         cwd = workdir or _get(cfg, "working_dir", "WorkingDir") or "/"
         if not cwd.startswith("/"):
             cwd = "/" + cwd

@@ -96,7 +96,7 @@ def test_run_refuses_a_snapshot_whose_blob_was_damaged_and_uses_it_once_repaired
     with pytest.raises(StoreError, match=f"layer blob sha256:{path.name} in the store is damaged"):
         run_made(store, name, tmp_path)
     r = cli(store, "run", "--rm", "--network", "none", name, "true")
-    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "is damaged" in r.stderr, r.stderr
+    assert r.returncode == 125 and r.stderr.count("\n") == 1 and "is damaged" in r.stderr, r.stderr
     path.write_bytes(good)  # repaired: the same bytes again (a pull or a rebuild would write them)
     assert run_made(store, name, tmp_path) == (0, "made\n")
 

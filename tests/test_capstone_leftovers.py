@@ -314,6 +314,6 @@ def test_an_image_whose_stopsignal_is_no_signal_here_is_refused_in_one_line(stor
     assert r.returncode == 0, r.stderr
     r = subprocess.run([sys.executable, "-m", "capstone", "--store", str(store_dir), "run", "--rm", "--network", "none",
                         "badsig:1", "true"], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
-    assert r.returncode == 1
+    assert r.returncode == 125
     assert r.stderr == "capstone: run badsig:1: the image's StopSignal '99999' is not a signal of this host\n"
     assert not (store_dir / "containers").exists() or list((store_dir / "containers").iterdir()) == []

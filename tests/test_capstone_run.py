@@ -282,8 +282,66 @@ def test_cli_run_without_rm_prints_the_kept_container(store):
 
 def test_cli_run_unknown_image_fails_with_one_line(store):
     r = capstone(store.path, "run", "--rm", "--network", "none", "nothing/here:1")
-    assert r.returncode == 1
+    assert r.returncode == 125
     assert len(r.stderr.strip().splitlines()) == 1 and "nothing/here" in r.stderr
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--bogus", BUSYBOX, "true"], "unrecognized arguments: --bogus"),
+    (["--network", "bogus", BUSYBOX, "true"], "invalid choice: 'bogus'"),
+    (["--stop-timeout", "soon", BUSYBOX, "true"], "invalid int value: 'soon'"),
+    ([], "the following arguments are required: IMAGE"),
+    (["-v", "nocolon", BUSYBOX, "true"], "capstone: invalid volume 'nocolon': expected /host/path:/container/path[:ro]"),
+    (["-v", "/no/such/dir/here:/x", BUSYBOX, "true"], "capstone: volume source /no/such/dir/here does not exist"),
+    (["-e", "=x", BUSYBOX, "true"], "capstone: invalid environment entry '=x': expected KEY=VALUE"),
+    (["-w", "relative", BUSYBOX, "pwd"],
+     f"capstone: run {BUSYBOX}: the working directory 'relative' is invalid, it needs to be an absolute path"),
+    (["--entrypoint", "", BUSYBOX], "capstone: no command specified: the image has no Entrypoint or Cmd"),
+])
+def test_cli_run_fails_as_docker_run_with_125_when_run_itself_fails(store, args, said):
+    """docker run's own failures (its flags, the image, the user, the mounts) exit 125, so that
+    no code of the container's command is mistaken for one of them; nothing is kept."""
+    before = sorted((store.path / "containers").iterdir()) if (store.path / "containers").exists() else []
+    r = capstone(store.path, "run", "--rm", *args)
+    assert r.returncode == 125, r.stderr
+    assert said in r.stderr and "Traceback" not in r.stderr
+    assert sorted((store.path / "containers").iterdir()) == before
+
+
+@pytest.mark.parametrize("argv, code, said", [
+    (["no-such-program"], 127, "executable file not found in $PATH"),
+    (["/etc/passwd"], 126, "Permission denied: '/etc/passwd'"),
+    (["/"], 126, "Permission denied: '/'"),
+    (["sh", "-c", "exit 3"], 3, None),
+    (["sh", "-c", "exit 125"], 125, None),
+    # PID 1 is immune to its own signals: the shell under --init is not, and the reaper exits
+    # 128+N when its command died of signal N, as docker run --init (tini) does
+    (["--init", BUSYBOX, "sh", "-c", "kill -TERM $$"], 143, None),
+    (["--init", BUSYBOX, "sh", "-c", "kill -KILL $$"], 137, None),
+])
+def test_cli_run_exit_codes_are_dockers(store, argv, code, said):
+    """126 for a command that cannot be invoked, 127 for one that does not exist, else the
+    container's own status (128+N after signal N)."""
+    args = argv if argv[0] == "--init" else [BUSYBOX, *argv]
+    r = capstone(store.path, "run", "--rm", "--network", "none", *args)
+    assert r.returncode == code, r.stderr
+    if said is None:
+        assert r.stderr == ""
+    else:
+        assert said in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_the_readmes_exit_codes_are_what_run_gives(store):
+    """The capstone chapter's block of ``run``'s exit codes, run as written (stderr and stdout
+    on one stream, as a terminal shows them): the same lines."""
+    text = (REPO / "capstone" / "README.md").read_text()
+    block = text.split("`run` exits as `docker run` does", 1)[1].split("```console\n", 1)[1].split("```", 1)[0]
+    commands = [line[2:] for line in block.splitlines() if line.startswith("$ ")]
+    assert len(commands) == 3
+    r = subprocess.run(["bash", "-c", "exec 2>&1\n" + "\n".join(commands) + "\n"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120, stdin=subprocess.DEVNULL,
+                       env={**os.environ, "PYTHONPATH": str(REPO), "CAPSTONE_STORE": str(store.path)})
+    assert r.stdout.splitlines() == [line for line in block.splitlines() if not line.startswith("$ ")], r.stdout
 
 
 @pytest.mark.parametrize("user, missing", [("-1", "user -1"), ("nosuchuser", "user nosuchuser"),
@@ -293,7 +351,7 @@ def test_cli_run_unknown_user_names_the_user_and_the_image_not_the_store(store, 
     the store (where its passwd file happens to be on this host). Nothing of it is kept."""
     before = sorted((store.path / "containers").iterdir()) if (store.path / "containers").exists() else []
     r = capstone(store.path, "run", "-u", user, "--network", "none", APP, "true")
-    assert r.returncode == 1
+    assert r.returncode == 125
     file = "group" if missing.startswith("group") else "passwd"
     assert r.stderr.strip() == f"capstone: run {APP}: unable to find {missing}: no matching entries in {file} file", r.stderr
     assert str(store.path) not in r.stderr
