@@ -470,7 +470,9 @@ def _read_reports(child, report_r: int, on_step) -> tuple[dict | None, object]:
     (its last report that is not a setup step, its exit status)."""
     from part5_namespaces import forward_signals
 
-    restore = forward_signals(child.pid, FORWARDED_SIGNALS)
+    # the helper is in this process group: a terminal's ^C reaches it without us, and once is
+    # what part 6 there must count (a second ^C kills the container at once)
+    restore = forward_signals(child.pid, FORWARDED_SIGNALS, same_group=True)
     result: dict | None = None
     try:
         with child, os.fdopen(report_r, "rb") as reports:

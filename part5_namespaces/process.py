@@ -307,13 +307,19 @@ def _middle(target: Callable[[], int | None], status_w: int) -> None:
     os._exit(os.waitstatus_to_exitcode(status))
 
 
-def forward_signals(pid: int, signals: Iterable[int]) -> Callable[[], None]:
+def forward_signals(pid: int, signals: Iterable[int], *, same_group: bool = False) -> Callable[[], None]:
     """Pass each of ``signals`` that reaches this process on to process ``pid``.
 
     Installs one handler per signal that sends the same signal to ``pid`` (a ``pid`` that has
     already exited is ignored: its status is what the caller waits for). Returns ``restore()``,
     which puts the previous handlers back. The middle process of a PID namespace uses it
     towards PID 1, a container's ``--init`` towards its command.
+
+    ``same_group``: ``pid`` is in this process's group. When that group is a terminal's
+    foreground group, the terminal sends each ^C to the whole group, ``pid`` included: SIGINT is
+    then ignored here rather than passed on, so that ``pid`` gets one SIGINT for one ^C (a
+    runtime that kills at the second ^C would otherwise kill at the first). A SIGINT sent to
+    this process alone by another is then lost, as with any program in that group.
     """
 
     def forward(signum: int, _frame: object) -> None:
@@ -322,7 +328,12 @@ def forward_signals(pid: int, signals: Iterable[int]) -> Callable[[], None]:
         except ProcessLookupError:
             pass
 
-    previous = {sig: signal.signal(sig, forward) for sig in signals}
+    signals = list(signals)
+    previous = {}
+    if same_group and signal.SIGINT in signals and _terminal_sends_sigint():
+        signals.remove(signal.SIGINT)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous.update({sig: signal.signal(sig, forward) for sig in signals})
 
     def restore() -> None:
         for sig, handler in previous.items():
@@ -330,6 +341,18 @@ def forward_signals(pid: int, signals: Iterable[int]) -> Callable[[], None]:
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
     return restore
+
+
+def _terminal_sends_sigint() -> bool:
+    """Whether a ^C on the terminal reaches this process's group by itself (it is the
+    terminal's foreground group)."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def die_by_signal(signum: int) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,18 +146,6 @@ def in_user_namespace() -> bool:
         return False
 
 
-def _terminal_sends_sigint() -> bool:
-    """Whether a ^C on the terminal reaches the child by itself (it is in our foreground
-    process group): forwarding it too would interrupt the child's clean-up a second time."""
-    for fd in (0, 1, 2):
-        try:
-            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def run_in_user_namespace(
     target: Callable[[], int | None],
     mapping: UserNamespaceMapping | None = None,
@@ -175,17 +162,13 @@ def run_in_user_namespace(
     cannot be created.
     """
     mapping = mapping or rootless_mapping()
-    signals = tuple(s for s in FORWARDED_SIGNALS if s != signal.SIGINT or not _terminal_sends_sigint())
-    ignored = len(signals) < len(FORWARDED_SIGNALS)
     restore: list[Callable[[], None]] = []
 
     def forward(pid: int) -> None:
         # installed before the child is released: from its first instruction, a signal to us
-        # reaches it (and, forked before, the child keeps the default handlers)
-        restore.append(forward_signals(pid, signals))
-        if ignored:
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            restore.append(lambda: signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous))
+        # reaches it (and, forked before, the child keeps the default handlers); the child is in
+        # our process group, where a terminal's ^C reaches it without us
+        restore.append(forward_signals(pid, FORWARDED_SIGNALS, same_group=True))
 
     try:
         child = spawn(target, CloneFlags.NEWUSER | CloneFlags(int(flags)), uid_maps=mapping.uid_maps,

@@ -86,7 +86,7 @@ def run(
     With ``stop_signal`` (``capstone run``, as ``docker stop``) SIGINT or SIGTERM stops the
     container instead: ``stop_signal`` (the image's StopSignal) goes to PID 1 and, if it still
     runs ``stop_timeout`` seconds later (None: no limit), SIGKILL; a PID 1 that ignores the
-    signal cannot keep it running.
+    signal cannot keep it running. A second SIGINT or SIGTERM (^C again) sends SIGKILL at once.
     Returns the exit code, 128+N after signal N.
     Raises ``RuntimeSetupError(step, cause)`` when a setup step fails, ``SpecError`` for a
     spec that cannot run.
@@ -564,8 +564,8 @@ class _SignalForwarding:
     """SIGINT/SIGTERM/SIGHUP/SIGQUIT to the runtime go to the container (main thread only),
     or, with ``kill_pid``, end it: SIGKILL to PID 1 (whose host pid that is). With ``stop``
     (PID 1's host pid, a signal, a timeout or None) SIGINT and SIGTERM stop it as ``docker
-    stop`` does: the signal to PID 1, SIGKILL when the timeout has passed (asked again, the
-    first request's timer goes on)."""
+    stop`` does: the signal to PID 1, SIGKILL when the timeout has passed, or at once when
+    asked again (a second ^C: the user will not wait)."""
 
     def __init__(self, child, relay: "_ConsoleRelay | None", kill_pid: int | None = None,
                  stop: tuple[int, int, float | None] | None = None) -> None:
@@ -600,10 +600,11 @@ class _SignalForwarding:
             pass
 
     def _stop_container(self) -> None:
+        pid1, stop_signal, timeout = self.stop
         if self.stopping:
+            self._kill(pid1)
             return
         self.stopping = True
-        pid1, stop_signal, timeout = self.stop
         if timeout is not None:
             self._timer = threading.Timer(timeout, self._kill, (pid1,))
             self._timer.daemon = True

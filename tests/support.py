@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pty
 import re
+import select
+import signal
 import stat
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -162,6 +166,57 @@ def tree_listing(root: Path) -> dict:
                                          os.readlink(p) if p.is_symlink() else
                                          p.read_bytes() if p.is_file() else None)
     return out
+
+
+# -- a terminal, driven like a person at a keyboard ----------------------------------------------
+
+
+class Terminal:
+    """``argv`` started on a new pty (``pty.fork``: it is the foreground job of a terminal of its
+    own), read and written like a keyboard: ``type(b"\\x03")`` is a ^C, which the terminal
+    sends as SIGINT to its whole foreground process group. ``env``: the command's environment
+    (default: this process's)."""
+
+    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: str | os.PathLike = REPO) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            try:
+                os.chdir(cwd)
+                os.execvpe(argv[0], argv, os.environ if env is None else env)
+            finally:
+                os._exit(127)
+        self.seen = b""
+
+    def read_until(self, token: bytes, timeout: float = 20) -> bytes:
+        deadline = time.monotonic() + timeout
+        start = len(self.seen)
+        while token not in self.seen[start:] and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(self.fd, 4096)
+                except OSError:  # EIO: the other side is closed
+                    break
+                if not data:
+                    break
+                self.seen += data
+        return self.seen[start:]
+
+    def type(self, text: bytes) -> None:
+        os.write(self.fd, text)
+
+    def wait(self, timeout: float = 20) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.read_until(b"\0", 0.1)  # keep draining so the child never blocks on output
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        os.close(self.fd)
+        raise AssertionError(f"the terminal session did not end: {self.seen!r}")
 
 
 # -- the capstone ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from hostile_http import HostileServer
-from support import make_context
+from support import Terminal, make_context
 
 from capstone.store import Store, mounts_under
 from part2_manual_oci import validate_layout
@@ -302,6 +302,72 @@ def test_a_stopped_run_sends_the_images_stopsignal(store_dir, tmp_path):
     assert wait_gone(marker) == [], "the container's command outlived the run"
     assert mounts_under(tmp_path) == []
     assert list((store_dir / "containers").iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_second_stop_request_kills_the_run_at_once(store_dir, tmp_path, how):
+    """PID 1 ignores INT and TERM. The first ^C on the terminal (or SIGTERM) stops the
+    container, which runs on through the 120 s stop timeout; the second kills it at once, as
+    docker's second ^C does: 137, and no process, mount or container is left. One ^C is one
+    stop request, though the terminal sends SIGINT to capstone and its helper alike."""
+    seconds, marker = run_marker()
+    args = ["--stop-timeout", "120", "capstone/busybox", "sh", "-c",
+            f"trap '' TERM INT; sleep {seconds} & wait; wait"]
+    if how == "ctrl-c":
+        term = Terminal([sys.executable, "-m", "capstone", "--store", str(store_dir), "run", "--rm", "--network", "none",
+                         *args], env={**os.environ, "PYTHONPATH": str(REPO)})
+        deadline = time.monotonic() + 60
+        while not sleeping(seconds) and time.monotonic() < deadline:
+            term.read_until(b"\0", 0.05)
+        stop, wait = (lambda: term.type(b"\x03")), term.wait
+    else:
+        proc = start_run(store_dir, *args)
+        wait_for(lambda: sleeping(seconds), "the container's command", proc)
+        stop, wait = (lambda: proc.send_signal(signal.SIGTERM)), proc.wait
+    assert sleeping(seconds), "the container's command did not start"
+    stop()
+    time.sleep(1.5)
+    assert sleeping(seconds), "one stop request killed the container: it has 120 s to stop"
+    t0 = time.monotonic()
+    stop()
+    assert wait(60) == 137
+    assert time.monotonic() - t0 < 30, "the second stop request waited for the stop timeout"
+    assert wait_gone(marker) == [], "the container's command outlived the run"
+    assert mounts_under(tmp_path) == []
+    assert list((store_dir / "containers").iterdir()) == []
+    check_store(store_dir, ["capstone/busybox"])
+
+
+def test_ctrl_c_in_a_run_step_kills_it_at_once_and_the_store_is_as_it_was(store_dir, tmp_path):
+    """^C on the terminal during a RUN whose command ignores INT and TERM: the step is killed
+    at the first ^C, as BuildKit cancels one; a second one a moment later finds the build gone
+    or cleaning up. Nothing is tagged, no process or mount is left, and what a cut clean-up
+    left is the next build's sweep's: then the store is as it was."""
+    seconds, marker = run_marker()
+    ctx = context(tmp_path, "FROM capstone/busybox\nRUN --mount=type=cache,target=/c "
+                            f"trap '' TERM INT; touch /c/started; sleep {seconds} & wait; wait\n")
+    index = (store_dir / "oci/index.json").read_bytes()
+    term = Terminal([sys.executable, "-m", "capstone", "--store", str(store_dir), "build", "--progress", "plain",
+                     "--network", "none", "-t", "interrupted:1", str(ctx)], env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 60
+    while not (started(store_dir) and sleeping(seconds)) and time.monotonic() < deadline:
+        term.read_until(b"\0", 0.05)
+    assert sleeping(seconds), term.seen.decode(errors="replace")
+    t0 = time.monotonic()
+    term.type(b"\x03")
+    time.sleep(0.1)
+    term.type(b"\x03")
+    code = term.wait(60)
+    shown = term.seen.decode(errors="replace")
+    assert time.monotonic() - t0 < 20, "the build waited after ^C"
+    assert code in (1, 130), shown
+    if code == 1:  # the first ^C's end, BuildKit's: the step failed, killed
+        assert "killed by signal 2" in shown and "Traceback" not in shown, shown
+    assert wait_gone(marker) == [], "the RUN step's command outlived the build"
+    assert mounts_under(tmp_path) == []
+    assert (store_dir / "oci/index.json").read_bytes() == index
+    then_clean(store_dir, tmp_path, "build", ["capstone/busybox"])
+    assert Store.open(store_dir).resolve("interrupted:1") is None
 
 
 def test_an_image_whose_stopsignal_is_no_signal_here_is_refused_in_one_line(store_dir, tmp_path):

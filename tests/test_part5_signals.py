@@ -3,11 +3,14 @@ part 6's --init), tested on real processes."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from support import REPO, Terminal
 
 from part5_namespaces import forward_signals
 
@@ -74,3 +77,50 @@ def test_a_child_that_is_gone_is_ignored():
         signal.raise_signal(signal.SIGUSR1)  # no ProcessLookupError escapes the handler
     finally:
         restore()
+
+
+#: a parent that forwards SIGINT to a child of its own process group (``same_group=True``); the
+#: child says who sent each SIGINT it got within 2 s of "ready" (0: the kernel, for a terminal)
+SENDERS = r"""
+import os, signal, sys
+from part5_namespaces import forward_signals
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])  # the child takes them one by one
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(w, b"r")
+    senders = []
+    while (info := signal.sigtimedwait([signal.SIGINT], 2)) is not None:
+        senders.append("us" if info.si_pid == os.getppid() else str(info.si_pid))
+    os.write(w, (" ".join(senders) or "none").encode())
+    os._exit(0)
+assert os.read(r, 1) == b"r"
+restore = forward_signals(pid, [signal.SIGINT], same_group=True)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+print("ready", flush=True)
+os.waitpid(pid, 0)
+print("senders:", os.read(r, 100).decode(), flush=True)
+"""
+
+
+def test_a_child_of_the_same_group_gets_a_terminals_ctrl_c_once_from_the_terminal():
+    """A terminal sends ^C to its whole foreground group: with ``same_group`` the child gets it
+    from the terminal alone, never a second time from us."""
+    term = Terminal([sys.executable, "-c", SENDERS], env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert b"ready" in term.read_until(b"ready", 30)
+    term.type(b"\x03")
+    assert term.wait(30) == 0, term.seen
+    assert b"senders: 0\r\n" in term.seen, term.seen
+
+
+def test_without_a_terminal_same_group_still_passes_sigint_on():
+    proc = subprocess.Popen([sys.executable, "-c", SENDERS], env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.stdout.read() == "senders: us\n"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)

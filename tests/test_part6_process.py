@@ -5,8 +5,6 @@ setup step fails."""
 from __future__ import annotations
 
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
@@ -15,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import descendants, mount_points_under, use_own_tempdir
+from support import Terminal, descendants, mount_points_under, use_own_tempdir
 
 from part5_namespaces import IdMap
 from part6_runtime import ContainerSpec, Limits, Mount, RuntimeSetupError, make_busybox_rootfs, run
@@ -28,54 +26,6 @@ CLI = [sys.executable, "-m", "part6_runtime", "run"]
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory) -> Path:
     return make_busybox_rootfs(tmp_path_factory.mktemp("part6-process") / "rootfs")
-
-
-# -- a terminal, driven like a person at a keyboard --------------------------------------------
-
-
-class Terminal:
-    """The chapter CLI started on a new pty (``pty.fork``), read and written like a keyboard."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:
-            try:
-                os.chdir(ROOT)
-                os.execv(argv[0], argv)
-            finally:
-                os._exit(127)
-        self.seen = b""
-
-    def read_until(self, token: bytes, timeout: float = 20) -> bytes:
-        deadline = time.monotonic() + timeout
-        start = len(self.seen)
-        while token not in self.seen[start:] and time.monotonic() < deadline:
-            ready, _, _ = select.select([self.fd], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(self.fd, 4096)
-                except OSError:  # EIO: the other side is closed
-                    break
-                if not data:
-                    break
-                self.seen += data
-        return self.seen[start:]
-
-    def type(self, text: bytes) -> None:
-        os.write(self.fd, text)
-
-    def wait(self, timeout: float = 20) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.read_until(b"\0", 0.1)  # keep draining so the child never blocks on output
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                os.close(self.fd)
-                return os.waitstatus_to_exitcode(status)
-        os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
-        os.close(self.fd)
-        raise AssertionError(f"the terminal session did not end: {self.seen!r}")
 
 
 def test_interactive_shell_on_a_terminal_gets_input_and_its_exit_code(rootfs):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from ci_user import REPO, subid_start
-from support import in_child, make_context
+from support import Terminal, in_child, make_context
 
 from part2_manual_oci import digest_hex
 from part5_namespaces import MountFlags, mount
@@ -198,6 +198,35 @@ def test_an_interrupted_rootless_build_leaves_the_store_as_it_was(user, sig):
     assert (user.store / "oci/index.json").read_text() == images
     assert os.listdir(user.store / "tmp") == [] and user.leftovers() == []
     assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(seconds) in _read(p)]  # the RUN's processes are gone
+
+
+def test_a_rootless_run_stops_at_the_first_ctrl_c_and_is_killed_at_the_second(user):
+    """On a terminal, as the user: ^C reaches the capstone outside the user namespace, the one
+    inside it and its helper, all of the terminal's foreground group; it is one stop request
+    (PID 1 ignores it, and has 120 s), and the second ^C kills the container at once."""
+    seconds = 600_000 + int.from_bytes(os.urandom(3), "big")
+    ok(user.capstone("run", "--rm", "--network", "none", "capstone/busybox", "true"))  # the store and its base
+    term = Terminal(user.argv([sys.executable, "-m", "capstone", "run", "--rm", "--network", "none", "--stop-timeout",
+                               "120", "capstone/busybox", "sh", "-c", f"trap '' TERM INT; sleep {seconds} & wait; wait"]),
+                    env=user.env())
+
+    def running() -> bool:  # the container's command itself, not a command line that names it
+        return any(_read(p) == f"sleep\0{seconds}\0" for p in Path("/proc").glob("[0-9]*/cmdline"))
+
+    deadline = time.monotonic() + 60
+    while not running() and time.monotonic() < deadline:
+        term.read_until(b"\0", 0.05)
+    assert running(), term.seen.decode(errors="replace")
+    term.type(b"\x03")
+    term.read_until(b"\0", 1.5)
+    assert running(), "one ^C killed the container: it has 120 s to stop"
+    t0 = time.monotonic()
+    term.type(b"\x03")
+    assert term.wait(60) == 137, term.seen.decode(errors="replace")
+    assert time.monotonic() - t0 < 30
+    assert not running()
+    assert os.listdir(user.store / "tmp") == [] and user.leftovers() == []
+    assert not (user.store / "containers").exists() or os.listdir(user.store / "containers") == []
 
 
 def _read(path: Path) -> str:
