@@ -4,10 +4,14 @@
 
     python bench/scale.py WORKDIR                          # every size, both builders
     python bench/scale.py WORKDIR --files 1000,10000 --sizes 64M --builders capstone
+    python bench/scale.py WORKDIR --files 100000 --sizes '' --copy two --builders capstone
 
 Each point is a context whose Dockerfile is ``FROM busybox:bench`` + ``COPY data /data``: N
 small files (100 folders of N/100 files, 40 to 300 bytes each) or one file of SIZE (random
-bytes, incompressible). Each is built by buildah and by the capstone (``--store WORKDIR/store``),
+bytes, incompressible). ``--copy`` chooses another kind of copy of the N files, each planned
+its own way before: ``two`` directories of N files each (``COPY data more /data/``: the same
+folders, other names), ``parents`` (``COPY --parents data/**/*.txt /data/``), ``archive`` (``ADD``
+of a tar of the N files). Each is built by buildah and by the capstone (``--store WORKDIR/store``),
 cold (``--no-cache``) then cached, as bench/run.sh does; ``setup_bases.sh WORKDIR WORKDIR/store``
 makes ``busybox:bench`` for both first. For every build it prints the wall time and the peak
 resident memory of the builder (``ru_maxrss`` of the process and the children it waited for,
@@ -54,20 +58,33 @@ def shown_size(n: int) -> str:
     return str(n)
 
 
-def make_files_context(root: Path, count: int) -> Path:
-    ctx = root / f"files-{count}"
-    if (ctx / ".complete").exists():
-        return ctx
-    shutil.rmtree(ctx, ignore_errors=True)
-    data = ctx / "data"
-    rng = random.Random(count)
+#: the COPY of each kind (``--copy``)
+COPIES = {"dir": "COPY data /data", "two": "COPY data more /data/", "parents": "COPY --parents data/**/*.txt /data/",
+          "archive": "ADD data.tar /data/"}
+
+
+def make_files(data: Path, count: int, seed: int, prefix: str = "f") -> None:
+    rng = random.Random(seed)
     folders = 100
     for d in range(folders):
         folder = data / f"d{d:03d}"
         folder.mkdir(parents=True)
         for i in range(count // folders + (1 if d < count % folders else 0)):
-            (folder / f"f{i:06d}.txt").write_bytes(rng.randbytes(20).hex().encode() * rng.randint(1, 7) + b"\n")
-    (ctx / "Dockerfile").write_text("FROM busybox:bench\nCOPY data /data\n")
+            (folder / f"{prefix}{i:06d}.txt").write_bytes(rng.randbytes(20).hex().encode() * rng.randint(1, 7) + b"\n")
+
+
+def make_files_context(root: Path, count: int, copy: str = "dir") -> Path:
+    ctx = root / (f"files-{count}" if copy == "dir" else f"files-{count}-{copy}")
+    if (ctx / ".complete").exists():
+        return ctx
+    shutil.rmtree(ctx, ignore_errors=True)
+    make_files(ctx / "data", count, count)
+    if copy == "two":
+        make_files(ctx / "more", count, count + 1, "g")
+    elif copy == "archive":
+        subprocess.run(["tar", "-C", str(ctx / "data"), "-cf", str(ctx / "data.tar"), "."], check=True)
+        shutil.rmtree(ctx / "data")
+    (ctx / "Dockerfile").write_text(f"FROM busybox:bench\n{COPIES[copy]}\n")
     (ctx / ".complete").touch()
     return ctx
 
@@ -194,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", default=DEFAULT_FILES, help=f"numbers of small files (default {DEFAULT_FILES}; '' for none)")
     ap.add_argument("--sizes", default=DEFAULT_SIZES, help=f"big file sizes (default {DEFAULT_SIZES}; '' for none)")
     ap.add_argument("--builders", default="buildah,capstone")
+    ap.add_argument("--copy", choices=sorted(COPIES), default="dir", help="the kind of COPY of the files (default dir)")
     args = ap.parse_args(argv)
     become_subreaper()
     py = os.environ.get("PYTHON") or sys.executable
@@ -207,13 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     chosen = {k: v for k, v in builders(py, work / "store").items() if k in args.builders.split(",")}
     files = [int(n) for n in args.files.split(",") if n]
     sizes = [parse_size(s) for s in args.sizes.split(",") if s]
-    points = [("files", n, lambda n=n: make_files_context(ctx_root, n)) for n in files] + \
+    points = [("files", n, lambda n=n: make_files_context(ctx_root, n, args.copy)) for n in files] + \
              [("bytes", s, lambda s=s: make_big_context(ctx_root, s)) for s in sizes]
     results: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     print(f"{'point':<14} {'builder':<9} {'cold s':>8} {'cold RSS':>9} {'cached s':>9} {'cached RSS':>10}", flush=True)
     for kind, n, make in points:
         ctx = make()
-        label = f"{n} files" if kind == "files" else shown_size(n)
+        label = (f"{n} files" + (f" {args.copy}" if args.copy != "dir" else "")) if kind == "files" else shown_size(n)
         for name, (build, remove) in chosen.items():
             tag = f"scale-{kind}-{n}".lower()
             log = work / f"scale-{name}.err"

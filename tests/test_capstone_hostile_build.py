@@ -190,7 +190,10 @@ def hostile_plan(ctx: Path, dest: str, count: int):
     st = os.lstat(src)
     entries = [CopyEntry(f"d/f{i}", str(src), st, 0, 0, 0o644) for i in range(count)]
     entries.append(CopyEntry(dest, str(src), st, 0, 0, 0o644))
-    return CopyPlan(entries=entries, files=len(entries), bytes=len(entries) * st.st_size)
+    plan = CopyPlan()
+    for e in entries:
+        plan.add(e)
+    return plan.finish()
 
 
 def test_materialize_refuses_a_dotdot_name_before_writing_it(tmp_path, canaries):
@@ -211,9 +214,9 @@ def test_the_forked_snapshot_child_refuses_a_dotdot_name(store, tmp_path, canari
     scratch = tmp_path / "scratch"  # the build's scratch directory, where the child makes its tree
     scratch.mkdir()
     builder = SimpleNamespace(secrets=None, store=store, source_date_epoch=None, scratch=scratch)
-    plan = hostile_plan(tmp_path / "ctx", "", executor.PARALLEL_SNAPSHOT_ENTRIES)
     # aimed from the child's directory (its name is only known after the fork: one level down)
-    plan.entries[-1].dest = "d/" + os.path.relpath(canaries.dir / "victim", scratch / "x" / "d")
+    plan = hostile_plan(tmp_path / "ctx", "d/" + os.path.relpath(canaries.dir / "victim", scratch / "x" / "d"),
+                        executor.PARALLEL_SNAPSHOT_ENTRIES)
     job = executor.Builder._fork_snapshot(builder, plan)
     assert job is not None, "a plan this big is snapshotted by a child"
     pid, tmp = job

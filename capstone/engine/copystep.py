@@ -45,7 +45,9 @@ import posixpath
 import stat
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,9 +57,11 @@ if TYPE_CHECKING:  # part 4 is imported where a layer is read or written (not on
 from ..dockerfile import Add, Copy
 from .contenthash import FileDigests, entry_line, selection_digest
 from .errors import StepFailure
+from .excludes import Excludes, kept
 from .owners import Chmod, parse_chown
 from .rootfs import RootfsView, split_path
 from .sources import ContextSource, ImageSource, SourceItem, SourcePatternError, clean_source, has_wildcards
+from .spill import ChunkFile, SortedRuns
 
 
 class CopyError(StepFailure):
@@ -81,35 +85,111 @@ class CopyEntry:
     mtime_ns: int = 0  # for a directory the copy creates (``src`` None)
 
 
-@dataclass
-class CopyPlan:
-    """The entries of a COPY/ADD's layer, in order: in ``entries``, or, for the contents of one
-    directory copied (the big case: a context of 200,000 files), spilled to the file ``spill``
-    as planning walks them, ``entries`` left empty. Iterating a plan reads its entries again
-    (the layer, then the snapshot, each once) without holding them all."""
+#: what an entry added to a plan does to the entries planned before it at the same destination
+#: (the dedup of :meth:`CopyPlan.finish`): ADD replaces them (a later source wins, in its own
+#: place), KEEP is dropped when any came before it (a directory on the way, an image directory
+#: an archive passes through, a ``--parents`` path another word selected), APPEND is kept
+#: beside them (what an archive unpacks, as Docker unpacks it over the layer), STAY too, and
+#: it drops every KEEP of its destination, before or after it (the rest of a layer an archive
+#: is unpacked into)
+ADD, KEEP, APPEND, STAY = 0, 1, 2, 3
 
-    entries: list[CopyEntry] = field(default_factory=list)
-    digest: str = ""
-    #: how many regular files and bytes the copy reads (for --explain)
-    files: int = 0
-    bytes: int = 0
-    spill: Path | None = None
-    spilled: int = 0  # how many entries the spill file holds
+
+class CopyPlan:
+    """The entries of a COPY/ADD's layer, in order, spilled to a file as planning walks them
+    (``path`` None: in memory, in the same format): a context of 200,000 files is never a list.
+    Iterating a plan reads its entries again (the layer, then the snapshot, each once).
+
+    Every kind of copy is planned into one stream: one directory, several sources, ``--parents``,
+    the entries an ADD archive unpacks to. Where two sources may give one destination, the
+    entries are sorted by destination on disk (:class:`~.spill.SortedRuns`) once planning is
+    done, and the ones a later entry supersedes are noted (their positions, sorted): reading
+    skips them, so the layer is what a map from destination to entry would give, without one."""
+
+    __slots__ = ("_dropped", "_records", "archives", "bytes", "digest", "files", "path", "writers")
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._records = ChunkFile(self.path)  # (op, packed entry)
+        self._dropped: SortedRuns | None = None  # positions superseded by a later entry
+        self.digest = ""
+        #: how many regular files and bytes the layer takes (for --explain)
+        self.files = 0
+        self.bytes = 0
+        #: whether an ADD archive waits to be unpacked (:func:`write_copy`)
+        self.archives = False
+        #: how many selections (sources, --parents bases, archives) wrote entries
+        self.writers = 0
+
+    def add(self, e: CopyEntry, op: int = ADD) -> None:
+        self._records.append((op, _pack(e)))
+        self.archives = self.archives or e.archive
+        size = _taken(e)
+        if size >= 0:
+            self.files += 1
+            self.bytes += size
+
+    def finish(self) -> CopyPlan:
+        """Planning is done: when entries of several selections may share a destination, the
+        ones superseded are found (a sort of the destinations on disk, bounded in memory)."""
+        self._records.close()
+        if self.writers > 1:
+            self._dropped, files, size = _superseded(self._records,
+                                                     f"{self.path}.dedup" if self.path is not None else None)
+            self.files -= files
+            self.bytes -= size
+        return self
 
     def __iter__(self) -> Iterator[CopyEntry]:
-        return iter(self.entries) if self.spill is None else _read_spill(self.spill)
+        drops = iter(self._dropped) if self._dropped is not None else iter(())
+        skip = next(drops, -1)
+        for seq, (_, packed) in enumerate(self._records):
+            if seq == skip:
+                skip = next(drops, -1)
+                continue
+            yield _unpack(packed)
 
     def __len__(self) -> int:
-        return len(self.entries) if self.spill is None else self.spilled
-
-    @property
-    def archives(self) -> bool:
-        """Whether an ADD archive is to be unpacked (never in a spilled plan)."""
-        return any(e.archive for e in self.entries)
+        return len(self._records) - (self._dropped.count if self._dropped is not None else 0)
 
 
-#: entries per chunk of a spill file
-SPILL_CHUNK = 1024
+def _taken(e: CopyEntry) -> int:
+    """The size of the regular file ``e`` copies into the layer; -1: not one."""
+    return e.st.st_size if e.st is not None and stat.S_ISREG(e.st.st_mode) and not e.parent else -1
+
+
+def _superseded(records: ChunkFile, prefix: str | None) -> tuple[SortedRuns, int, int]:
+    """The positions of the entries a later one supersedes (sorted), by the rule of each op,
+    and how many regular files and bytes they would have taken."""
+    keys = SortedRuns(f"{prefix}-keys" if prefix is not None else None)
+    for seq, (op, packed) in enumerate(records):
+        st = packed[2]
+        size = st[6] if st is not None and stat.S_ISREG(st[0]) and not packed[7] else -1
+        keys.add((packed[0], seq, op, size))
+    drops = SortedRuns(f"{prefix}-drops" if prefix is not None else None)
+    files = size = 0
+    for _, group in groupby(keys, key=itemgetter(0)):
+        ops = [(seq, op, taken) for _, seq, op, taken in group]  # one destination's: a few at most
+        if len(ops) > 1:
+            kept = _kept([(seq, op) for seq, op, _ in ops])
+            for seq, _, taken in ops:
+                if seq not in kept:
+                    drops.add(seq)
+                    if taken >= 0:
+                        files += 1
+                        size += taken
+    return drops.close(), files, size
+
+
+def _kept(ops: list[tuple[int, int]]) -> set[int]:
+    """Of one destination's entries (position, op), in order, the positions that stay."""
+    adds = [i for i, (_, op) in enumerate(ops) if op == ADD]
+    if adds:
+        return {ops[adds[-1]][0]} | {seq for seq, op in ops[adds[-1] + 1:] if op == APPEND}
+    kept = {seq for seq, op in ops if op in (APPEND, STAY)}
+    if ops[0][1] == KEEP and all(op != STAY for _, op in ops):
+        kept.add(ops[0][0])
+    return kept
 
 
 def _pack(e: CopyEntry) -> tuple:
@@ -118,6 +198,12 @@ def _pack(e: CopyEntry) -> tuple:
         st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size, st.st_atime_ns,
         st.st_mtime_ns, st.st_ctime_ns, st.st_rdev, st.st_mtime)
     return (e.dest, e.src, packed, e.uid, e.gid, e.mode, e.archive, e.parent, e.mtime_ns)
+
+
+def _unpack(record: tuple) -> CopyEntry:
+    dest, src, packed, uid, gid, mode, archive, parent, mtime_ns = record
+    return CopyEntry(dest, src, None if packed is None else _unpack_stat(packed), uid, gid, mode, archive=archive,
+                     parent=parent, mtime_ns=mtime_ns)
 
 
 def _unpack_stat(p: tuple) -> os.stat_result:
@@ -129,44 +215,6 @@ def _unpack_stat(p: tuple) -> os.stat_result:
          ctime_ns // 1_000_000_000),
         {"st_atime": atime_ns / 1e9, "st_mtime": mtime, "st_ctime": ctime_ns / 1e9, "st_atime_ns": atime_ns,
          "st_mtime_ns": mtime_ns, "st_ctime_ns": ctime_ns, "st_blksize": 0, "st_blocks": 0, "st_rdev": rdev})
-
-
-class _SpillWriter:
-    """Entries written to a spill file: chunks, each its length (8 bytes) then a marshalled list."""
-
-    def __init__(self, path: Path) -> None:
-        self.f = open(path, "xb")
-        self.chunk: list[tuple] = []
-        self.count = 0
-
-    def add(self, e: CopyEntry) -> None:
-        self.chunk.append(_pack(e))
-        self.count += 1
-        if len(self.chunk) == SPILL_CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        import marshal
-
-        data = marshal.dumps(self.chunk)
-        self.f.write(len(data).to_bytes(8, "little") + data)
-        self.chunk.clear()
-
-    def close(self) -> None:
-        if self.chunk:
-            self.flush()
-        self.f.close()
-
-
-def _read_spill(path: Path) -> Iterator[CopyEntry]:
-    import marshal
-
-    with open(path, "rb") as f:
-        while head := f.read(8):
-            for dest, src, packed, uid, gid, mode, archive, parent, mtime_ns in marshal.loads(
-                    f.read(int.from_bytes(head, "little"))):
-                yield CopyEntry(dest, src, None if packed is None else _unpack_stat(packed), uid, gid, mode,
-                                archive=archive, parent=parent, mtime_ns=mtime_ns)
 
 
 @dataclass(frozen=True)
@@ -218,11 +266,11 @@ def check_entry_name(keyword: str, what: str, name: str) -> None:
 class CopySources:
     """What a COPY/ADD reads, before it is placed in an image: each matched source (its name
     at the destination, the item, whether ADD unpacks it, the source it is walked in) and the
-    ``--parents`` selection (path from the pivot -> item)."""
+    ``--parents`` words that select something (:class:`_Parents`, read again when used)."""
 
     matched: list[tuple[str, SourceItem, bool, ContextSource | ImageSource]]
-    placed: dict[str, SourceItem]
-    excludes: object = None  # ``--exclude``'s PatternMatcher, or None
+    placed: list[_Parents]
+    excludes: Excludes | None = None
 
 
 def select_sources(
@@ -243,17 +291,15 @@ def select_sources(
     keyword = "ADD" if isinstance(ins, Add) else "COPY"
     if ins.chmod:
         Chmod(ins.chmod)  # checked before a source is read: OwnerError is the step's one line
-    excludes = None
-    if ins.exclude:
-        from ..context import PatternMatcher
-
-        excludes = PatternMatcher(list(ins.exclude), source="--exclude")
+    excludes = Excludes(ins.exclude) if ins.exclude else None
     matched: list[_Match] = []
-    placed: dict[str, SourceItem] = {}  # --parents: path under DEST -> item, parents first
+    placed: list[_Parents] = []
     for word in ins.sources:
         if isinstance(ins, Copy) and ins.parents:
-            # BuildKit requires a --parents source to exist only when it has no wildcard
-            if not select_parents(source, word, excludes, placed) and not has_wildcards(word):
+            parents = _Parents(source, word, excludes)
+            if parents.any():
+                placed.append(parents)
+            elif not has_wildcards(word):  # BuildKit requires a --parents source to exist only then
                 raise CopyError(f"{keyword} failed: {word}: no source files were found in "
                                 f"{source.describe()}")
         elif trees is not None and word in trees:
@@ -298,8 +344,8 @@ def _match_word(ins: Copy | Add, source: ContextSource | ImageSource, word: str,
     out: list[_Match] = []
     for item in items:
         name = item.name if has_wildcards(word) or not parts else parts[-1]
-        if excludes is not None and item.rel and excludes.matches(item.rel):
-            continue
+        if excludes is not None and excludes.named(item.matched_as or "/".join(parts)):
+            continue  # by the path the word names, not where its symlinks lead
         unpack = False
         if is_add and not item.is_dir and ins.unpack is not False and stat.S_ISREG(item.st.st_mode):
             unpack = _is_tar(item.path)
@@ -330,17 +376,17 @@ def sources_digest(ins: Copy | Add, selected: CopySources, digests: FileDigests)
 def _source_lines(ins: Copy | Add, selected: CopySources, digests: FileDigests) -> Iterator[str]:
     keyword = "ADD" if isinstance(ins, Add) else "COPY"
     yield f"{keyword}\0sources\n"
-    for rel, item in selected.placed.items():
-        yield entry_line(f"parents\0{rel}", item.st, item.st.st_uid, item.st.st_gid,
-                         stat.S_IMODE(item.st.st_mode), digests, item.path)
+    for parents in selected.placed:
+        for selection in parents.selections():
+            for rel, item in selection:
+                yield entry_line(f"parents\0{rel}", item.st, item.st.st_uid, item.st.st_gid,
+                                 stat.S_IMODE(item.st.st_mode), digests, item.path)
     for name, item, unpack, item_source in selected.matched:
         kind = "unpack" if unpack else "dir" if item.is_dir else "file"
         yield entry_line(f"{kind}\0{name}", item.st, item.st.st_uid, item.st.st_gid,
                          stat.S_IMODE(item.st.st_mode), digests, item.path)
         if item.is_dir:
-            for sub in item_source.walk(item):
-                if selected.excludes is not None and selected.excludes.matches(sub.rel):
-                    continue
+            for sub in kept(item_source.walk(item), selected.excludes):
                 yield entry_line(f"\0{sub.rel}", sub.st, sub.st.st_uid, sub.st.st_gid,
                                  stat.S_IMODE(sub.st.st_mode), digests, sub.path)
 
@@ -355,7 +401,7 @@ class _Options:
     owner: Owner
     chmod: Chmod | None
     keep_owner: bool
-    excludes: object | None  # a PatternMatcher of --exclude
+    excludes: Excludes | None
     dest: str  # slash path in the image, no leading "/"
     dest_is_dir: bool
 
@@ -369,9 +415,6 @@ class _Options:
     def mode_of(self, st: os.stat_result) -> int:
         return self.chmod.apply(st.st_mode) if self.chmod is not None else stat.S_IMODE(st.st_mode)
 
-    def excluded(self, rel: str) -> bool:
-        return self.excludes is not None and bool(rel) and self.excludes.matches(rel)
-
 
 def _options(ins: Copy | Add, source: ContextSource | ImageSource, view: RootfsView, workdir: str,
              excludes) -> _Options:
@@ -384,16 +427,16 @@ def _options(ins: Copy | Add, source: ContextSource | ImageSource, view: RootfsV
 
 
 class _Entries:
-    """The entries of the layer being planned, by destination path: the directories on the
-    way (the image's own, kept as they are, or made by the copy) and what is copied."""
+    """The entries of the layer being planned, streamed into the plan as they come: the
+    directories on the way (the image's own, kept as they are, or made by the copy; few, so
+    remembered here) and what is copied (never held: the plan spills it)."""
 
     def __init__(self, opts: _Options, view: RootfsView, made_mtime: float, plan: CopyPlan) -> None:
         self.opts = opts
         self.view = view
         self.made_mtime_ns = int(made_mtime * 1e9)
         self.plan = plan
-        self.entries: dict[str, CopyEntry] = {}
-        self.made: dict[str, CopyEntry] = {}
+        self.dirs: dict[str, CopyEntry] = {}  # the destination and the directories above it
 
     def ensure_dir(self, path: str) -> str:
         """Make ``path`` (and its parents) a directory in the layer; its resolved path."""
@@ -402,74 +445,47 @@ class _Entries:
         owner = self.opts.owner
         for i in range(1, len(parts) + 1):
             sub = "/".join(parts[:i])
-            if sub in self.entries or sub in self.made:
+            if sub in self.dirs:
                 continue
             node = self.view.lookup(sub, follow_final=False)
             if node is not None:
                 if not node.is_dir:
                     raise CopyError(f"{self.opts.keyword} failed: cannot copy to /{sub}: it is not a directory in "
                                     "the image")
-                self.entries[sub] = CopyEntry(sub, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
-                                              stat.S_IMODE(node.st.st_mode), parent=True)
+                entry = CopyEntry(sub, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
+                                  stat.S_IMODE(node.st.st_mode), parent=True)
             else:
                 uid = owner.uid if owner.uid is not None else 0
                 gid = owner.gid if owner.gid is not None else 0
-                self.made[sub] = self.entries[sub] = CopyEntry(sub, None, None, uid, gid, 0o755,
-                                                               mtime_ns=self.made_mtime_ns)
+                entry = CopyEntry(sub, None, None, uid, gid, 0o755, mtime_ns=self.made_mtime_ns)
+            self.dirs[sub] = entry
+            self.plan.add(entry, KEEP)
         return resolved
 
-    def add(self, dest_path: str, item: SourceItem) -> None:
-        prev = self.entries.pop(dest_path, None)
-        if prev is not None and prev.parent and item.is_dir:
-            self.entries[dest_path] = prev  # an existing directory keeps what it is
-            return
-        self.entries[dest_path] = self.entry(dest_path, item)
-        self.made.pop(dest_path, None)
-
-    def entry(self, dest_path: str, item: SourceItem) -> CopyEntry:
-        """The entry of ``item`` copied to ``dest_path`` (counted in the plan's files and bytes)."""
+    def add(self, dest_path: str, item: SourceItem, op: int = ADD) -> None:
+        """``item`` copied to ``dest_path``."""
         uid, gid = self.opts.owner_of(item.st)
-        if stat.S_ISREG(item.st.st_mode):
-            self.plan.files += 1
-            self.plan.bytes += item.st.st_size
-        return CopyEntry(dest_path, item.path, item.st, uid, gid, self.opts.mode_of(item.st))
-
-    def spill(self, item: SourceItem, source: ContextSource | ImageSource, path: Path) -> None:
-        """The one directory whose contents the copy takes, planned straight into the spill
-        file ``path``: the directories on the way first, then the walk's entries as they come.
-        Nothing else is copied, so no two entries have one destination (the walk's are all
-        below the destination, the directories on the way at it or above)."""
-        target = self.ensure_dir(self.opts.dest)
-        out = _SpillWriter(path)
-        try:
-            for e in self.entries.values():
-                out.add(e)
-            for sub in source.walk(item):
-                if self.opts.excludes is not None and self.opts.excludes.matches(sub.rel):
-                    continue
-                out.add(self.entry(f"{target}/{sub.rel}" if target else sub.rel, sub))
-        finally:
-            out.close()
-        self.plan.spill, self.plan.spilled = path, out.count
+        self.plan.add(CopyEntry(dest_path, item.path, item.st, uid, gid, self.opts.mode_of(item.st)), op)
 
     def add_archive(self, item: SourceItem) -> None:
         """ADD of a local archive: unpacked into the destination (a directory) when written."""
         target = self.ensure_dir(self.opts.dest)
         owner = self.opts.owner
-        self.entries[f"{target}/\0archive{len(self.entries)}"] = CopyEntry(
-            target, item.path, item.st, owner.uid if owner.uid is not None else -1,
-            owner.gid if owner.gid is not None else -1, -1, archive=True)
-        self.plan.files += 1
-        self.plan.bytes += item.st.st_size
+        self.plan.add(CopyEntry(target, item.path, item.st, owner.uid if owner.uid is not None else -1,
+                                owner.gid if owner.gid is not None else -1, -1, archive=True), APPEND)
 
-    def place(self, matched: list[_Match], placed: dict[str, SourceItem]) -> None:
-        """Every match at its place under the destination."""
+    def place(self, matched: list[_Match], placed: list[_Parents]) -> None:
+        """Every match at its place under the destination, each a writer of the plan."""
         dest = self.opts.dest
         if placed:  # --parents: DEST is a directory; each path below the pivot is kept
             top_dir = self.ensure_dir(dest)
-            for rel, item in placed.items():
-                self.add(f"{top_dir}/{rel}" if top_dir else rel, item)
+            for parents in placed:
+                for selection in parents.selections():
+                    self.plan.writers += 1
+                    for rel, item in selection:  # a path another word selected first stays
+                        self.add(f"{top_dir}/{rel}" if top_dir else rel, item, KEEP)
         for name, item, unpack, item_source in matched:
+            self.plan.writers += 1
             if item.is_dir:
                 # the destination of a directory's contents, when the image lacks it, is made
                 # like every directory on the way (0755, the --chown owner or root, the copy's
@@ -477,9 +493,7 @@ class _Entries:
                 # MkdirAll(dest, 0755, chown) before copying the contents into it, and a
                 # directory it did not create keeps its own metadata
                 target = self.ensure_dir(dest)
-                for sub in item_source.walk(item):
-                    if self.opts.excludes is not None and self.opts.excludes.matches(sub.rel):
-                        continue
+                for sub in kept(item_source.walk(item), self.opts.excludes):
                     self.add(f"{target}/{sub.rel}" if target else sub.rel, sub)
             elif unpack:
                 self.add_archive(item)
@@ -523,25 +537,21 @@ def plan_copy(
 
     ``view`` is the image being built (for the destination); ``source`` where files come from;
     ``selected``: what :func:`select_sources` found (None: select now, with ``staging``,
-    ``downloads`` and ``trees``, see there). ``spill``: a file to plan the contents of a
-    single directory source into (see :class:`CopyPlan`); None keeps every plan in memory.
+    ``downloads`` and ``trees``, see there). ``spill``: the file the plan is written to (and
+    the prefix of the files its dedup sorts with, see :class:`CopyPlan`); None keeps it in
+    memory, for a small plan.
     """
     if selected is None:
         selected = select_sources(ins, source, staging=staging, downloads=downloads, trees=trees)
     opts = _options(ins, source, view, workdir, selected.excludes)
-    plan = CopyPlan()
+    plan = CopyPlan(spill)
     if not selected.matched and not selected.placed:
         # every source a pattern that matched nothing: BuildKit copies nothing, makes no
         # directory, and the step adds no layer
         plan.digest = selection_digest([f"{opts.keyword}\0nothing\n"])
-        return plan
-    entries = _Entries(opts, view, made_mtime, plan)
-    if spill is not None and not selected.placed and len(selected.matched) == 1 and selected.matched[0][1].is_dir:
-        _, item, _, item_source = selected.matched[0]
-        entries.spill(item, item_source, spill)
-    else:
-        entries.place(selected.matched, selected.placed)
-        plan.entries = list(entries.entries.values())
+        return plan.finish()
+    _Entries(opts, view, made_mtime, plan).place(selected.matched, selected.placed)
+    plan.finish()
     if digests is not None:  # else the caller keyed the step by the sources (sources_digest)
         plan.digest = _content_digest(opts, plan, digests)
     return plan
@@ -559,69 +569,87 @@ def _entry_lines(entries: Iterable[CopyEntry], first: str, digests: FileDigests)
             yield entry_line(e.dest, e.st, e.uid, e.gid, e.mode, digests, e.src)
 
 
-def select_parents(source, word: str, excludes, placed: dict[str, SourceItem]) -> bool:
-    """``COPY --parents`` sources, as BuildKit 1.20 selects them: the word is cut at its first
-    ``/./`` (the pivot, rsync ``--relative`` style; none: the source root); what follows is a
-    pattern (``*``, ``?``, ``[...]``, ``**`` for any number of directories) matched below the
-    pivot, a matched directory bringing everything below it. Each match keeps its path from
-    the pivot, and the directories on the way are copied too (with their own owner, mode and
-    mtime). Adds ``path from the pivot -> item`` to ``placed`` (parents before children);
-    whether anything matched."""
-    from ..context import PatternMatcher
+class _Parents:
+    """One ``COPY --parents`` source word, as BuildKit 1.20 selects it: the word is cut at its
+    first ``/./`` (the pivot, rsync ``--relative`` style; none: the source root); what follows
+    is a pattern (``*``, ``?``, ``[...]``, ``**`` for any number of directories) matched below
+    the pivot, a matched directory bringing everything below it. Each match keeps its path
+    from the pivot, and the directories on the way are copied too (with their own owner, mode
+    and mtime), each just before the first match below it.
 
-    pivot, sep, pattern = word.partition("/./")
-    if not sep:
-        pivot, pattern = "", word
-    segs = clean_source(pattern)
-    k = next((i for i, seg in enumerate(segs) if has_wildcards(seg)), len(segs))
-    literal = "/".join(segs[:k])
-    found = False
-    for base in source.match(pivot or "."):
-        if not base.is_dir:
-            continue
+    What a word selects is walked again each time it is read (the step's key, then its plan),
+    never held: :meth:`selections` gives one stream of (path from the pivot, item) per
+    directory the pivot names, parents first."""
 
-        def item_at(rel: str, base: SourceItem = base) -> SourceItem | None:
-            items = source.match(f"{base.rel}/{rel}" if base.rel else rel) if rel else [base]
+    __slots__ = ("excludes", "k", "pivot", "segs", "source")
+
+    def __init__(self, source: ContextSource | ImageSource, word: str, excludes: Excludes | None) -> None:
+        pivot, sep, pattern = word.partition("/./")
+        if not sep:
+            pivot, pattern = "", word
+        self.source, self.pivot, self.excludes = source, pivot, excludes
+        self.segs = clean_source(pattern)
+        self.k = next((i for i, seg in enumerate(self.segs) if has_wildcards(seg)), len(self.segs))
+
+    def selections(self) -> Iterator[Iterator[tuple[str, SourceItem]]]:
+        for base in self.source.match(self.pivot or "."):
+            if base.is_dir:
+                yield self._selection(base)
+
+    def any(self) -> bool:
+        """Whether the word selects anything (read until its first path)."""
+        return any(next(selection, None) is not None for selection in self.selections())
+
+    def _selection(self, base: SourceItem) -> Iterator[tuple[str, SourceItem]]:
+        segs, k = self.segs, self.k
+
+        def item_at(rel: str) -> SourceItem | None:
+            items = self.source.match(f"{base.rel}/{rel}" if base.rel else rel) if rel else [base]
             return items[0] if items else None
 
+        literal = "/".join(segs[:k])
         top = item_at(literal)
         if top is None:
-            continue
-        picked: dict[str, SourceItem] = {}
-        if k == len(segs):  # a plain path: it, and all below it when it is a directory
-            if literal and not (excludes is not None and excludes.matches(literal)):
-                picked[literal] = top
-            if top.is_dir:
-                for sub in source.walk(top):
-                    rel = f"{literal}/{sub.rel}" if literal else sub.rel
-                    if excludes is None or not excludes.matches(rel):
-                        picked[rel] = sub
-        elif top.is_dir:
-            matcher = PatternMatcher(["/".join(segs)], source="COPY --parents")
-            dirs: dict[str, SourceItem] = {}
-            for sub in source.walk(top):
-                rel = f"{literal}/{sub.rel}" if literal else sub.rel
-                if sub.is_dir:
-                    dirs[rel] = sub
-                if not matcher.matches(rel) or (excludes is not None and excludes.matches(rel)):
-                    continue
-                parts = rel.split("/")
-                for j in range(k + 1, len(parts)):  # the directories between the walk's top and it
-                    picked.setdefault("/".join(parts[:j]), dirs["/".join(parts[:j])])
-                picked[rel] = sub
-        if not picked:
-            continue
-        found = True
+            return
+        picked = self._picked(top, literal)
+        first = next(picked, None)
+        if first is None:
+            return
         last = k if k < len(segs) else k - 1  # the literal directories leading to the matches
         for i in range(1, last + 1):
             rel = "/".join(segs[:i])
-            if rel not in placed:
-                item = item_at(rel)
-                if item is not None and item.is_dir:
-                    placed[rel] = item
-        for rel, item in picked.items():
-            placed.setdefault(rel, item)
-    return found
+            item = item_at(rel)
+            if item is not None and item.is_dir:
+                yield rel, item
+        yield first
+        yield from picked
+
+    def _picked(self, top: SourceItem, literal: str) -> Iterator[tuple[str, SourceItem]]:
+        segs, k = self.segs, self.k
+        if k == len(segs):  # a plain path: it, and all below it when it is a directory
+            below = self.source.walk(top) if top.is_dir else ()
+            for sub in kept(below, self.excludes, literal, top if literal else None):
+                yield (literal, sub) if sub is top else (f"{literal}/{sub.rel}" if literal else sub.rel, sub)
+            return
+        if not top.is_dir:
+            return
+        from ..context import PatternMatcher
+
+        matcher = PatternMatcher(["/".join(segs)], source="COPY --parents")
+        stack: list[list] = []  # [path, item, sent] of the directories above the walk's place
+        for sub in kept(self.source.walk(top), self.excludes, literal):
+            rel = f"{literal}/{sub.rel}" if literal else sub.rel
+            while stack and not rel.startswith(stack[-1][0] + "/"):
+                stack.pop()
+            hit = matcher.matches(rel)
+            if hit:
+                for frame in stack:  # the directories between the walk's top and it
+                    if not frame[2]:
+                        frame[2] = True
+                        yield frame[0], frame[1]
+                yield rel, sub
+            if sub.is_dir:
+                stack.append([rel, sub, hit])
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -672,17 +700,10 @@ def _stage(e: CopyEntry, staging: Path, n: int) -> str:
 def write_copy(plan: CopyPlan, w: LayerWriter, staging: Path, view: RootfsView) -> None:
     """Add the entries of ``plan`` to the layer ``w``; what needs other metadata than its
     source has is staged in ``staging`` first. An archive to unpack becomes the entries it
-    unpacks to (kept in ``plan``: the layer's snapshot is made from them)."""
+    unpacks to (in ``plan`` from then on: the layer's snapshot is made from them)."""
     staging.mkdir(parents=True, exist_ok=True)
     if plan.archives:
-        have = {e.dest for e in plan.entries if not e.archive}
-        entries: list[CopyEntry] = []
-        for n, e in enumerate(plan.entries):
-            if e.archive:
-                entries.extend(_unpack_archive(e, staging / f"unpack{n}", view, have))
-            else:
-                entries.append(e)
-        plan.entries = entries
+        _unpack_archives(plan, staging, view)
     for n, e in enumerate(plan):
         if e.src is not None and _matches(e):
             w.add_path(e.src, e.dest, e.st)  # read only if it is still the file planned with
@@ -702,15 +723,31 @@ def _scan_sorted(path: str) -> list[os.DirEntry]:
         return sorted(it, key=lambda d: os.fsencode(d.name))
 
 
-def _unpack_archive(e: CopyEntry, where: Path, view: RootfsView, have: set[str]) -> list[CopyEntry]:
+def _unpack_archives(plan: CopyPlan, staging: Path, view: RootfsView) -> None:
+    """The plan's archives unpacked: a plan of the same entries, each archive replaced by what
+    it unpacks to, planned (spilled, and its superseded entries found) as any plan is; then
+    ``plan`` is that plan. What else the layer has wins over an image directory an archive
+    only passes through (STAY), what an archive unpacks stays beside it (APPEND)."""
+    out = CopyPlan(f"{plan.path}.unpacked" if plan.path is not None else None)
+    out.writers = 2  # archives over the rest: the dedup decides
+    for n, e in enumerate(plan):
+        if e.archive:
+            _unpack_archive(e, staging / f"unpack{n}", view, out)
+        else:
+            out.add(e, STAY)
+    out.finish()
+    plan._records, plan._dropped, plan.archives = out._records, out._dropped, False  # counted as archives
+
+
+def _unpack_archive(e: CopyEntry, where: Path, view: RootfsView, out: CopyPlan) -> None:
     """ADD of a local archive (``e.src``) into the directory ``e.dest``, as Docker unpacks it
     over the image (BuildKit's ``applyRootArchive``, moby's ``Untar``): the entries, in order,
-    to put in the layer. ``have``: the paths the layer already has (extended here).
+    to put in the layer, added to ``out``.
 
     Unpacking is part 4's safe extraction into ``where`` (an entry for the root itself is
     skipped, whatever its type; a later entry replaces an earlier one, a file a directory and a
     directory a file); then each path is placed over the image (:class:`_OverImage`)."""
-    over = _OverImage(e, view, have, _extract_archive(e, where))
+    over = _OverImage(e, view, out, _extract_archive(e, where))
     # (where-relative directory, its path in the layer)
     stack: list[tuple[str, str]] = [("", e.dest)]
     while stack:
@@ -725,7 +762,6 @@ def _unpack_archive(e: CopyEntry, where: Path, view: RootfsView, have: set[str])
             else:
                 over.as_archived(target, d.path, st)
         stack.extend(reversed(subdirs))
-    return over.out
 
 
 def _extract_archive(e: CopyEntry, where: Path) -> set[str]:
@@ -765,18 +801,21 @@ class _OverImage:
       (``bin -> usr/bin``): what the archive has below ``bin/`` goes to ``usr/bin/``.
     """
 
-    def __init__(self, e: CopyEntry, view: RootfsView, have: set[str], named_dirs: set[str]) -> None:
+    def __init__(self, e: CopyEntry, view: RootfsView, out: CopyPlan, named_dirs: set[str]) -> None:
         self.name = os.path.basename(e.src)
         #: --chown's owner for every entry, or None: the archive's
         self.owner = (e.uid, e.gid) if e.uid >= 0 else None
         self.view = view
-        self.have = have
+        self.out = out
         self.named_dirs = named_dirs
-        self.out: list[CopyEntry] = []
 
     def put(self, entry: CopyEntry) -> None:
-        self.out.append(entry)
-        self.have.add(entry.dest)
+        self.out.add(entry, APPEND)
+
+    def keep(self, path: str, node) -> None:
+        """An image directory on the way, as it is (unless the layer has that path already)."""
+        self.out.add(CopyEntry(path, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
+                               stat.S_IMODE(node.st.st_mode), parent=True), KEEP)
 
     def as_archived(self, target: str, src: str, st: os.stat_result) -> None:
         """The unpacked ``src`` at ``target`` as the archive has it (``--chown``'s owner)."""
@@ -789,9 +828,8 @@ class _OverImage:
         for i in range(1, len(parts)):
             sub = "/".join(parts[:i])
             node = self.view.lookup(sub, follow_final=False)
-            if sub not in self.have and node is not None and node.is_dir:
-                self.put(CopyEntry(sub, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
-                                   stat.S_IMODE(node.st.st_mode), parent=True))
+            if node is not None and node.is_dir:
+                self.keep(sub, node)
 
     def directory(self, rel: str, src: str, st: os.stat_result, target: str) -> str:
         """The directory ``rel`` of the archive at ``target``; where it ends up in the layer."""
@@ -802,9 +840,7 @@ class _OverImage:
             self.image_parents(resolved)
             target = resolved
         if node is not None and node.is_dir and not named:
-            if target not in self.have:  # there already: it stays as it is
-                self.put(CopyEntry(target, str(node.path), node.st, node.st.st_uid, node.st.st_gid,
-                                   stat.S_IMODE(node.st.st_mode), parent=True))
+            self.keep(target, node)  # there already: it stays as it is
         elif named:
             self.as_archived(target, src, st)
         elif node is not None:
