@@ -3,7 +3,8 @@ below each source directory, with .dockerignore's rules (a directory excluded ex
 contents, the last pattern that matches decides, ``!`` re-includes even below an excluded
 directory, which is then copied just before what it keeps, ``**``), each path matched with its
 parent's results (patternmatcher's MatchesUsingParentResults); symlinks are entries matched by
-their own path, never followed.
+their own path, never followed. And a source's path through symlinks in the context is one
+the context has: every link on it, not only the first, must not be excluded by .dockerignore.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from capstone.context import PatternMatcher
 from capstone.dockerfile import parse
-from capstone.engine.copystep import plan_copy
+from capstone.engine.copystep import CopyError, plan_copy
 from capstone.engine.rootfs import RootfsView
 from capstone.engine.sources import ContextSource
 
@@ -101,3 +102,20 @@ def test_parents_with_excludes_below_the_pivot(tmp):
     assert dests(tmp, "COPY --parents --exclude=data/b --exclude=!data/b/d ./data/**/*.txt data/b /p/") == [
         "p", "p/data", "p/data/a.txt", "p/data/b.txt", "p/data/n", "p/data/n/m", "p/data/n/m/x.txt", "p/data/b",
         "p/data/b/d", "p/data/b/d/e"]
+
+
+def test_every_link_on_a_source_s_path_must_be_in_the_context(tmp):
+    """.dockerignore excludes a link the path goes through after another one: BuildKit never
+    sent it, so the path leads nowhere (before, only the first link was checked)."""
+    ctx = tmp / "ctx"
+    os.mkdir(ctx / "hidden")
+    os.symlink("../data", ctx / "hidden/l2")
+    os.symlink("hidden/l2", ctx / "l1")
+    os.symlink("l3", ctx / "l0")
+    os.symlink("data", ctx / "l3")
+    assert dests(tmp, "COPY l1/a.txt /x/") == ["x", "x/a.txt"]  # nothing excluded: it is there
+    assert dests(tmp, "COPY l0/a.txt hop/b.txt /x/", ["hidden"]) == ["x", "x/a.txt", "x/b.txt"]
+    with pytest.raises(CopyError, match="excluded by .dockerignore"):
+        dests(tmp, "COPY l1/a.txt /x/", ["hidden"])
+    with pytest.raises(CopyError, match="excluded by .dockerignore"):
+        dests(tmp, "COPY hop/a.txt /x/", ["alias"])  # the second link of hop -> alias -> data

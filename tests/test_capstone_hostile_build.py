@@ -225,6 +225,28 @@ def test_the_forked_snapshot_child_refuses_a_dotdot_name(store, tmp_path, canari
     assert not tmp.exists()
 
 
+# -- a source's path through a chain of links in the context ---------------------------------------
+@pytest.mark.parametrize("second", ["absolute", "dotdot", "ignored"])
+def test_a_chain_of_context_links_never_leads_out_of_the_context(store, tmp_path, canaries, second):
+    """``l1 -> hop/l2``: the first link is an innocent one in the context, the second points
+    at the host (absolute, or ``..`` past the root), or is one .dockerignore excludes. Every
+    link on the way is followed inside the context and must be one it has: the source is not
+    found, and the host's files are neither read nor copied."""
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY l1/victim /x/\n",
+                       {".dockerignore": "hop/l2\n" if second == "ignored" else "nothing\n"})
+    (ctx / "hop").mkdir()
+    depth = "../" * (len(ctx.parts) + 2)
+    target = {"absolute": str(canaries.dir), "dotdot": depth + str(canaries.dir).lstrip("/"),
+              "ignored": "../inside"}[second]
+    os.symlink(target, ctx / "hop/l2")
+    os.symlink("hop/l2", ctx / "l1")
+    (ctx / "inside").mkdir()
+    (ctx / "inside/victim").write_text("in the context, but only through an excluded link\n")
+    with pytest.raises(DockerfileError, match=r"^Dockerfile:2: COPY failed: file not found in build context"):
+        quiet_build(store, ctx, no_cache=True)
+    nowhere_in_store(store, b"original\n")
+
+
 # -- the build's own files: the Dockerfile and the .dockerignore, read inside the context ----------
 def test_a_dockerfile_linked_out_of_the_context_is_never_read(store, tmp_path, canaries):
     ctx = tmp_path / "ctx"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -115,6 +116,10 @@ def expand(pattern: PathPattern, top, children: Callable[[object], Iterable[tupl
 
 # -- the build context -------------------------------------------------------------------------
 
+#: symlinks followed on one path before it is a loop (the Linux limit, as a lookup has it)
+_MAX_SYMLINKS = 40
+
+
 
 class ContextSource:
     """The build context directory, as the ``.dockerignore`` ``matcher`` lets a build see it."""
@@ -147,10 +152,6 @@ class ContextSource:
             except OSError:
                 break  # let part 4 decide
             if stat.S_ISLNK(st.st_mode):
-                # a link the context does not have cannot lead anywhere (only the first link
-                # met is checked here; the rest of the way is part 4's)
-                if not self.tree.present(os.path.relpath(path, self.root), False):
-                    return None
                 break
         else:
             if st is None:  # no parts: the root itself
@@ -160,9 +161,51 @@ class ContextSource:
                     return None
             rel = os.path.relpath(path, self.root)
             return ("" if rel == "." else rel), st
-        # a symlink (or an error) on the way: resolved inside the context by part 4's RootDir
-        # (imported here: a build whose context paths hold no symlinks never loads it)
-        return resolve_in(self.root, "/".join(parts))
+        return self._resolve_links(parts)
+
+    def _resolve_links(self, parts: list[str]) -> tuple[str, os.stat_result] | None:
+        """A path with a symlink (or an error) on the way, resolved as BuildKit resolves it in
+        the context it was sent: inside the context (part 4's RootDir: every component from
+        its parent's descriptor, ``/`` and ``..`` never above the root), and every symlink met,
+        the first as the last, one the context has (a link ``.dockerignore`` excludes is not
+        there to follow, wherever it points). (rel, lstat), or None: missing, not sent, a loop."""
+        from part4_tar import RootDir, UnsafePathError  # never loaded without a link
+
+        real: list[str] = []
+        todo = deque(parts)
+        follows = 0
+        try:
+            with RootDir(self.root) as rd:
+                while todo:
+                    part = todo.popleft()
+                    if part in ("", "."):
+                        continue
+                    if part == "..":
+                        if real:
+                            real.pop()
+                        continue
+                    here = (*real, part)
+                    st = rd.lstat("/".join(here))
+                    if st is None:
+                        return None
+                    if stat.S_ISLNK(st.st_mode):
+                        follows += 1
+                        if follows > _MAX_SYMLINKS or not self.tree.present("/".join(here), False):
+                            return None
+                        where = rd.parent(here, create=False)
+                        target = os.readlink(where.name, dir_fd=where.fd)
+                        if target.startswith("/"):
+                            real.clear()  # the context's root, not the host's
+                        todo.extendleft(reversed(target.split("/")))
+                        continue
+                    if todo and not stat.S_ISDIR(st.st_mode):
+                        return None
+                    real.append(part)
+                rel = "/".join(real)
+                st = rd.lstat(rel) if real else os.lstat(self.root)
+        except (OSError, UnsafePathError):  # missing, not a directory, swapped meanwhile
+            return None
+        return (rel, st) if st is not None else None
 
     def locate(self, rel: str) -> tuple[str, os.stat_result] | None:
         """The entry ``rel`` (symlinks resolved inside the context) as (real rel, lstat), or
@@ -218,20 +261,6 @@ class ContextSource:
         cut = len(top.rel) + 1 if top.rel else 0
         for e in self.tree.walk(top.rel):
             yield SourceItem(e.rel[cut:], e.entry.path, e.stat())
-
-
-def resolve_in(root: str, path: str) -> tuple[str, os.stat_result] | None:
-    """``path`` resolved inside the directory ``root`` (symlinks followed as if ``root`` were
-    ``/``): (its real path below ``root``, its lstat), or None when it is missing or a loop."""
-    from part4_tar import RootDir, UnsafePathError
-
-    try:
-        with RootDir(root) as rd:
-            real = rd.resolve(path)
-            st = rd.lstat(real)
-    except (FileNotFoundError, NotADirectoryError, UnsafePathError):
-        return None
-    return (real, st) if st is not None else None
 
 
 # -- a stage's or an image's files -----------------------------------------------------------
@@ -295,4 +324,4 @@ class ImageSource:
 Source = ContextSource | ImageSource
 
 __all__ = ["ContextSource", "ImageSource", "Source", "SourceItem", "SourcePatternError", "clean_source",
-           "expand", "has_wildcards", "resolve_in", "split_wildcards"]
+           "expand", "has_wildcards", "split_wildcards"]
