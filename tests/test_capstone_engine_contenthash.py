@@ -101,3 +101,26 @@ def test_a_digest_of_a_settled_file_is_remembered(tmp_path, monkeypatch):
     assert digests.changed
     assert digests.digest(str(f), st) == hashlib.sha256(b"aaaa").hexdigest()
     assert digests.read_bytes == 4  # the second answer came from the row
+
+
+def test_rows_of_files_deleted_or_excluded_leave_the_table(store, tmp_path, monkeypatch):
+    """A build's walk of the context drops the rows of the files it no longer sees (deleted,
+    or excluded by .dockerignore since); a cached build of an unchanged context leaves the
+    table as it was (not even written again)."""
+    monkeypatch.setattr(contenthash, "RACY_NS", 0)
+    files = {f"src/d{d}/f{i}.txt": f"{d} {i}\n" for d in range(3) for i in range(4)}
+    ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nCOPY src /app/\n", {**files, "keep.txt": "k\n"})
+    build(store, ctx, tags=["prune"], network="none")
+
+    def ours() -> set[bytes]:
+        return {r[0] for r in _saved_rows(store) if r[0].startswith(path_key(str(ctx)) + b"\0")}
+
+    assert ours() == {path_key(str(ctx / name)) for name in files}
+    tables = {p: p.stat().st_ino for p in store.cache_dir.iterdir()}
+    again = build(store, ctx, tags=["prune"], network="none")
+    assert again.ran == () and {p: p.stat().st_ino for p in store.cache_dir.iterdir()} == tables
+
+    os.unlink(ctx / "src/d0/f1.txt")
+    (ctx / ".dockerignore").write_text("src/d2\n")
+    build(store, ctx, tags=["prune"], network="none")
+    assert ours() == {path_key(str(ctx / name)) for name in files if not name.startswith(("src/d2/", "src/d0/f1"))}

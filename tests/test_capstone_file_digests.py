@@ -125,3 +125,76 @@ def test_a_damaged_table_is_an_empty_one(tmp_path):
         assert list(damaged.rows()) == []
         digest_all(damaged, files, list(files))  # read again, never fatal
         assert damaged.read_bytes == sum(map(len, files.values()))
+
+
+def walked(digests: FileDigests, top, files: dict[str, bytes], excluded=()) -> None:
+    """A walk of ``top`` as COPY's key makes it: its files looked up in order."""
+    def again():
+        return (p for p in sorted(files, key=path_key) if p.startswith(f"{top}/") and p not in excluded)
+
+    with digests.walk(str(top), again):
+        digest_all(digests, files, list(again()))
+
+
+def test_rows_a_walk_no_longer_sees_are_pruned_and_the_rest_kept(tmp_path, monkeypatch):
+    """Files deleted from a walked directory (one, and a whole subdirectory: chunks no lookup
+    loads) leave the table; rows outside the directory stay; the walk holds nothing per file."""
+    monkeypatch.setattr(contenthash, "CHUNK_ROWS", 4)
+    names = [f"ctx/d{d}/f{i:02d}" for d in range(4) for i in range(9)] + ["ctx-b/x", "other/y", "ctx.txt"]
+    files = make_tree(tmp_path, names)
+    first = FileDigests()
+    digest_all(first, files, list(files))
+    table = saved(first)
+    gone = [p for p in files if "/ctx/d2/" in p] + [str(tmp_path / "ctx/d0/f03")]
+    for p in gone:
+        os.unlink(p)
+        del files[p]
+    again = FileDigests(table)
+    walked(again, tmp_path / "ctx", files)
+    assert again.prunable and not again.changed and again.read_bytes == 0
+    assert all(len(w.loaded) <= 9 and isinstance(w.rows, int) for w in again._walks)
+    keys = [row[0] for row in FileDigests(saved(again)).rows()]
+    assert keys == sorted(path_key(p) for p in files)  # those below ctx/ it saw, and the rest
+
+
+def test_an_unchanged_walk_prunes_nothing_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(contenthash, "CHUNK_ROWS", 3)
+    files = make_tree(tmp_path, [f"ctx/d{d}/f{i}" for d in range(3) for i in range(5)] + ["ctx/z", "zz/a"])
+    first = FileDigests()
+    digest_all(first, files, list(files))
+    again = FileDigests(saved(first))
+    walked(again, tmp_path / "ctx", files)
+    walked(again, tmp_path / "ctx/d1", files)  # a walk of a directory below it, in the same build
+    assert not again.prunable and not again.changed and again.read_bytes == 0
+
+
+def test_a_file_excluded_since_is_pruned_unless_another_walk_sees_it(tmp_path):
+    files = make_tree(tmp_path, ["ctx/a", "ctx/b/secret", "ctx/b/c", "ctx/d/e"])
+
+    def first_table():
+        first = FileDigests()
+        digest_all(first, files, list(files))
+        return saved(first)
+
+    secret, e = str(tmp_path / "ctx/b/secret"), str(tmp_path / "ctx/d/e")
+    only = FileDigests(first_table())
+    walked(only, tmp_path / "ctx", files, excluded={secret})
+    keys = [row[0] for row in FileDigests(saved(only)).rows()]
+    assert path_key(secret) not in keys and len(keys) == 3
+    both = FileDigests(first_table())
+    walked(both, tmp_path / "ctx", files, excluded={secret, e})
+    walked(both, tmp_path / "ctx/b", files)  # sees the secret
+    keys = [row[0] for row in FileDigests(saved(both)).rows()]
+    assert path_key(secret) in keys and path_key(e) not in keys and len(keys) == 3
+
+
+def test_a_walk_that_fails_prunes_nothing(tmp_path):
+    files = make_tree(tmp_path, ["ctx/a", "ctx/b"])
+    first = FileDigests()
+    digest_all(first, files, list(files))
+    again = FileDigests(saved(first))
+    os.unlink(tmp_path / "ctx/b")
+    with pytest.raises(RuntimeError), again.walk(str(tmp_path / "ctx"), lambda: [str(tmp_path / "ctx/a")]):
+        digest_all(again, files, [str(tmp_path / "ctx/a")])
+        raise RuntimeError("the walk stopped half way")
+    assert not again.prunable

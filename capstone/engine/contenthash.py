@@ -25,6 +25,16 @@ first paths at the end. A lookup reads the one chunk its path falls in, which a 
 lookups find again. Rows computed by a build are gathered a few thousand at a time, sorted
 and spilled to run files in the build's scratch directory; the table a build leaves is one
 merge of the old table and those runs, written chunk by chunk.
+
+Files deleted from a context (or excluded since) would leave their rows in the table for ever:
+the table of a context a build walks is pruned of the rows of that walk's directory the walk
+did not see. A walk (:meth:`FileDigests.walk`) looks its files up in order, so it finds out in
+passing whether the table holds more below the directory than it found there: the rows the
+chunks it loaded hold below the directory, against its hits, and a chunk of rows below the
+directory that none of its lookups loaded. Only then (a file was deleted or excluded since the
+table was written) is the walk made again when the table is written, its files merged with
+the table's rows: what is below its directory and not among them is left out. A cached build
+of an unchanged context pays a few comparisons per chunk, and holds nothing per file.
 """
 
 from __future__ import annotations
@@ -37,10 +47,13 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
+
+from ..errors import ContextError
 
 CHUNK = 1 << 20
 #: a row is remembered only for a file whose ctime is older than this when its read begins:
@@ -68,6 +81,25 @@ def _valid_row(row) -> bool:
             and type(row[5]) is bytes and len(row[5]) == 32)
 
 
+class _Walk:
+    """A walk of the directory whose keys start with ``prefix``, as its lookups see the table:
+    the chunks they loaded, the table's rows below the directory in them, the hits."""
+
+    __slots__ = ("again", "hits", "loaded", "prefix", "rows")
+
+    def __init__(self, prefix: bytes, again: Callable[[], Iterable[str]]) -> None:
+        self.prefix, self.again = prefix, again
+        self.loaded: set[int] = set()  # chunk numbers: a walk loads each once, in order
+        self.rows = self.hits = 0
+
+    def count(self, n: int, rows: list) -> None:
+        if n not in self.loaded:
+            self.loaded.add(n)
+            lo = bisect.bisect_left(rows, self.prefix, key=_key_of)
+            hi = bisect.bisect_left(rows, self.prefix[:-1] + b"\1", key=_key_of)
+            self.rows += hi - lo
+
+
 class _Table:
     """A table file (read-only, through ``pread``: a stage child forked meanwhile shares the
     descriptor, never an offset): its chunks' first keys, and the chunk last read."""
@@ -79,6 +111,7 @@ class _Table:
         self.firsts: list[bytes] = []
         self._chunk = -1
         self._rows: list[Row] = []
+        self.walk: _Walk | None = None  # the walk looking rows up, if any
         try:
             end = os.fstat(self.fd).st_size
             if end < len(MAGIC) + 8 or os.pread(self.fd, len(MAGIC), 0) != MAGIC:
@@ -105,7 +138,29 @@ class _Table:
                 rows = []
             self._rows = rows if isinstance(rows, list) else []
             self._chunk = n
+            if self.walk is not None:
+                try:
+                    self.walk.count(n, self._rows)
+                except (TypeError, IndexError, KeyError):  # a damaged chunk: pruned by a walk again
+                    self.walk.rows += 1
         return self._rows
+
+    def unseen(self, walk: _Walk) -> bool:
+        """Whether the table holds rows below ``walk``'s directory that its lookups did not
+        find: more rows in the chunks they loaded than hits, or a chunk of such rows unloaded."""
+        lo = max(bisect.bisect_right(self.firsts, walk.prefix) - 1, 0)
+        hi = bisect.bisect_left(self.firsts, walk.prefix[:-1] + b"\1") - 1
+        if hi < lo:
+            return False
+        if lo not in walk.loaded:  # the chunk it starts in: rows below the directory, or not
+            self.walk, self._chunk = walk, -1
+            try:
+                self._load(lo)
+            finally:
+                self.walk = None
+        # every chunk after the first begins below the directory: one never loaded holds rows
+        # no lookup found
+        return walk.rows > walk.hits or any(n not in walk.loaded for n in range(lo + 1, hi + 1))
 
     def find(self, key: bytes) -> Row | None:
         n = bisect.bisect_right(self.firsts, key) - 1
@@ -151,11 +206,41 @@ class FileDigests:
         self.runs: list[Path] = []
         self.changed = False
         self.read_bytes = 0
+        self._walks: list[_Walk] = []  # the walks of this build, done
+        self._unseen = False  # whether one of them did not see rows the table has
+
+    @property
+    def prunable(self) -> bool:
+        """Whether the table holds rows a walk of this build did not see (to be written)."""
+        return self._unseen
+
+    @contextmanager
+    def walk(self, directory: str, again: Callable[[], Iterable[str]]) -> Iterator[None]:
+        """The lookups of a walk of ``directory`` (in order, as it walks); ``again()`` makes the
+        walk again: the real paths of the regular files it sees, in the same order. Once the
+        walk is done, whether the table holds rows below ``directory`` it did not see is known;
+        if so, :meth:`write` leaves them out."""
+        table = self._table
+        if table is None or not table.index:
+            yield
+            return
+        w = _Walk(path_key(directory.rstrip("/")) + b"\0", again)
+        table.walk, table._chunk = w, -1  # the chunk in hand is counted again when looked in
+        try:
+            yield
+        finally:
+            table.walk = None
+        self._walks.append(w)
+        self._unseen = self._unseen or table.unseen(w)
 
     def _known(self, key: bytes) -> Row | None:
         row = self._fresh.get(key)
-        if row is None and self._table is not None:
-            row = self._table.find(key)
+        table = self._table
+        if table is not None and (row is None or table.walk is not None):
+            found = table.find(key)
+            if found is not None and table.walk is not None:
+                table.walk.hits += 1
+            row = row or found
         return row
 
     def digest(self, path: str, st: os.stat_result) -> str:
@@ -230,12 +315,16 @@ class FileDigests:
         # newer sources win: each row tagged with its source's age, the merge keeps a key's first
         tagged = [_aged(src, age) for age, src in enumerate(sources)]
         cut = path_key(leave_out.rstrip("/")) + b"\0" if leave_out else None
-        last = None
-        for key, _, row in heapq.merge(*tagged):
-            if key == last or (cut is not None and key.startswith(cut)):
-                continue
-            last = key
-            yield row
+
+        def merged() -> Iterator[Row]:
+            last = None
+            for key, _, row in heapq.merge(*tagged):
+                if key == last or (cut is not None and key.startswith(cut)):
+                    continue
+                last = key
+                yield row
+
+        yield from _pruned(merged(), self._walks) if self._unseen else merged()
 
     def write(self, out: BinaryIO, *, leave_out: str | None = None) -> None:
         """Write the table a next build reads: :meth:`rows` in chunks, then their index."""
@@ -260,6 +349,29 @@ class FileDigests:
             flush()
         out.write(marshal.dumps(index))
         out.write(at.to_bytes(8, "little"))
+
+
+def _pruned(rows: Iterator[Row], walks: list[_Walk]) -> Iterator[Row]:
+    """``rows`` but those below a walk's directory that no walk sees when made again (every
+    walk, so a file one walk excludes and another sees stays)."""
+    seen = heapq.merge(*(map(path_key, w.again()) for w in walks))
+    prefixes = tuple(w.prefix for w in walks)
+
+    def step():
+        try:
+            return next(seen, None)
+        except (OSError, ValueError, ContextError):  # the context changed meanwhile: no more pruning
+            return prefixes
+    at = step()
+    for row in rows:
+        key = row[0]
+        if at is prefixes or not key.startswith(prefixes):
+            yield row
+            continue
+        while at is not None and at is not prefixes and at < key:
+            at = step()
+        if at == key or at is prefixes:
+            yield row
 
 
 def entry_line(dest: str, st: os.stat_result, uid: int, gid: int, mode: int,

@@ -45,6 +45,7 @@ import posixpath
 import stat
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
@@ -386,9 +387,23 @@ def _source_lines(ins: Copy | Add, selected: CopySources, digests: FileDigests) 
         yield entry_line(f"{kind}\0{name}", item.st, item.st.st_uid, item.st.st_gid,
                          stat.S_IMODE(item.st.st_mode), digests, item.path)
         if item.is_dir:
-            for sub in kept(item_source.walk(item), selected.excludes):
-                yield entry_line(f"\0{sub.rel}", sub.st, sub.st.st_uid, sub.st.st_gid,
-                                 stat.S_IMODE(sub.st.st_mode), digests, sub.path)
+            yield from _walk_lines(item, item_source, selected.excludes, digests)
+
+
+def _walk_lines(item: SourceItem, source: ContextSource | ImageSource, excludes: Excludes | None,
+                digests: FileDigests) -> Iterator[str]:
+    """The lines of what is below the directory ``item``; a walk of the context tells the
+    digest table what it saw there (the table drops the rows of files it no longer has)."""
+    def walk() -> Iterable[SourceItem]:
+        return kept(source.walk(item), excludes)
+
+    def files() -> Iterator[str]:
+        return (sub.path for sub in walk() if stat.S_ISREG(sub.st.st_mode))
+
+    with digests.walk(item.path, files) if source.kind == "context" else nullcontext():
+        for sub in walk():
+            yield entry_line(f"\0{sub.rel}", sub.st, sub.st.st_uid, sub.st.st_gid,
+                             stat.S_IMODE(sub.st.st_mode), digests, sub.path)
 
 
 @dataclass(frozen=True)

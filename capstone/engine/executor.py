@@ -467,9 +467,10 @@ class Builder:
 
     def _save_digests(self) -> None:
         """The file digests for the next build: the old table merged with this build's rows
-        (none of a file in the scratch directory), streamed into the store's cache."""
+        (none of a file in the scratch directory, none a walk no longer sees), streamed into
+        the store's cache."""
         try:
-            if self.digests.changed:
+            if self.digests.changed or self.digests.prunable:
                 with self.store.cache_write(self._digest_key) as f:
                     self.digests.write(f, leave_out=str(self.scratch))
         except (OSError, ValueError):
