@@ -125,20 +125,14 @@ def configure_pull(p: argparse.ArgumentParser) -> None:
 
 def run_pull(args: argparse.Namespace, n: Narrator) -> int:
     from .cli_registry import registry_options, terminate_as_interrupt
+    from .cli_store import platform_flag
     from .refs import parse_name
     from .registry import pull
     from .transferview import transfer_view
 
     store = _store(args)
     ref = args.ref[len("docker://"):] if args.ref.startswith("docker://") else args.ref
-    platform = None
-    if args.platform:
-        from part2_manual_oci import PlatformError, parse_platform
-
-        try:
-            platform = parse_platform(args.platform)
-        except PlatformError as e:
-            raise CapstoneError(f"--platform: {e}") from None
+    platform = platform_flag(args.platform)
     with terminate_as_interrupt(), transfer_view("quiet" if args.quiet else "auto") as view:
         desc = pull(store, ref, platform=platform, on_progress=view, options=registry_options(args))
     n.out.write(f"{desc.digest}\n" if args.quiet else f"{parse_name(ref).name}@{desc.digest}\n")

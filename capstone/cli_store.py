@@ -11,13 +11,17 @@ pattern; ``inspect`` a JSON array, or with ``--format`` a Go template of the sam
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
+
+from .errors import CapstoneError
 
 if TYPE_CHECKING:
     import datetime as _dt
 
     from part1_overview import Narrator
+    from part2_manual_oci import Platform
 
     from .store import Store
 
@@ -434,11 +438,19 @@ def run_prune(args: argparse.Namespace, n: Narrator) -> int:
 def configure_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="ROOTFS_DIR_OR_TAR", help="a root filesystem directory or a tar file")
     p.add_argument("name", metavar="NAME[:TAG]")
+    p.add_argument("--platform", metavar="P", help="the image's platform (os/arch[/variant]; default: this host's)")
 
 
 def run_import(args: argparse.Namespace, n: Narrator) -> int:
+    from .engine.plan import parse_source_date_epoch
+
+    if args.platform and "," in args.platform:
+        raise CapstoneError(f"--platform: {args.platform!r}: import makes one image: name one platform")
+    platform = platform_flag(args.platform)
+    # as build: SOURCE_DATE_EPOCH dates the image and clamps its files' times (reproducible)
+    epoch = parse_source_date_epoch(os.environ.get("SOURCE_DATE_EPOCH"))
     store = _store(args)
-    desc = store.import_rootfs(args.source, args.name)
+    desc = store.import_rootfs(args.source, args.name, platform=platform, source_date_epoch=epoch)
     n.out.write(store.image_id(desc) + "\n")
     n.out.flush()
     return 0
@@ -465,20 +477,12 @@ def configure_load(p: argparse.ArgumentParser) -> None:
 
 
 def run_load(args: argparse.Namespace, n: Narrator) -> int:
-    from part2_manual_oci import PlatformError, parse_platform
-
-    from .errors import CapstoneError
     from .refs import parse_name
 
     path = args.input or args.file
     if not path or (args.input and args.file):
         raise CapstoneError("load: name one archive: capstone load FILE (or -i FILE)")
-    platform = None
-    if args.platform:
-        try:
-            platform = parse_platform(args.platform)
-        except PlatformError as e:
-            raise CapstoneError(f"load: --platform: {e}") from None
+    platform = platform_flag(args.platform)
     store = _store(args)
     for desc, names in store.load_file(path, platform):
         if args.quiet or not names:
@@ -487,6 +491,19 @@ def run_load(args: argparse.Namespace, n: Narrator) -> int:
             n.out.write("".join(f"Loaded image: {parse_name(name).short}\n" for name in names))
     n.out.flush()
     return 0
+
+
+def platform_flag(text: str | None) -> Platform | None:
+    """``--platform P`` of pull, load and import: part 2's ``Platform`` (None when not given); a
+    specifier that is none (``linux/z80``) is one line naming the flag, as build's is."""
+    if not text:
+        return None
+    from part2_manual_oci import PlatformError, parse_platform
+
+    try:
+        return parse_platform(text)
+    except PlatformError as e:
+        raise CapstoneError(f"--platform: {e}") from None
 
 
 COMMANDS: dict = {

@@ -3,11 +3,14 @@ prune, import, save."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ import pytest
 from capstone.__main__ import main
 from capstone.cli_store import human_since, human_size
 from capstone.store import Store
-from part2_manual_oci import validate_layout
+from part2_manual_oci import host_platform, validate_layout
 
 
 def cli(capsys, store: Path, *argv: str) -> tuple[int, str, str]:
@@ -116,6 +119,71 @@ def test_import_of_a_tar_and_save_to_every_destination(capsys, tmp_path, bench_r
     assert code == 1 and "transport" in err
     code, _, err = cli(capsys, store, "import", str(tmp_path / "missing"), "x")
     assert code == 1 and "no such file" in err
+
+
+def _rootfs_tar(path: Path) -> Path:
+    """A root filesystem as a tar that names no directory (their mtimes are the extraction's,
+    "now", unless clamped), one file older and one newer than EPOCH."""
+    with tarfile.open(path, "w") as tf:
+        for name, mtime in (("etc/hello", 1_000_000_000), ("usr/bin/tool", 2_000_000_000)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = 6, mtime
+            tf.addfile(info, io.BytesIO(b"hello\n"))
+    return path
+
+
+EPOCH = 1_700_000_000
+
+
+def test_import_under_source_date_epoch_gives_the_same_image_every_time(capsys, tmp_path, monkeypatch):
+    """As build: SOURCE_DATE_EPOCH dates the config and its history entry, and clamps the
+    layer's mtimes (the directories a tar does not name are made now): two imports a second
+    apart, into two stores, give the same image id and the same manifest, byte for byte."""
+    tar = _rootfs_tar(tmp_path / "rootfs.tar")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
+    ids, manifests = [], []
+    for i in (1, 2):
+        store = tmp_path / f"store{i}"
+        code, out, err = cli(capsys, store, "import", str(tar), "repro:1")
+        assert code == 0, err
+        ids.append(out.strip())
+        s = Store.open(store)
+        manifests.append(s.resolve("repro:1").digest)
+        assert validate_layout(s.path / "oci") == []
+        time.sleep(1.1)  # "now" is another second
+    assert ids[0] == ids[1] and manifests[0] == manifests[1]
+    image = Store.open(tmp_path / "store1").load("repro:1")
+    assert image.config.created == "2023-11-14T22:13:20Z"
+    assert [h.created for h in image.config.history] == ["2023-11-14T22:13:20Z"]
+    with tarfile.open(fileobj=image.layers[0].open()) as tf:
+        times = {m.name: m.mtime for m in tf.getmembers()}
+    assert times == {"etc": EPOCH, "etc/hello": 1_000_000_000, "usr": EPOCH, "usr/bin": EPOCH, "usr/bin/tool": EPOCH}
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    code, _, err = cli(capsys, tmp_path / "store1", "import", str(tar), "repro:2")
+    assert (code, err) == (1, "capstone: invalid SOURCE_DATE_EPOCH: yesterday\n")
+
+
+def test_import_takes_a_platform_checked_as_builds_is(capsys, tmp_path):
+    """``--platform`` (docker import's, podman's --arch/--variant in one) names the image's
+    platform, normalised; a specifier that is none, or a list, is one line and imports nothing."""
+    store = tmp_path / "store"
+    tar = _rootfs_tar(tmp_path / "rootfs.tar")
+    assert cli(capsys, store, "import", "--platform", "linux/armhf", str(tar), "arm:1")[0] == 0
+    r = subprocess.run(["skopeo", "inspect", "--config", f"oci:{store / 'oci'}:docker.io/library/arm:1"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    config = json.loads(r.stdout)
+    assert (config["os"], config["architecture"], config["variant"]) == ("linux", "arm", "v7")
+    assert validate_layout(store / "oci") == []
+    for spec, said in (("linux/z80", "'linux/z80': unknown architecture"),
+                       ("linux/arm64,linux/amd64", "'linux/arm64,linux/amd64': import makes one image: name one platform"),
+                       ("", None)):
+        code, _, err = cli(capsys, store, "import", "--platform", spec, str(tar), "other:1")
+        if said is None:  # empty: this host's, as when not given
+            assert code == 0, err
+            continue
+        assert (code, err) == (1, f"capstone: --platform: {said}\n")
+    assert Store.open(store).load("other:1").config.architecture == host_platform().architecture
 
 
 def test_human_units_follow_docker():

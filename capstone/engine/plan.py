@@ -101,8 +101,13 @@ def source_date_epoch(variables: BuildVariables) -> int | None:
     whole number of seconds since 1970 fails the build before any step, with BuildKit's words.
     """
     name = "SOURCE_DATE_EPOCH"
-    value = variables.build_args.get(name, variables.global_env.get(name, ""))
-    if value == "":
+    return parse_source_date_epoch(variables.build_args.get(name, variables.global_env.get(name, "")))
+
+
+def parse_source_date_epoch(value: str | None) -> int | None:
+    """A ``SOURCE_DATE_EPOCH`` value read as BuildKit reads it: None when empty (or None), else
+    whole seconds since 1970; anything else is a :class:`BuildError` in BuildKit's words."""
+    if not value:
         return None
     digits = value[1:] if value[:1] == "+" else value  # Go's strconv.ParseInt takes a sign
     if not (digits.isascii() and digits.isdigit()) or int(digits) > MAX_EPOCH:
@@ -143,4 +148,4 @@ def make_plan(dockerfile: Dockerfile, build_args: Mapping[str, str] | None = Non
                      source_date_epoch(variables))
 
 
-__all__ = ["BuildPlan", "PlannedStage", "make_plan", "read_dockerfile", "source_date_epoch"]
+__all__ = ["BuildPlan", "PlannedStage", "make_plan", "parse_source_date_epoch", "read_dockerfile", "source_date_epoch"]

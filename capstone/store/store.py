@@ -423,12 +423,15 @@ class Store:
         return self.cache.write_file(key)
 
     # -- import and transfer (transfer.py, convert.py) -----------------------------------------
-    def import_rootfs(self, src: str | os.PathLike, name: str) -> Descriptor:
+    def import_rootfs(self, src: str | os.PathLike, name: str, *, platform: Platform | None = None,
+                      source_date_epoch: int | None = None) -> Descriptor:
         """A single-layer image from a root filesystem directory or a tar file (``docker
-        import``): PATH set, ``Cmd ["/bin/sh"]`` when /bin/sh exists; tagged ``name``."""
+        import``): PATH set, ``Cmd ["/bin/sh"]`` when /bin/sh exists; tagged ``name``; for
+        ``platform`` (default: this host's); dated ``source_date_epoch`` (default: now), which
+        also clamps the layer's mtimes."""
         from .transfer import import_rootfs
 
-        return import_rootfs(self, Path(src), name)
+        return import_rootfs(self, Path(src), name, platform=platform, source_date_epoch=source_date_epoch)
 
     def export(self, name_or_id: str, dest: str) -> Descriptor:
         """Write an image to ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or

@@ -41,6 +41,7 @@ from part2_manual_oci import (
     atomic_file,
     digest_hex,
     host_platform,
+    rfc3339,
     write_oci_archive,
 )
 from part2_manual_oci import mediatypes as mt
@@ -61,8 +62,11 @@ CHUNK = 1 << 20
 # -- import --------------------------------------------------------------------------------------
 
 
-def import_rootfs(store: "Store", src: Path, name: str) -> Descriptor:
-    """A single-layer image of ``src`` (a directory, or a tar file of any compression)."""
+def import_rootfs(store: "Store", src: Path, name: str, *, platform: Platform | None = None,
+                  source_date_epoch: int | None = None) -> Descriptor:
+    """A single-layer image of ``src`` (a directory, or a tar file of any compression), for
+    ``platform`` (default: this host's). ``source_date_epoch`` dates the config and its history
+    entry, and clamps the layer's mtimes, as a build does: the same input gives the same image."""
     normalized = parse_name(name).name
     if not src.exists():
         raise StoreError(f"import: {src}: no such file or directory")
@@ -83,17 +87,19 @@ def import_rootfs(store: "Store", src: Path, name: str) -> Descriptor:
         # the layer straight into the store's blobs (part 2's atomic_file: written in tmp/, on
         # the same file system, and renamed to its digest when complete)
         with atomic_file(None, temp_dir=store.tmp_dir, prefix=TEMP_PREFIX + "layer-") as out:
-            info = write_layer(root, out.file, "gzip")
+            # clamped: a tar that does not name a file's directories leaves them dated now
+            info = write_layer(root, out.file, "gzip", source_date_epoch=source_date_epoch)
             out.target = store.layout.blob_path(info.digest)
             if out.target.exists():
                 out.discard()
         has_shell = os.path.lexists(root / "bin" / "sh")
-        created = utc_now()
-        here = host_platform()
+        created = rfc3339(source_date_epoch) if source_date_epoch is not None else utc_now()
+        target = platform or host_platform()
         config = ImageConfig(
-            architecture=here.architecture,
-            os=here.os,
-            variant=here.variant,
+            architecture=target.architecture,
+            os=target.os,
+            variant=target.variant,
+            os_version=target.os_version,
             created=created,
             config=ContainerConfig(env=(DEFAULT_PATH,), cmd=("/bin/sh",) if has_shell else None),
             rootfs_diff_ids=(info.diff_id,),
