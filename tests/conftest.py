@@ -55,3 +55,11 @@ def busybox_store(busybox_store_template, tmp_path_factory):
     path = tmp_path_factory.mktemp("store") / "store"
     shutil.copytree(busybox_store_template, path, symlinks=True)
     return Store.open(path)
+
+
+@pytest.fixture(scope="module")
+def store(busybox_store):
+    """The test module's store (``busybox_store``: ``capstone/busybox`` in it, no blob shared with
+    another module). A module whose store must hold more, or whose tests each need one of their
+    own, defines its own ``store``."""
+    return busybox_store

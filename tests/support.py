@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pty
@@ -86,6 +87,16 @@ def hard(name, target):
     ti = tarfile.TarInfo(name)
     ti.type, ti.linkname = tarfile.LNKTYPE, target
     return ti, None
+
+
+def tar_of(data: bytes, name: str = "f") -> bytes:
+    """A tar archive (uncompressed, in memory) of one regular file ``name`` holding ``data``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def outside_state(top, skip):

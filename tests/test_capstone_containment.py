@@ -27,13 +27,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (nam
 HOST_DISK = os.stat(Path(__file__)).st_dev
 
 
-@pytest.fixture()
-def store(tmp_path) -> Store:
-    s = Store.open(tmp_path / "store")
-    s.load("capstone/busybox")
-    return s
-
-
 def cat(store: Store, tmp_path: Path, *paths: str, image: str = "contained") -> str:
     """The files ``paths`` of an image, read by a container of it."""
     out = tmp_path / f"cat-{uuid.uuid4().hex[:8]}"

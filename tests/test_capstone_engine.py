@@ -21,11 +21,6 @@ from part2_manual_oci import validate_layout
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (namespaces, overlay mounts)")
 
 
-@pytest.fixture(scope="module")
-def store(busybox_store) -> Store:
-    return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
-
-
 def layer_names(store: Store, layer) -> list[str]:
     with layer.open() as f, tarfile.open(fileobj=f, mode="r:*") as tf:
         return [m.name for m in tf.getmembers()]

@@ -24,11 +24,6 @@ from capstone.store import Store
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds give files owners (root)")
 
 
-@pytest.fixture(scope="module")
-def store(busybox_store) -> Store:
-    return busybox_store
-
-
 def _saved_rows(store: Store) -> list[tuple]:
     """Every row of the store's file digest tables."""
     rows = []

@@ -14,14 +14,8 @@ import pytest
 from support import built_rootfs, check_copy_snapshots, image_rootfs, make_context, quiet_build, spy_on_snapshot_children
 
 from capstone.errors import DockerfileError
-from capstone.store import Store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
-
-
-@pytest.fixture(scope="module")
-def store(busybox_store) -> Store:
-    return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
 
 
 def test_dockerignore_is_respected_with_exceptions(store, tmp_path):

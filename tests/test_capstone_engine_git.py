@@ -23,7 +23,6 @@ from support import image_rootfs, make_context, quiet_build
 
 from capstone.engine.gitsource import parse_git_source
 from capstone.errors import DockerfileError
-from capstone.store import Store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
 
@@ -96,11 +95,6 @@ def wait_listening(port: int, proc: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    return Store.open(tmp_path_factory.mktemp("store"))
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,8 @@ import pytest
 from support import built_rootfs, make_context
 
 from capstone.errors import DockerfileError
-from capstone.store import Store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
-
-
-@pytest.fixture(scope="module")
-def store(busybox_store) -> Store:
-    return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
 
 
 def tree(root: Path) -> list[str]:

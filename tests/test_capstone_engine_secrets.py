@@ -21,16 +21,8 @@ from support import capstone, make_context, quiet_build
 from capstone.engine import BuildError
 from capstone.engine.secretmounts import SecretSource, parse_secret, parse_ssh
 from capstone.errors import DockerfileError
-from capstone.store import Store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (namespaces, overlay mounts)")
-
-
-@pytest.fixture()
-def store(tmp_path) -> Store:
-    s = Store.open(tmp_path / "store")
-    s.load("capstone/busybox")
-    return s
 
 
 def sha(data: bytes) -> str:

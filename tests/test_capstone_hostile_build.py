@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from support import Canaries, check_copy_snapshots, image_rootfs, make_context, quiet_build, spy_on_snapshot_children
+from support import Canaries, check_copy_snapshots, image_rootfs, make_context, quiet_build, spy_on_snapshot_children, tar_of
 
 from capstone.engine import BuildError
 from capstone.errors import DockerfileError, IgnoreFileError
@@ -26,11 +26,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds need root (nam
 
 #: over the size at which a COPY's snapshot is made by a forked child (executor.py)
 LARGE = 1100
-
-
-@pytest.fixture(scope="module")
-def store(busybox_store) -> Store:
-    return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
 
 
 @pytest.fixture
@@ -392,14 +387,6 @@ def nowhere_in_store(store: Store, value: bytes) -> None:
 
 def test_an_archive_swapped_after_planning_is_not_unpacked(store, tmp_path, monkeypatch):
     import capstone.engine.executor as executor
-
-    def tar_of(text: bytes) -> bytes:
-        out = io.BytesIO()
-        with tarfile.open(fileobj=out, mode="w") as t:
-            ti = tarfile.TarInfo("f")
-            ti.size = len(text)
-            t.addfile(ti, io.BytesIO(text))
-        return out.getvalue()
 
     ctx = make_context(tmp_path / "ctx", "FROM capstone/busybox\nADD dir/t.tar /x/\n", {"dir/t.tar": tar_of(b"context\n")})
     host = tmp_path / "host"

@@ -28,11 +28,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (
 
 
 @pytest.fixture(scope="module")
-def store(busybox_store) -> Store:
-    return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
-
-
-@pytest.fixture(scope="module")
 def fifo_image(store, tmp_path_factory) -> str:
     ctx = tmp_path_factory.mktemp("fifo")
     shutil.copy(HOSTILE / "Dockerfile.passwd-fifo", ctx / "Dockerfile")

@@ -32,11 +32,6 @@ REPO = Path(__file__).resolve().parent.parent
 HOSTILE = REPO / "tests" / "fixtures" / "hostile"
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    return Store.open(tmp_path_factory.mktemp("store"))
-
-
 def hostile(tmp_path: Path, name: str) -> Path:
     ctx = tmp_path / "ctx"
     ctx.mkdir()

@@ -25,11 +25,6 @@ IGNORED = b"na\xefve.txt"
 DIRNAME = b"d\xff"
 
 
-@pytest.fixture(scope="module")
-def store(busybox_store) -> Store:
-    return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
-
-
 def make_ctx(root: Path) -> Path:
     root.mkdir()
     b = os.fsencode(root)

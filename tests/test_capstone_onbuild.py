@@ -14,7 +14,6 @@ import pytest
 from support import image_rootfs, make_context, quiet_build
 
 from capstone.errors import DockerfileError
-from capstone.store import Store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (namespaces, overlay mounts)")
 
@@ -26,11 +25,6 @@ ONBUILD COPY app.txt /app/
 ONBUILD ENV BUILT_BY=trigger
 LABEL role=base
 """
-
-
-@pytest.fixture(scope="module")
-def store(busybox_store) -> Store:
-    return busybox_store  # the embedded base, made once for the session (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from support import REPO, descendants, image_rootfs, make_context, mount_points_
 
 from capstone.engine import build
 from capstone.engine.schedule import concurrent
-from capstone.store import Store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (namespaces, overlay mounts)")
 
@@ -33,13 +32,6 @@ FROM capstone/busybox
 COPY --from=one /one /one
 COPY --from=two /two /two
 """
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    s = Store.open(tmp_path_factory.mktemp("store"))
-    s.load("capstone/busybox")
-    return s
 
 
 def test_independent_stages_run_at_the_same_time_and_each_line_names_its_stage(store, tmp_path):

@@ -11,12 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from support import REPO, make_context
-
-from capstone.store import Store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN steps need root (namespaces, overlay mounts)")
 
@@ -81,13 +78,6 @@ def packages(names: set[str], wanted: set[str]) -> set[str]:
     return {w for w in wanted if any(n == w or n.startswith(w + ".") for n in names)}
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("store")
-    Store.open(path).load("capstone/busybox")  # the embedded base, made once
-    return path
-
-
 def test_help_imports_neither_the_engine_nor_the_store():
     names = imported("--help")
     assert packages(names, REGISTRY | RUNTIME | UNION | {"capstone.engine", "capstone.store",
@@ -104,7 +94,7 @@ def test_help_imports_only_the_command_table():
 
 def test_a_build_without_run_needs_no_runtime_and_no_registry(store, tmp_path):
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY a /a\nENV X=1\nCMD [\"/a\"]\n", {"a": "x"})
-    cold = imported("--store", str(store), "build", "--no-cache", "-q", str(ctx))
+    cold = imported("--store", str(store.path), "build", "--no-cache", "-q", str(ctx))
     assert packages(cold, REGISTRY | RUNTIME | COURSE) == set()
 
 
@@ -119,8 +109,8 @@ def test_a_cached_build_imports_no_step_machinery(store, tmp_path):
         "FROM capstone/busybox\n"
         "COPY --from=build /src/b /b\n"
         "CMD [\"cat\", \"/b\"]\n"), {"a": "x"})
-    first = imported("--store", str(store), "build", "--network", "none", "-q", "-t", "startup", str(ctx))
+    first = imported("--store", str(store.path), "build", "--network", "none", "-q", "-t", "startup", str(ctx))
     assert packages(first, RUNTIME | UNION) == RUNTIME | UNION  # the test's own check: RUN did run
     assert packages(first, REGISTRY) == set()
-    again = imported("--store", str(store), "build", "--network", "none", "-q", "-t", "startup", str(ctx))
+    again = imported("--store", str(store.path), "build", "--network", "none", "-q", "-t", "startup", str(ctx))
     assert packages(again, REGISTRY | RUNTIME | UNION | COURSE | TAR | OPTIONAL) == set()

@@ -8,10 +8,10 @@ import hashlib
 import io
 import lzma
 import subprocess
-import tarfile
 
 import pytest
 import zstandard
+from support import tar_of
 
 from part4_tar import LayerError, detect_compression, extract_layer, layer_info, open_decompressed, recompress_layer, write_layer
 
@@ -129,12 +129,7 @@ def test_corrupt_gzip_layer_is_a_clear_error(src):
 
 @pytest.mark.parametrize("compress", [bz2.compress, lzma.compress], ids=["bzip2", "xz"])
 def test_legacy_bzip2_and_xz_layers_extract(tmp_path, compress):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        ti = tarfile.TarInfo("hello.txt")
-        ti.size = 6
-        tar.addfile(ti, io.BytesIO(b"hello\n"))
-    extract_layer(io.BytesIO(compress(buf.getvalue())), tmp_path / "root")
+    extract_layer(io.BytesIO(compress(tar_of(b"hello\n", "hello.txt"))), tmp_path / "root")
     assert (tmp_path / "root/hello.txt").read_bytes() == b"hello\n"
 
 
@@ -143,19 +138,10 @@ def test_unknown_compression_is_refused(src):
         write_layer(src, io.BytesIO(), "lz4")
 
 
-def _tar_of(data: bytes) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        ti = tarfile.TarInfo("data.bin")
-        ti.size = len(data)
-        tar.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("cut", [1, 5, "half"])
 def test_truncated_zstd_layer_is_an_error_not_a_shorter_layer(tmp_path, cut):
     """zstandard's stream reader ends quietly inside a cut-off frame; we do not."""
-    tar = _tar_of(bytes(range(256)) * 4000 + hashlib.sha256(b"seed").digest() * 4000)
+    tar = tar_of(bytes(range(256)) * 4000 + hashlib.sha256(b"seed").digest() * 4000)
     blob = zstandard.ZstdCompressor().compress(tar)
     short = blob[: len(blob) // 2] if cut == "half" else blob[:-cut]
     with pytest.raises(LayerError, match="truncated zstd stream: it ends inside a frame"):
@@ -167,7 +153,7 @@ def test_truncated_zstd_layer_is_an_error_not_a_shorter_layer(tmp_path, cut):
 
 
 def test_zstd_stream_of_several_frames_and_skippable_frames_reads_whole():
-    tar = _tar_of(b"frames " * 30_000)
+    tar = tar_of(b"frames " * 30_000)
     skippable = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"skip!"
     checked = zstandard.ZstdCompressor(write_checksum=True)
     # (detection looks for the frame magic first: the stream starts with a real frame)
@@ -179,7 +165,7 @@ def test_zstd_stream_of_several_frames_and_skippable_frames_reads_whole():
 @pytest.mark.parametrize("compress, name", [(gzip.compress, "gzip"), (bz2.compress, "bzip2"), (lzma.compress, "xz"),
                                             (zstandard.ZstdCompressor(write_checksum=True).compress, "zstd")])
 def test_corrupt_compressed_layers_of_every_kind_are_a_layer_error(tmp_path, compress, name):
-    blob = bytearray(compress(_tar_of(hashlib.sha256(b"x").digest() * 20_000)))
+    blob = bytearray(compress(tar_of(hashlib.sha256(b"x").digest() * 20_000)))
     mid = len(blob) // 2
     blob[mid:mid + 8] = bytes(b ^ 0xA5 for b in blob[mid:mid + 8])
     with pytest.raises(LayerError, match=f"corrupt {name} stream|not a valid tar stream"):
