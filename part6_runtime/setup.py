@@ -289,8 +289,13 @@ def etc_files(ctx: Context) -> None:
 
 
 def console(ctx: Context) -> None:
-    """With a terminal: a pty from the container's own devpts, its master sent to the parent."""
+    """With a terminal: a pty from the container's own devpts, its master sent to the parent.
+
+    Either way PID 1 leads a session of its own, as under containerd's shim or conmon: the
+    caller's terminal sends its ^C to the caller, which decides what the container gets (PID 1
+    a signal, or a stop), never to every process of the container at once."""
     if not ctx.spec.terminal:
+        os.setsid()
         return
     pts = os.path.join(ctx.root, "dev", "pts")
     master = os.open(os.path.join(pts, "ptmx"), os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
