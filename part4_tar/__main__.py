@@ -310,9 +310,10 @@ def pipe_demo(n: Narrator, timeout: float = 1.0) -> None:
     n.step("what part 4's pipeline does")
     n.say("pipeline.py never makes one thread wait for itself: the caller's thread writes tar bytes\n"
           f"and hashes them (the diff_id); past {pipeline.THREAD_AFTER >> 20} MiB a worker thread compresses, hashes\n"
-          f"(the digest) and writes the blob. Between them is a queue of {pipeline.QUEUE_DEPTH} chunks: the producer\n"
-          "waits only while the worker works, and an error in the worker reaches the producer on its\n"
-          "next write (upstream cbt only printed it, and its pipe closed as if the tar were whole).")
+          f"(the digest) and writes the blob. {pipeline.QUEUE_DEPTH + 2} buffers of {pipeline.BUFFER >> 20} MiB go round between them: the\n"
+          "producer waits only while the worker works, and an error in the worker reaches the\n"
+          "producer on its next write (upstream cbt only printed it, and its pipe closed as if the\n"
+          "tar were whole).")
     n.done("no deadlock with a thread per end")
 
 

@@ -10,8 +10,8 @@ pipe (``os.pipe``) is the same, with a buffer: a write blocks once the kernel's 
 before reading any, and an interval timer interrupts the write that blocks (so it must run in
 the main thread). :func:`writer_thread` does the same with the writer in a thread: the bytes
 flow. Part 4's own pipeline (pipeline.py) never has a writer wait for a reader on its own
-thread: the producer puts chunks in a bounded queue and a worker thread compresses and hashes
-them, so each side only ever waits for the *other* thread.
+thread: the producer fills buffers from a fixed set and a worker thread compresses and hashes
+them and gives them back, so each side only ever waits for the *other* thread.
 """
 
 from __future__ import annotations

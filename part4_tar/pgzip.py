@@ -29,6 +29,8 @@ import struct
 import threading
 from collections import deque
 
+from .buffers import BufferPool
+
 #: input bytes per independently compressed block (pigz uses 128 KiB; larger blocks mean fewer
 #: flush markers and less lost history, and 1 MiB still gives every core work on an 8 MiB layer)
 BLOCK = 1 << 20
@@ -50,13 +52,14 @@ def _backend():
 
 
 class _Job:
-    __slots__ = ("data", "final", "done", "out", "crc", "error")
+    __slots__ = ("buf", "data", "final", "done", "out", "crc", "error")
 
-    def __init__(self, data, final: bool) -> None:
+    def __init__(self, buf: bytearray | None, data, final: bool) -> None:
+        self.buf = buf  # the pool's buffer ``data`` is a view of (given back once collected)
         self.data = data
         self.final = final
         self.done = threading.Event()
-        self.out = b""
+        self.out: tuple[bytes, ...] = ()
         self.crc = 0
         self.error: BaseException | None = None
 
@@ -64,7 +67,7 @@ class _Job:
 def _compress(compressobj, level: int, method: int, sync: int, finish: int, crc32, job: _Job) -> None:
     try:
         c = compressobj(level, method, -15)  # raw deflate: the header is ours
-        job.out = c.compress(job.data) + c.flush(finish if job.final else sync)
+        job.out = (c.compress(job.data), c.flush(finish if job.final else sync))  # pieces, never re-joined here
         job.crc = crc32(job.data) if crc32 is not None else 0
     except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by _collect
         job.error = exc
@@ -90,7 +93,10 @@ class ParallelGzip:
         self._level = max(0, min(top, level))
         self._block = block
         self._threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
-        self._pending = bytearray()
+        #: the blocks' input: one being filled and up to AHEAD per thread in flight
+        self.buffers = BufferPool(block, AHEAD * self._threads + 1)
+        self._buf: bytearray | None = None
+        self._fill = 0
         self._jobs: deque[_Job] = deque()
         self._queue: queue.SimpleQueue | None = None
         self._workers: list[threading.Thread] = []
@@ -108,18 +114,17 @@ class ParallelGzip:
             self._started = True
             out.append(HEADER)
         view = memoryview(data).cast("B")
-        if self._pending:
-            take = min(len(view), self._block - len(self._pending))
-            self._pending += view[:take]
+        while view:
+            if self._buf is None:
+                self._make_room(out)
+                self._buf = self.buffers.take()
+            take = min(len(view), self._block - self._fill)
+            self._buf[self._fill:self._fill + take] = view[:take]
+            self._fill += take
             view = view[take:]
-            if len(self._pending) == self._block:
-                self._submit(bytes(self._pending), final=False)
-                self._pending.clear()
-        while len(view) >= self._block:
-            self._submit(bytes(view[:self._block]), final=False)
-            view = view[self._block:]
-        self._pending += view
-        out.append(self._collect(wait=len(self._jobs) > AHEAD * self._threads))
+            if self._fill == self._block:
+                self._submit(final=False)
+        self._collect(out, wait=False)
         return b"".join(out)
 
     def flush(self) -> bytes:
@@ -128,12 +133,13 @@ class ParallelGzip:
             return b""
         head = b"" if self._started else HEADER
         self._started = True
-        self._submit(bytes(self._pending), final=True)
-        self._pending.clear()
-        body = self._collect(wait=True, everything=True)
+        self._submit(final=True)
+        out = [head]
+        self._collect(out, wait=True, everything=True)
         self._finished = True
         self._stop()
-        return head + body + struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
+        out.append(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
+        return b"".join(out)
 
     def close(self) -> None:
         """Stop the worker threads without finishing the stream (after an error)."""
@@ -142,8 +148,17 @@ class ParallelGzip:
         self._stop()
 
     # -- blocks --------------------------------------------------------------------------------
-    def _submit(self, data: bytes, *, final: bool) -> None:
-        job = _Job(data, final)
+    def _make_room(self, out: list) -> None:
+        """Before a new block is filled: wait for the oldest blocks until at most
+        ``AHEAD * threads`` are in flight, so a buffer is free; what they gave goes to ``out``."""
+        while len(self._jobs) >= self.buffers.count:
+            self._collect(out, wait=True)
+
+    def _submit(self, *, final: bool) -> None:
+        """Compress the block being filled (the last one: ``final``, possibly empty)."""
+        buf, n = self._buf, self._fill
+        self._buf, self._fill = None, 0
+        job = _Job(buf, memoryview(buf)[:n] if buf is not None else b"", final)
         self._jobs.append(job)
         if self._threads == 1 or (not self._workers and len(self._jobs) == 1 and final):
             self._run(job)  # one core, or a layer of one block: no thread to start
@@ -169,10 +184,9 @@ class ParallelGzip:
             for _ in self._workers:
                 self._queue.put(None)
 
-    def _collect(self, *, wait: bool, everything: bool = False) -> bytes:
-        """The compressed blocks that are ready, in order (``wait``: at least the oldest;
-        ``everything``: all of them)."""
-        out = []
+    def _collect(self, out: list, *, wait: bool, everything: bool = False) -> None:
+        """The compressed blocks that are ready, in order, onto ``out`` (``wait``: at least the
+        oldest; ``everything``: all of them); their buffers go back to the pool."""
         while self._jobs and (self._jobs[0].done.is_set() or wait):
             job = self._jobs[0]
             job.done.wait()
@@ -184,9 +198,12 @@ class ParallelGzip:
             else:
                 self._crc = self._crc32(job.data, self._crc)
             self._size += len(job.data)
-            out.append(job.out)
+            out.extend(job.out)
+            job.out = ()
+            if job.buf is not None:
+                job.data.release()
+                self.buffers.give(job.buf)
             wait = everything
-        return b"".join(out)
 
     def _stop(self) -> None:
         if self._queue is not None:

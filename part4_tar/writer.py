@@ -27,7 +27,7 @@ from . import tarformat
 from .errors import LayerError
 from .pipeline import BlobPipeline
 
-#: file data is copied in chunks of this size
+#: file data is read in pieces of this size (each one a progress report)
 CHUNK = 4 << 20
 #: extended attributes that are overlayfs bookkeeping, never image content
 PRIVATE_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
@@ -216,13 +216,12 @@ class LayerWriter:
             self._pipe.write(tarformat.header(bname, tarformat.REGTYPE, size=size, xattrs=xattrs, **common))
             left = size
             while left:
-                data = os.read(fd, min(CHUNK, left))
-                if not data:
-                    raise LayerError(f"{path}: shrank while the layer was written ({size - left} of {size} bytes)")
-                self._pipe.write(data)
-                left -= len(data)
+                n = self._pipe.read_from(fd, min(CHUNK, left))  # into the pipeline's own buffers
+                if n < min(CHUNK, left):
+                    raise LayerError(f"{path}: shrank while the layer was written ({size - left + n} of {size} bytes)")
+                left -= n
                 if self.meter is not None:
-                    self.meter(len(data))
+                    self.meter(n)
             self._pipe.write(tarformat.padding(size))
         except OSError as exc:
             raise LayerError(f"{path}: {exc.strerror}") from exc

@@ -29,7 +29,7 @@ COURSE = {"part1_overview.labkit", "part1_overview.course", "part3_go_style_buil
 #: 4 beyond RootDir, which reads the Dockerfile inside its context), archives, ADD's git and
 #: --output, part 2's chapter image and validator, and what those pull in
 TAR = {"tarfile", "part4_tar.writer", "part4_tar.extract", "part4_tar.blobinfo", "part4_tar.compression",
-       "part4_tar.pipeline"}
+       "part4_tar.pipeline", "part4_tar.pgzip", "part4_tar.buffers"}
 OPTIONAL = {"capstone.engine.gitsource", "capstone.engine.outputs", "capstone.engine.secretmounts",
             "part2_manual_oci.archive", "part2_manual_oci.busybox", "part2_manual_oci.validate",
             "part1_overview.host", "subprocess", "platform", "gzip"}

@@ -293,3 +293,94 @@ def test_zstd_layers_are_the_same_on_any_number_of_threads():
         outs.append(b"".join(c.compress(data[i:i + 1_000_000]) for i in range(0, len(data), 1_000_000)) + c.flush())
     assert outs[0] == outs[1] == outs[2]
     assert zstandard.ZstdDecompressor().decompressobj().decompress(outs[0]) == data
+
+
+def _slow_gzip(monkeypatch, delay: float = 0.004) -> None:
+    """pgzip's blocks each take ``delay`` seconds more: compression far slower than reading the
+    file, which is when read blocks would pile up if nothing held the reader back."""
+    import time
+
+    from part4_tar import pgzip
+
+    real = pgzip._backend()
+
+    def slow_compressobj(*args):
+        time.sleep(delay)
+        return real[0](*args)
+
+    monkeypatch.setattr(pgzip, "_backend", lambda: (slow_compressobj, *real[1:]))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_parallel_gzip_keeps_at_most_a_few_blocks_in_flight(monkeypatch, threads):
+    """However far compression lags behind the caller, ``compress`` returns with at most
+    AHEAD blocks per thread in flight and one being filled: it waits for the oldest block
+    instead of taking more input (a backlog that grew with the layer's size once held 275 MiB
+    of a 4 GiB file)."""
+    from part4_tar import pgzip
+
+    _slow_gzip(monkeypatch, 0.005)
+    data = _blocks_of_mixed_data(16)
+    limit = pgzip.AHEAD * threads + 1
+    g = pgzip.ParallelGzip(1, threads)
+    out = []
+    for i in range(0, len(data), 4 << 20):
+        out.append(g.compress(data[i:i + (4 << 20)]))
+        assert len(g._jobs) <= limit
+    blob = b"".join(out) + g.flush()
+    assert g.buffers.made <= limit
+    assert gzip.decompress(blob) == data
+
+
+def test_a_layer_takes_the_same_memory_whatever_the_size_of_its_file(tmp_path, monkeypatch):
+    """The tar bytes go round a fixed set of buffers (the pipeline's, then pgzip's blocks and
+    what each compresses to), so packing a file of 12 or 48 MiB stays within the same budget
+    (Python's own allocations, traced), even when compression lags far behind reading."""
+    import os
+    import random
+    import tracemalloc
+
+    from part4_tar import LayerWriter, pgzip
+    from part4_tar.pipeline import BUFFER, QUEUE_DEPTH
+
+    _slow_gzip(monkeypatch)
+    rng = random.Random(7)
+    blocks = pgzip.AHEAD * (os.cpu_count() or 1) + 1
+    budget = (QUEUE_DEPTH + 2) * BUFFER + 3 * blocks * pgzip.BLOCK + (8 << 20)  # blocks in, out, joined; slack
+    for mib in (12, 48):
+        root = tmp_path / f"tree{mib}"
+        root.mkdir()
+        with open(root / "big", "wb") as f:
+            for _ in range(mib):
+                f.write(rng.randbytes(1 << 20))  # incompressible: every block is a full block out
+        tracemalloc.start()
+        try:
+            with open(os.devnull, "wb") as out, LayerWriter(out, "gzip") as w:
+                w.add_tree(root)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < budget, (mib, peak, budget)
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_the_pipeline_and_its_gzip_reuse_a_bounded_set_of_buffers(monkeypatch, threads):
+    """Whatever the layer's size and however slow its compression, the pipeline makes at most
+    QUEUE_DEPTH + 2 buffers and pgzip at most AHEAD blocks per thread and one being filled,
+    and the blob is the same as one made on one thread."""
+    from part4_tar import pgzip
+    from part4_tar.pipeline import BUFFER, QUEUE_DEPTH, BlobPipeline
+
+    _slow_gzip(monkeypatch, 0.001)
+    data = _blocks_of_mixed_data(24)
+    blobs = []
+    for use_threads in (False, True):
+        out = io.BytesIO()
+        pipe = BlobPipeline(out, "gzip", threads=use_threads)
+        if use_threads:
+            pipe._compressor = pgzip.ParallelGzip(1, threads)
+        for i in range(0, len(data), 300_000):
+            pipe.write(data[i:i + 300_000])  # pieces that straddle the buffers
+        blobs.append((pipe.finish(), out.getvalue()))
+        assert pipe.buffers.made <= QUEUE_DEPTH + 2 and pipe.buffers.size == BUFFER
+        assert pipe._compressor.buffers.made <= pgzip.AHEAD * pipe._compressor._threads + 1
+    assert blobs[0] == blobs[1]
+    assert gzip.decompress(blobs[1][1]) == data
