@@ -87,6 +87,56 @@ def test_a_cache_exported_to_a_registry_runs_no_step_on_an_empty_store(registry,
     assert in_child(run) == 0 and out.read_text() == "the app\nmade-in-tools\n"
 
 
+def _blob_gets(registry: Registry, since: int) -> set[str]:
+    """The digests of the blobs the registry served since its ``since``-th request."""
+    return {path.rsplit("/", 1)[1] for method, path in registry.requests()[since:]
+            if method == "GET" and "/blobs/" in path}
+
+
+def test_a_fully_cached_build_fetches_the_layers_of_its_result_only(registry, tmp_path):
+    """A hit brings its manifest and config; the layers come once something reads them: here
+    only the result, stored whole. The tools stage's RUN layer, which the cached COPY --from
+    never reads, is never fetched; the hits whose layers came are in B's local cache."""
+    ctx = context(tmp_path)
+    ref = f"{registry.host}/cache/lazy:1"
+    store_a = Store.open(tmp_path / "A")
+    a = build(store_a, ctx, tags=["app:1"], network="none", cache_to=[f"type=registry,ref={ref},mode=max"])
+    result = {d.digest for d in store_a.manifest("app:1").layers}
+    index = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}"))
+    exported = {d.digest for e in index["manifests"] for d in store_a.read_manifest(e["digest"]).layers}
+    (tools_layer,) = exported - result  # the tools stage's RUN
+    start = len(registry.requests())
+    store_b = Store.open(tmp_path / "B")
+    other = elsewhere(ctx, tmp_path)
+    b = build(store_b, other, tags=["app:1"], network="none", cache_from=[ref])
+    assert b.ran == () and b.digest == a.digest
+    fetched = _blob_gets(registry, start)
+    assert tools_layer not in fetched and not store_b.has_blob(tools_layer)
+    assert all(store_b.has_blob(d) for d in result) and validate_layout(store_b.layout.path) == []
+    # a second build in B fetches nothing again: what it has stays, what it never read is not needed
+    again = build(store_b, other, tags=["app:2"], network="none", cache_from=[ref])
+    assert again.ran == () and again.digest == a.digest
+    assert not _blob_gets(registry, start) - fetched  # nothing fetched twice
+
+
+def test_a_step_after_hits_reads_their_layers_and_an_export_takes_every_one(registry, tmp_path):
+    """A RUN that misses after cached steps runs over their files (fetched for it); a
+    ``--cache-to`` of a build that imported hits exports the layers it never read too."""
+    ctx = context(tmp_path)
+    ref = f"{registry.host}/cache/after:1"
+    build(Store.open(tmp_path / "A"), ctx, network="none", cache_to=[f"type=registry,ref={ref},mode=max"])
+    changed = elsewhere(ctx, tmp_path)
+    (changed / "Dockerfile").write_text(DOCKERFILE.replace("ENV MODE=cached", "RUN wc -c /app/both > /app/size"))
+    out = f"{registry.host}/cache/after:2"
+    lines: list[str] = []
+    b = build(Store.open(tmp_path / "B"), changed, tags=["app:1"], network="none", cache_from=[ref],
+              cache_to=[f"type=registry,ref={out},mode=max"], log=lines.append)
+    assert [s.instruction for s in b.ran] == ["RUN wc -c /app/both > /app/size", 'CMD ["cat", "/app/both"]']
+    assert f"--cache-to {out}: 6 steps exported (mode=max)" in lines
+    c = build(Store.open(tmp_path / "C"), changed, tags=["app:1"], network="none", cache_from=[out])
+    assert c.ran == () and c.digest == b.digest
+
+
 PARALLEL = """\
 FROM capstone/busybox AS left
 RUN echo left > /left

@@ -323,6 +323,7 @@ class Builder:
                     self._adopt_snapshot(layer.diff_id, tmp, layer.descriptor)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
+        self.shared.complete(image)  # a --cache-from hit's layers come when its files are read
         return self.store.lowers(image) if image.layers else []
 
     def _write_copy_layer(self, plan: CopyPlan, staging: Path, view: RootfsView, *, read_later: bool = True):
@@ -460,7 +461,10 @@ class Builder:
             self.digests.spill_dir = scratch  # a big context's fresh rows wait on disk, not in memory
             try:
                 build_stages(self, self.build_stage)  # independent stages at the same time
-                return self.stages[self.plan.target].current
+                final = self.stages[self.plan.target].current
+                if self.shared.sources:
+                    self.shared.complete(final.image)  # the result is stored whole
+                return final
             finally:
                 self._reap_snapshots()
                 self._save_digests()
@@ -1256,6 +1260,10 @@ def _export_cache(store: BuildStore, spec: CacheSpec, shared: SharedCache, repor
     """One ``--cache-to``: a failure ends the build unless the spec says ``ignore-error=true``."""
     try:
         with store.session():
+            try:
+                shared.complete_entries()  # the layers of --cache-from hits the build never read
+            finally:
+                shared.close()
             _, count = export_cache(store, spec, shared.entries, options=registry, progress=transfers)
     except CapstoneError as e:
         if not spec.ignore_error:

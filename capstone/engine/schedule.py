@@ -234,7 +234,10 @@ class _Scheduler:
                                  f"({_status_text(status)}) without a result", None)}
         if "error" in outcome:
             raise _restore(outcome["error"])
-        image = StoredImage.open(b.store, outcome["digest"], b._layers_seen)
+        if b.shared.sources:  # a --cache-from hit's layers may be still to come (SharedCache.complete)
+            image = b.store.load_manifest(outcome["digest"], whole=False)
+        else:
+            image = StoredImage.open(b.store, outcome["digest"], b._layers_seen)
         stage = _Stage(child.planned, image, outcome["variables"], outcome["key"], outcome["label"])
         stage.digest = outcome["digest"]
         b.stages[child.planned.index] = stage

@@ -6,9 +6,11 @@
 keeps them). ``mode=min`` (the default, as BuildKit's) exports the steps of the stage that
 makes the result; ``mode=max`` those of every stage that was built. ``--cache-from
 type=registry,ref=...`` (or a bare ``REF``, or ``type=local,src=DIR[,tag=T]``) imports one: a
-step whose key is not in the local cache is looked up there, and on a hit its image (only
-what the store lacks of it) is fetched into the store and recorded in the local cache, so the
-step does not run. Several ``--cache-from`` are asked in order.
+step whose key is not in the local cache is looked up there, and on a hit the step does not
+run. Several ``--cache-from`` are asked in order. A hit brings only its image's manifest and
+config into the store; its layers (what the store lacks of them) come when a step reads the
+image's files or when the result is stored, all at once (:meth:`SharedCache.complete`), and
+the hit is recorded in the local cache once they are all there.
 
 **The format** (docs/cache.md), in the spirit of BuildKit's cache manifests but made only of
 what every registry stores: an OCI image index whose ``manifests`` are the step images'
@@ -247,53 +249,73 @@ class CacheSource:
 
     # answering a key
     def lookup(self, key: str) -> Image | None:
-        """The image recorded for ``key`` in this cache, now in the store (and in its local
-        cache), or None."""
+        """The image recorded for ``key`` in this cache, or None. Only its manifest and config
+        are brought into the store (what the keys after it and the image id need): its layers
+        come when something needs them (:meth:`SharedCache.complete`)."""
         desc = self.entries().get(key)
         if desc is None:
             return None
         if not self.store.has_blob(desc.digest):
-            self._fetch(desc)
-        image = self.store.load_manifest(desc.digest)
-        cache_record(self.store, key, image)
+            self._fetch_manifest(desc)
+        image = self.store.load_manifest(desc.digest, whole=False)
         self.hits += 1
         return image
 
-    def _fetch(self, desc: Descriptor) -> None:
-        """The manifest ``desc`` and what the store lacks of its config and layers."""
+    def _fetch_manifest(self, desc: Descriptor) -> None:
+        """The manifest ``desc`` and its config (the manifest last: it names the config)."""
         store = self.store
         if self.spec.type == "local":
-            source = self._layout
-            manifest = source.read_manifest(desc)
-            for blob in (manifest.config, *manifest.layers):
-                if not store.has_blob(blob.digest):
-                    with source.open_blob(blob) as f:
-                        store.put_blob(f, blob.media_type, expected_digest=blob.digest)
-            with source.open_blob(desc) as f:
+            manifest = self._layout.read_manifest(desc)
+            self.fetch([manifest.config])
+            with self._layout.open_blob(desc) as f:
                 store.put_blob(f, desc.media_type, expected_digest=desc.digest)
+            return
+        from ..refs import parse_name
+
+        ref = parse_name(self.spec.ref)
+        data, media_type, digest = self._registry_client().get_manifest(ref.repository, desc.digest, desc.size)
+        manifest = Manifest.from_json(json.loads(data), f"{self.spec}: {digest}")
+        self.fetch([manifest.config])
+        store.put_blob(data, media_type, expected_digest=digest)
+
+    def fetch(self, blobs: Sequence[Descriptor]) -> None:
+        """The ``blobs`` the store lacks, from this cache (from a registry several at a time,
+        each checked against its digest and size)."""
+        missing = [b for b in {b.digest: b for b in blobs}.values() if not self.store.has_blob(b.digest, b.size)]
+        if not missing:
+            return
+        if self.spec.type == "local":
+            for blob in missing:
+                with self._layout.open_blob(blob) as f:
+                    self.store.put_blob(f, blob.media_type, expected_digest=blob.digest)
             return
         from ..refs import parse_name
         from ..registry import fetch_blobs
         from ..registry.transfer import as_progress
 
-        ref = parse_name(self.spec.ref)
-        client = self._registry_client()
-        data, media_type, digest = client.get_manifest(ref.repository, desc.digest, desc.size)
-        manifest = Manifest.from_json(json.loads(data), f"{self.spec}: {digest}")
-        # only what the store lacks (the layers a step shares with the steps before it are here)
-        missing = [b for b in (manifest.config, *manifest.layers) if not store.has_blob(b.digest)]
-        fetch_blobs(self.store, client, ref.repository, missing, as_progress(self.progress),
-                    where=f"cache {self.spec}")
-        store.put_blob(data, media_type, expected_digest=digest)
+        fetch_blobs(self.store, self._registry_client(), parse_name(self.spec.ref).repository, missing,
+                    as_progress(self.progress), where=f"cache {self.spec}")
 
 
 class SharedCache:
     """What a build shares: the ``--cache-from`` sources it asks after the local cache, and
-    the entries of its steps for ``--cache-to``."""
+    the entries of its steps for ``--cache-to``.
+
+    A hit brings only its image's manifest and config into the store; the layers come when
+    :meth:`complete` is asked for an image: before a step reads its files (a RUN on it, a
+    ``COPY --from`` it), for the build's result, for a ``--cache-to`` export, several at a
+    time, where one step after another used to wait for its own. So a fully cached build
+    fetches the layers of its result only, never those of a stage it did not need to read.
+    A hit goes into the local cache once its layers are all in the store: an entry there
+    always names a whole image."""
 
     def __init__(self, sources: Sequence[CacheSource] = ()) -> None:
         self.sources = list(sources)
         self.entries: list[CacheEntry] = []
+        #: the source each layer of a hit was named by (layer digest -> source)
+        self._origin: dict[str, CacheSource] = {}
+        #: hits not yet in the local cache: their layers are not all in the store yet
+        self._unrecorded: list[tuple[str, Image]] = []
 
     def open(self) -> None:
         """Read every source's index now (a cache that is ignored says so before the first step)."""
@@ -304,8 +326,53 @@ class SharedCache:
         for source in self.sources:
             image = source.lookup(key)
             if image is not None:
+                for layer in image.layers:
+                    self._origin.setdefault(layer.descriptor.digest, source)
+                if self._whole(image):
+                    cache_record(source.store, key, image)
+                else:
+                    self._unrecorded.append((key, image))
                 return image
         return None
+
+    def complete(self, image: Image) -> None:
+        """Bring the layers of ``image`` the store lacks from the caches that named them, then
+        record in the local cache the hits that are whole now."""
+        if not self.sources:
+            return
+        store = self.sources[0].store
+        missing = [layer.descriptor for layer in image.layers
+                   if not store.has_blob(layer.descriptor.digest, layer.descriptor.size)]
+        if not missing and not self._unrecorded:
+            return
+        by_source: dict[CacheSource, list[Descriptor]] = {}
+        for desc in missing:
+            # no origin: a layer of this build's own image, which the first cache may hold
+            by_source.setdefault(self._origin.get(desc.digest, self.sources[0]), []).append(desc)
+        for source, blobs in by_source.items():
+            source.fetch(blobs)
+        self._record_whole()
+
+    def complete_entries(self) -> None:
+        """Every image of :attr:`entries` whole in the store (what ``--cache-to`` exports)."""
+        if not self.sources:
+            return
+        store = self.sources[0].store
+        for digest in {e.manifest.digest for e in self.entries}:
+            self.complete(store.load_manifest(digest, whole=False))
+
+    def _whole(self, image: Image) -> bool:
+        store = self.sources[0].store
+        return all(store.has_blob(layer.descriptor.digest, layer.descriptor.size) for layer in image.layers)
+
+    def _record_whole(self) -> None:
+        left = []
+        for key, image in self._unrecorded:
+            if self._whole(image):
+                cache_record(self.sources[0].store, key, image)
+            else:
+                left.append((key, image))
+        self._unrecorded = left
 
     def add(self, key: str, manifest: Descriptor, step: str, target: bool) -> None:
         self.entries.append(CacheEntry(key, manifest, step, target))
@@ -317,17 +384,21 @@ class SharedCache:
             source.forked()
         return len(self.entries), [source.hits for source in self.sources]
 
-    def since(self, start: tuple[int, list[int]]) -> tuple[list[CacheEntry], list[int]]:
-        """The entries added and the hits of each source since ``start`` (picklable)."""
+    def since(self, start: tuple[int, list[int]]) -> tuple[list[CacheEntry], list[int], dict[str, int]]:
+        """The entries added and the hits of each source since ``start``, and which source
+        named each layer of a hit (picklable)."""
         count, hits = start
-        return self.entries[count:], [source.hits - h for source, h in zip(self.sources, hits)]
+        origins = {digest: self.sources.index(source) for digest, source in self._origin.items()}
+        return self.entries[count:], [source.hits - h for source, h in zip(self.sources, hits)], origins
 
-    def merge(self, done: tuple[list[CacheEntry], list[int]]) -> None:
+    def merge(self, done: tuple[list[CacheEntry], list[int], dict[str, int]]) -> None:
         """Take in what a child's :meth:`since` gave."""
-        entries, hits = done
+        entries, hits, origins = done
         self.entries.extend(entries)
         for source, n in zip(self.sources, hits):
             source.hits += n
+        for digest, i in origins.items():
+            self._origin.setdefault(digest, self.sources[i])
 
     def close(self) -> None:
         for source in self.sources:

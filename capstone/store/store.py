@@ -291,10 +291,12 @@ class Store:
             raise ImageNotFound(f"no image {name_or_id!r} in the store {self.path}")
         return image_from_layout(self.layout, self.names.platform_manifest(desc, platform))
 
-    def load_manifest(self, digest: str) -> Image:
+    def load_manifest(self, digest: str, *, whole: bool = True) -> Image:
         """The image whose manifest is the blob ``digest`` (what a build cache entry names),
         read straight from that blob: none of the name and image id lookups of ``load``.
-        Raises ImageNotFound when the blob is missing or is not a manifest."""
+        Raises ImageNotFound when the blob is missing or is not a manifest; StoreError when a
+        layer's blob is missing, unless ``whole`` is False (a ``--cache-from`` hit, whose
+        layers come when something reads them)."""
         from part2_manual_oci import DigestError, LayoutError
 
         try:
@@ -303,7 +305,7 @@ class Store:
             raise ImageNotFound(f"no manifest {digest} in the store {self.path}: {e}") from None
         if desc.media_type not in mt.MANIFEST_TYPES:
             return self.load(digest)  # an index, or not an image: the full lookup decides
-        return image_from_layout(self.layout, desc)
+        return image_from_layout(self.layout, desc, whole=whole)
 
     def commit(self, image: Image, names: list[str]) -> Descriptor:
         """Store ``image`` (layers not yet here are copied and verified; present ones reused),
@@ -509,8 +511,9 @@ def _make_private(path: Path, *, own_root: bool) -> None:
             os.chmod(d, PRIVATE_MODE)
 
 
-def image_from_layout(layout: OCILayout, mdesc: Descriptor) -> Image:
-    """The image a manifest descriptor of ``layout`` names, its layers read in place."""
+def image_from_layout(layout: OCILayout, mdesc: Descriptor, *, whole: bool = True) -> Image:
+    """The image a manifest descriptor of ``layout`` names, its layers read in place (every
+    one there, unless not ``whole``: then the ones still missing are read once they come)."""
     manifest = layout.read_manifest(mdesc)
     config = layout.read_config(manifest)
     if len(manifest.layers) != len(config.rootfs_diff_ids):
@@ -518,7 +521,7 @@ def image_from_layout(layout: OCILayout, mdesc: Descriptor) -> Image:
                          f"config {len(config.rootfs_diff_ids)} diff_ids")
     layers = []
     for ld, diff_id in zip(manifest.layers, config.rootfs_diff_ids):
-        if not layout.has_blob(ld.digest):
+        if whole and not layout.has_blob(ld.digest):
             raise StoreError(f"{layout.path}: layer {ld.digest} of {mdesc.digest} is missing")
         media_type = mt.OCI_LAYER_GZIP if ld.media_type == mt.DOCKER_LAYER_GZIP else ld.media_type
         layers.append(Layer(replace(ld, media_type=media_type), diff_id, FileBlob(layout.blob_path(ld.digest))))
