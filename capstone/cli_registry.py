@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 
 from part1_overview import Narrator
@@ -74,6 +73,8 @@ def terminate_as_interrupt():
     """SIGTERM raises KeyboardInterrupt for the block, as ^C does: a pull or push that is
     stopped removes what it was writing (see capstone.registry.transfer) instead of dying
     with temporary files in the store."""
+    import signal  # pull, push, run: not a build's
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 

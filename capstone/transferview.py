@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from typing import IO
 
@@ -77,6 +76,8 @@ class LineView(TransferProgress):
     def __init__(self, stream: IO[str], *, interval: float | None = None) -> None:
         self.stream = stream
         self.interval = _interval() if interval is None else interval
+        import threading  # a view's lock: a quiet build shows none
+
         self._lock = threading.Lock()
         self._state: dict[str, list] = {}  # key -> [label, total, done, started, last line]
 
@@ -148,6 +149,8 @@ class BarView(TransferProgress):
                                  TransferSpeedColumn(), TimeRemainingColumn(), console=self.console)
         self._tasks: dict[str, int] = {}
         self._labels: dict[str, str] = {}
+        import threading
+
         self._lock = threading.Lock()
         self._live = False
 

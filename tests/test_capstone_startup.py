@@ -114,3 +114,24 @@ def test_a_cached_build_imports_no_step_machinery(store, tmp_path):
     assert packages(first, REGISTRY) == set()
     again = imported("--store", str(store.path), "build", "--network", "none", "-q", "-t", "startup", str(ctx))
     assert packages(again, REGISTRY | RUNTIME | UNION | COURSE | TAR | OPTIONAL) == set()
+
+
+#: what a build answered by the cache never needs either: signal handling (snapshot and stage
+#: children, pull, push, run), the secrets module (scratch names come from os.urandom), CSV
+#: (RUN --mount, --output, --cache-to values), threads (a progress view's lock, stages at the
+#: same time)
+NOT_ON_A_HIT = {"signal", "secrets", "csv", "threading"}
+
+
+def test_a_cached_build_imports_no_signal_secrets_csv_or_threads(store, tmp_path):
+    ctx = make_context(tmp_path / "ctx", (
+        "FROM capstone/busybox\n"
+        "WORKDIR /src\n"
+        "COPY a .\n"
+        "RUN cp a b\n"
+        "ENV X=1\n"
+        "CMD [\"cat\", \"b\"]\n"), {"a": "x"})
+    imported("--store", str(store), "build", "--network", "none", "-q", "-t", "startup-hit", str(ctx))
+    again = imported("--store", str(store), "build", "--network", "none", "-q", "-t", "startup-hit", str(ctx))
+    # an environment's start-up may import some of these itself (.pth files): not the build's
+    assert packages(again - interpreter_start_up(), NOT_ON_A_HIT) == set()

@@ -34,7 +34,6 @@ environment must fit in the kernel's 2 MiB for exec anyway.)
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from collections.abc import Iterable, Mapping
@@ -175,10 +174,14 @@ class _Scope:
 
 
 def _split_csv(text: str) -> list[str]:
+    import csv  # RUN --mount only
+
     return next(csv.reader([text]), []) if text else []
 
 
 def _join_csv(fields: list[str]) -> str:
+    import csv
+
     buf = io.StringIO()
     csv.writer(buf, lineterminator="").writerow(fields)
     return buf.getvalue()

@@ -44,7 +44,6 @@ import hashlib
 import heapq
 import marshal
 import os
-import secrets
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -282,7 +281,7 @@ class FileDigests:
         if not self._fresh or self.spill_dir is None:
             return
         rows = sorted(self._fresh.values(), key=_key_of)
-        path = self.spill_dir / f"digests-{secrets.token_hex(8)}"
+        path = self.spill_dir / f"digests-{os.urandom(8).hex()}"
         with open(path, "xb") as f:
             for i in range(0, len(rows), CHUNK_ROWS):
                 data = marshal.dumps(rows[i:i + CHUNK_ROWS])

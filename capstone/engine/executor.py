@@ -21,9 +21,7 @@ import dataclasses
 import functools
 import hashlib
 import os
-import secrets
 import shutil
-import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -317,7 +315,7 @@ class Builder:
                 continue
             plan = self._copy_plans.pop(layer.diff_id, None)
             if plan is not None and not self.store.has_snapshot(layer.diff_id):
-                tmp = self.scratch / f"snapshot-{secrets.token_hex(6)}"  # leased with the build
+                tmp = self.scratch / f"snapshot-{os.urandom(6).hex()}"  # leased with the build
                 try:
                     materialize(plan, tmp, source_date_epoch=self.source_date_epoch)
                     self._adopt_snapshot(layer.diff_id, tmp, layer.descriptor)
@@ -380,7 +378,9 @@ class Builder:
             return None
         if self.secrets is not None or plan.archives or (os.cpu_count() or 1) < 2:
             return None  # a relay thread runs (no fork), an archive to unpack, or one core
-        tmp = self.scratch / f"snapshot-{secrets.token_hex(6)}"  # leased with the build
+        import signal  # a build that forks a snapshot child, not a cached one
+
+        tmp = self.scratch / f"snapshot-{os.urandom(6).hex()}"  # leased with the build
         parent = os.getpid()
         try:
             pid = os.fork()
@@ -408,6 +408,8 @@ class Builder:
         leftovers removed) when the build ends. Whether the snapshot is in place."""
         pid, tmp = job
         if not keep:
+            import signal
+
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -456,7 +458,7 @@ class Builder:
         # what builds killed before us left (their scratch dirs, mounts below them) goes first;
         # ours is leased for as long as this process lives, so the next build can tell
         self.store.sweep()
-        with self.store.lease(self.store.tmp_dir, f"build-{secrets.token_hex(8)}") as scratch:
+        with self.store.lease(self.store.tmp_dir, f"build-{os.urandom(8).hex()}") as scratch:
             self.scratch = scratch
             self.digests.spill_dir = scratch  # a big context's fresh rows wait on disk, not in memory
             try:

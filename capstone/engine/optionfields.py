@@ -5,12 +5,12 @@ without case, each key once."""
 
 from __future__ import annotations
 
-import csv
-
 
 def option_fields(option: str, text: str, error: type[Exception]) -> dict[str, str]:
     """``{key: value}`` of ``text``, the value of ``option`` (keys lower-cased, values as
     given); ``error`` (``OPTION 'TEXT': why``) for a field without ``=`` or a key given twice."""
+    import csv  # a build with such an option only
+
     try:
         fields = next(csv.reader([text]))
     except (csv.Error, StopIteration):

@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -247,6 +245,8 @@ class _Scheduler:
         self.done.add(child.planned.index)
 
     def _stop_all(self) -> None:
+        import signal
+
         for child in self.children.values():
             signal.pidfd_send_signal(child.pidfd, signal.SIGTERM)
         for child in self.children.values():
@@ -268,6 +268,7 @@ def die_with_parent(parent: int) -> bool:
     """In a child the builder forked: SIGTERM when ``parent`` dies, however it dies (a child
     left running would hold the build's scratch lease); whether the parent is alive still."""
     import ctypes  # in the child only
+    import signal
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -276,6 +277,8 @@ def die_with_parent(parent: int) -> bool:
 
 def _child_setup(parent: int) -> None:
     """A stage child ends with the builder, and stops cleanly on SIGTERM (as on ^C)."""
+    import signal
+
     def stop(signum, frame):
         raise KeyboardInterrupt
 
@@ -343,6 +346,8 @@ class _Prefixed:
         self.prefix = f"[{self.pos}/{b.progress.stages}] ".encode()
         self.read_fd, self.write_fd = os.pipe()
         os.set_inheritable(self.write_fd, False)
+        import threading  # stages at the same time only
+
         self.thread = threading.Thread(target=self._relay, name=f"stage-{self.pos}-output", daemon=True)
         self.thread.start()
         b.run_output = self.write_fd

@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import os
 import re
-import secrets
 import shutil
 import tempfile
 import time
@@ -38,7 +37,7 @@ def lease(parent: Path, name: str | None = None, *, keep: bool = False) -> Itera
     lives. On exit the directory is removed, or with ``keep`` only its lease file (a
     container kept by ``run`` without ``--rm``)."""
     parent.mkdir(parents=True, exist_ok=True)
-    final = parent / (name or secrets.token_hex(8))
+    final = parent / (name or os.urandom(8).hex())
     pending = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + "lease-", dir=parent))
     fd = os.open(pending / LEASE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:

@@ -4,10 +4,10 @@ until nothing uses the blobs and snapshots it would remove."""
 
 from __future__ import annotations
 
+import _thread  # threading's RLock is this one: the module itself is not needed to make it
 import contextlib
 import fcntl
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +17,7 @@ class StoreLocks:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._mutex = threading.RLock()
+        self._mutex = _thread.RLock()
         self._lock_fd: int | None = None
         self._lock_depth = 0
         self._session_fd: int | None = None

@@ -10,7 +10,6 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import warnings
 from collections.abc import Callable, Container, Iterator
 from contextlib import AbstractContextManager
@@ -78,7 +77,7 @@ class Snapshots:
         from part7_union import extract_lower
 
         # leased: what a build killed midway leaves, the next build's sweep removes at once
-        with lease(self.directory, f"{TEMP_PREFIX}{digest_hex(diff_id)[:12]}-{secrets.token_hex(4)}") as tmp:
+        with lease(self.directory, f"{TEMP_PREFIX}{digest_hex(diff_id)[:12]}-{os.urandom(4).hex()}") as tmp:
             with contextlib.ExitStack() as stack:
                 raw = blob if blob is not None else stack.enter_context(self.layout.open_blob(layer))
                 reader = HashingReader(stack.enter_context(open_decompressed(raw)))
