@@ -214,10 +214,6 @@ class Names:
         """Tag ``descriptor`` with each of ``names`` (normalized): index.json last."""
         if not self.layout.has_blob(descriptor.digest):
             raise StoreError(f"cannot tag {descriptor.digest}: not in the store {self.where}")
-        # a build writes its step images without fsync (Store.commit): what a name reaches is
-        # made durable before index.json names it, so that a crash never leaves a name to a
-        # manifest, config or index the disk did not keep
-        make_durable(self.layout.blob_path(d) for d in self._metadata_blobs(descriptor))
         bare = plain(descriptor)
         wanted = {n: replace(bare, annotations={mt.ANNOTATION_REF_NAME: n}) for n in names}
 
@@ -228,6 +224,13 @@ class Names:
             present = {d.ref_name for d in kept}
             return replace(index, manifests=kept + tuple(d for n, d in wanted.items() if n not in present))
 
+        index = self.layout.index()
+        if renamed(index) == index:
+            return  # every name names it already: what they reach was made durable when they were set
+        # a build writes its step images without fsync (Store.commit): what a name reaches is
+        # made durable before index.json names it, so that a crash never leaves a name to a
+        # manifest, config or index the disk did not keep
+        make_durable(self.layout.blob_path(d) for d in self._metadata_blobs(descriptor))
         self.layout.update_index(renamed)
 
     def _metadata_blobs(self, descriptor: Descriptor) -> list[str]:
