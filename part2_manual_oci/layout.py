@@ -141,7 +141,8 @@ class OCILayout:
         return self.blobs_dir / digest_hex(digest)
 
     def has_blob(self, digest: str) -> bool:
-        return self.blob_path(digest).is_file()
+        # os.path on the string: a check per layer of an image, no Path made for each
+        return os.path.isfile(os.path.join(self.path, "blobs", "sha256", digest_hex(digest)))
 
     def put_blob(
         self,
