@@ -14,6 +14,7 @@ from support import make_context, quiet_build
 import capstone.store.store as store_module
 from capstone.store import Store
 from part2_manual_oci import OCILayout
+from part2_manual_oci import mediatypes as mt
 
 BASE_LAYERS = 12
 
@@ -77,3 +78,16 @@ def test_a_hit_whose_layer_blob_is_gone_is_a_miss(store, tmp_path):
     assert [(s.kind, s.cached) for s in again.steps if s.kind in ("WORKDIR", "COPY")] == \
         [("WORKDIR", True), ("COPY", False)]
     assert again.digest == first.digest and store.has_blob(copy.layer_digest)
+
+
+def test_a_base_in_docker_media_types_is_written_as_oci(store, tmp_path):
+    """A build of nothing but FROM commits its base: one in Docker's media types is written
+    again in OCI's (a new manifest), never named as the store has it."""
+    docker = store.convert(store.resolve("many:base"), oci_mediatypes=False)
+    assert docker.media_type == mt.DOCKER_MANIFEST
+    store.tag("docker:base", docker)
+    result = quiet_build(store, make_context(tmp_path / "ctx", "FROM docker:base\n"), tags=["plain:1"])
+    named = store.resolve("plain:1")
+    assert named.media_type == mt.OCI_MANIFEST and named.digest != docker.digest
+    assert result.digest == named.digest == store.commit(store.load("docker:base"), []).digest
+    assert result.image_id == store.image_id("plain:1")

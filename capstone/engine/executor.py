@@ -1228,10 +1228,11 @@ def _build_and_commit(store: BuildStore, plans: list[BuildPlan], make_builder, r
             desc = store.commit_index([image.image for image in images], names)
             return desc.digest, desc, steps
         final = images[0]
-        if final.stored is not None and final.stored.media_type in mt.MANIFEST_TYPES:
+        if final.committed is not None:
             # the image as the store has it (a cache hit): named, never made into a value again
-            return final.image_id, store.name_stored(replace(final.stored, platform=final.platform), names), steps
-        return final.image_id, store.commit(final.image, names), steps
+            return final.image_id, store.name_stored(replace(final.committed, platform=final.platform), names), steps
+        image = final.image  # its id is the config as the commit writes it (a pulled one may be spaced otherwise)
+        return image.config_descriptor.digest, store.commit(image, names), steps
 
 
 def _deliver(store: BuildStore, request: _Request, desc, image_id: str, reporter: Progress, shared: SharedCache, *,

@@ -157,7 +157,7 @@ class _Scheduler:
                 with _Prefixed(b, pos):
                     self.build_stage(pos, planned)
                 stage = b.stages[planned.index]
-                done = stage.current.stored  # a cache hit's image is stored as it is
+                done = stage.current.committed  # a cache hit's image is stored as it is
                 desc = done if done is not None else b.store.commit(stage.image, [])  # for the parent to load
                 b._reap_snapshots()
                 b.digests.spill()  # the builder merges the runs into the table it leaves

@@ -73,6 +73,12 @@ class StepImage:
         """The store's manifest descriptor when the image is one as it was stored."""
         raise NotImplementedError
 
+    @property
+    def committed(self) -> Descriptor | None:
+        """The stored manifest that committing the image would write again, byte for byte
+        (OCI media types throughout), so that naming it is the commit; None: ``commit`` it."""
+        return None
+
 
 class InMemory(StepImage):
     """A part 3 ``Image`` value (a step that ran, an image changed since it was loaded)."""
@@ -243,6 +249,15 @@ class StoredImage(StepImage):
 
     @property
     def stored(self) -> Descriptor:
+        return self._desc
+
+    @property
+    def committed(self) -> Descriptor | None:
+        # a Docker manifest, or Docker's layer type, is written as OCI's by a commit: a new manifest
+        if self._desc.media_type != mt.OCI_MANIFEST or any(
+                isinstance(layer, dict) and layer.get("mediaType") == mt.DOCKER_LAYER_GZIP
+                for layer in self._manifest["layers"]):
+            return None
         return self._desc
 
 
