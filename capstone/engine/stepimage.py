@@ -183,7 +183,7 @@ class StoredImage(StepImage):
             if seen is not None and layer_digest in seen:
                 continue
             if not store.has_blob(layer_digest):
-                raise LayoutError(f"layer {layer_digest} of {digest} is missing")
+                raise LayoutError(f"layer {layer_digest} of {digest} is missing ({store.blob_path(layer_digest)})")
             if seen is not None:
                 seen.add(layer_digest)
         found = cls(store, Descriptor(media_type, digest, store.blob_path(digest).stat().st_size), manifest, config,
