@@ -14,7 +14,7 @@ change to the builder removes). On a shared machine the minimum is the figure to
 load average is printed before and after.
 
 ``manylayers`` is hello's Dockerfile over a base of ``--base-layers`` layers (default 60: busybox
-and 59 COPY steps, with an ENV and a LABEL after each, so its history has 178 entries more),
+and 59 COPY steps, with an ENV and a LABEL after each, so its history has 177 entries more),
 made here in ``WORKDIR/ctx`` and built once into each store as ``manylayers-base:bench``: what a
 cache hit costs must not grow with the base's size.
 
