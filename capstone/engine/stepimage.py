@@ -15,7 +15,6 @@ naming its manifest: a fully cached build never makes one, whatever the size of 
 from __future__ import annotations
 
 from collections.abc import MutableSet
-from dataclasses import replace
 
 from part2_manual_oci import ContainerConfig, Descriptor, ImageConfig, LayoutError, ModelError, Platform, canonical_json
 from part2_manual_oci import mediatypes as mt
@@ -242,9 +241,10 @@ class StoredImage(StepImage):
         layers = self._manifest["layers"]
         if not layers or not history or not isinstance(history[-1], dict) or history[-1].get("empty_layer"):
             return None
-        desc = Descriptor.from_json(layers[-1], f"manifest {self._desc.digest}: layers[{len(layers) - 1}]")
-        if desc.media_type == mt.DOCKER_LAYER_GZIP:  # the same bytes: OCI's type, as loading names it
-            desc = replace(desc, media_type=mt.OCI_LAYER_GZIP)
+        doc = layers[-1]
+        if isinstance(doc, dict) and doc.get("mediaType") == mt.DOCKER_LAYER_GZIP:
+            doc = {**doc, "mediaType": mt.OCI_LAYER_GZIP}  # the same bytes: OCI's type, as loading names it
+        desc = Descriptor.from_json(doc, f"manifest {self._desc.digest}: layers[{len(layers) - 1}]")
         return Layer(desc, self._config["rootfs"]["diff_ids"][-1], FileBlob(self._store.blob_path(desc.digest)))
 
     @property
