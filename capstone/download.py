@@ -69,11 +69,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+
+from part1_overview import model
 
 from .errors import CapstoneError
 from .transferview import TransferProgress
@@ -162,7 +163,7 @@ ENVIRONMENT = {
 }
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Limits:
     """How long and how slow a transfer may be, and how big when nothing declared its size.
 
@@ -765,7 +766,7 @@ def run_parallel(jobs: Sequence[Callable[[threading.Event], T]], *, workers: int
 # -- a URL into a file ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Downloaded:
     """A file :func:`download` wrote: its ``path``, ``size``, ``digest`` (``ALGORITHM:hex``),
     the ``Last-Modified`` header (None when absent) and the ``url`` it came from at last

@@ -27,8 +27,9 @@ A reference can also name where an image is rather than what it is called
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from part1_overview import model
 
 from .errors import CapstoneError
 
@@ -70,7 +71,7 @@ class InvalidName(CapstoneError):
     """A string that is not an image name by Docker's rules (the message says why)."""
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class NameRef:
     """A normalized image name: ``registry/repository[:tag][@digest]``.
 

@@ -51,7 +51,6 @@ writes nothing produces an empty change set.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import os
@@ -63,6 +62,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 
+from part1_overview import replace
 from part2_manual_oci import env_to_dict
 from part4_tar import LayerInfo, RootDir, fd_path
 from part6_runtime import ContainerError, ContainerSpec, Mount, RuntimeSetupError, SpecError
@@ -335,8 +335,8 @@ def _attach_sources(spec: ContainerSpec, trees: dict[int, tuple[int, Path]], sys
             syscalls.move_mount(tree, to)
         finally:
             os.close(to)
-        mounts[i] = dataclasses.replace(mounts[i], source=os.open(point, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC))
-    return dataclasses.replace(spec, mounts=tuple(mounts))
+        mounts[i] = replace(mounts[i], source=os.open(point, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC))
+    return replace(spec, mounts=tuple(mounts))
 
 
 #: prctl(2): the signal this process gets when its parent dies

@@ -7,10 +7,10 @@ every part's source and checks that it keeps to this map.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from .models import asdict, model
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Part:
     """One chapter: the package, the blog post it mirrors, the idea, the command to run.
 
@@ -98,7 +98,7 @@ PARTS: tuple[Part, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Stage:
     """One stage of the way from a Dockerfile to an image, and the parts that do it."""
 

@@ -11,7 +11,8 @@ import platform
 import pwd
 import re
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+
+from .models import asdict, field, model, replace
 
 #: tools the course uses, and what for
 TOOLS: dict[str, str] = {
@@ -87,7 +88,7 @@ TOOL_PACKAGES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class HostReport:
     """The facts ``doctor()`` found."""
 
@@ -231,7 +232,7 @@ def doctor() -> HostReport:
     )
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class HostCheck:
     """One line of the host table: a feature, whether this host has it, who needs it, and
     what will not work without it (``if_missing``)."""

@@ -43,11 +43,11 @@ import time
 import traceback
 import types
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from .errors import CourseError
+from .models import field, model
 
 #: the message every hole raises, and how the checker recognises an untouched hole
 HOLE_MESSAGE = "lab task {number}: {title}"
@@ -65,7 +65,7 @@ class LabError(CourseError):
     """A lab that cannot be started or checked (a directory, a module, a task number)."""
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Task:
     """One task of a lab.
 
@@ -89,7 +89,7 @@ class Task:
         return HOLE_MESSAGE.format(number=self.number, title=self.title)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Lab:
     """A part's lab: the package, the modules the student gets, the tasks in order."""
 
@@ -115,7 +115,7 @@ class Lab:
         raise LabError(f"{self.package} has no lab task {number} (tasks: {', '.join(str(t.number) for t in self.tasks)})")
 
 
-@dataclass
+@model
 class LabContext:
     """What a check gets: the modules under test (the student's, or the course's with
     ``--solution``) by name, the course's own modules, and a fresh scratch directory."""
@@ -132,7 +132,7 @@ class LabContext:
             raise AttributeError(name) from None
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class TaskResult:
     number: int
     title: str
@@ -346,7 +346,7 @@ def student_modules(lab: Lab, directory: Path) -> dict[str, ModuleType]:
         name = f"_lab_{lab.package}_{_stem(filename)}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses and pickling look modules up by name
+        sys.modules[name] = module  # pickling (and a student's dataclasses) look modules up by name
         spec.loader.exec_module(module)
         out[_stem(filename)] = module
     return out

@@ -26,9 +26,10 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
+
+from part1_overview import model, replace
 
 from . import mediatypes as mt
 from .digest import HashingWriter
@@ -64,7 +65,7 @@ DIRECTORIES = {
 # -- step 1: the root filesystem -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Rootfs:
     """What ``make_rootfs`` made."""
 

@@ -8,7 +8,6 @@ course's, or the student's own once done) and runs ``validate_layout`` on the re
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import io
@@ -18,7 +17,7 @@ import stat
 import tarfile
 from pathlib import Path
 
-from part1_overview import Lab, LabContext, Task
+from part1_overview import Lab, LabContext, Task, replace
 
 from . import mediatypes as mt
 from .models import Descriptor, ImageConfig, Manifest, Platform
@@ -311,7 +310,7 @@ def check_add_manifest(ctx: LabContext) -> None:
 
     layout = ctx.layout.OCILayout.open(out)
     first = layout.read_manifest(entries[0]["digest"])
-    other = layout.put_json(dataclasses.replace(first, annotations={"lab": "another manifest"}), mt.OCI_MANIFEST)
+    other = layout.put_json(replace(first, annotations={"lab": "another manifest"}), mt.OCI_MANIFEST)
     layout.add_manifest(other, ref_name="v1")
     names = [m.get("annotations", {}).get(mt.ANNOTATION_REF_NAME) for m in json.loads((out / "index.json").read_text())["manifests"]]
     assert sorted(names) == ["latest", "v1"], f"after adding the tag v1, index.json must name latest and v1, it names {names}"
@@ -412,7 +411,7 @@ names one image); a manifest whose blob is not stored is refused with `BlobNotFo
 atomically, under the layout's lock.""",
              ("Concepts", "Experiments"),
              ("`self.update_index(change)` calls `change(index)` under the layout's lock and writes what it returns atomically.",
-              "`dataclasses.replace(descriptor, annotations=...)` and `dataclasses.replace(index, manifests=...)` make changed copies.",
+              "`replace(descriptor, annotations=...)` and `replace(index, manifests=...)` (`from part1_overview import replace`) make changed copies.",
               "`mediatypes.ANNOTATION_REF_NAME` is the annotation's name."),
              "index.json after naming latest, adding v1, re-pointing latest, and a manifest whose blob is missing; no files left beside "
              "index.json; validate_layout on the result.",

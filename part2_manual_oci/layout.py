@@ -22,9 +22,10 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from part1_overview import replace
 
 from . import mediatypes as mt
 from .atomic import TEMP_PREFIX, atomic_file, write_file_atomic

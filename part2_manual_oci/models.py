@@ -1,4 +1,4 @@
-"""The image spec's documents as frozen dataclasses: descriptor, image config, manifest, index.
+"""The image spec's documents as frozen models (part 1's ``@model``): descriptor, image config, manifest, index.
 
 snake_case attributes in Python, the spec's camelCase (and Docker's PascalCase) only inside
 ``to_json()`` / ``from_json()``. Every model keeps the keys it does not know in ``extra`` and
@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from part1_overview import field, model
 
 from . import mediatypes as mt
 from .errors import ModelError
@@ -125,7 +126,7 @@ def _schema_version(d: dict, where: str) -> None:
 
 
 def _dict_field():
-    # dicts make a dataclass unhashable: leave them out of the hash (equality still compares them)
+    # dicts make a frozen model unhashable: leave them out of the hash (equality still compares them)
     return field(default=None, hash=False)
 
 
@@ -141,7 +142,7 @@ _PLATFORM = (
 )
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Platform:
     """The platform an index entry's image runs on (``architecture``/``os`` as in GOARCH/GOOS)."""
 
@@ -177,7 +178,7 @@ _DESCRIPTOR = (
 )
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Descriptor:
     """A typed pointer to a blob: "the media type, the digest and the size of the target"."""
 
@@ -239,7 +240,7 @@ _CONTAINER = (
 )
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ContainerConfig:
     """The ``config`` object of an image config: what a runtime uses to start the container.
 
@@ -284,7 +285,7 @@ _HISTORY = (
 )
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class History:
     """One step of how the image was made; ``empty_layer`` steps added no layer (ENV, CMD...)."""
 
@@ -314,7 +315,7 @@ _IMAGE_CONFIG = (
 )
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ImageConfig:
     """The image config (``application/vnd.oci.image.config.v1+json``).
 
@@ -374,7 +375,7 @@ class ImageConfig:
 # -- manifest and index ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Manifest:
     """An image manifest: one config descriptor and the layer descriptors, bottom layer first.
 
@@ -425,7 +426,7 @@ class Manifest:
         )
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Index:
     """An image index: descriptors of manifests (or of nested indexes), e.g. one per platform.
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+
+from part1_overview import replace
 
 from . import mediatypes as mt
 from .errors import ModelError

@@ -20,9 +20,10 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from part1_overview import field, model
 
 from . import mediatypes as mt
 from ._compression import decompressing_reader, sniff
@@ -34,7 +35,7 @@ from .models import Descriptor, ImageConfig, Manifest
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 
 
-@dataclass
+@model
 class _LayerCheck:
     """What one config expects of one layer blob."""
 
@@ -43,7 +44,7 @@ class _LayerCheck:
     compression: str
 
 
-@dataclass
+@model
 class _Validator:
     root: Path
     problems: list[str] = field(default_factory=list)

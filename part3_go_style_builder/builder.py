@@ -24,9 +24,9 @@ import shlex
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from part1_overview import field, model, replace
 from part2_manual_oci import Descriptor, ImageConfig, rfc3339, write_file_atomic
 from part2_manual_oci import mediatypes as mt
 from part4_tar import extract_layer
@@ -53,7 +53,7 @@ def _check_id(workdir_id: str, what: str = "working folder id") -> str:
     return workdir_id
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class BuilderState:
     """What builder.json holds (cbt's field names in JSON).
 
@@ -98,7 +98,7 @@ class BuilderState:
             raise WorkdirError(f"{where}: not a cbt builder state (missing {e})") from None
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Workdir:
     """A working folder: ``path`` = ``$CBT_HOME/<id>``."""
 
@@ -287,7 +287,7 @@ def cbt_config(workdir_id: str, *, home: str | os.PathLike | None = None, comman
 # -- build -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class BuildResult:
     """What ``build`` wrote: the image value and its manifest descriptor in the target."""
 
@@ -388,7 +388,7 @@ def cbt_build(
 # -- run -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class RunPlan:
     """What ``cbt run`` runs, with every path checked: the layer folders as overlay lower
     directories (top first, as overlayfs lists them), the upper folder that receives the

@@ -14,7 +14,6 @@ member of an archive, a file): nothing is read until the image is written.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as _dt
 import functools
 import io
@@ -25,10 +24,10 @@ import shutil
 import tempfile
 import types
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from part1_overview import field, fields, is_model, model, replace
 from part2_manual_oci import (
     MAX_JSON_SIZE,
     BlobCorrupt,
@@ -108,12 +107,12 @@ _FROZEN_TYPES = frozenset({FrozenDict, FrozenList, str, bytes, int, bool, float,
 
 @functools.cache
 def _init_fields(cls: type) -> tuple[str, ...]:
-    """The names of a dataclass's ``__init__`` fields (what ``replace`` takes)."""
-    return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+    """The names of a model's ``__init__`` fields (what ``replace`` takes)."""
+    return tuple(f.name for f in fields(cls) if f.init)
 
 
 def freeze(value):
-    """``value`` with every dict and list inside it (through dataclasses and tuples) made
+    """``value`` with every dict and list inside it (through models and tuples) made
     read-only. Already frozen parts are kept as they are, so freezing a frozen value is cheap
     and returns the same object. (A cache hit loads an image whose config holds the base's
     whole history: this walk runs over every entry of it at every step.)"""
@@ -126,7 +125,7 @@ def freeze(value):
     if type(value) is tuple:
         items = tuple(freeze(item) for item in value)
         return value if all(a is b for a, b in zip(items, value)) else items
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if is_model(value) and not isinstance(value, type):
         changes = {}
         for name in _init_fields(type(value)):
             old = getattr(value, name)
@@ -141,7 +140,7 @@ def freeze(value):
 # -- where a layer's bytes are -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class FileBlob:
     """A blob in a file of its own (a layer just written, or a blob of a layout)."""
 
@@ -198,7 +197,7 @@ def _open_member(archive: Path, name: str) -> BinaryIO:
         raise
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ArchiveBlob:
     """A blob inside an oci-archive (a tar of a layout), read in place without extracting."""
 
@@ -215,7 +214,7 @@ class ArchiveBlob:
 BlobSource = FileBlob | ArchiveBlob
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Layer:
     """One layer of an image: its descriptor (digest of the stored bytes), its diff_id (digest
     of the uncompressed tar) and where the bytes are."""
@@ -395,11 +394,11 @@ def _entry_with_digest(reader, digest: str) -> Descriptor:
 # -- the value -----------------------------------------------------------------------------------
 
 _TOP_LEVEL = ("os", "architecture", "variant", "os_version", "author")
-_CONTAINER_FIELDS = tuple(f.name for f in dataclasses.fields(ContainerConfig) if f.name != "extra")
+_CONTAINER_FIELDS = tuple(f.name for f in fields(ContainerConfig) if f.name != "extra")
 _SEQUENCE_FIELDS = ("env", "entrypoint", "cmd", "on_build", "shell")
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Image:
     """An image: its config and its layers, bottom first. Immutable; changes make new images.
 

@@ -33,7 +33,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+
+from part1_overview import field, model, replace
 
 from .errors import AmbiguousImage, ImageNotFound, InvalidReference
 
@@ -53,7 +54,7 @@ _IMAGE = re.compile(rf"^{_COMPONENT}(?::[0-9]+/{_COMPONENT})?(?:/{_COMPONENT})*$
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tar.zst", ".tar.xz", ".tar.bz2", ".tgz", ".tar", ".oci")
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ImageReference:
     """A parsed reference: where the image is (``transport``, ``path``) and its name in there.
 

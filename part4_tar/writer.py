@@ -20,8 +20,9 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import BinaryIO
+
+from part1_overview import model
 
 from . import tarformat
 from .errors import LayerError
@@ -33,7 +34,7 @@ CHUNK = 4 << 20
 PRIVATE_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class LayerInfo:
     """What identifies a layer blob: the digest and size of its bytes, and its diff_id.
 

@@ -20,8 +20,9 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+
+from part1_overview import model
 
 from . import syscalls
 from .idmap import current_user_mapping
@@ -33,7 +34,7 @@ from .syscalls import CloneFlags, MountFlags
 DEMO_USER = "alice"
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Comparison:
     """What one namespace demonstration observed."""
 

@@ -26,8 +26,9 @@ import pwd
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from part1_overview import model
 
 from .errors import IdMapError
 
@@ -39,7 +40,7 @@ CAP_SETGID = 6
 CAP_SETUID = 7
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class IdMap:
     """One line of /proc/PID/uid_map or gid_map: ids ``inside..inside+count-1`` are
     ``outside..outside+count-1`` in the parent namespace."""

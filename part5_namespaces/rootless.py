@@ -26,7 +26,8 @@ import pwd
 import shutil
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from part1_overview import model
 
 from .idmap import (
     SUBGID_FILE,
@@ -49,7 +50,7 @@ INITIAL_MAP = (IdMap(0, 0, 4294967295),)
 SINGLE_LIMITS = "files of other owners, chown to them and a non-root USER cannot work"
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class UserNamespaceMapping:
     """The uid and gid maps an unprivileged ``user`` gets for a user namespace of its own.
 

@@ -6,13 +6,12 @@ part6_runtime pivot`` shows pivot_root with a put_old directory beside pivot_roo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import os
 import sys
 import tempfile
 
-from part1_overview import Narrator, lab_main, run_cli
+from part1_overview import Narrator, lab_main, replace, run_cli
 from part5_namespaces import UserNamespaceMapping, in_user_namespace, rootless_mapping
 
 from . import ContainerSpec, Limits, Mount, RuntimeSetupError, load_bundle, make_busybox_rootfs, parse_size, run
@@ -36,7 +35,7 @@ def rootless(spec: ContainerSpec) -> ContainerSpec:
     userns = user_namespace()
     if userns is None or spec.uid_maps:
         return spec
-    return dataclasses.replace(spec, uid_maps=userns.uid_maps, gid_maps=userns.gid_maps)
+    return replace(spec, uid_maps=userns.uid_maps, gid_maps=userns.gid_maps)
 
 
 def _run_captured(spec: ContainerSpec, on_step=None) -> tuple[int, str]:
@@ -240,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 err.warn(w)
             if spec.terminal and not sys.stdin.isatty():
                 err.warn("process.terminal is true but stdin is not a terminal: running without one")
-                spec = dataclasses.replace(spec, terminal=False)
+                spec = replace(spec, terminal=False)
         else:
             spec = _spec_from_args(args)
         userns = user_namespace()
@@ -251,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = delegation_problem(spec.limits)
         if problem is not None:
             err.warn(f"part6_runtime: note: {problem}: running without --memory, --pids and --cpus")
-            spec = dataclasses.replace(spec, limits=Limits(rlimits=spec.limits.rlimits))
+            spec = replace(spec, limits=Limits(rlimits=spec.limits.rlimits))
         return run(spec)
     except RuntimeSetupError as e:
         err.warn(f"part6_runtime: {e}")

@@ -31,9 +31,9 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from part1_overview import field, model
 from part5_namespaces import in_user_namespace, syscalls
 
 from .devices import DeviceRule, device_filter
@@ -53,7 +53,7 @@ def cgroup_version(root: Path | None = None) -> int:
     return 2 if ((root or CGROUP_ROOT) / "cgroup.controllers").exists() else 1
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Hierarchy:
     """A mounted v1 hierarchy: its name under /sys/fs/cgroup (``cpu``, ``cpu,cpuacct``,
     ``systemd``) and the mount options that name it (``cpu,cpuacct``, ``name=systemd``)."""
@@ -160,7 +160,7 @@ def _write(path: Path, value: str) -> None:
         raise CgroupError(f"writing {value!r} to {path}: {os.strerror(e.errno)}") from e
 
 
-@dataclass
+@model
 class Cgroup:
     """The cgroup directories of one container (one per v1 hierarchy, or one v2 directory).
 

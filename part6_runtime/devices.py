@@ -23,7 +23,8 @@ Two kernels' ways to say it:
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+
+from part1_overview import model
 
 #: what the cgroup v2 program sees (struct bpf_cgroup_dev_ctx): access_type = access << 16 | type
 BPF_DEVCG_ACC_MKNOD, BPF_DEVCG_ACC_READ, BPF_DEVCG_ACC_WRITE = 1, 2, 4
@@ -33,7 +34,7 @@ _ACCESS_BITS = {"m": BPF_DEVCG_ACC_MKNOD, "r": BPF_DEVCG_ACC_READ, "w": BPF_DEVC
 _TYPE_BITS = {"b": BPF_DEVCG_DEV_BLOCK, "c": BPF_DEVCG_DEV_CHAR}
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class DeviceRule:
     """One device cgroup rule, as in the runtime spec's ``linux.resources.devices``: ``type``
     ``a`` (all), ``b`` or ``c``; ``major``/``minor`` None for any; ``access`` from ``rwm``."""

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno as errno_
 import fcntl
 import functools
@@ -35,6 +34,7 @@ import tty
 from collections.abc import Callable
 from typing import IO
 
+from part1_overview import replace
 from part4_tar import LayerError, RootDir
 from part5_namespaces import CloneFlags, NamespaceError, spawn, syscalls
 
@@ -507,7 +507,7 @@ def _raise_setup_failure(reporter: _Reporter, code: int) -> None:
         raise RuntimeSetupError("namespaces", ContainerError(f"the container's process exited ({code}) before its first setup step"))
 
 def _replace(plan: Plan, **changes) -> Plan:
-    return dataclasses.replace(plan, **changes)
+    return replace(plan, **changes)
 
 
 def _close_quietly(fd: int) -> None:

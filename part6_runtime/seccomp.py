@@ -24,8 +24,8 @@ import ctypes
 import os
 import platform
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from part1_overview import model
 from part5_namespaces import syscalls
 
 # -- Docker's default profile, as data -------------------------------------------------------
@@ -281,7 +281,7 @@ def profile_json(capabilities: Iterable[str], machine: str | None = None) -> dic
     }
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Program:
     """A compiled filter: the BPF instructions (``struct sock_filter`` array, 8 bytes each) as
     libseccomp exports them, with the number of rules added and the names it skipped."""

@@ -36,8 +36,8 @@ import signal
 import socket
 import stat
 import sys
-from dataclasses import dataclass, field
 
+from part1_overview import field, model
 from part4_tar import RootDir
 from part5_namespaces import (
     CloneFlags,
@@ -102,7 +102,7 @@ _STATVFS_FLAGS = (
 )
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Plan:
     """What the parent resolved for the child: paths, ids, environment, file descriptors."""
 
@@ -132,7 +132,7 @@ class Plan:
     seccomp_program: seccomp.Program | None = None
 
 
-@dataclass
+@model
 class Context:
     """The state the steps share inside the container's process."""
 

@@ -1,6 +1,6 @@
 """The container spec: what to run, and the safe defaults a runtime owes its users.
 
-A ``ContainerSpec`` is a value (a frozen dataclass): the capstone builds one per RUN step, the
+A ``ContainerSpec`` is a value (a frozen model, part 1's ``@model``): the capstone builds one per RUN step, the
 chapter script builds one from the command line, and ``spec_from_bundle`` builds one from an
 OCI runtime bundle's config.json. Nothing here touches the kernel.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from os import PathLike, fspath
 
+from part1_overview import field, model
 from part5_namespaces import IdMap
 
 from .devices import DEFAULT_DEVICE_RULES, DeviceRule
@@ -85,7 +85,7 @@ RLIMIT_NAMES = (
 )
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Mount:
     """An extra mount: ``bind`` (``source`` is a host path) or ``tmpfs``.
 
@@ -124,7 +124,7 @@ class Mount:
         return f"/proc/self/fd/{self.source}" if isinstance(self.source, int) else self.source
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Limits:
     """Resource limits: memory in bytes, a number of processes, CPUs (1.5 = one and a half
     CPUs of time per period) through cgroups; ``rlimits`` maps a name (``nofile``) to
@@ -158,7 +158,7 @@ class Limits:
         return self.memory is not None or self.pids is not None or self.cpus is not None
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class CapabilitySets:
     """The five capability sets of a process, by name (``CAP_CHOWN``), as in the runtime spec."""
 
@@ -177,7 +177,7 @@ class CapabilitySets:
         return cls(bounding=names, effective=names if root else (), permitted=names if root else ())
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ContainerSpec:
     """Everything the runtime needs to start one container.
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 
+from part1_overview import model
 from part4_tar import RootDir, UnsafePathError
 
 from .errors import SpecError
@@ -20,7 +20,7 @@ from .errors import SpecError
 MAX_DB_BYTES = 4 << 20
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ResolvedUser:
     uid: int
     gid: int

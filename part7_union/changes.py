@@ -22,10 +22,10 @@ import filecmp
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from part1_overview import model
 from part4_tar import LayerInfo, LayerWriter
 
 from .errors import ChangesError
@@ -42,7 +42,7 @@ class ChangeKind(str, enum.Enum):
     OPAQUE = "O"
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Change:
     """``kind`` of change at ``path`` (relative, "/"-separated, no leading "./")."""
 

@@ -18,16 +18,16 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from part1_overview import model
 from part4_tar import RootDir, copy_data, fd_path
 
 from .errors import SnapshotError
 from .whiteouts import is_opaque, is_whiteout, read_xattrs
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Node:
     """One entry of a merged tree: ``rel`` ("a/b"; "" for the root), the real ``path`` that
     provides it, its lstat, and for a directory the layer directories merged into it."""

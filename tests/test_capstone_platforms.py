@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from registry_server import Registry
 from support import capstone, capstone_inspect, capstone_run, make_context, skopeo
 
 from capstone.store import Store
+from part1_overview import replace
 from part2_manual_oci import Index, OCILayout, Platform, build_busybox_image, elf_platform, host_platform, validate_layout
 from part2_manual_oci import mediatypes as mt
 

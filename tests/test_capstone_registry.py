@@ -14,7 +14,6 @@ import json
 import os
 import threading
 import time
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -28,6 +27,7 @@ from capstone.download import NetworkError
 from capstone.registry import ManifestUnknown, RegistryAuthError, RegistryClient, pull, push
 from capstone.runner import run_image
 from capstone.store import Store
+from part1_overview import replace
 from part2_manual_oci import Index, Platform, validate_layout
 from part2_manual_oci import mediatypes as mt
 

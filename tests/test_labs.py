@@ -172,9 +172,9 @@ def test_the_functions_a_task_names_exist(package):
 
 def test_a_hole_that_no_longer_exists_is_reported_by_name(monkeypatch):
     lab = lab_of("part1_overview")
-    import dataclasses
+    from part1_overview import replace
 
-    broken = dataclasses.replace(lab, tasks=(dataclasses.replace(lab.tasks[0], holes=("quiz.py:renamed_meanwhile",)),))
+    broken = replace(lab, tasks=(replace(lab.tasks[0], holes=("quiz.py:renamed_meanwhile",)),))
     with pytest.raises(LabError, match=r"quiz.py has no function renamed_meanwhile \(the code changed: update part1_overview/lab.py\)"):
         starter_sources(broken)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import importlib.util
 import io
 import json
@@ -17,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from part1_overview import PARTS, PIPELINE, HostReport, Narrator, cgroup_version, doctor, host_checks
+from part1_overview import PARTS, PIPELINE, HostReport, Narrator, cgroup_version, doctor, host_checks, replace
 from part1_overview.__main__ import tour
 from part1_overview.host import IF_MISSING, OPTIONAL_TOOLS, TOOL_PACKAGES, TOOLS, _kernel_at_least, _subuid_ranges
 
@@ -248,7 +247,7 @@ def test_json_piped_into_head_prints_the_first_line():
 
 
 def _report_without_anything() -> HostReport:
-    return dataclasses.replace(
+    return replace(
         doctor(),
         root=False,
         user_namespaces=False,

@@ -26,8 +26,9 @@ text of ``[...]`` classes (so ``[\\d]`` would mean a digit there), this module k
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from part1_overview import model
 
 from ..errors import ContextError, IgnoreFileError
 from .pathmatch import PathPattern, PatternSyntaxError
@@ -141,7 +142,7 @@ def _is_there(path: Path) -> bool:
     return os.path.lexists(path) and not path.is_dir()
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Pattern:
     """One cleaned pattern of a .dockerignore; ``exclusion`` is True for ``!pattern``."""
 

@@ -37,8 +37,8 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 
+from part1_overview import replace
 from part2_manual_oci import Platform, PlatformError, format_platform, host_platform, normalize_platform, parse_platform
 
 from ..errors import BuildArgError, DockerfileError, ExpansionError

@@ -23,7 +23,8 @@ there (the first one counts). :func:`detect_directives` is that reading.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from part1_overview import model
 
 from ..errors import CapstoneError
 from .instructions import Directive
@@ -73,7 +74,7 @@ class DirectiveScanner:
         return directive
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class CheckOptions:
     """The ``# check=`` directive (and ``--check``): which build checks run and how."""
 

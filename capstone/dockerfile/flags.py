@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from part1_overview import model
 
 from ..errors import CapstoneError
 
@@ -72,7 +73,7 @@ def with_suggestion(message: str, word: str, options: Iterable[str],
     return f"{message} (did you mean {near}?)" if near else message
 
 
-@dataclass
+@model
 class _Value:
     kind: str
     value: str | None = None

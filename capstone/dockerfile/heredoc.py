@@ -16,14 +16,15 @@ Only the words are found here; the parser reads the bodies.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from part1_overview import model
 
 from .nodes import GO_SPACE
 
 HEREDOC_RE = re.compile(r"(\d*)<<(-?)([^<]*)")
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class HeredocWord:
     """A ``<<EOF`` word: the terminator ``name``, whether the body is expanded, ``<<-``, fd."""
 

@@ -1,4 +1,4 @@
-"""The typed instruction model: one frozen dataclass per Dockerfile instruction.
+"""The typed instruction model: one frozen model (part 1's ``@model``) per Dockerfile instruction.
 
 The parser (``parser.py``) turns text into these values; nothing here parses or expands.
 Every value keeps what BuildKit's ``instructions`` package keeps, *raw*: words, flag values,
@@ -21,11 +21,12 @@ Instructions are grouped into stages by :class:`Dockerfile`: ARGs before the fir
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import ClassVar
 
+from part1_overview import field, model
 
-@dataclass(frozen=True)
+
+@model(frozen=True)
 class SourceRange:
     """Lines ``start``..``end`` (1-based, inclusive) of the Dockerfile."""
 
@@ -36,7 +37,7 @@ class SourceRange:
         return str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Heredoc:
     """A here-document attached to RUN, COPY or ADD (``<<EOF`` ... ``EOF``).
 
@@ -61,7 +62,7 @@ class Heredoc:
         return "".join(line.lstrip("\t") for line in self.content.splitlines(keepends=True))
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class KeyValue:
     """One ``key=value`` of ENV or LABEL, raw. ``legacy`` marks the old ``ENV key value`` form."""
 
@@ -70,7 +71,7 @@ class KeyValue:
     legacy: bool = False
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ArgDecl:
     """One name of an ARG instruction: ``NAME`` (``default`` None) or ``NAME=default`` (raw)."""
 
@@ -78,7 +79,7 @@ class ArgDecl:
     default: str | None = None
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class CommandLine:
     """The command of RUN, CMD or ENTRYPOINT (and HEALTHCHECK CMD).
 
@@ -91,7 +92,7 @@ class CommandLine:
     shell_form: bool
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Instruction:
     """What every instruction has. ``keyword`` is the upper-case instruction name."""
 
@@ -113,7 +114,7 @@ class Instruction:
 # -- stages --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class From(Instruction):
     """``FROM [--platform=P] image [AS name]``: starts a stage.
 
@@ -133,7 +134,7 @@ class From(Instruction):
 # -- commands ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Run(Instruction):
     """``RUN [--mount=...]... [--network=N] [--security=S] command``.
 
@@ -151,7 +152,7 @@ class Run(Instruction):
     security: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Cmd(Instruction):
     """``CMD ["exe", "arg"]`` / ``CMD command``: the default command of the image."""
 
@@ -160,7 +161,7 @@ class Cmd(Instruction):
     command: CommandLine
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Entrypoint(Instruction):
     """``ENTRYPOINT ["exe"]`` / ``ENTRYPOINT command``. ``command.args`` is empty for
     ``ENTRYPOINT []`` (which clears the entrypoint)."""
@@ -170,7 +171,7 @@ class Entrypoint(Instruction):
     command: CommandLine
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Shell(Instruction):
     """``SHELL ["executable", "param"]`` (JSON only): the shell for shell-form commands."""
 
@@ -179,7 +180,7 @@ class Shell(Instruction):
     shell: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Env(Instruction):
     """``ENV k=v ...`` or legacy ``ENV k v`` (the rest of the line is the value)."""
 
@@ -189,7 +190,7 @@ class Env(Instruction):
     pairs: tuple[KeyValue, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Label(Instruction):
     """``LABEL k=v ...`` (same word rules as ENV)."""
 
@@ -199,7 +200,7 @@ class Label(Instruction):
     pairs: tuple[KeyValue, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Maintainer(Instruction):
     """``MAINTAINER name`` (deprecated; sets the image's ``author``)."""
 
@@ -208,7 +209,7 @@ class Maintainer(Instruction):
     maintainer: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Expose(Instruction):
     """``EXPOSE port[/proto] ...`` (raw words, sorted as BuildKit sorts them)."""
 
@@ -218,7 +219,7 @@ class Expose(Instruction):
     ports: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Copy(Instruction):
     """``COPY [--from=S] [--chown=U:G] [--chmod=M] [--link] [--parents] [--exclude=P]... src... dest``.
 
@@ -241,7 +242,7 @@ class Copy(Instruction):
     exclude: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Add(Instruction):
     """``ADD [--chown] [--chmod] [--link] [--keep-git-dir] [--checksum=D] [--unpack[=B]]
     [--exclude=P]... src... dest``. ``unpack`` is None when not given (the default depends on
@@ -262,7 +263,7 @@ class Add(Instruction):
     exclude: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Volume(Instruction):
     """``VOLUME ["/a", "/b"]`` or ``VOLUME /a /b``."""
 
@@ -272,7 +273,7 @@ class Volume(Instruction):
     volumes: tuple[str, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class User(Instruction):
     """``USER user[:group]``."""
 
@@ -282,7 +283,7 @@ class User(Instruction):
     user: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Workdir(Instruction):
     """``WORKDIR path``."""
 
@@ -292,7 +293,7 @@ class Workdir(Instruction):
     path: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Arg(Instruction):
     """``ARG NAME[=default] ...``: declares build arguments (several per line)."""
 
@@ -301,7 +302,7 @@ class Arg(Instruction):
     args: tuple[ArgDecl, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Stopsignal(Instruction):
     """``STOPSIGNAL signal`` (name like ``SIGTERM`` or a number; raw)."""
 
@@ -311,7 +312,7 @@ class Stopsignal(Instruction):
     signal: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Healthcheck(Instruction):
     """``HEALTHCHECK NONE`` or ``HEALTHCHECK [opts] CMD command``.
 
@@ -330,7 +331,7 @@ class Healthcheck(Instruction):
     retries: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@model(frozen=True, kw_only=True)
 class Onbuild(Instruction):
     """``ONBUILD <instruction>``: a trigger stored in the image, run by child builds.
 
@@ -356,7 +357,7 @@ INSTRUCTION_TYPES: dict[str, type[Instruction]] = {
 # -- the whole file --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Directive:
     """A parser directive from the top of the file (``# syntax=...``, ``# escape=``,
     ``# check=...``); ``name`` lower case, ``value`` as written."""
@@ -366,7 +367,7 @@ class Directive:
     line: int
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ParseWarning:
     """Something legal but suspicious (BuildKit's lint names, e.g. ``NoEmptyContinuation``)."""
 
@@ -375,7 +376,7 @@ class ParseWarning:
     line: int
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Stage:
     """One build stage: its FROM and the instructions up to the next FROM.
 
@@ -397,7 +398,7 @@ class Stage:
         return SourceRange(self.from_.location.start, last.end)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Dockerfile:
     """A parsed Dockerfile.
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from part1_overview import model
 
 from ..errors import CapstoneError
 from .flags import with_suggestion
@@ -42,7 +43,7 @@ class MountSyntaxError(CapstoneError):
     """The --mount value breaks a rule; the parser adds the file and line."""
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Mount:
     """One ``RUN --mount``: BuildKit's ``instructions.Mount``."""
 

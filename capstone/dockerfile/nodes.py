@@ -27,7 +27,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from part1_overview import model
 
 from ..errors import CapstoneError
 from .instructions import Heredoc
@@ -54,7 +55,7 @@ class LineError(CapstoneError):
     """A rule of a line parser is broken; the parser adds the file and line."""
 
 
-@dataclass(frozen=True, slots=True)
+@model(frozen=True)
 class Node:
     """One instruction of the syntax tree.
 

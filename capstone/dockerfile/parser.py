@@ -22,8 +22,9 @@ come before the first FROM, and there must be a FROM.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from part1_overview import model
 
 from ..errors import ParseError
 from .commands import InstructionError, instruction_from_node
@@ -45,7 +46,7 @@ MAX_LINE_BYTES = 65535
 _SPACES = GO_SPACE_CHARS
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class SyntaxTree:
     """The parser's first result: nodes plus what the line layer learnt (directives, escape)."""
 

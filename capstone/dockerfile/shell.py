@@ -32,7 +32,8 @@ result is made, at every level of nesting and inside ``${v//p/r}``, so the work 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+
+from part1_overview import model
 
 from ..errors import ExpansionError
 from .dump import go_quote
@@ -58,7 +59,7 @@ _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 _REPLACEMENT_CHAR = "\ufffd"  # what Go prints for string(EOF)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Expansion:
     """The result of expanding one word: the text, its words, and which variables it used."""
 

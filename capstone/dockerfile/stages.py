@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
+
+from part1_overview import model
 
 from ..errors import StageError
 from .instructions import Copy, Dockerfile, Instruction, Run, Stage
@@ -41,7 +42,7 @@ def no_expansion(word: str, stage: Stage | None, instruction: Instruction) -> st
     return word
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class StageRef:
     """One reference from a stage: ``kind`` is ``"from"``, ``"copy"`` or ``"mount"``;
     ``text`` the (expanded) reference; ``stage`` the index it resolves to, or None for an
@@ -53,7 +54,7 @@ class StageRef:
     line: int
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class StageNode:
     """A stage and its references. ``base`` is the expanded FROM name; ``base_stage`` the
     stage index it names (None: an image, or ``scratch``)."""
@@ -77,7 +78,7 @@ class StageNode:
         return frozenset(r.stage for r in self.refs if r.stage is not None)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class StagePlan:
     """What to build for a target: ``order`` (stage indexes, dependencies first, ending with
     the target) and ``skipped`` (stages the target does not need)."""
@@ -87,7 +88,7 @@ class StagePlan:
     skipped: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class StageGraph:
     file: str
     nodes: tuple[StageNode, ...]

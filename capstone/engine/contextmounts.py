@@ -24,13 +24,14 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+
+from part1_overview import model
 
 from .sources import ContextSource, SourceItem
 
 
-@dataclass
+@model
 class ContextView:
     """A bind source in the context: the entries kept (``rel`` below the source) and the
     slash paths it hides (below the source, outermost only)."""

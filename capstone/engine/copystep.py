@@ -46,11 +46,12 @@ import stat
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from part1_overview import model
 
 if TYPE_CHECKING:  # part 4 is imported where a layer is read or written (not on a cache hit)
     from part4_tar import LayerWriter
@@ -69,7 +70,7 @@ class CopyError(StepFailure):
     """A COPY/ADD that cannot be done (the step turns it into ``Dockerfile:LINE: ...``)."""
 
 
-@dataclass
+@model
 class CopyEntry:
     """One entry of the layer: ``dest`` (slash path in the image, no leading ``/``), ``src``
     (the real file to read, None for a directory the copy creates), its lstat, and what the
@@ -218,7 +219,7 @@ def _unpack_stat(p: tuple) -> os.stat_result:
          "st_mtime_ns": mtime_ns, "st_ctime_ns": ctime_ns, "st_blksize": 0, "st_blocks": 0, "st_rdev": rdev})
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Owner:
     """Who the copied entries belong to: ``uid``/``gid`` from ``--chown`` (None: keep)."""
 
@@ -263,7 +264,7 @@ def check_entry_name(keyword: str, what: str, name: str) -> None:
         raise CopyError(f"{keyword} failed: {what}: not a file name")
 
 
-@dataclass
+@model
 class CopySources:
     """What a COPY/ADD reads, before it is placed in an image: each matched source (its name
     at the destination, the item, whether ADD unpacks it, the source it is walked in) and the
@@ -406,7 +407,7 @@ def _walk_lines(item: SourceItem, source: ContextSource | ImageSource, excludes:
                              stat.S_IMODE(sub.st.st_mode), digests, sub.path)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class _Options:
     """What a COPY/ADD says about every entry: its keyword, owner (``--chown``, else the
     source's for an image source, else root), ``--chmod``, ``--exclude`` and destination."""

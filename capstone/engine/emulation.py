@@ -15,9 +15,9 @@ in one line which emulator is missing. It reads the kernel's registrations under
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from part1_overview import model
 from part2_manual_oci import ELF_MACHINES, Platform, elf_header, format_platform, host_platform, platform_compatible
 
 from .errors import StepFailure
@@ -36,7 +36,7 @@ class EmulatorMissing(StepFailure):
     """This host cannot run executables of the platform (the message names the emulator)."""
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Handler:
     """One binfmt_misc registration (``/proc/sys/fs/binfmt_misc/<name>``)."""
 

@@ -17,18 +17,16 @@ the step (``capstone.runner.Container``) and goes with it.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from part1_overview import CourseError
+from part1_overview import CourseError, asdict, fields, is_model, model, replace
 from part2_manual_oci import (
     DigestError,
     Platform,
@@ -113,7 +111,7 @@ PARALLEL_SNAPSHOT_ENTRIES = 1000
 PARALLEL_SNAPSHOT_BYTES = 64 << 20
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class StepResult:
     """What one step did: its number, stage, instruction text, whether the cache answered,
     the layer it added (digest, diff_id, size) if any, and how long it took."""
@@ -130,7 +128,7 @@ class StepResult:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class BuildResult:
     """The built image: ``image_id`` (``sha256:`` + config digest, docker's image id),
     ``digest`` (the manifest's), the ``names`` it was tagged with (normalized), warnings, and
@@ -208,14 +206,14 @@ def _normalized(name: str) -> str | None:
 def _fingerprint(ins: Instruction) -> dict:
     """The expanded instruction, minus where it is written (moving a line keeps the cache)."""
     out = {"keyword": ins.keyword, "flags": list(ins.flags)}
-    for f in dataclasses.fields(ins):
+    for f in fields(ins):
         if f.name in ("location", "original", "flags"):
             continue
         value = getattr(ins, f.name)
-        if dataclasses.is_dataclass(value):
-            value = dataclasses.asdict(value)
+        if is_model(value):
+            value = asdict(value)
         elif isinstance(value, tuple):
-            value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in value]
+            value = [asdict(v) if is_model(v) else v for v in value]
         out[f.name] = value
     return out
 
@@ -1136,7 +1134,7 @@ def build(
     return BuildResult(image_id, desc.digest, tuple(request.names), (unused,) if unused else (), tuple(steps))
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class _Request:
     """What :func:`build` was asked, checked before any work is done."""
 

@@ -45,10 +45,11 @@ import shutil
 import signal
 import stat
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from part1_overview import model
 
 from .errors import StepFailure
 
@@ -70,7 +71,7 @@ class GitSourceError(StepFailure):
     ``Dockerfile:LINE: ...``)."""
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class GitSource:
     """One ``ADD`` source word that names a git repository: ``remote`` (the address git is
     given, no fragment), ``ref`` (branch, tag or commit; "" for the default branch),
@@ -84,7 +85,7 @@ class GitSource:
     commit: str = ""
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class ResolvedGit:
     """A git source at a commit: ``refname`` is the full ref the name resolved to
     (``refs/heads/main``; None when a commit was asked for), ``tag_object`` the annotated
@@ -298,7 +299,7 @@ def resolve(source: GitSource, checksum: str | None = None) -> ResolvedGit:
 # -- 2. the files ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class GitTree:
     """A checked-out git source: ``path`` (the directory to copy: the root or the subdir),
     ``root`` (the work tree), ``commit`` and its ``commit_time`` (seconds since the epoch)."""

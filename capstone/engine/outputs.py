@@ -28,10 +28,10 @@ index's digest for a multi-platform image).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from part1_overview import model
 from part2_manual_oci import write_file_atomic
 
 from .errors import BuildError
@@ -56,7 +56,7 @@ COMPRESSIONS = ("gzip", "zstd", "uncompressed")
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class OutputSpec:
     """One ``--output``: ``type``, ``dest`` (a path, or the registry name for a push) and the
     image options (``name``, ``compression``, ``oci_mediatypes``; None: as stored)."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from part1_overview import model
 from part2_manual_oci import Platform, PlatformError, parse_platform
 
 from ..dockerfile import (
@@ -29,7 +29,7 @@ from ..errors import BuildArgError
 from .errors import BuildError
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class PlannedStage:
     """A stage that will be built: its index in the file, display name, the FROM line with its
     image expanded, and its instructions (raw; each is expanded when its turn comes)."""
@@ -47,7 +47,7 @@ class PlannedStage:
         return 1 + len(self.instructions)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class BuildPlan:
     dockerfile: Dockerfile
     variables: BuildVariables

@@ -34,9 +34,10 @@ import os
 import posixpath
 import shutil
 import stat
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from part1_overview import field, model, replace
 
 if TYPE_CHECKING:  # imported where used: a fully cached build loads no runtime
     from part6_runtime import Mount
@@ -136,7 +137,7 @@ def _is_bare_heredoc(text: str, doc: Heredoc) -> bool:
     return rest == doc.name
 
 
-@dataclass
+@model
 class MountPlan:
     """The --mount options of a RUN turned into part 6 mounts, with what the key needs."""
 

@@ -34,8 +34,9 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from part1_overview import model
 
 from .errors import BuildError
 
@@ -43,7 +44,7 @@ from .errors import BuildError
 MAX_SECRET_SIZE = 500 * 1024
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class SecretSource:
     """One ``--secret``: its ``id`` and where its value is read from (a file or a variable)."""
 
@@ -103,7 +104,7 @@ def parse_secret(text: str) -> SecretSource:
     return SecretSource(ident, os.path.abspath(path) if path is not None else None, env)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class SSHSource:
     """One ``--ssh``: an ``id`` and an agent socket, or key files for a private agent."""
 

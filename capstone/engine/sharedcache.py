@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 
+from part1_overview import model, replace
 from part2_manual_oci import Descriptor, Index, LayoutError, Manifest, ModelError, OCILayout, Platform, canonical_json
 from part2_manual_oci import mediatypes as mt
 from part3_go_style_builder import Image
@@ -66,7 +66,7 @@ class CacheSpecError(CapstoneError):
     """A ``--cache-to``/``--cache-from`` value that cannot be used."""
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class CacheSpec:
     """One ``--cache-to`` or ``--cache-from``: ``type`` ``registry`` (``ref``) or ``local``
     (``path``, ``tag``); ``mode`` (export); ``ignore_error`` (export)."""
@@ -134,7 +134,7 @@ def _registry_spec(ref: str, flag: str) -> CacheSpec:
     return CacheSpec("registry", ref=name.name)
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class CacheEntry:
     """A step of a build for the exported cache: its ``key``, the ``manifest`` of the image it
     produced, the instruction (``step``, for people reading the index) and whether it belongs

@@ -30,14 +30,15 @@ import os
 import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+
+from part1_overview import model
 
 from ..context import ContextTree, PathPattern, PatternMatcher, PatternSyntaxError, has_wildcards
 from .errors import StepFailure
 from .rootfs import RootfsView
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class SourceItem:
     """One file, directory or link to copy: ``rel`` (slash path from the source root, "" for
     the root itself), ``path`` (the real file), ``st`` (its lstat); ``matched_as``, for a

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import hashlib
 import io
 import json
@@ -46,11 +45,11 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urljoin
 
 import httpx
 
+from part1_overview import model, replace
 from part2_manual_oci import MAX_JSON_SIZE
 from part2_manual_oci import mediatypes as mt
 
@@ -87,7 +86,7 @@ PROBE_TIMEOUT = 5.0
 DEFAULT_UPLOAD_CHUNK = 64 << 20
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class RegistryOptions:
     """What the command line says about registries: ``tls_verify`` (``--tls-verify``; None:
     not given), ``cert_dir`` (``--cert-dir``), ``creds`` (``--creds USER:PASSWORD``) and
@@ -197,7 +196,7 @@ class RegistryClient:
         # a server that waits for an HTTP request never answers a TLS hello: a short wait says so
         timeout = httpx.Timeout(self.limits.read_timeout, connect=min(self.limits.connect_timeout, PROBE_TIMEOUT))
         try:
-            r = send(self._http, "GET", url, limits=dataclasses.replace(self.limits, retries=0), timeout=timeout)
+            r = send(self._http, "GET", url, limits=replace(self.limits, retries=0), timeout=timeout)
         except DownloadTooSlow:
             return f"http://{self.host}"
         except NetworkError as e:
@@ -248,7 +247,7 @@ class RegistryClient:
         challenge; the response is streamed when ``stream``. ``body`` is a factory so the
         request can be sent again."""
         url = self._url(path_or_url)
-        limits = self.limits if retries else dataclasses.replace(self.limits, retries=0)
+        limits = self.limits if retries else replace(self.limits, retries=0)
         for attempt in (1, 2):
             hdrs = {**(headers or {}), **self._auth_headers(scope)}
             try:

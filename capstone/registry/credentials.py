@@ -38,9 +38,9 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from part1_overview import field, model
 from part2_manual_oci import atomic_file
 
 from .errors import RegistryError
@@ -56,7 +56,7 @@ class CredentialsError(RegistryError):
     """An auth file or a credential helper failed (the message names which)."""
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Credentials:
     """A user name and a secret, and ``source``: where they were found (for messages)."""
 

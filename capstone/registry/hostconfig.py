@@ -35,8 +35,9 @@ import ipaddress
 import os
 import ssl
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from part1_overview import field, model
 
 from .errors import RegistryError
 
@@ -69,7 +70,7 @@ def host_of(registry: str) -> str:
 # -- registries.conf ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class RegistryEntry:
     """One ``[[registry]]`` table (or a v1 list item) that matters here: its prefix and the
     file it came from."""
@@ -159,7 +160,7 @@ def certs_d_roots(environ=None) -> list[Path]:
     return [user, *SYSTEM_CERTS_D]
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class Certificates:
     """The CA files and client certificate pairs found for one registry."""
 
@@ -196,7 +197,7 @@ def find_certificates(registry: str, cert_dir: str | os.PathLike | None = None, 
 # -- the decision ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@model(frozen=True)
 class HostConfig:
     """How to reach one registry.
 

@@ -11,9 +11,9 @@ store (untagged; ``prune`` removes them when nothing names them), and the conver
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from part1_overview import replace
 from part2_manual_oci import Descriptor, LayoutError, atomic_file
 from part2_manual_oci import mediatypes as mt
 

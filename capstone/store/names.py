@@ -13,10 +13,10 @@ import json
 import re
 from collections.abc import Callable, Container
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
+from part1_overview import replace
 from part2_manual_oci import (
     Descriptor,
     DigestError,

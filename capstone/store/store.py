@@ -47,10 +47,10 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
+from part1_overview import replace
 from part2_manual_oci import (
     Descriptor,
     ImageConfig,

@@ -24,10 +24,10 @@ import os
 import posixpath
 import tarfile
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from part1_overview import replace
 from part2_manual_oci import (
     MAX_JSON_SIZE,
     BlobCorrupt,
