@@ -134,7 +134,7 @@ def test_a_cached_build_imports_no_signal_secrets_csv_or_threads(store, tmp_path
         "RUN cp a b\n"
         "ENV X=1\n"
         "CMD [\"cat\", \"b\"]\n"), {"a": "x"})
-    imported("--store", str(store), "build", "--network", "none", "-q", "-t", "startup-hit", str(ctx))
-    again = imported("--store", str(store), "build", "--network", "none", "-q", "-t", "startup-hit", str(ctx))
+    imported("--store", str(store.path), "build", "--network", "none", "-q", "-t", "startup-hit", str(ctx))
+    again = imported("--store", str(store.path), "build", "--network", "none", "-q", "-t", "startup-hit", str(ctx))
     # an environment's start-up may import some of these itself (.pth files): not the build's
     assert packages(again - interpreter_start_up(), NOT_ON_A_HIT) == set()
