@@ -35,6 +35,14 @@ LAYER_COMPRESSION: dict[str, str] = {
 }
 LAYER_TYPES = frozenset(LAYER_COMPRESSION)
 
+#: Docker schema2 layer types -> the OCI type of the very same bytes (what a loaded image names)
+OCI_LAYER_TYPE: dict[str, str] = {DOCKER_LAYER_GZIP: OCI_LAYER_GZIP}
+
+
+def oci_layer_type(media_type: str) -> str:
+    """The OCI media type of a layer's bytes: Docker's own gzip type as OCI's, others as they are."""
+    return OCI_LAYER_TYPE.get(media_type, media_type)
+
 
 def layer_media_type(compression: str) -> str:
     """The OCI layer media type for a compression name ("none", "gzip", "zstd")."""

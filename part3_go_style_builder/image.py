@@ -61,9 +61,6 @@ if TYPE_CHECKING:
 from .errors import CbtError, ImageNotFound
 from .reference import OCI_ARCHIVE, OCI_LAYOUT, ImageReference, parse_reference, select_manifest
 
-# Docker schema2 layer types and the OCI type of the very same bytes
-_OCI_LAYER_TYPE = {mt.DOCKER_LAYER_GZIP: mt.OCI_LAYER_GZIP}
-
 
 def utc_now() -> str:
     """The current time as the image spec writes it (RFC 3339, UTC)."""
@@ -473,8 +470,7 @@ class Image:
                 )
             layers = []
             for ld, diff_id in zip(manifest.layers, config.rootfs_diff_ids):
-                oci_type = _OCI_LAYER_TYPE.get(ld.media_type, ld.media_type)
-                layers.append(Layer(replace(ld, media_type=oci_type), diff_id, reader.source(ld)))
+                layers.append(Layer(replace(ld, media_type=mt.oci_layer_type(ld.media_type)), diff_id, reader.source(ld)))
         finally:
             reader.close()
         return cls(config, tuple(layers), loaded_from=desc)

@@ -242,8 +242,8 @@ class StoredImage(StepImage):
         if not layers or not history or not isinstance(history[-1], dict) or history[-1].get("empty_layer"):
             return None
         doc = layers[-1]
-        if isinstance(doc, dict) and doc.get("mediaType") == mt.DOCKER_LAYER_GZIP:
-            doc = {**doc, "mediaType": mt.OCI_LAYER_GZIP}  # the same bytes: OCI's type, as loading names it
+        if isinstance(doc, dict) and doc.get("mediaType") in mt.OCI_LAYER_TYPE:
+            doc = {**doc, "mediaType": mt.oci_layer_type(doc["mediaType"])}  # the same bytes: OCI's type, as loading names it
         desc = Descriptor.from_json(doc, f"manifest {self._desc.digest}: layers[{len(layers) - 1}]")
         return Layer(desc, self._config["rootfs"]["diff_ids"][-1], FileBlob(self._store.blob_path(desc.digest)))
 
@@ -255,7 +255,7 @@ class StoredImage(StepImage):
     def committed(self) -> Descriptor | None:
         # a Docker manifest, or Docker's layer type, is written as OCI's by a commit: a new manifest
         if self._desc.media_type != mt.OCI_MANIFEST or any(
-                isinstance(layer, dict) and layer.get("mediaType") == mt.DOCKER_LAYER_GZIP
+                isinstance(layer, dict) and layer.get("mediaType") in mt.OCI_LAYER_TYPE
                 for layer in self._manifest["layers"]):
             return None
         return self._desc

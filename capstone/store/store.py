@@ -523,6 +523,6 @@ def image_from_layout(layout: OCILayout, mdesc: Descriptor, *, whole: bool = Tru
     for ld, diff_id in zip(manifest.layers, config.rootfs_diff_ids):
         if whole and not layout.has_blob(ld.digest):
             raise StoreError(f"{layout.path}: layer {ld.digest} of {mdesc.digest} is missing")
-        media_type = mt.OCI_LAYER_GZIP if ld.media_type == mt.DOCKER_LAYER_GZIP else ld.media_type
-        layers.append(Layer(replace(ld, media_type=media_type), diff_id, FileBlob(layout.blob_path(ld.digest))))
+        layers.append(Layer(replace(ld, media_type=mt.oci_layer_type(ld.media_type)), diff_id,
+                            FileBlob(layout.blob_path(ld.digest))))
     return Image(config, tuple(layers), loaded_from=mdesc)
